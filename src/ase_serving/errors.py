@@ -1,0 +1,111 @@
+"""The error codes of the public protocol (PROTOCOL.md) and the one exception tree that carries them.
+
+::
+
+    AseError (code, message)
+    ├── BadRequest        10160 bad JSON · 10161 bad base64 · 10163 schema mismatch · 10202 frame after end
+    ├── NoLicence         10110 every licence slot busy (overload)
+    ├── Timeout           10114 engine too slow, or a session idle / too long
+    ├── NoLoader          11503 no loader reachable for the service
+    └── WrapperFailure    109xx, or any non-zero code a wrapper returned
+
+Each transport maps these to its own form (HTTP status, WebSocket frame, gRPC response) in one place.
+"""
+
+from __future__ import annotations
+
+SUCCESS = 0
+BAD_JSON = 10160
+BAD_BASE64 = 10161
+SCHEMA_MISMATCH = 10163
+APP_ID_MISMATCH = 10313
+AUTH_FAILED = 10401
+FORBIDDEN = 10403
+NO_ROUTE = 10404
+TOO_LARGE = 10413
+NO_LICENCE = 10110
+TIMEOUT = 10114
+NO_LOADER = 11503
+FRAME_AFTER_END = 10202
+WRAPPER_INIT = 10901
+WRAPPER_FINI = 10902
+WRAPPER_CREATE = 10905
+WRAPPER_DESTROY = 10906
+WRAPPER_WRITE = 10907
+WRAPPER_READ = 10908
+WRAPPER_EXEC = 10909
+WRAPPER_EXCEPTION = 10910
+WORKER_DIED = 10911
+UNSUPPORTED_MODE = 10912
+
+HTTP_STATUS: dict[int, int] = {
+    SUCCESS: 200,
+    BAD_JSON: 400,
+    BAD_BASE64: 400,
+    SCHEMA_MISMATCH: 400,
+    APP_ID_MISMATCH: 403,
+    AUTH_FAILED: 401,
+    FORBIDDEN: 403,
+    NO_ROUTE: 404,
+    TOO_LARGE: 413,
+    NO_LICENCE: 429,
+    NO_LOADER: 503,
+    TIMEOUT: 504,
+    FRAME_AFTER_END: 400,
+}
+
+
+def http_status(code: int) -> int:
+    """The HTTP status for a protocol code; wrapper codes (109xx and others) are 500."""
+    return HTTP_STATUS.get(code, 500)
+
+
+class AseError(Exception):
+    """An error with a protocol code and a message a user can act on."""
+
+    code: int = 500
+
+    def __init__(self, message: str, code: int | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        if code is not None:
+            self.code = code
+
+    def __str__(self) -> str:
+        return f"{self.code}: {self.message}"
+
+
+class BadRequest(AseError):
+    code = SCHEMA_MISMATCH
+
+
+class NoLicence(AseError):
+    code = NO_LICENCE
+
+
+class Timeout(AseError):
+    code = TIMEOUT
+
+
+class NoLoader(AseError):
+    code = NO_LOADER
+
+
+class WrapperFailure(AseError):
+    code = WRAPPER_EXCEPTION
+
+
+def error_for(code: int, message: str) -> AseError:
+    """The exception class that carries ``code``."""
+    cls: type[AseError]
+    if code == NO_LICENCE:
+        cls = NoLicence
+    elif code == TIMEOUT:
+        cls = Timeout
+    elif code == NO_LOADER:
+        cls = NoLoader
+    elif code in (BAD_JSON, BAD_BASE64, SCHEMA_MISMATCH, FRAME_AFTER_END):
+        cls = BadRequest
+    else:
+        cls = WrapperFailure
+    return cls(message, code)

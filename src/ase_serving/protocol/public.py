@@ -1,0 +1,173 @@
+"""The public JSON protocol (PROTOCOL.md) <-> the internal request model, without a schema.
+
+The gateway adds schema checks on top; ``asectl loader test`` uses this directly.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from typing import Any
+
+import orjson
+
+from ase_serving import errors
+from ase_serving.errors import BadRequest
+from ase_serving.protocol.items import DataItem, DataType, OutputSpec, Request, Result, Status
+
+#: Keys of a parameter entry that make it an output description ("accept") rather than a value.
+OUTPUT_DESC_KEYS = frozenset({"encoding", "compress", "format"})
+#: Payload attributes that are not passed on as the item's ``desc``.
+_ITEM_FIELDS = frozenset({"status", "seq"})
+_DATA_FIELDS = tuple(t.field for t in DataType)
+
+
+def parse_body(raw: bytes | str) -> dict[str, Any]:
+    """Parse a request body; anything but a JSON object is error 10160."""
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise BadRequest(f"the body is not valid JSON: {exc}", errors.BAD_JSON) from None
+    if not isinstance(body, dict):
+        raise BadRequest(
+            "the body must be a JSON object with header/parameter/payload", errors.BAD_JSON
+        )
+    return body
+
+
+def param_text(value: Any) -> str:
+    """A parameter value as the string a wrapper receives (JSON for objects and arrays)."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return str(value)
+    return orjson.dumps(value).decode()
+
+
+def _object(body: dict[str, Any], name: str) -> dict[str, Any]:
+    value = body.get(name, {})
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise BadRequest(f"'{name}' must be a JSON object, not {type(value).__name__}")
+    return value
+
+
+def _service_params(parameter: dict[str, Any], service_id: str) -> tuple[str, dict[str, Any]]:
+    if service_id:
+        params = parameter.get(service_id, {})
+    elif len(parameter) == 1:
+        service_id, params = next(iter(parameter.items()))
+    elif not parameter:
+        params = {}
+    else:
+        raise BadRequest(
+            f"'parameter' has several services ({', '.join(sorted(parameter))}); "
+            "name the service whose parameters to use"
+        )
+    if not isinstance(params, dict):
+        raise BadRequest(f"'parameter.{service_id}' must be a JSON object")
+    return service_id, params
+
+
+def decode_item(name: str, entry: Any, default_status: int) -> DataItem:
+    """One ``payload.<name>`` entry -> a data item (base64 decoded; bad base64 is 10161)."""
+    where = f"payload.{name}"
+    if not isinstance(entry, dict):
+        raise BadRequest(f"'{where}' must be a JSON object")
+    fields = [f for f in _DATA_FIELDS if f in entry]
+    if len(fields) != 1:
+        raise BadRequest(
+            f"'{where}' must hold exactly one data field named after its type "
+            f"({', '.join(_DATA_FIELDS)}); found {', '.join(fields) or 'none'}"
+        )
+    field = fields[0]
+    encoded = entry[field]
+    if not isinstance(encoded, str):
+        raise BadRequest(f"'{where}.{field}' must be a base64 string")
+    try:
+        data = base64.b64decode(encoded, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise BadRequest(
+            f"'{where}.{field}' is not valid base64 ({exc})", errors.BAD_BASE64
+        ) from None
+    status = entry.get("status", default_status)
+    if status not in (0, 1, 2, 3):
+        raise BadRequest(f"'{where}.status' must be 0, 1, 2 or 3, not {status!r}")
+    desc = {
+        k: param_text(v)
+        for k, v in entry.items()
+        if k != field and k not in _ITEM_FIELDS and v is not None
+    }
+    seq = entry.get("seq", 0)
+    return DataItem(
+        key=name,
+        data=data,
+        status=int(status),
+        type=int(DataType[field.upper()]),
+        desc=desc,
+        seq=int(seq) if isinstance(seq, int) else 0,
+    )
+
+
+def _status_of(header: dict[str, Any], default: int) -> int:
+    status = header.get("status", default)
+    if status not in (0, 1, 2, 3):
+        raise BadRequest(f"'header.status' must be 0, 1, 2 or 3, not {status!r}")
+    return int(status)
+
+
+def request_from_public(
+    body: dict[str, Any], service_id: str = "", version: str = "", sid: str = ""
+) -> Request:
+    """A public request body (or a session's first frame) -> the loader's request."""
+    header = _object(body, "header")
+    parameter = _object(body, "parameter")
+    payload = _object(body, "payload")
+    service_id, params = _service_params(parameter, service_id)
+    status = _status_of(header, Status.ONCE)
+    req = Request(service_id=service_id, version=version, sid=sid, status=status)
+    req.headers = {k: param_text(v) for k, v in header.items() if v is not None}
+    for key, value in params.items():
+        if isinstance(value, dict) and value and set(value) <= OUTPUT_DESC_KEYS | {"type"}:
+            req.expect.append(
+                OutputSpec(key=key, desc={k: param_text(v) for k, v in value.items()})
+            )
+        else:
+            req.params[key] = param_text(value)
+    item_status = status if status != Status.ONCE else Status.ONCE
+    req.items = [decode_item(name, entry, item_status) for name, entry in payload.items()]
+    return req
+
+
+def frame_from_public(body: dict[str, Any]) -> tuple[int, list[DataItem]]:
+    """A later session frame -> (frame status, its data items)."""
+    header = _object(body, "header")
+    status = _status_of(header, Status.CONTINUE)
+    payload = _object(body, "payload")
+    return status, [decode_item(name, entry, status) for name, entry in payload.items()]
+
+
+def item_to_public(item: DataItem) -> dict[str, Any]:
+    """A result item -> its ``payload.<key>`` entry (data base64-encoded under its type's name)."""
+    entry: dict[str, Any] = dict(item.desc)
+    entry["status"] = item.status
+    try:
+        field = DataType(item.type).field
+    except ValueError:
+        field = DataType.OTHER.field
+    entry[field] = base64.b64encode(item.data).decode("ascii")
+    return entry
+
+
+def result_to_public(result: Result, session: bool = False) -> dict[str, Any]:
+    """A result -> the public response body (an error carries only the header)."""
+    header: dict[str, Any] = {"code": result.code, "message": result.message, "sid": result.sid}
+    if session:
+        header["status"] = result.status
+    out: dict[str, Any] = {"header": header}
+    if result.code == 0:
+        out["payload"] = {item.key: item_to_public(item) for item in result.items}
+    return out
