@@ -189,3 +189,60 @@ def params_for(req: Request) -> dict[str, str]:
 def ends_session(items: list[DataItem]) -> bool:
     """A result item with status 2 ends the session."""
     return any(i.status == Status.END for i in items)
+
+
+#: How a session's last result is found (``[loader] session_results`` in ase.toml).
+SYNC, ASYNC, AUTO = "sync", "async", "auto"
+
+
+class SessionState:
+    """The end-of-session rule, shared by the loader's workers and ``asectl loader test``.
+
+    A session ends when a result item has status 2 (from ``wrapperRead`` or a callback), or on an
+    error. After the caller's last frame (status 2) without such an item: in ``sync`` mode the
+    session ends with that frame's results; in ``async`` mode the loader waits for a callback
+    carrying status 2 (bounded by the read timeout); ``auto`` is async once the wrapper has pushed
+    a callback for this session, sync otherwise.
+    """
+
+    def __init__(self, host: EngineHost, handle: str, results: str = AUTO) -> None:
+        self.host = host
+        self.handle = handle
+        self.results = results
+        self.pushed = False
+        self.ended = False
+        self.destroyed = False
+
+    def frame(self, status: int, items: list[DataItem]) -> tuple[list[DataItem], bool, bool]:
+        """Write one frame and read -> (results, session ended, wait for an async end).
+
+        Raises :class:`~ase_serving.errors.AseError` when the wrapper fails.
+        """
+        if self.ended:
+            raise errors.BadRequest("frame sent after the session ended", errors.FRAME_AFTER_END)
+        self.host.write(self.handle, items)
+        out = self.host.read(self.handle)
+        if ends_session(out):
+            self.ended = True
+            return out, True, False
+        if status != Status.END:
+            return out, False, False
+        if self.results == ASYNC or (self.results == AUTO and self.pushed):
+            return out, False, True
+        self.ended = True
+        return out, True, False
+
+    def push(self, items: list[DataItem]) -> bool:
+        """Note an async result; True when it ends the session."""
+        self.pushed = True
+        if ends_session(items):
+            self.ended = True
+        return self.ended
+
+    def destroy(self) -> Result:
+        """``wrapperDestroy``, once, however the session ended."""
+        self.ended = True
+        if self.destroyed:
+            return Result()
+        self.destroyed = True
+        return self.host.destroy(self.handle)

@@ -1,0 +1,31 @@
+"""Typed settings of one loader (from ase.toml, flags and ``ASE_LOADER_*`` variables)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass
+class LoaderSettings:
+    """Everything ``serve()`` needs; ``ase_serving.loader.project`` builds it from a project."""
+
+    project_dir: Path
+    service: str
+    version: str = "1.0.0"
+    #: "once" and/or "session"; empty = whatever wrapper.py defines.
+    modes: frozenset[str] = frozenset()
+    workers: int = 1
+    lic: int = 1
+    host: str = "127.0.0.1"
+    port: int = 0  # 0 = a free port
+    #: HTTP /metrics and /health; None = off, 0 = a free port.
+    metrics_port: int | None = 0
+    once_timeout_s: float = 30.0
+    read_timeout_s: float = 15.0
+    session_timeout_s: float = 180.0
+    drain_timeout_s: float = 30.0
+    #: sync | async | auto (see host.SessionState)
+    session_results: str = "auto"
+    #: The [wrapper] table of ase.toml, values as strings, for wrapperInit.
+    wrapper_config: dict[str, str] = field(default_factory=dict)
