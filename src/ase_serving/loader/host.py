@@ -61,9 +61,7 @@ class EngineHost:
     def once(self, req: Request) -> Result:
         """Run ``wrapperOnceExec``; never raises."""
         if "wrapperOnceExec" not in self._f:
-            return Result(
-                errors.UNSUPPORTED_MODE, "this service takes sessions only (no wrapperOnceExec)"
-            )
+            return Result(errors.UNSUPPORTED_MODE, "this service takes sessions only (no wrapperOnceExec)")
         resp: list[Any] = []
         try:
             ret = self._call(
@@ -105,9 +103,7 @@ class EngineHost:
         return handle
 
     def write(self, handle: str, items: list[DataItem]) -> None:
-        ret = self._call(
-            "wrapperWrite", errors.WRAPPER_WRITE, handle, [to_wrapper(i) for i in items]
-        )
+        ret = self._call("wrapperWrite", errors.WRAPPER_WRITE, handle, [to_wrapper(i) for i in items])
         self._check_ret("wrapperWrite", ret, errors.WRAPPER_WRITE)
 
     def read(self, handle: str, default_status: int = Status.CONTINUE) -> list[DataItem]:
@@ -164,9 +160,7 @@ class EngineHost:
             return func(*args)
         except Exception as exc:
             log.debug("%s raised", name, exc_info=True)
-            raise WrapperFailure(
-                f"{name} raised {_describe(exc)}", errors.WRAPPER_EXCEPTION
-            ) from None
+            raise WrapperFailure(f"{name} raised {_describe(exc)}", errors.WRAPPER_EXCEPTION) from None
 
     def _check_ret(self, name: str, ret: Any, code: int) -> None:
         if ret is None or ret == 0:

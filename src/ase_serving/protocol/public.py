@@ -29,9 +29,7 @@ def parse_body(raw: bytes | str) -> dict[str, Any]:
     except orjson.JSONDecodeError as exc:
         raise BadRequest(f"the body is not valid JSON: {exc}", errors.BAD_JSON) from None
     if not isinstance(body, dict):
-        raise BadRequest(
-            "the body must be a JSON object with header/parameter/payload", errors.BAD_JSON
-        )
+        raise BadRequest("the body must be a JSON object with header/parameter/payload", errors.BAD_JSON)
     return body
 
 
@@ -90,16 +88,12 @@ def decode_item(name: str, entry: Any, default_status: int) -> DataItem:
     try:
         data = base64.b64decode(encoded, validate=True)
     except (binascii.Error, ValueError) as exc:
-        raise BadRequest(
-            f"'{where}.{field}' is not valid base64 ({exc})", errors.BAD_BASE64
-        ) from None
+        raise BadRequest(f"'{where}.{field}' is not valid base64 ({exc})", errors.BAD_BASE64) from None
     status = entry.get("status", default_status)
     if status not in (0, 1, 2, 3):
         raise BadRequest(f"'{where}.status' must be 0, 1, 2 or 3, not {status!r}")
     desc = {
-        k: param_text(v)
-        for k, v in entry.items()
-        if k != field and k not in _ITEM_FIELDS and v is not None
+        k: param_text(v) for k, v in entry.items() if k != field and k not in _ITEM_FIELDS and v is not None
     }
     seq = entry.get("seq", 0)
     return DataItem(
@@ -132,9 +126,7 @@ def request_from_public(
     req.headers = {k: param_text(v) for k, v in header.items() if v is not None}
     for key, value in params.items():
         if isinstance(value, dict) and value and set(value) <= OUTPUT_DESC_KEYS | {"type"}:
-            req.expect.append(
-                OutputSpec(key=key, desc={k: param_text(v) for k, v in value.items()})
-            )
+            req.expect.append(OutputSpec(key=key, desc={k: param_text(v) for k, v in value.items()}))
         else:
             req.params[key] = param_text(value)
     item_status = status if status != Status.ONCE else Status.ONCE

@@ -56,9 +56,7 @@ def from_wrapper(obj: Any, where: str, default_status: int = Status.ONCE) -> Dat
     elif data is None:
         data = b""
     elif not isinstance(data, bytes):
-        raise ItemError(
-            f"{where} ('{key}'): 'data' must be bytes or str, got {type(data).__name__}"
-        )
+        raise ItemError(f"{where} ('{key}'): 'data' must be bytes or str, got {type(data).__name__}")
     desc_raw = obj.get("desc") or {}
     if not isinstance(desc_raw, dict):
         raise ItemError(f"{where} ('{key}'): 'desc' must be a dict, got {type(desc_raw).__name__}")

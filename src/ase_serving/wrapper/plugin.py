@@ -167,9 +167,7 @@ def load_plugin(path: str | Path, modes: Iterable[str] | None = None) -> Plugin:
         try:
             target = cls()
         except Exception as exc:
-            raise PluginError(
-                file, [f"creating Wrapper() failed: {type(exc).__name__}: {exc}"]
-            ) from None
+            raise PluginError(file, [f"creating Wrapper() failed: {type(exc).__name__}: {exc}"]) from None
     funcs, complete, problems = check_functions(target, modes)
     if problems:
         raise PluginError(file, problems)

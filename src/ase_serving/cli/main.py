@@ -1,0 +1,24 @@
+"""``asectl``: the command line tool. A thin shell over the domain packages, one module per command group."""
+
+from __future__ import annotations
+
+import typer
+
+from ase_serving.cli import loader
+
+app = typer.Typer(
+    name="asectl",
+    help="ASE serving: serve engine plugins (wrapper.py) behind a validated, load-balanced API.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(loader.app, name="loader")
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()
