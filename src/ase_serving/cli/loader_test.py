@@ -1,12 +1,98 @@
-"""``asectl loader test``."""
+"""``asectl loader test``: check a wrapper and run its test cases in-process, no server."""
 
 from __future__ import annotations
 
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated
+
 import typer
+from rich.console import Console
+from rich.table import Table
+
+from ase_serving.cli.common import abort, print_json
+from ase_serving.loader.project import ProjectError
+from ase_serving.loader.testrun import Report, run_project
+
+HELP = """Check DIR/wrapper.py against the contract, then run wrapperInit, every test case in
+DIR/tests (*.json, *.yml, *.yaml) and wrapperFini in this process, without a server.
+
+Exit code 0 when every case passes, 1 otherwise. The case format is in docs/test-cases.md.
+
+Example:
+
+    asectl loader new hello && asectl loader test hello
+
+    asectl loader test examples/echo --json
+
+A case (DIR/tests/hello.yml):
+
+    name: hello
+    request:
+      header: {app_id: test, status: 3}
+      payload: {text: {encoding: utf8, status: 3, text: {utf8: "hi"}}}
+    expect: {code: 0, payload: {echo: {utf8: "hi"}}}
+"""
+
+
+@contextmanager
+def _stdout_to_stderr() -> Iterator[None]:
+    """Send whatever the wrapper prints (Python or C level) to stderr, so that stdout holds only
+    the one JSON document."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        os.dup2(2, 1)
+        yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
+def _print_table(report: Report) -> None:
+    console = Console()
+    err = Console(stderr=True)
+    for problem in report.problems:
+        err.print(f"[red]problem:[/red] {problem}", highlight=False, markup=True)
+    if not report.cases:
+        return
+    table = Table(title=f"test cases of {report.project}", title_justify="left")
+    table.add_column("case")
+    table.add_column("result")
+    table.add_column("ms", justify="right")
+    table.add_column("reason", overflow="fold")
+    for case in report.cases:
+        result = "[green]ok[/green]" if case.ok else "[red]failed[/red]"
+        table.add_row(case.name, result, f"{case.ms:.1f}", case.reason)
+    console.print(table)
+    failed = sum(not c.ok for c in report.cases)
+    summary = f"{len(report.cases) - failed} passed, {failed} failed"
+    console.print(f"[red]{summary}[/red]" if failed else f"[green]{summary}[/green]")
 
 
 def register(app: typer.Typer) -> None:
-    @app.command("test")
-    def test() -> None:
-        """Not written yet."""
-        raise typer.Exit(1)
+    @app.command("test", help=HELP)
+    def test(
+        folder: Annotated[Path, typer.Argument(metavar="DIR", help="the wrapper project folder")] = Path("."),
+        as_json: Annotated[bool, typer.Option("--json", help="print one JSON document on stdout")] = False,
+    ) -> None:
+        try:
+            if as_json:
+                with _stdout_to_stderr():
+                    report = run_project(folder)
+            else:
+                report = run_project(folder)
+        except ProjectError as exc:
+            abort(str(exc))
+        if report.no_cases and not report.problems:
+            typer.echo(f"warning: no test cases in {report.project / 'tests'}", err=True)
+        if as_json:
+            print_json(report.to_json())
+        else:
+            _print_table(report)
+        if not report.ok:
+            raise typer.Exit(1)
