@@ -1,0 +1,387 @@
+"""Shared parts of the benchmarks: a loader server under test, client processes, CPU accounting, stats.
+
+Clients run in separate processes (spawned, each optionally pinned to one CPU) so that at high
+concurrency the client side is not one GIL-bound process; each reports its latencies and the CPU it
+used, so a reader can tell when the client was the bottleneck.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import multiprocessing as mp
+import os
+import platform
+import random
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from array import array
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ase_serving.protocol.items import DataItem, Request
+
+ROOT = Path(__file__).resolve().parent.parent
+_SERVING = re.compile(r"serving on (\S+):(\d+)")
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+# -- machine --------------------------------------------------------------------------------------
+def machine() -> dict[str, str]:
+    """What a reader needs to compare numbers: CPU model, cores, OS, Python, grpc."""
+    import grpc
+
+    model = platform.processor() or "?"
+    with contextlib.suppress(OSError, subprocess.SubprocessError):
+        out = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10).stdout
+        for line in out.splitlines():
+            if line.startswith("Model name:"):
+                model = line.split(":", 1)[1].strip()
+    return {
+        "cpu": model,
+        "cores": str(os.cpu_count()),
+        "os": f"{platform.system()} {platform.release()}",
+        "python": platform.python_version(),
+        "grpcio": grpc.__version__,
+    }
+
+
+def pin(cpus: set[int] | None) -> None:
+    """Pin the calling process (and what it starts later) to ``cpus``; None = leave as is."""
+    if cpus and hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, cpus)
+
+
+def can_pin(n: int) -> bool:
+    return hasattr(os, "sched_setaffinity") and len(os.sched_getaffinity(0)) >= n
+
+
+# -- the request ----------------------------------------------------------------------------------
+def make_request(payload: int, params: dict[str, str] | None = None) -> Request:
+    """A once request like the gateway would send: headers, params, one ``payload``-byte text item."""
+    data = random.Random(0).randbytes(payload)
+    return Request(
+        service_id="bench",
+        version="1.0.0",
+        sid="bench-0001",
+        headers={"app_id": "bench-app", "uid": "bench-user", "request_id": "0123456789abcdef"},
+        params=dict(params or {}),
+        items=[DataItem(key="text", data=data, desc={"encoding": "utf8"})],
+    )
+
+
+def wire_size(req: Request) -> int:
+    """Bytes of the serialised OnceRequest (what crosses the socket, before HTTP/2 framing)."""
+    from ase_serving.loader.proto import loader_pb2 as pb
+
+    msg = pb.OnceRequest(
+        meta=pb.RequestMeta(
+            service_id=req.service_id,
+            version=req.version,
+            sid=req.sid,
+            headers=req.headers,
+            params=req.params,
+        ),
+        data=[
+            pb.DataItem(key=i.key, data=i.data, status=i.status, type=i.type, desc=i.desc) for i in req.items
+        ],
+    )
+    return msg.ByteSize()
+
+
+# -- stats ----------------------------------------------------------------------------------------
+@dataclass
+class Point:
+    """One measured point: latencies in ns, calls that failed, CPU seconds used."""
+
+    name: str
+    concurrency: int
+    seconds: float
+    lat_ns: list[int] = field(default_factory=list)
+    errors: int = 0
+    first_error: str = ""
+    client_cpu_s: float = 0.0
+    server_cpu_s: float = 0.0
+
+    @property
+    def calls(self) -> int:
+        return len(self.lat_ns)
+
+    @property
+    def rate(self) -> float:
+        return self.calls / self.seconds if self.seconds else 0.0
+
+    def pct_us(self, q: float) -> float:
+        if not self.lat_ns:
+            return float("nan")
+        s = sorted(self.lat_ns)
+        return s[min(len(s) - 1, int(q / 100 * len(s)))] / 1000
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "concurrency": self.concurrency,
+            "seconds": round(self.seconds, 3),
+            "calls": self.calls,
+            "calls_per_s": round(self.rate, 1),
+            "p50_us": round(self.pct_us(50), 1),
+            "p99_us": round(self.pct_us(99), 1),
+            "errors": self.errors,
+            "first_error": self.first_error,
+            "client_cpu_pct": round(100 * self.client_cpu_s / self.seconds, 1) if self.seconds else 0,
+            "server_cpu_pct": round(100 * self.server_cpu_s / self.seconds, 1) if self.seconds else 0,
+            "server_cpu_us_per_call": round(1e6 * self.server_cpu_s / self.calls, 1) if self.calls else 0,
+        }
+
+
+def time_inprocess(name: str, call: Callable[[], object], warmup_s: float, seconds: float) -> Point:
+    """Call ``call`` back to back in this thread; the in-process floor the loader is compared with."""
+    end_warm = time.monotonic() + warmup_s
+    while time.monotonic() < end_warm:
+        call()
+    lat: list[int] = []
+    cpu0, t0 = time.process_time(), time.monotonic()
+    end = t0 + seconds
+    clock = time.perf_counter_ns
+    while True:
+        a = clock()
+        call()
+        lat.append(clock() - a)
+        if time.monotonic() >= end:
+            break
+    point = Point(name, 1, time.monotonic() - t0, lat)
+    point.server_cpu_s = time.process_time() - cpu0
+    return point
+
+
+# -- CPU of a process tree ------------------------------------------------------------------------
+def tree_cpu_s(root_pid: int) -> float:
+    """User + system CPU seconds of ``root_pid`` and every live descendant (from /proc)."""
+    parents: dict[int, int] = {}
+    times: dict[int, float] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as fh:
+                stat = fh.read()
+        except OSError:
+            continue
+        rest = stat.rsplit(")", 1)[1].split()
+        pid = int(entry)
+        parents[pid] = int(rest[1])
+        times[pid] = (int(rest[11]) + int(rest[12])) / _TICK
+    total, todo = 0.0, [root_pid]
+    while todo:
+        pid = todo.pop()
+        total += times.get(pid, 0.0)
+        todo.extend(p for p, pp in parents.items() if pp == pid)
+    return total
+
+
+# -- the server under test ------------------------------------------------------------------------
+class LoaderServer:
+    """``asectl loader run DIR --port 0 ...`` in its own process group; ``target`` once it serves."""
+
+    def __init__(self, project: Path, args: Sequence[str], cpus: set[int] | None) -> None:
+        exe = shutil.which("asectl", path=str(Path(sys.executable).parent)) or shutil.which("asectl")
+        if exe is None:
+            raise RuntimeError("asectl not found: run scripts/install")
+        self.cmd = [exe, "loader", "run", str(project), "--port", "0", *args]
+        self.cpus = cpus
+        self.target = ""
+        self._lines: list[str] = []
+        self._found = threading.Event()
+        self.proc: subprocess.Popen[str] | None = None
+
+    def _read(self, stream: Any) -> None:
+        for line in stream:
+            self._lines.append(line.rstrip())
+            del self._lines[:-50]  # keep a tail for error messages only
+            m = _SERVING.search(line)
+            if m and not self._found.is_set():
+                self.target = f"{m.group(1)}:{m.group(2)}"
+                self._found.set()
+
+    def start(self, timeout_s: float = 60.0) -> str:
+        self.proc = subprocess.Popen(
+            self.cmd,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+            preexec_fn=(lambda: pin(self.cpus)) if self.cpus else None,
+        )
+        threading.Thread(target=self._read, args=(self.proc.stdout,), daemon=True).start()
+        deadline = time.monotonic() + timeout_s
+        while not self._found.wait(0.05):
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                tail = "\n".join(self._lines[-20:])
+                self.stop()
+                raise RuntimeError(f"{' '.join(self.cmd)} did not start serving:\n{tail}")
+        return self.target
+
+    def stop(self) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGTERM)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.proc.wait(timeout=20)
+        # Workers too, whatever the loader did with them.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.proc.wait(timeout=10)
+
+
+@contextlib.contextmanager
+def serving(project: Path, args: Sequence[str], cpus: set[int] | None) -> Iterator[LoaderServer]:
+    server = LoaderServer(project, args, cpus)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def wait_ready(target: str, req: Request, timeout_s: float = 60.0) -> None:
+    """Until one once call succeeds: "serving on" may come before every worker has loaded."""
+    from ase_serving.loader.client import LoaderClient
+
+    deadline = time.monotonic() + timeout_s
+    last = ""
+    with LoaderClient(target) as client:
+        while time.monotonic() < deadline:
+            try:
+                res = client.once(req)
+            except Exception as exc:  # the loader may not accept connections for a moment
+                last = f"{type(exc).__name__}: {exc}"
+            else:
+                if res.code == 0:
+                    return
+                last = f"code {res.code}: {res.message}"
+            time.sleep(0.05)
+    raise RuntimeError(f"loader at {target} not ready within {timeout_s:g}s: {last}")
+
+
+# -- client processes -----------------------------------------------------------------------------
+def _client_main(target: str, req: Request, threads: int, cpus: set[int] | None, conn: Any) -> None:
+    """One client process: connect, say ready, get the measuring window, run ``threads`` callers in a
+    loop, send back (latencies of successful calls in the window, failures, first failure, CPU s)."""
+    from ase_serving.loader.client import LoaderClient
+
+    pin(cpus)
+    lat = array("q")
+    lock = threading.Lock()
+    errors = [0]
+    first_error = [""]
+
+    def caller(client: LoaderClient, measure_from: float, measure_to: float) -> None:
+        mine = array("q")
+        bad = 0
+        why = ""
+        clock = time.perf_counter_ns
+        while True:
+            started = time.monotonic()
+            if started >= measure_to:
+                break
+            a = clock()
+            try:
+                res = client.once(req)
+                ok = res.code == 0
+                if not ok:
+                    why = why or f"code {res.code}: {res.message}"
+            except Exception as exc:
+                ok = False
+                why = why or f"{type(exc).__name__}: {exc}"
+            b = clock()
+            if started >= measure_from:
+                if ok:
+                    mine.append(b - a)
+                else:
+                    bad += 1
+        with lock:
+            lat.extend(mine)
+            errors[0] += bad
+            first_error[0] = first_error[0] or why
+
+    with LoaderClient(target) as client:
+        client.once(req)  # connected, and the first call's setup paid, before saying ready
+        conn.send("ready")
+        measure_from, measure_to = conn.recv()
+        workers = [
+            threading.Thread(target=caller, args=(client, measure_from, measure_to)) for _ in range(threads)
+        ]
+        for w in workers:
+            w.start()
+        time.sleep(max(0.0, measure_from - time.monotonic()))
+        cpu0 = time.process_time()
+        time.sleep(max(0.0, measure_to - time.monotonic()))
+        cpu1 = time.process_time()
+        for w in workers:
+            w.join()
+    conn.send((lat.tobytes(), errors[0], first_error[0], cpu1 - cpu0))
+    conn.close()
+
+
+def run_load(
+    name: str,
+    target: str,
+    req: Request,
+    concurrency: int,
+    procs: int,
+    client_cpus: set[int] | None,
+    server_pid: int,
+    warmup_s: float,
+    seconds: float,
+) -> Point:
+    """``concurrency`` callers spread over ``procs`` client processes: ``warmup_s``, then ``seconds``
+    measured, the same window in every process."""
+    procs = max(1, min(procs, concurrency))
+    per = [concurrency // procs + (1 if i < concurrency % procs else 0) for i in range(procs)]
+    ctx = mp.get_context("spawn")  # never fork a process that may hold grpc threads
+    pipes, children = [], []
+    try:
+        for n in per:
+            parent_end, child_end = ctx.Pipe()
+            p = ctx.Process(target=_client_main, args=(target, req, n, client_cpus, child_end), daemon=True)
+            p.start()
+            child_end.close()
+            pipes.append(parent_end)
+            children.append(p)
+        for conn in pipes:
+            if not conn.poll(60) or conn.recv() != "ready":
+                raise RuntimeError(f"{name}: a client process did not get ready within 60 s")
+        measure_from = time.monotonic() + warmup_s
+        measure_to = measure_from + seconds
+        for conn in pipes:
+            conn.send((measure_from, measure_to))
+        time.sleep(max(0.0, measure_from - time.monotonic()))
+        srv0 = tree_cpu_s(server_pid)
+        time.sleep(max(0.0, measure_to - time.monotonic()))
+        srv1 = tree_cpu_s(server_pid)
+        point = Point(name, concurrency, seconds)
+        point.server_cpu_s = srv1 - srv0
+        for conn in pipes:
+            if not conn.poll(60):
+                raise RuntimeError(f"{name}: a client process did not report within 60 s")
+            raw, bad, why, cpu = conn.recv()
+            point.lat_ns.extend(array("q", raw))
+            point.errors += bad
+            point.first_error = point.first_error or why
+            point.client_cpu_s += cpu
+    finally:
+        for p in children:
+            p.join(timeout=10)
+            if p.is_alive():
+                p.kill()
+                p.join(timeout=5)
+    return point
