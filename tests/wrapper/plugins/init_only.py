@@ -1,0 +1,5 @@
+"""Serves no mode at all."""
+
+
+def wrapperInit(config):
+    return 0
