@@ -1,12 +1,102 @@
-"""``asectl loader run``."""
+"""``asectl loader run``: serve a wrapper project over gRPC until SIGTERM/Ctrl-C."""
 
 from __future__ import annotations
 
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
 import typer
+
+from ase_serving.cli.common import abort
+from ase_serving.errors import AseError
+
+_EPILOG = """\
+Example:
+
+  asectl loader run examples/echo --workers 2 --lic 4 --port 50051
+
+Prints one line once every worker has run wrapperInit, e.g.
+`loader echo 1.0.0 serving on 127.0.0.1:50051 (2 workers x 4 licences); metrics
+http://127.0.0.1:9100/metrics`. SIGTERM or Ctrl-C drains in-flight work, runs
+wrapperFini and exits 0.
+"""
 
 
 def register(app: typer.Typer) -> None:
-    @app.command("run")
-    def run() -> None:
-        """Not written yet."""
-        raise typer.Exit(1)
+    @app.command("run", epilog=_EPILOG)
+    def run(
+        folder: Annotated[
+            Path, typer.Argument(help="The wrapper project (the folder with wrapper.py).")
+        ] = Path(),
+        service: Annotated[
+            str | None,
+            typer.Option("--service", help="Service name (default: [service] name or the folder name)."),
+        ] = None,
+        version: Annotated[
+            str | None,
+            typer.Option("--version", help="Service version (default: [service] version or 1.0.0)."),
+        ] = None,
+        workers: Annotated[
+            int | None,
+            typer.Option("--workers", help="Worker processes, each with its own copy of the engine."),
+        ] = None,
+        lic: Annotated[
+            int | None, typer.Option("--lic", help="Licence slots (concurrent calls/sessions) per worker.")
+        ] = None,
+        port: Annotated[Optional[int], typer.Option("--port", help="gRPC port; 0 picks a free one.")] = None,  # noqa: UP045
+        host: Annotated[Optional[str], typer.Option("--host", help="Address to listen on.")] = None,  # noqa: UP045
+        metrics_port: Annotated[
+            int | None,
+            typer.Option(
+                "--metrics-port",
+                help="HTTP port of /metrics and /health; 0 picks a free one, -1 turns it off.",
+            ),
+        ] = None,
+        log_level: Annotated[
+            str, typer.Option("--log-level", help="debug, info, warning or error.")
+        ] = "info",
+    ) -> None:
+        """Serve a wrapper project: gRPC Once/Session/Info, N worker processes x L licences."""
+        from ase_serving.loader.project import ProjectError, load_project
+        from ase_serving.loader.serve import Ready, serve
+
+        level = getattr(logging, log_level.upper(), None)
+        if not isinstance(level, int):
+            abort(f"--log-level must be debug, info, warning or error, not {log_level!r}")
+        logging.basicConfig(level=level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(message)s")
+        try:
+            settings = load_project(
+                folder,
+                service=service,
+                version=version,
+                workers=workers,
+                lic=lic,
+                host=host,
+                port=port,
+                metrics_port=None if metrics_port is None or metrics_port < 0 else metrics_port,
+            )
+        except ProjectError as exc:
+            abort(str(exc))
+        if metrics_port is not None and metrics_port < 0:
+            settings.metrics_port = None
+
+        def ready(info: Ready) -> None:
+            s = info.settings
+            line = (
+                f"loader {s.service} {s.version} serving on {info.address} "
+                f"({s.workers} worker{'s' if s.workers != 1 else ''} x {s.lic} "
+                f"licence{'s' if s.lic != 1 else ''})"
+            )
+            if info.metrics_url:
+                line += f"; metrics {info.metrics_url}"
+            sys.stdout.write(line + "\n")
+            sys.stdout.flush()
+
+        try:
+            serve(settings, ready=ready)
+        except AseError as exc:
+            abort(exc.message)
+        except KeyboardInterrupt:
+            raise typer.Exit(0) from None

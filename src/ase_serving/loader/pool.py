@@ -1,0 +1,456 @@
+"""The supervisor's side of the worker processes: spawn, licence slots, calls, crashes, restarts.
+
+Each :class:`WorkerProc` owns one worker process and the non-blocking end of its socketpair, read
+with ``loop.add_reader``; answers resolve futures keyed by call id. A worker has ``lic`` slots: a
+once call holds one until the worker answers (also after the caller timed out: the engine is
+still busy), a session holds one until ``wrapperDestroy`` returned. When a worker dies, every call
+and session on it ends with 10911 and the worker is started again (with a backoff while it keeps
+dying before it is ready); its slots come back when ``wrapperInit`` succeeded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+
+from ase_serving import errors
+from ase_serving.errors import AseError
+from ase_serving.loader import convert, ipc
+from ase_serving.loader.settings import LoaderSettings
+
+log = logging.getLogger("ase_serving.loader")
+
+STARTING, READY, RESTARTING, STOPPED = "starting", "ready", "restarting", "stopped"
+_BACKOFF_MAX_S = 5.0
+
+#: (code, payload) answer of a once call
+OnceAnswer = tuple[int, bytes]
+
+
+class StartError(AseError):
+    """A worker could not load or init the wrapper at start-up; the message says why."""
+
+    code = errors.WRAPPER_INIT
+
+
+def describe_exit(returncode: int | None) -> str:
+    if returncode is None:
+        return "unknown exit status"
+    if returncode < 0:
+        try:
+            return f"signal {signal.Signals(-returncode).name}"
+        except ValueError:
+            return f"signal {-returncode}"
+    return f"exit code {returncode}"
+
+
+class PoolSession:
+    """The supervisor's view of one session in one worker."""
+
+    def __init__(self, worker: WorkerProc, sess_id: int, generation: int) -> None:
+        self.worker = worker
+        self.id = sess_id
+        self.generation = generation
+        #: (SessionResponse bytes or b"", ends the session)
+        self.results: asyncio.Queue[tuple[bytes, bool]] = asyncio.Queue()
+        self.ack: asyncio.Future[int] | None = None
+        self.ended = False
+        self.closed = False
+
+    def on_answer(self, code: int, flags: int, payload: bytes, is_ack: bool) -> None:
+        end = bool(flags & ipc.FLAG_END)
+        if end:
+            self.ended = True
+        if payload or end:
+            self.results.put_nowait((payload, end))
+        if is_ack and self.ack is not None and not self.ack.done():
+            self.ack.set_result(code)
+
+    def die(self, payload: bytes) -> None:
+        self.ended = True
+        self.results.put_nowait((payload, True))
+        if self.ack is not None and not self.ack.done():
+            self.ack.set_result(errors.WORKER_DIED)
+
+    async def frame(self, payload: bytes) -> int:
+        """Send one caller frame and wait until the worker ran it (frames of a session run in order)."""
+        ack: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self.ack = ack
+        self.worker.send(ipc.OP_FRAME, self.id, payload)
+        return await ack
+
+    def close(self) -> None:
+        """End the session: ``wrapperDestroy`` runs in the worker, then the slot is free."""
+        if self.closed:
+            return
+        self.closed = True
+        self.ended = True
+        w = self.worker
+        if w.generation == self.generation and w.state == READY:
+            w.send(ipc.OP_DESTROY, self.id)
+        else:
+            w.sessions.pop(self.id, None)
+
+
+class WorkerProc:
+    """One worker process and its socket."""
+
+    def __init__(self, pool: Pool, index: int) -> None:
+        self.pool = pool
+        self.index = index
+        self.lic = pool.settings.lic
+        self.state = STARTING
+        self.busy = 0
+        self.restarts = 0
+        self.generation = 0
+        self.pid = 0
+        self.modes: list[str] = []
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.sock: socket.socket | None = None
+        self.pending: dict[int, asyncio.Future[OnceAnswer]] = {}
+        self.sessions: dict[int, PoolSession] = {}
+        self._frames = ipc.FrameBuffer()
+        self._wbuf = bytearray()
+        self._started: asyncio.Future[str] | None = None  # "" = ready, else the reason
+        self._fini: asyncio.Future[None] | None = None
+        self._exited: asyncio.Event = asyncio.Event()
+        self._restart_task: asyncio.Task[None] | None = None
+
+    # -- process ----------------------------------------------------------------------------
+    def spawn(self) -> None:
+        s = self.pool.settings
+        parent, child = socket.socketpair()
+        config = {
+            "index": self.index,
+            "project_dir": str(s.project_dir),
+            "modes": sorted(s.modes),
+            "wrapper_config": s.wrapper_config,
+            "lic": s.lic,
+            "session_results": s.session_results,
+        }
+        try:
+            out: Any = sys.stderr.fileno()  # stdout of the loader is for its ready line only
+        except (AttributeError, OSError, ValueError):
+            out = None
+        cmd = [sys.executable, "-m", "ase_serving.loader.worker", "--fd", str(child.fileno())]
+        cmd += ["--config", orjson.dumps(config).decode()]
+        try:
+            self.proc = subprocess.Popen(
+                cmd, pass_fds=(child.fileno(),), stdin=subprocess.DEVNULL, stdout=out
+            )
+        finally:
+            child.close()
+        self.pid = self.proc.pid
+        self.generation += 1
+        self.state = STARTING if self.state == STARTING else RESTARTING
+        self._frames = ipc.FrameBuffer()
+        self._wbuf = bytearray()
+        self._exited = asyncio.Event()
+        parent.setblocking(False)
+        self.sock = parent
+        loop = self.pool.loop
+        self._started = loop.create_future()
+        loop.add_reader(parent.fileno(), self._on_readable)
+
+    async def wait_started(self) -> str:
+        """ "" when wrapperInit succeeded, else why the worker did not start."""
+        assert self._started is not None
+        return await self._started
+
+    def send(self, op: int, call_id: int, payload: bytes = b"", code: int = 0) -> None:
+        sock = self.sock
+        if sock is None:
+            return
+        head = ipc.HEADER.pack(op, 0, 0, call_id, code, len(payload))
+        if self._wbuf:
+            self._wbuf += head + payload
+            return
+        try:
+            n = sock.sendmsg((head, payload)) if payload else sock.send(head)
+        except BlockingIOError:
+            n = 0
+        except OSError:
+            return  # the worker is gone; the reader sees EOF and ends its calls
+        total = len(head) + len(payload)
+        if n < total:
+            self._wbuf += (head + payload)[n:]
+            self.pool.loop.add_writer(sock.fileno(), self._flush)
+
+    def _flush(self) -> None:
+        sock = self.sock
+        if sock is None:
+            return
+        try:
+            n = sock.send(self._wbuf)
+        except BlockingIOError:
+            return
+        except OSError:
+            self._wbuf.clear()
+            n = 0
+        del self._wbuf[:n]
+        if not self._wbuf:
+            self.pool.loop.remove_writer(sock.fileno())
+
+    def _on_readable(self) -> None:
+        sock = self.sock
+        if sock is None:
+            return
+        try:
+            data = sock.recv(1 << 18)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self._on_eof()
+            return
+        self._frames.feed(data, self._on_frame)
+
+    def _on_frame(self, op: int, flags: int, call_id: int, code: int, payload: bytes) -> None:
+        if op == ipc.OP_ONCE_DONE:
+            fut = self.pending.pop(call_id, None)
+            self.busy -= 1
+            if fut is not None and not fut.done():
+                fut.set_result((code, payload))
+        elif op == ipc.OP_SESSION_ACK or op == ipc.OP_SESSION_PUSH:
+            sess = self.sessions.get(call_id)
+            if sess is not None:
+                sess.on_answer(code, flags, payload, op == ipc.OP_SESSION_ACK)
+        elif op == ipc.OP_DESTROYED:
+            if self.sessions.pop(call_id, None) is not None:
+                self.busy -= 1
+                self.pool.on_session_closed()
+        elif op == ipc.OP_READY:
+            info = orjson.loads(payload)
+            self.modes = list(info.get("modes", []))
+            self.busy = 0
+            self.state = READY
+            if self._started is not None and not self._started.done():
+                self._started.set_result("")
+            self.pool.on_worker_ready(self)
+        elif op == ipc.OP_INIT_FAILED:
+            if self._started is not None and not self._started.done():
+                self._started.set_result(payload.decode(errors="replace"))
+        elif op == ipc.OP_FINI_DONE:
+            if code:
+                log.warning("worker %d: wrapperFini failed: %s", self.index, payload.decode(errors="replace"))
+            if self._fini is not None and not self._fini.done():
+                self._fini.set_result(None)
+
+    def _on_eof(self) -> None:
+        sock = self.sock
+        if sock is not None:
+            loop = self.pool.loop
+            loop.remove_reader(sock.fileno())
+            if self._wbuf:
+                loop.remove_writer(sock.fileno())
+            sock.close()
+        self.sock = None
+        was_ready = self.state == READY
+        if self.state != STOPPED:
+            self.state = RESTARTING
+        self.pool.loop.create_task(self._reap(was_ready))
+
+    async def _reap(self, was_ready: bool) -> None:
+        proc = self.proc
+        assert proc is not None
+        deadline = time.monotonic() + 0.5
+        while proc.poll() is None and time.monotonic() < deadline:
+            await asyncio.sleep(0.005)
+        if proc.poll() is None:  # closed its socket but lives on: not usable any more
+            proc.kill()
+            await asyncio.sleep(0.01)
+        how = describe_exit(proc.poll())
+        self._exited.set()
+        if self._started is not None and not self._started.done():
+            self._started.set_result(f"worker {self.index} (pid {proc.pid}) died during wrapperInit ({how})")
+        stopping = self.pool.stopping or self.state == STOPPED
+        msg = f"engine worker {self.index} (pid {proc.pid}) died ({how}) while running this request"
+        if not stopping:
+            msg += "; it is being restarted"
+            log.error("engine worker %d (pid %d) died (%s); restarting it", self.index, proc.pid, how)
+        once_answer = convert.once_error(errors.WORKER_DIED, msg)
+        for fut in self.pending.values():
+            if not fut.done():
+                fut.set_result((errors.WORKER_DIED, once_answer))
+        self.pending.clear()
+        sess_answer = convert.session_error(errors.WORKER_DIED, msg)
+        for sess in self.sessions.values():
+            sess.die(sess_answer)
+        self.sessions.clear()
+        self.busy = 0
+        self.pool.on_session_closed()
+        if stopping:
+            self.state = STOPPED
+        elif (was_ready or self.pool.started) and (self._restart_task is None or self._restart_task.done()):
+            self._restart_task = self.pool.loop.create_task(self._restart())
+
+    async def _restart(self) -> None:
+        failures = 0
+        while not self.pool.stopping:
+            self.spawn()
+            reason = await self.wait_started()
+            if not reason:
+                self.restarts += 1
+                self.pool.on_restart(self)
+                return
+            failures += 1
+            log.error("worker %d failed to start again: %s", self.index, reason)
+            await self._exited.wait()
+            await asyncio.sleep(min(0.1 * 2**failures, _BACKOFF_MAX_S))
+
+    async def stop(self, timeout: float) -> None:
+        """wrapperFini, then the process ends (killed when it takes longer than ``timeout``)."""
+        proc = self.proc
+        was_ready = self.state == READY
+        self.state = STOPPED
+        if proc is None or proc.poll() is not None:
+            return
+        if was_ready and self.sock is not None:
+            self._fini = self.pool.loop.create_future()
+            self.send(ipc.OP_FINI, 0)
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._exited.wait(), timeout)
+        if proc.poll() is None:
+            proc.kill()
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._exited.wait(), 2.0)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(0.5)
+
+
+class Pool:
+    """The worker processes of one loader and the licence accounting across them."""
+
+    def __init__(
+        self,
+        settings: LoaderSettings,
+        loop: asyncio.AbstractEventLoop,
+        on_restart: Callable[[WorkerProc], None] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.loop = loop
+        self.workers = [WorkerProc(self, i + 1) for i in range(settings.workers)]
+        self.started = False
+        self.stopping = False
+        self._ids = itertools.count(1)
+        self._on_restart = on_restart
+        self._idle = asyncio.Event()
+        self.modes: list[str] = []
+
+    # -- life cycle -------------------------------------------------------------------------
+    async def start(self) -> None:
+        """Start every worker; raises :class:`StartError` when one cannot load or init the wrapper."""
+        for w in self.workers:
+            w.spawn()
+        reasons = await asyncio.gather(*(w.wait_started() for w in self.workers))
+        failed = [(w, r) for w, r in zip(self.workers, reasons, strict=True) if r]
+        if failed:
+            await self.stop(drain_timeout=0, fini_timeout=2.0)
+            w, reason = failed[0]
+            raise StartError(f"wrapper failed to start in worker {w.index}: {reason}")
+        self.modes = self.workers[0].modes
+        self.started = True
+
+    async def stop(self, drain_timeout: float, fini_timeout: float = 10.0) -> None:
+        """No new work; wait for in-flight work (bounded), then wrapperFini in every worker."""
+        self.stopping = True
+        if drain_timeout > 0:
+            await self.wait_idle(drain_timeout)
+        await asyncio.gather(*(w.stop(fini_timeout) for w in self.workers))
+
+    async def wait_idle(self, timeout: float) -> bool:
+        deadline = self.loop.time() + timeout
+        while self.busy() > 0:
+            self._idle.clear()
+            left = deadline - self.loop.time()
+            if left <= 0:
+                return False
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._idle.wait(), min(left, 0.05))
+        return True
+
+    def on_worker_ready(self, worker: WorkerProc) -> None:
+        self._idle.set()
+
+    def on_session_closed(self) -> None:
+        self._idle.set()
+
+    def on_restart(self, worker: WorkerProc) -> None:
+        if self._on_restart is not None:
+            self._on_restart(worker)
+
+    # -- work -------------------------------------------------------------------------------
+    def pick(self) -> WorkerProc | None:
+        """The ready worker with the most free slots; None when every slot is busy."""
+        best = None
+        most = 0
+        for w in self.workers:
+            if w.state == READY:
+                free = w.lic - w.busy
+                if free > most:
+                    best, most = w, free
+        return best
+
+    def submit_once(self, payload: bytes) -> asyncio.Future[OnceAnswer] | None:
+        """Send a serialized OnceRequest to a worker; None when no slot is free (10110)."""
+        w = self.pick()
+        if w is None:
+            return None
+        w.busy += 1
+        call_id = next(self._ids)
+        fut: asyncio.Future[OnceAnswer] = self.loop.create_future()
+        w.pending[call_id] = fut
+        w.send(ipc.OP_ONCE, call_id, payload)
+        return fut
+
+    def open_session(self, first: bytes) -> PoolSession | None:
+        """Create a session from its first serialized SessionRequest; None when no slot is free."""
+        w = self.pick()
+        if w is None:
+            return None
+        w.busy += 1
+        sess = PoolSession(w, next(self._ids), w.generation)
+        sess.ack = self.loop.create_future()
+        w.sessions[sess.id] = sess
+        w.send(ipc.OP_CREATE, sess.id, first)
+        return sess
+
+    # -- state ------------------------------------------------------------------------------
+    def busy(self) -> int:
+        return sum(w.busy for w in self.workers)
+
+    def lic_total(self) -> int:
+        """Slots of the workers that are ready (a restarting worker's slots are not offered)."""
+        return sum(w.lic for w in self.workers if w.state == READY)
+
+    def sessions(self) -> int:
+        return sum(len(w.sessions) for w in self.workers)
+
+    def healthy(self) -> bool:
+        return self.started and not self.stopping and any(w.state == READY for w in self.workers)
+
+    def snapshot(self) -> list[dict[str, Any]]:
+        return [
+            {
+                "index": w.index,
+                "pid": w.pid or os.getpid(),
+                "state": w.state,
+                "lic_total": w.lic,
+                "lic_busy": w.busy,
+                "restarts": w.restarts,
+            }
+            for w in self.workers
+        ]

@@ -1,0 +1,173 @@
+"""``serve()``: run one loader (gRPC server + worker processes + metrics) until SIGTERM/SIGINT.
+
+Start-up order: bind the gRPC port (fail fast when it is taken), start the workers and wait for
+every ``wrapperInit``, start the metrics endpoint, then report ready. Shutdown: new calls get
+11503 "loader is draining", in-flight work gets ``drain_timeout_s`` to finish, then every worker
+runs ``wrapperFini`` and exits.
+
+Registration with a cluster comes later: a :class:`Registrar` gets the ready address, licence
+changes and the start of the drain; the default does nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import grpc
+
+from ase_serving.errors import AseError
+from ase_serving.loader.metrics import LoaderMetrics, MetricsServer
+from ase_serving.loader.pool import Pool
+from ase_serving.loader.server import DRAINING, SERVING, LoaderService, add_to_server
+from ase_serving.loader.settings import LoaderSettings
+
+log = logging.getLogger("ase_serving.loader")
+
+
+class ServeError(AseError):
+    """The loader cannot start (port taken, wrapper init failed, ...); the message says why."""
+
+    code = 10901
+
+
+@dataclass
+class Ready:
+    """What a started loader tells its caller."""
+
+    settings: LoaderSettings
+    host: str
+    port: int
+    metrics_url: str | None
+    modes: list[str]
+    #: Thread-safe: ask the loader to drain and stop (as SIGTERM does).
+    stop: Callable[[], None] = field(repr=False, default=lambda: None)
+
+    @property
+    def address(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+
+class Registrar(Protocol):
+    """The seam for cluster registration (a later issue): told when to register and deregister."""
+
+    def on_ready(self, ready: Ready) -> None: ...
+
+    def on_draining(self) -> None: ...
+
+
+class NoRegistrar:
+    """The default: a standalone loader registers nowhere."""
+
+    def on_ready(self, ready: Ready) -> None:
+        pass
+
+    def on_draining(self) -> None:
+        pass
+
+
+def serve(
+    settings: LoaderSettings,
+    ready: Callable[[Ready], None] | None = None,
+    registrar: Registrar | None = None,
+) -> None:
+    """Run the loader until SIGTERM/SIGINT (or ``Ready.stop()``); blocks.
+
+    Raises :class:`ServeError` when it cannot start. Signal handlers are installed only when called
+    from the main thread; from another thread, stop it with ``Ready.stop``.
+    """
+    asyncio.run(_serve(settings, ready, registrar or NoRegistrar()))
+
+
+def _bind(server: grpc.aio.Server, host: str, port: int) -> int:
+    target = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    try:
+        bound = server.add_insecure_port(target)
+    except RuntimeError as exc:
+        raise ServeError(f"cannot listen on {target}: {exc} (is another loader using the port?)") from None
+    if not bound:
+        raise ServeError(f"cannot listen on {target} (is another loader using the port?)")
+    return bound
+
+
+async def _serve(
+    settings: LoaderSettings, ready: Callable[[Ready], None] | None, registrar: Registrar
+) -> None:
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+    metrics = LoaderMetrics(settings.service, settings.version)
+    pool = Pool(settings, loop, on_restart=metrics.restarted)
+    service = LoaderService(pool, settings, metrics)
+    metrics.bind(pool.lic_total, pool.busy, pool.sessions)
+    # so_reuseport off: a second loader on the same port must fail, not share it silently.
+    server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
+    add_to_server(server, service)
+    port = _bind(server, settings.host, settings.port)
+    metrics_server: MetricsServer | None = None
+    await server.start()
+    try:
+        if settings.metrics_port is not None:
+            try:
+                metrics_server = MetricsServer(settings.host, settings.metrics_port, metrics, service.health)
+            except OSError as exc:
+                raise ServeError(
+                    f"cannot serve metrics on port {settings.metrics_port}: {exc.strerror}"
+                ) from None
+            metrics_server.start()
+        starting = loop.create_task(pool.start())
+        stopped = loop.create_task(stop.wait())
+        await asyncio.wait({starting, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        if not starting.done():  # stopped while the wrappers were still loading
+            starting.cancel()
+            with contextlib.suppress(asyncio.CancelledError, AseError):
+                await starting
+            await pool.stop(drain_timeout=0, fini_timeout=2.0)
+            return
+        stopped.cancel()
+        try:
+            starting.result()
+        except AseError as exc:
+            raise ServeError(exc.message) from None
+        service.state = SERVING
+        metrics_url = None
+        if metrics_server is not None:
+            metrics_url = f"http://{settings.host}:{metrics_server.port}/metrics"
+        info = Ready(
+            settings,
+            settings.host,
+            port,
+            metrics_url,
+            pool.modes,
+            stop=lambda: _call_soon(loop, stop.set),
+        )
+        registrar.on_ready(info)
+        if ready is not None:
+            ready(info)
+        await stop.wait()
+        service.state = DRAINING
+        registrar.on_draining()
+        log.info("draining: %d licence(s) busy", pool.busy())
+        if not await pool.wait_idle(settings.drain_timeout_s):
+            log.warning("drain timeout (%g s): cancelling the calls still running", settings.drain_timeout_s)
+        await server.stop(grace=0.5)
+        await pool.wait_idle(2.0)  # cancelled sessions run wrapperDestroy
+        await pool.stop(drain_timeout=0)
+    finally:
+        await server.stop(grace=None)
+        if metrics_server is not None:
+            metrics_server.stop()
+        if not pool.stopping:
+            await pool.stop(drain_timeout=0, fini_timeout=2.0)
+
+
+def _call_soon(loop: asyncio.AbstractEventLoop, func: Callable[[], None]) -> None:
+    loop.call_soon_threadsafe(func)
