@@ -67,7 +67,15 @@ ratio = 0.5
 def test_flags_win_over_the_file(tmp_path: Path) -> None:
     root = project(tmp_path, '[service]\nname = "a"\nversion = "1"\n[loader]\nworkers = 3\nport = 1\n')
     s = load_project(root, service="b", version="2", workers=1, lic=2, host="::1", port=0, metrics_port=7)
-    assert (s.service, s.version, s.workers, s.lic, s.host, s.port, s.metrics_port) == ("b", "2", 1, 2, "::1", 0, 7)
+    assert (s.service, s.version, s.workers, s.lic, s.host, s.port, s.metrics_port) == (
+        "b",
+        "2",
+        1,
+        2,
+        "::1",
+        0,
+        7,
+    )
 
 
 def test_single_mode_as_a_string(tmp_path: Path) -> None:
@@ -97,7 +105,9 @@ def test_errors_name_the_file_and_key(tmp_path: Path, toml: str, fragment: str) 
 def test_missing_folder_and_wrapper(tmp_path: Path) -> None:
     with pytest.raises(ProjectError, match="no such folder"):
         load_project(tmp_path / "absent")
-    with pytest.raises(ProjectError, match=r"no wrapper\.py here \(create one with `asectl loader new NAME`\)"):
+    with pytest.raises(
+        ProjectError, match=r"no wrapper\.py here \(create one with `asectl loader new NAME`\)"
+    ):
         load_project(tmp_path)
 
 

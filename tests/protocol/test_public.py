@@ -36,7 +36,9 @@ BODY: dict[str, Any] = {
             "boxes": {"encoding": "utf8", "compress": "raw", "format": "json"},
         }
     },
-    "payload": {"image1": {"encoding": "jpg", "status": 3, "seq": 7, "width": 640, "image": b64(b"\xff\xd8jpg")}},
+    "payload": {
+        "image1": {"encoding": "jpg", "status": 3, "seq": 7, "width": 640, "image": b64(b"\xff\xd8jpg")}
+    },
 }
 
 

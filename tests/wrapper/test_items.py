@@ -34,7 +34,7 @@ def test_str_data_is_utf8_and_len_is_informative() -> None:
     ],
 )
 def test_bad_items(obj: object, fragment: str) -> None:
-    with pytest.raises(ItemError, match="^item 0") as info:
+    with pytest.raises(ItemError, match=r"^item 0") as info:
         from_wrapper(obj, "item 0")
     assert fragment in str(info.value)
 

@@ -38,8 +38,9 @@ def wrapperOnceExec(usrTag, params, reqData, respData, psrIds, psrCnt):
         return "ok"
     else:
         for item in reqData:
-            respData.append({"key": "out", "data": item["data"], "status": 3, "type": item["type"],
-                             "desc": item["desc"]})
+            respData.append(
+                {"key": "out", "data": item["data"], "status": 3, "type": item["type"], "desc": item["desc"]}
+            )
     return 0
 
 
