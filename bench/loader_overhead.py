@@ -56,21 +56,30 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
+def us(v: float) -> str:
+    """Microseconds: one decimal below 10 µs (the in-process rows), whole numbers above."""
+    return f"{v:.1f}" if abs(v) < 10 else f"{v:,.0f}"
+
+
 def row(p: Point, base_p50: float | None = None, base_rate: float | None = None) -> str:
     s = p.summary()
-    over = f"{s['p50_us'] - base_p50:,.0f}" if base_p50 is not None else "-"
-    ratio = f"{base_rate / s['calls_per_s']:.1f}x" if base_rate and s["calls_per_s"] else "-"
+    over = us(s["p50_us"] - base_p50) if base_p50 is not None else "-"
+    ratio = f"{base_rate / s['calls_per_s']:,.0f}x" if base_rate and s["calls_per_s"] else "-"
+    cpu = us(s["server_cpu_us_per_call"])
+    if s["worker_cpu_us_per_call"]:
+        front = s["server_cpu_us_per_call"] - s["worker_cpu_us_per_call"]
+        cpu += f" ({us(front)} + {us(s['worker_cpu_us_per_call'])})"
     err = f"{s['errors']}" + (f" ({s['first_error'][:60]})" if s["errors"] else "")
     return (
-        f"| {s['name']} | {s['concurrency']} | {s['calls_per_s']:,.0f} | {s['p50_us']:,.0f} | "
-        f"{s['p99_us']:,.0f} | {over} | {ratio} | {s['server_cpu_us_per_call']:,.0f} | "
+        f"| {s['name']} | {s['concurrency']} | {s['calls_per_s']:,.0f} | {us(s['p50_us'])} | "
+        f"{us(s['p99_us'])} | {over} | {ratio} | {cpu} | "
         f"{s['server_cpu_pct']:.0f}% | {s['client_cpu_pct']:.0f}% | {err} |"
     )
 
 
 HEADER = (
-    "| path | conc. | calls/s | p50 µs | p99 µs | p50 overhead µs | slower than in-process | "
-    "server CPU µs/call | server CPU | client CPU | errors |\n"
+    "| path | conc. | calls/s | p50 µs | p99 µs | p50 overhead µs | in-process calls/s ÷ this | "
+    "server CPU µs/call (front + workers) | server CPU | client CPU | errors |\n"
     "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--|"
 )
 

@@ -108,6 +108,8 @@ class Point:
     first_error: str = ""
     client_cpu_s: float = 0.0
     server_cpu_s: float = 0.0
+    #: the part of server_cpu_s spent in worker processes (the rest is the gRPC front process)
+    worker_cpu_s: float = 0.0
 
     @property
     def calls(self) -> int:
@@ -137,6 +139,7 @@ class Point:
             "client_cpu_pct": round(100 * self.client_cpu_s / self.seconds, 1) if self.seconds else 0,
             "server_cpu_pct": round(100 * self.server_cpu_s / self.seconds, 1) if self.seconds else 0,
             "server_cpu_us_per_call": round(1e6 * self.server_cpu_s / self.calls, 1) if self.calls else 0,
+            "worker_cpu_us_per_call": round(1e6 * self.worker_cpu_s / self.calls, 1) if self.calls else 0,
         }
 
 
@@ -161,8 +164,8 @@ def time_inprocess(name: str, call: Callable[[], object], warmup_s: float, secon
 
 
 # -- CPU of a process tree ------------------------------------------------------------------------
-def tree_cpu_s(root_pid: int) -> float:
-    """User + system CPU seconds of ``root_pid`` and every live descendant (from /proc)."""
+def tree_cpu_s(root_pid: int) -> tuple[float, float]:
+    """User + system CPU seconds of ``root_pid`` itself and of its live descendants (from /proc)."""
     parents: dict[int, int] = {}
     times: dict[int, float] = {}
     for entry in os.listdir("/proc"):
@@ -177,12 +180,12 @@ def tree_cpu_s(root_pid: int) -> float:
         pid = int(entry)
         parents[pid] = int(rest[1])
         times[pid] = (int(rest[11]) + int(rest[12])) / _TICK
-    total, todo = 0.0, [root_pid]
+    children, todo = 0.0, [p for p, pp in parents.items() if pp == root_pid]
     while todo:
         pid = todo.pop()
-        total += times.get(pid, 0.0)
+        children += times.get(pid, 0.0)
         todo.extend(p for p, pp in parents.items() if pp == pid)
-    return total
+    return times.get(root_pid, 0.0), children
 
 
 # -- the server under test ------------------------------------------------------------------------
@@ -369,7 +372,8 @@ def run_load(
         time.sleep(max(0.0, measure_to - time.monotonic()))
         srv1 = tree_cpu_s(server_pid)
         point = Point(name, concurrency, seconds)
-        point.server_cpu_s = srv1 - srv0
+        point.server_cpu_s = sum(srv1) - sum(srv0)
+        point.worker_cpu_s = srv1[1] - srv0[1]
         for conn in pipes:
             if not conn.poll(60):
                 raise RuntimeError(f"{name}: a client process did not report within 60 s")
