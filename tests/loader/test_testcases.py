@@ -267,7 +267,7 @@ def test_session_cases_sync_async_stream_and_errors(tmp_path: Path) -> None:
     assert failed == {} and report.ok
     assert len(report.cases) == 7
     assert [c.code for c in report.cases] == [0, 0, 0, 10042, 10114, 10202, 10114]
-    # wrapperDestroy ran for every session, however it ended (the hung one once its write returns).
+    # wrapperDestroy ran for every session, however it ended (errors, timeouts, a hung write).
     deadline = time.monotonic() + 10
     while len(log.read_text().split()) < 7 and time.monotonic() < deadline:
         time.sleep(0.05)
