@@ -1,0 +1,132 @@
+"""asr: real pocketsphinx sessions in-process (partials sync, final async), and its test cases."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from conftest import audio_item, failed_cases, loader_test, run_session, start_host
+
+from ase_serving.errors import AseError
+from ase_serving.loader.host import EngineHost
+from ase_serving.protocol.items import DataItem, Request, Status
+from ase_serving.wrapper import load_plugin
+
+pytest.importorskip("pocketsphinx")
+
+AUDIO = Path(__file__).parent / "tests"
+FRAME = 3200  # 100 ms of 16 kHz 16-bit mono
+
+
+@pytest.fixture(scope="module")
+def host() -> Iterator[EngineHost]:
+    h = start_host("asr")
+    yield h
+    h.fini()
+
+
+def frames_of(pcm: bytes, size: int = FRAME) -> tuple[Request, list[tuple[int, list[DataItem]]]]:
+    """The first request (first chunk, status 0) and the later frames (the last has status 2)."""
+    chunks = [pcm[i : i + size] for i in range(0, len(pcm), size)]
+    first = Request(sid="asr-test", status=Status.BEGIN, items=[audio_item(chunks[0], Status.BEGIN)])
+    later = [(Status.CONTINUE, [audio_item(c, Status.CONTINUE)]) for c in chunks[1:-1]]
+    later.append((Status.END, [audio_item(chunks[-1], Status.END)]))
+    return first, later
+
+
+@pytest.mark.timeout(60)
+def test_hello_world_partials_then_final_by_callback(host: EngineHost) -> None:
+    first, later = frames_of((AUDIO / "hello_world.pcm").read_bytes())
+    run = run_session(host, first, later, results="async")
+    assert run.code == 0, run.message
+    texts = run.texts("result")
+    partials = [t for s, t in texts if s == 1]
+    assert partials, "no partial result while streaming"
+    assert len(set(partials)) == len(partials), "a partial was sent although the text had not changed"
+    assert texts[-1] == (2, "hello world")
+    assert [s for s, _ in texts].count(2) == 1
+    # Partials come from wrapperRead, the final from a callback thread.
+    assert {kind for kind, items in run.batches if any(i.status == 1 for i in items)} == {"read"}
+    assert run.batches[-1][0] == "push"
+    assert run.destroy_code == 0
+
+
+@pytest.mark.timeout(60)
+def test_frame_size_does_not_change_the_text(host: EngineHost) -> None:
+    pcm = (AUDIO / "coffee.pcm").read_bytes()
+    finals = []
+    for size in (FRAME, 4801):  # 4801: odd sizes split samples across frames
+        run = run_session(host, *frames_of(pcm, size), results="async")
+        assert run.code == 0, run.message
+        finals.append(run.texts("result")[-1])
+    assert finals[0] == finals[1]
+    assert finals[0][1].startswith("i would like")
+
+
+@pytest.mark.timeout(60)
+def test_sessions_have_their_own_decoders(host: EngineHost) -> None:
+    """Two interleaved sessions: each gets the partials it gets alone (no shared decoder state)."""
+    a_first, a_later = frames_of((AUDIO / "hello_world.pcm").read_bytes())
+    b_first, b_later = frames_of((AUDIO / "coffee.pcm").read_bytes())
+    alone = [t for s, t in run_session(host, a_first, a_later, results="async").texts("result") if s == 1]
+    a_frames = [a_first.items] + [items for _, items in a_later[:-1]]
+    b_frames = [b_first.items] + [items for _, items in b_later[:-1]]
+    assert len(b_frames) > len(a_frames)
+    ha, hb = host.create(a_first), host.create(b_first)
+    a_partials = []
+    try:
+        for a_items, b_items in zip(a_frames, b_frames, strict=False):
+            host.write(ha, a_items)
+            host.write(hb, b_items)
+            a_partials += [i.data.decode() for i in host.read(ha)]
+            host.read(hb)
+    finally:
+        assert host.destroy(ha).code == host.destroy(hb).code == 0
+    assert a_partials == alone
+
+
+@pytest.mark.timeout(30)
+def test_an_empty_session_is_an_error_from_the_callback(host: EngineHost) -> None:
+    first = Request(status=Status.BEGIN, items=[audio_item(b"", Status.BEGIN)])
+    run = run_session(host, first, [(Status.END, [audio_item(b"", Status.END)])], results="async")
+    assert run.code == 20203
+    assert "no audio received" in run.message
+    assert run.destroy_code == 0
+
+
+@pytest.mark.timeout(30)
+def test_wrong_audio_format_is_refused(host: EngineHost) -> None:
+    bad = audio_item(b"\0" * 320, Status.BEGIN)
+    bad.desc["sample_rate"] = "8000"
+    run = run_session(host, Request(status=Status.BEGIN, items=[bad]), [], results="async")
+    assert run.code == 20202
+    assert "16 kHz" in run.message
+
+
+def test_a_destroyed_session_is_gone(host: EngineHost) -> None:
+    first, _ = frames_of((AUDIO / "hello_world.pcm").read_bytes())
+    handle = host.create(first)
+    host.write(handle, first.items)
+    assert host.destroy(handle).code == 0
+    assert host.read(handle) == []
+    with pytest.raises(AseError) as info:
+        host.write(handle, first.items)
+    assert info.value.code == 20204
+    assert "no such session" in info.value.message
+
+
+def test_a_missing_model_fails_at_init(tmp_path: Path) -> None:
+    bad = EngineHost(load_plugin(Path(__file__).parent))
+    with pytest.raises(AseError) as info:
+        bad.init({"model_dir": str(tmp_path)})
+    assert info.value.code == 20201
+    assert "model_dir" in info.value.message
+
+
+@pytest.mark.timeout(120)
+def test_asectl_loader_test_passes() -> None:
+    report = loader_test("asr")
+    assert report["ok"], failed_cases(report)
+    names = {c["name"] for c in report["cases"]}
+    assert names == {"hello-world", "coffee", "empty-session", "wrong-sample-rate"}
