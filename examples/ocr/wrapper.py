@@ -1,0 +1,97 @@
+"""ocr: text detection and recognition in an image with RapidOCR (PP-OCR models on onnxruntime).
+
+Input ``image1`` (a jpg or png). Outputs: ``boxes``, JSON text with one entry per text line found,
+``{"text", "score", "box"}`` (``box``: four [x, y] corners, clockwise from top left), and ``text``,
+the lines' text joined with newlines, top to bottom.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import cv2
+import numpy as np
+from rapidocr_onnxruntime import RapidOCR
+
+log = logging.getLogger("ocr")
+
+ERR_NO_IMAGE = 20301
+ERR_BAD_IMAGE = 20302
+ERR_ENGINE = 20303
+ERR_CONFIG = 20304
+
+ERRORS = {
+    ERR_NO_IMAGE: "no image: send payload.image1 (encoding jpg or png)",
+    ERR_BAD_IMAGE: "payload.image1 is not an image that can be decoded (send a jpg or png)",
+    ERR_ENGINE: "the OCR engine failed on this image",
+    ERR_CONFIG: "a [wrapper] setting in ase.toml has a bad value (see the loader's log)",
+}
+
+#: [wrapper] settings passed on to RapidOCR, with the type each string is converted to.
+SETTINGS = {"text_score": float, "det_limit_side_len": int, "det_limit_type": str}
+
+engine: RapidOCR | None = None
+
+
+def wrapperInit(config: dict) -> int:
+    global engine
+    try:
+        kwargs = {key: kind(config[key]) for key, kind in SETTINGS.items() if config.get(key)}
+    except ValueError as exc:
+        log.error("ocr: bad [wrapper] setting: %s", exc)
+        return ERR_CONFIG
+    # One engine per worker process: loading the models takes a while; inference is thread-safe.
+    engine = RapidOCR(**kwargs)
+    return 0
+
+
+def wrapperFini() -> int:
+    global engine
+    engine = None
+    return 0
+
+
+def wrapperOnceExec(usrTag, params, reqData, respData, psrIds, psrCnt) -> int:
+    images = [item for item in reqData if item["key"] == "image1"]
+    if not images or not images[0]["data"]:
+        return ERR_NO_IMAGE
+    image = cv2.imdecode(np.frombuffer(images[0]["data"], np.uint8), cv2.IMREAD_COLOR)
+    if image is None:
+        return ERR_BAD_IMAGE
+    try:
+        found, _elapsed = engine(image)
+    except Exception as exc:
+        log.error("ocr: %s failed: %s", usrTag, exc)
+        return ERR_ENGINE
+    lines = [
+        {"text": text, "score": round(float(score), 4), "box": [[float(x), float(y)] for x, y in box]}
+        for box, text, score in found or []  # `found` is None when there is no text at all
+    ]
+    boxes = json.dumps(lines, ensure_ascii=False)
+    text = "\n".join(line["text"] for line in lines)
+    respData.append(
+        {
+            "key": "boxes",
+            "data": boxes,
+            "len": len(boxes.encode()),
+            "status": 3,
+            "type": 0,
+            "desc": {"encoding": "utf8", "format": "json"},
+        }
+    )
+    respData.append(
+        {
+            "key": "text",
+            "data": text,
+            "len": len(text.encode()),
+            "status": 3,
+            "type": 0,
+            "desc": {"encoding": "utf8", "format": "plain"},
+        }
+    )
+    return 0
+
+
+def wrapperError(ret: int) -> str:
+    return ERRORS.get(ret, f"unknown error {ret}")
