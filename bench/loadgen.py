@@ -110,6 +110,12 @@ class Point:
     server_cpu_s: float = 0.0
     #: the part of server_cpu_s spent in worker processes (the rest is the gRPC front process)
     worker_cpu_s: float = 0.0
+    #: CPU the whole machine was busy in the window: what is not ours is noise from other programs
+    machine_busy_s: float = 0.0
+
+    @property
+    def other_cpu_s(self) -> float:
+        return max(0.0, self.machine_busy_s - self.server_cpu_s - self.client_cpu_s)
 
     @property
     def calls(self) -> int:
@@ -140,6 +146,7 @@ class Point:
             "server_cpu_pct": round(100 * self.server_cpu_s / self.seconds, 1) if self.seconds else 0,
             "server_cpu_us_per_call": round(1e6 * self.server_cpu_s / self.calls, 1) if self.calls else 0,
             "worker_cpu_us_per_call": round(1e6 * self.worker_cpu_s / self.calls, 1) if self.calls else 0,
+            "other_cpu_pct": round(100 * self.other_cpu_s / self.seconds, 1) if self.seconds else 0,
         }
 
 
@@ -149,7 +156,7 @@ def time_inprocess(name: str, call: Callable[[], object], warmup_s: float, secon
     while time.monotonic() < end_warm:
         call()
     lat: list[int] = []
-    cpu0, t0 = time.process_time(), time.monotonic()
+    busy0, cpu0, t0 = machine_busy_s(), time.process_time(), time.monotonic()
     end = t0 + seconds
     clock = time.perf_counter_ns
     while True:
@@ -160,10 +167,22 @@ def time_inprocess(name: str, call: Callable[[], object], warmup_s: float, secon
             break
     point = Point(name, 1, time.monotonic() - t0, lat)
     point.server_cpu_s = time.process_time() - cpu0
+    point.machine_busy_s = machine_busy_s() - busy0
     return point
 
 
-# -- CPU of a process tree ------------------------------------------------------------------------
+# -- CPU accounting -------------------------------------------------------------------------------
+def machine_busy_s() -> float:
+    """CPU seconds all CPUs have spent not idle since boot (from /proc/stat), 0.0 where unknown."""
+    try:
+        with open("/proc/stat") as fh:
+            fields = [int(v) for v in fh.readline().split()[1:]]
+    except (OSError, ValueError):
+        return 0.0
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    return (sum(fields[:8]) - idle) / _TICK
+
+
 def tree_cpu_s(root_pid: int) -> tuple[float, float]:
     """User + system CPU seconds of ``root_pid`` itself and of its live descendants (from /proc)."""
     parents: dict[int, int] = {}
@@ -189,14 +208,20 @@ def tree_cpu_s(root_pid: int) -> tuple[float, float]:
 
 
 # -- the server under test ------------------------------------------------------------------------
-class LoaderServer:
-    """``asectl loader run DIR --port 0 ...`` in its own process group; ``target`` once it serves."""
+def loader_cmd(project: Path, args: Sequence[str]) -> list[str]:
+    """``asectl loader run PROJECT --port 0 ARGS`` with this interpreter's asectl."""
+    exe = shutil.which("asectl", path=str(Path(sys.executable).parent)) or shutil.which("asectl")
+    if exe is None:
+        raise RuntimeError("asectl not found: run scripts/install")
+    return [exe, "loader", "run", str(project), "--port", "0", *args]
 
-    def __init__(self, project: Path, args: Sequence[str], cpus: set[int] | None) -> None:
-        exe = shutil.which("asectl", path=str(Path(sys.executable).parent)) or shutil.which("asectl")
-        if exe is None:
-            raise RuntimeError("asectl not found: run scripts/install")
-        self.cmd = [exe, "loader", "run", str(project), "--port", "0", *args]
+
+class LoaderServer:
+    """A server command (a loader, or the floor) in its own process group; ``target`` once its
+    output says ``serving on HOST:PORT``."""
+
+    def __init__(self, cmd: list[str], cpus: set[int] | None) -> None:
+        self.cmd = cmd
         self.cpus = cpus
         self.target = ""
         self._lines: list[str] = []
@@ -246,8 +271,8 @@ class LoaderServer:
 
 
 @contextlib.contextmanager
-def serving(project: Path, args: Sequence[str], cpus: set[int] | None) -> Iterator[LoaderServer]:
-    server = LoaderServer(project, args, cpus)
+def serving(cmd: list[str], cpus: set[int] | None) -> Iterator[LoaderServer]:
+    server = LoaderServer(cmd, cpus)
     server.start()
     try:
         yield server
@@ -276,12 +301,17 @@ def wait_ready(target: str, req: Request, timeout_s: float = 60.0) -> None:
 
 
 # -- client processes -----------------------------------------------------------------------------
-def _client_main(target: str, req: Request, threads: int, cpus: set[int] | None, conn: Any) -> None:
+def _client_main(
+    target: str, req: Request, threads: int, cpus: set[int] | None, raw: bool, conn: Any
+) -> None:
     """One client process: connect, say ready, get the measuring window, run ``threads`` callers in a
     loop, send back (latencies of successful calls in the window, failures, first failure, CPU s)."""
+    from ase_serving.loader import convert
     from ase_serving.loader.client import LoaderClient
+    from ase_serving.loader.proto import loader_pb2 as pb
 
     pin(cpus)
+    body = convert.once_request(req).SerializeToString()
     lat = array("q")
     lock = threading.Lock()
     errors = [0]
@@ -298,10 +328,15 @@ def _client_main(target: str, req: Request, threads: int, cpus: set[int] | None,
                 break
             a = clock()
             try:
-                res = client.once(req)
-                ok = res.code == 0
+                if raw:  # pre-serialised request, only the code read back: the transport alone
+                    out = pb.OnceResponse.FromString(client.once_raw(body, timeout=30))
+                    code, message = out.code, out.message
+                else:
+                    res = client.once(req)
+                    code, message = res.code, res.message
+                ok = code == 0
                 if not ok:
-                    why = why or f"code {res.code}: {res.message}"
+                    why = why or f"code {code}: {message}"
             except Exception as exc:
                 ok = False
                 why = why or f"{type(exc).__name__}: {exc}"
@@ -345,6 +380,7 @@ def run_load(
     server_pid: int,
     warmup_s: float,
     seconds: float,
+    raw: bool = False,
 ) -> Point:
     """``concurrency`` callers spread over ``procs`` client processes: ``warmup_s``, then ``seconds``
     measured, the same window in every process."""
@@ -355,7 +391,9 @@ def run_load(
     try:
         for n in per:
             parent_end, child_end = ctx.Pipe()
-            p = ctx.Process(target=_client_main, args=(target, req, n, client_cpus, child_end), daemon=True)
+            p = ctx.Process(
+                target=_client_main, args=(target, req, n, client_cpus, raw, child_end), daemon=True
+            )
             p.start()
             child_end.close()
             pipes.append(parent_end)
@@ -368,17 +406,19 @@ def run_load(
         for conn in pipes:
             conn.send((measure_from, measure_to))
         time.sleep(max(0.0, measure_from - time.monotonic()))
-        srv0 = tree_cpu_s(server_pid)
+        srv0, busy0 = tree_cpu_s(server_pid), machine_busy_s()
         time.sleep(max(0.0, measure_to - time.monotonic()))
-        srv1 = tree_cpu_s(server_pid)
+        srv1, busy1 = tree_cpu_s(server_pid), machine_busy_s()
         point = Point(name, concurrency, seconds)
         point.server_cpu_s = sum(srv1) - sum(srv0)
         point.worker_cpu_s = srv1[1] - srv0[1]
+        point.machine_busy_s = busy1 - busy0
         for conn in pipes:
             if not conn.poll(60):
                 raise RuntimeError(f"{name}: a client process did not report within 60 s")
             raw, bad, why, cpu = conn.recv()
-            point.lat_ns.extend(array("q", raw))
+            lat_bytes: bytes = raw
+            point.lat_ns.extend(array("q", lat_bytes))
             point.errors += bad
             point.first_error = point.first_error or why
             point.client_cpu_s += cpu
@@ -389,3 +429,15 @@ def run_load(
                 p.kill()
                 p.join(timeout=5)
     return point
+
+
+def wait_quiet(max_pct: float, timeout_s: float) -> float:
+    """Wait (up to ``timeout_s``) for a second in which other programs use < ``max_pct`` % of one CPU;
+    returns the last second's busy %. Shared machines are noisy: numbers taken under load mislead."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        b0 = machine_busy_s()
+        time.sleep(1.0)
+        pct = 100 * (machine_busy_s() - b0)
+        if pct < max_pct or time.monotonic() > deadline:
+            return pct
