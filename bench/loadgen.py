@@ -416,9 +416,8 @@ def run_load(
         for conn in pipes:
             if not conn.poll(60):
                 raise RuntimeError(f"{name}: a client process did not report within 60 s")
-            raw, bad, why, cpu = conn.recv()
-            lat_bytes: bytes = raw
-            point.lat_ns.extend(array("q", lat_bytes))
+            lat_bytes, bad, why, cpu = conn.recv()
+            point.lat_ns.extend(array("q", bytes(lat_bytes)))
             point.errors += bad
             point.first_error = point.first_error or why
             point.client_cpu_s += cpu
