@@ -25,6 +25,9 @@ from ase_serving.protocol.items import DataItem, Request, Result, Status
 _ONCE = "/ase.loader.v1.Loader/Once"
 _SESSION = "/ase.loader.v1.Loader/Session"
 _INFO = "/ase.loader.v1.Loader/Info"
+#: Largest message either way (gRPC's default of 4 MiB is too small for images and audio).
+MAX_MESSAGE = 256 * 1024 * 1024
+_OPTIONS = [("grpc.max_receive_message_length", MAX_MESSAGE), ("grpc.max_send_message_length", MAX_MESSAGE)]
 _EOF: Any = grpc.aio.EOF  # type: ignore[attr-defined]  # missing from the stubs
 
 
@@ -34,6 +37,8 @@ def _rpc_result(exc: grpc.RpcError) -> Result:
     details = (exc.details() if isinstance(exc, grpc.Call) else None) or str(exc)
     if code == grpc.StatusCode.DEADLINE_EXCEEDED:
         return Result(errors.TIMEOUT, "loader did not answer before the deadline", status=Status.END)
+    if code == grpc.StatusCode.RESOURCE_EXHAUSTED:
+        return Result(errors.TOO_LARGE, f"message too large for the loader: {details}", status=Status.END)
     return Result(errors.NO_LOADER, f"loader unreachable: {details}", status=Status.END)
 
 
@@ -58,7 +63,7 @@ class LoaderClient:
     def __init__(self, address: str, timeout: float | None = None) -> None:
         self.address = address
         self.timeout = timeout
-        self.channel = grpc.insecure_channel(address)
+        self.channel = grpc.insecure_channel(address, options=_OPTIONS)
         self._once = _callable(self.channel, "unary_unary", _ONCE)
         self._session = _callable(self.channel, "stream_stream", _SESSION)
         self._info = _callable(self.channel, "unary_unary", _INFO)
@@ -196,7 +201,7 @@ class AsyncLoaderClient:
     def __init__(self, address: str, timeout: float | None = None) -> None:
         self.address = address
         self.timeout = timeout
-        self.channel = grpc.aio.insecure_channel(address)
+        self.channel = grpc.aio.insecure_channel(address, options=_OPTIONS)
         self._once = _callable(self.channel, "unary_unary", _ONCE)
         self._session = _callable(self.channel, "stream_stream", _SESSION)
         self._info = _callable(self.channel, "unary_unary", _INFO)

@@ -361,7 +361,8 @@ class Pool:
             await self.stop(drain_timeout=0, fini_timeout=2.0)
             w, reason = failed[0]
             raise StartError(f"wrapper failed to start in worker {w.index}: {reason}")
-        self.modes = self.workers[0].modes
+        # [service] modes restricts what is offered; by default whatever wrapper.py can serve.
+        self.modes = sorted(self.settings.modes) if self.settings.modes else self.workers[0].modes
         self.started = True
 
     async def stop(self, drain_timeout: float, fini_timeout: float = 10.0) -> None:

@@ -23,9 +23,10 @@ from typing import Protocol
 import grpc
 
 from ase_serving.errors import AseError
+from ase_serving.loader.client import MAX_MESSAGE
 from ase_serving.loader.metrics import LoaderMetrics, MetricsServer
 from ase_serving.loader.pool import Pool
-from ase_serving.loader.server import DRAINING, SERVING, LoaderService, add_to_server
+from ase_serving.loader.server import DRAINING, LoaderService, add_to_server
 from ase_serving.loader.settings import LoaderSettings
 
 log = logging.getLogger("ase_serving.loader")
@@ -109,7 +110,13 @@ async def _serve(
     service = LoaderService(pool, settings, metrics)
     metrics.bind(pool.lic_total, pool.busy, pool.sessions)
     # so_reuseport off: a second loader on the same port must fail, not share it silently.
-    server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
+    server = grpc.aio.server(
+        options=[
+            ("grpc.so_reuseport", 0),
+            ("grpc.max_receive_message_length", MAX_MESSAGE),
+            ("grpc.max_send_message_length", MAX_MESSAGE),
+        ]
+    )
     add_to_server(server, service)
     port = _bind(server, settings.host, settings.port)
     metrics_server: MetricsServer | None = None
@@ -137,7 +144,7 @@ async def _serve(
             starting.result()
         except AseError as exc:
             raise ServeError(exc.message) from None
-        service.state = SERVING
+        service.serving()
         metrics_url = None
         if metrics_server is not None:
             metrics_url = f"http://{settings.host}:{metrics_server.port}/metrics"

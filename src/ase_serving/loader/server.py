@@ -43,6 +43,16 @@ class LoaderService:
             STARTING: convert.once_error(errors.NO_LOADER, "loader is starting"),
             DRAINING: convert.once_error(errors.NO_LOADER, "loader is draining"),
         }
+        self._once_ok = self._session_ok = False
+
+    def serving(self) -> None:
+        """Start taking calls (every worker has run wrapperInit; the modes are known)."""
+        modes = self.pool.modes
+        self._once_ok, self._session_ok = "once" in modes, "session" in modes
+        self._not_serving[SERVING] = convert.once_error(
+            errors.UNSUPPORTED_MODE, "this service takes sessions only (no wrapperOnceExec)"
+        )
+        self.state = SERVING
 
     def handlers(self) -> dict[str, grpc.RpcMethodHandler[Any, Any]]:
         return {
@@ -54,8 +64,9 @@ class LoaderService:
     # -- once -------------------------------------------------------------------------------
     async def once(self, body: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> bytes:
         t0 = time.perf_counter()
-        if self.state != SERVING:
-            self.metrics.count("once", errors.NO_LOADER)
+        if self.state != SERVING or not self._once_ok:
+            code = errors.NO_LOADER if self.state != SERVING else errors.UNSUPPORTED_MODE
+            self.metrics.count("once", code)
             return self._not_serving[self.state]
         fut = self.pool.submit_once(body)
         if fut is None:
@@ -83,6 +94,11 @@ class LoaderService:
         if self.state != SERVING:
             self.metrics.count("session", errors.NO_LOADER)
             await context.write(convert.session_error(errors.NO_LOADER, f"loader is {self.state}"))
+            return
+        if not self._session_ok:
+            self.metrics.count("session", errors.UNSUPPORTED_MODE)
+            msg = "this service takes once requests only (no wrapperCreate)"
+            await context.write(convert.session_error(errors.UNSUPPORTED_MODE, msg))
             return
         sess = self.pool.open_session(first)
         if sess is None:

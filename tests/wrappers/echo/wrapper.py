@@ -12,7 +12,9 @@ def wrapperFini():
 def wrapperOnceExec(usrTag, params, reqData, respData, psrIds, psrCnt):
     for item in reqData:
         data = item["data"].upper() if params.get("upper") == "1" else item["data"]
-        respData.append({"key": item["key"], "data": data, "len": len(data), "status": 3, "type": item["type"]})
+        respData.append(
+            {"key": item["key"], "data": data, "len": len(data), "status": 3, "type": item["type"]}
+        )
     if params.get("echo_params") == "1":
         keys = ",".join(sorted(params))
         respData.append({"key": "params", "data": keys, "len": len(keys), "status": 3, "type": 0})

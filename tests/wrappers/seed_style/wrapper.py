@@ -1,4 +1,4 @@
-# -*- coding: utf-8 -*-
+# -*- coding: utf-8 -*-  # noqa: UP009  (kept: the seed's plugins start this way)
 # A plugin written exactly as the seed's wrappers are: module-level functions, respData.append with
 # str data, len, status and type.
 import json

@@ -35,7 +35,8 @@ def wrapperWrite(handle, datas):
 def wrapperRead(handle):
     s = _sessions[handle]
     out = [
-        {"key": "echo", "data": d["data"], "len": d["len"], "status": d["status"], "type": 0} for d in s["pending"]
+        {"key": "echo", "data": d["data"], "len": d["len"], "status": d["status"], "type": 0}
+        for d in s["pending"]
     ]
     s["pending"] = []
     return out

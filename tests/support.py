@@ -1,0 +1,163 @@
+"""Start a real ``asectl loader run`` process and talk to it (shared by tests, examples and the bench).
+
+    with start_loader(WRAPPERS / "echo", "--workers", "2") as loader:
+        result = loader.client().once(Request(...))
+
+The loader runs in its own process group; ``stop()`` sends SIGTERM (drain) and waits,
+``kill()``/leaving the ``with`` block kills the whole group (supervisor and workers) so nothing
+outlives a test.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import selectors
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from ase_serving.loader.client import LoaderClient
+
+WRAPPERS = Path(__file__).resolve().parent / "wrappers"
+#: The CLI as a user runs it, without depending on the console script being on PATH.
+ASECTL = [sys.executable, "-m", "ase_serving.cli.main"]
+
+
+class LoaderProcess:
+    """A running ``asectl loader run``: its address, metrics URL, stderr and clients."""
+
+    def __init__(self, proc: subprocess.Popen[str], stderr_path: Path, line: str) -> None:
+        self.proc = proc
+        self.stderr_path = stderr_path
+        self.line = line
+        # "loader NAME VERSION serving on HOST:PORT (...); metrics URL"
+        self.address = line.split(" serving on ", 1)[1].split(" ", 1)[0]
+        self.metrics_url: str | None = (
+            line.split("; metrics ", 1)[1].strip() if "; metrics " in line else None
+        )
+        self._clients: list[LoaderClient] = []
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def client(self, timeout: float | None = 30.0) -> LoaderClient:
+        """A new client (closed when the loader is stopped)."""
+        c = LoaderClient(self.address, timeout=timeout)
+        self._clients.append(c)
+        return c
+
+    def http(self, path: str) -> tuple[int, bytes]:
+        """GET ``path`` on the metrics endpoint -> (status, body)."""
+        assert self.metrics_url is not None, "this loader runs without a metrics endpoint"
+        url = self.metrics_url.rsplit("/metrics", 1)[0] + path
+        try:
+            with urllib.request.urlopen(url, timeout=5) as resp:
+                return resp.status, resp.read()
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.read()
+
+    def stderr(self) -> str:
+        return self.stderr_path.read_text(errors="replace")
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> int:
+        """Send ``sig`` to the supervisor and wait for its exit code (kills the group on timeout)."""
+        self._close_clients()
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.kill()
+                raise
+        return self.proc.returncode
+
+    def kill(self) -> None:
+        """Kill the supervisor and every worker (its process group)."""
+        self._close_clients()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.proc.wait(10)
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
+
+    def _close_clients(self) -> None:
+        for c in self._clients:
+            c.close()
+        self._clients.clear()
+
+    def __enter__(self) -> LoaderProcess:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.kill()
+
+
+def start_loader(
+    project: str | Path, *args: str, timeout: float = 60.0, env: dict[str, str] | None = None
+) -> LoaderProcess:
+    """Run ``asectl loader run PROJECT ARGS...`` (port 0, a free metrics port) until its ready line.
+
+    Raises ``RuntimeError`` with the loader's stderr when it exits or is not ready within ``timeout``.
+    """
+    err = Path(tempfile.mkstemp(prefix="ase-loader-", suffix=".log")[1])
+    cmd = [*ASECTL, "loader", "run", str(project), "--port", "0", *args]
+    if "--metrics-port" not in args:
+        cmd += ["--metrics-port", "0"]
+    with err.open("w") as err_fh:
+        proc = subprocess.Popen(
+            cmd,
+            stdout=subprocess.PIPE,
+            stderr=err_fh,
+            stdin=subprocess.DEVNULL,
+            text=True,
+            start_new_session=True,
+            env={**os.environ, **(env or {})},
+        )
+    assert proc.stdout is not None
+    deadline = time.monotonic() + timeout
+    with selectors.DefaultSelector() as sel:
+        sel.register(proc.stdout, selectors.EVENT_READ)
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0 or (proc.poll() is not None and not sel.select(0)):
+                loader = LoaderProcess(proc, err, "- serving on ? ")
+                loader.kill()
+                raise RuntimeError(f"loader not ready (exit {proc.returncode}): {err.read_text()}")
+            if sel.select(min(left, 0.1)):
+                line = proc.stdout.readline()
+                if " serving on " in line:
+                    return LoaderProcess(proc, err, line.strip())
+                if not line and proc.poll() is not None:
+                    continue
+
+
+def project_copy(name: str, dest: Path, toml: str = "") -> Path:
+    """Copy ``tests/wrappers/<name>`` to ``dest`` and append ``toml`` to its ase.toml."""
+    target = dest / name
+    shutil.copytree(WRAPPERS / name, target)
+    if toml:
+        with (target / "ase.toml").open("a") as fh:
+            fh.write("\n" + toml + "\n")
+    return target
+
+
+def wait_for(predicate: Any, timeout: float = 10.0, what: str = "condition") -> Any:
+    """Poll ``predicate`` until it returns something truthy; ``AssertionError`` after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+        time.sleep(0.01)
