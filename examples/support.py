@@ -1,8 +1,9 @@
-"""Helpers shared by the examples' tests: run an example in-process, via `asectl`, or in a loader.
+"""Helpers shared by the examples' tests (``from examples.support import ...``).
 
-The three levels mirror how a plugin author works: the engine logic through ``EngineHost`` (what
-the loader's workers run), the project's own test cases through ``asectl loader test``, and a real
-``asectl loader run`` process called through ``LoaderClient``.
+Each example is tested at three levels, as a plugin author works: the engine logic in-process
+through ``EngineHost`` (what the loader's workers run), the project's own test cases through
+``asectl loader test``, and a real ``asectl loader run`` process called through ``LoaderClient``
+(``tests.support.start_loader``).
 """
 
 from __future__ import annotations
@@ -16,12 +17,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from ase_serving.loader.host import EngineHost, SessionState
 from ase_serving.loader.project import load_project
 from ase_serving.protocol.items import DataItem, DataType, Request, Status
 from ase_serving.wrapper import load_plugin
+from tests.support import LoaderProcess, start_loader
 
 EXAMPLES = Path(__file__).resolve().parent
 ASECTL = Path(sys.executable).with_name("asectl")
@@ -139,15 +139,8 @@ def failed_cases(report: dict[str, Any]) -> list[dict[str, Any]]:
     return [c for c in report.get("cases", []) if not c.get("ok")]
 
 
-@pytest.fixture(scope="module")
-def loader_runtime() -> Iterator[Any]:
-    """The loader runtime's ``start_loader`` helper; skips while the runtime does not exist yet."""
-    try:
-        from tests.support import start_loader  # type: ignore[import-not-found]
-    except ImportError:
-        try:
-            from ase_serving.loader.client import LoaderClient  # noqa: F401
-        except ImportError:
-            pytest.skip("the loader runtime (ase_serving.loader.client) is not built yet")
-        pytest.skip("tests.support.start_loader is not available")
-    yield start_loader
+def serve(name: str) -> Iterator[LoaderProcess]:
+    """A real ``asectl loader run examples/<name>`` for a module-scoped fixture; killed after."""
+    with start_loader(example_dir(name), timeout=60) as loader:
+        loader.client().wait_ready(30)
+        yield loader

@@ -6,12 +6,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import audio_item, failed_cases, loader_test, run_session, start_host
 
 from ase_serving.errors import AseError
 from ase_serving.loader.host import EngineHost
 from ase_serving.protocol.items import DataItem, Request, Status
 from ase_serving.wrapper import load_plugin
+from examples.support import audio_item, failed_cases, loader_test, run_session, serve, start_host
+from tests.support import LoaderProcess
 
 pytest.importorskip("pocketsphinx")
 
@@ -130,3 +131,38 @@ def test_asectl_loader_test_passes() -> None:
     assert report["ok"], failed_cases(report)
     names = {c["name"] for c in report["cases"]}
     assert names == {"hello-world", "coffee", "empty-session", "wrong-sample-rate"}
+
+
+@pytest.fixture(scope="module")
+def loader() -> Iterator[LoaderProcess]:
+    yield from serve("asr")
+
+
+@pytest.mark.timeout(60)
+def test_streamed_to_a_real_loader(loader: LoaderProcess) -> None:
+    """100 ms frames: partials arrive while audio is still being sent, then the final text."""
+    first, later = frames_of((AUDIO / "hello_world.pcm").read_bytes())
+    session = loader.client().session(first)
+    results = []
+    half = len(later) // 2
+    for status, items in later[:half]:
+        session.send(status, items)
+    # Before the rest of the audio is sent, a partial must come back: recognition is streaming.
+    results.append(session.recv(timeout=10))
+    for status, items in later[half:]:
+        session.send(status, items)
+    results += session.results(timeout=15)
+    assert all(r is not None and r.code == 0 for r in results), results
+    texts = [(r.status, i.status, i.data.decode()) for r in results if r for i in r.items]
+    assert texts[0][1] == 1 and texts[0][2], texts  # a non-empty partial
+    assert texts[-1] == (Status.END, 2, "hello world")
+    assert [t[1] for t in texts].count(2) == 1
+
+
+@pytest.mark.timeout(60)
+def test_empty_session_error_from_the_callback_reaches_the_client(loader: LoaderProcess) -> None:
+    session = loader.client().session(Request(status=Status.BEGIN, items=[audio_item(b"", Status.BEGIN)]))
+    session.send(Status.END, [audio_item(b"", Status.END)])
+    results = session.results(timeout=15)
+    assert [r.code for r in results] == [20203]
+    assert "no audio received" in results[0].message

@@ -5,10 +5,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from conftest import failed_cases, loader_test, start_host, text_item
 
 from ase_serving.loader.host import EngineHost
 from ase_serving.protocol.items import Request
+from examples.support import failed_cases, loader_test, serve, start_host, text_item
+from tests.support import LoaderProcess
 
 
 @pytest.fixture(scope="module")
@@ -49,3 +50,19 @@ def test_asectl_loader_test_passes() -> None:
     report = loader_test("echo")
     assert report["ok"], failed_cases(report)
     assert {c["name"] for c in report["cases"]} >= {"hello", "two-inputs", "no-input", "not-utf8"}
+
+
+@pytest.fixture(scope="module")
+def loader() -> Iterator[LoaderProcess]:
+    yield from serve("echo")
+
+
+@pytest.mark.timeout(60)
+def test_served_by_a_real_loader(loader: LoaderProcess) -> None:
+    client = loader.client()
+    res = client.once(Request(headers={"app_id": "t"}, items=[text_item("text", "over gRPC")]))
+    assert res.code == 0, res.message
+    assert [(i.key, i.data, i.desc) for i in res.items] == [("echo", b"over gRPC", {"encoding": "utf8"})]
+    # The wrapper's own code and wrapperError text cross the process boundary unchanged.
+    err = client.once(Request(items=[]))
+    assert (err.code, err.message) == (20001, "no input: send at least one payload item, e.g. payload.text")

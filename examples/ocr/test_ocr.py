@@ -5,13 +5,15 @@ from __future__ import annotations
 import io
 import json
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from conftest import failed_cases, loader_test, start_host, text_item
 
 from ase_serving.loader.host import EngineHost
 from ase_serving.protocol.items import DataItem, DataType, Request
+from examples.support import failed_cases, loader_test, serve, start_host, text_item
+from tests.support import LoaderProcess
 
 pytest.importorskip("rapidocr_onnxruntime")
 Image = pytest.importorskip("PIL.Image")
@@ -87,3 +89,25 @@ def test_asectl_loader_test_passes() -> None:
     report = loader_test("ocr")
     assert report["ok"], failed_cases(report)
     assert {c["name"] for c in report["cases"]} == {"hello-image", "not-an-image", "no-image"}
+
+
+@pytest.fixture(scope="module")
+def loader() -> Iterator[LoaderProcess]:
+    yield from serve("ocr")
+
+
+@pytest.mark.timeout(60)
+def test_served_by_a_real_loader(loader: LoaderProcess) -> None:
+    client = loader.client()
+    png = PNG.read_bytes()
+    # ase.toml gives 2 licences: two concurrent calls are both served.
+    with ThreadPoolExecutor(2) as pool:
+        results = list(pool.map(lambda _: client.once(image_request(png)), range(2)))
+    for res in results:
+        assert res.code == 0, res.message
+        out = {i.key: i.data.decode() for i in res.items}
+        assert out["text"].splitlines() == ["HELLO WORLD", "Serving 2025"]
+        assert [b["text"] for b in json.loads(out["boxes"])] == ["HELLO WORLD", "Serving 2025"]
+    bad = client.once(image_request(b"not an image"))
+    assert bad.code == 20302
+    assert "not an image" in bad.message

@@ -5,10 +5,12 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from conftest import audio_item, failed_cases, loader_test, run_session, start_host, text_item
 
+from ase_serving.errors import AseError
 from ase_serving.loader.host import EngineHost
 from ase_serving.protocol.items import Request, Status
+from examples.support import audio_item, failed_cases, loader_test, run_session, serve, start_host, text_item
+from tests.support import LoaderProcess
 
 
 @pytest.fixture(scope="module")
@@ -62,3 +64,36 @@ def test_asectl_loader_test_passes() -> None:
     report = loader_test("stream_echo")
     assert report["ok"], failed_cases(report)
     assert {c["name"] for c in report["cases"]} == {"three-frames", "streamed-file", "audio-is-refused"}
+
+
+@pytest.fixture(scope="module")
+def loader() -> Iterator[LoaderProcess]:
+    yield from serve("stream_echo")
+
+
+@pytest.mark.timeout(60)
+def test_session_served_by_a_real_loader(loader: LoaderProcess) -> None:
+    session = loader.client().session(first("one"))
+    first_result = session.recv(timeout=10)
+    assert first_result is not None and first_result.code == 0, first_result
+    assert [i.data for i in first_result.items] == [b"one"]  # answered before the next frame is sent
+    session.send(Status.CONTINUE, [text_item("text", "two", Status.CONTINUE)])
+    session.send(Status.END, [text_item("text", "three", Status.END)])
+    rest = session.results(timeout=10)
+    assert [(r.code, r.status, [i.data for i in r.items]) for r in rest] == [
+        (0, Status.CONTINUE, [b"two"]),
+        (0, Status.END, [b"three"]),
+    ]
+    assert session.recv(timeout=5) is None  # the stream is over
+    with pytest.raises(AseError) as info:
+        session.send(Status.CONTINUE, [text_item("text", "late", Status.CONTINUE)])
+    assert info.value.code == 10202
+
+
+@pytest.mark.timeout(60)
+def test_wrapper_error_ends_a_served_session(loader: LoaderProcess) -> None:
+    session = loader.client().session(first("fine"))
+    session.send(Status.END, [audio_item(b"\0\0", Status.END)])
+    results = session.results(timeout=10)
+    assert results[-1].code == 20101
+    assert "text frames only" in results[-1].message
