@@ -221,11 +221,12 @@ def main(argv: list[str] | None = None) -> int:
     out: dict[str, Any] = {
         "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "command": "python " + shlex.join(["bench/loader_overhead.py", *(argv or sys.argv[1:])]),
+        "commit": loadgen.commit(),
         "machine": loadgen.machine(),
         "seconds_per_point": args.seconds,
     }
     m = out["machine"]
-    print(f"# loader overhead, {out['date']}")
+    print(f"# loader overhead, {out['date']}, commit {out['commit']}")
     print(f"machine: {m['cpu']}, {m['cores']} cores, {m['os']}, Python {m['python']}, grpcio {m['grpcio']}")
     if args.quiet_wait > 0:
         busy = loadgen.wait_quiet(10.0, args.quiet_wait)

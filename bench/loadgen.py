@@ -52,6 +52,26 @@ def machine() -> dict[str, str]:
     }
 
 
+def commit() -> str:
+    """The checked-out commit (``+dirty`` when the work tree has changes), or ``?``."""
+    try:
+        rev = subprocess.run(
+            ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(ROOT), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "?"
+    return (rev or "?") + ("+dirty" if dirty else "")
+
+
 def pin(cpus: set[int] | None) -> None:
     """Pin the calling process (and what it starts later) to ``cpus``; None = leave as is."""
     if cpus and hasattr(os, "sched_setaffinity"):
