@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 
 import cv2
 import numpy as np
@@ -32,6 +33,10 @@ ERRORS = {
 SETTINGS = {"text_score": float, "det_limit_side_len": int, "det_limit_type": str}
 
 engine: RapidOCR | None = None
+# wrapperOnceExec may run concurrently, but RapidOCR's detector keeps per-call state on the instance
+# (the resize step it picks for each image), so calls take turns. Little is lost: onnxruntime already
+# spreads one call over all cores. More throughput = more worker processes (`--workers`).
+engine_lock = threading.Lock()
 
 
 def wrapperInit(config: dict) -> int:
@@ -41,8 +46,7 @@ def wrapperInit(config: dict) -> int:
     except ValueError as exc:
         log.error("ocr: bad [wrapper] setting: %s", exc)
         return ERR_CONFIG
-    # One engine per worker process: loading the models takes a while; inference is thread-safe.
-    engine = RapidOCR(**kwargs)
+    engine = RapidOCR(**kwargs)  # once per worker process: loading the models takes a while
     return 0
 
 
@@ -60,7 +64,8 @@ def wrapperOnceExec(usrTag, params, reqData, respData, psrIds, psrCnt) -> int:
     if image is None:
         return ERR_BAD_IMAGE
     try:
-        found, _elapsed = engine(image)
+        with engine_lock:
+            found, _elapsed = engine(image)
     except Exception as exc:
         log.error("ocr: %s failed: %s", usrTag, exc)
         return ERR_ENGINE
