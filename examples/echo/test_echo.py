@@ -8,7 +8,8 @@ import pytest
 
 from ase_serving.loader.host import EngineHost
 from ase_serving.protocol.items import Request
-from examples.support import failed_cases, loader_test, serve, start_host, text_item
+from ase_serving.wrapper import load_plugin
+from examples.support import example_dir, failed_cases, loader_test, serve, start_host, text_item
 from tests.support import LoaderProcess
 
 
@@ -44,6 +45,13 @@ def test_binary_input_is_rejected(host: EngineHost) -> None:
     req.items[0].data = b"\xff\xfe"
     res = host.once(req)
     assert (res.code, res.message) == (20002, "the input is not UTF-8 text")
+
+
+def test_prefix_comes_from_the_wrapper_config() -> None:
+    other = EngineHost(load_plugin(example_dir("echo")))  # a second, independent module instance
+    other.init({"prefix": ">> "})
+    res = other.once(Request(items=[text_item("text", "hi")]))
+    assert [(i.data, i.desc) for i in res.items] == [(b">> hi", {"encoding": "utf8"})]
 
 
 def test_asectl_loader_test_passes() -> None:

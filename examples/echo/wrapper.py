@@ -31,15 +31,15 @@ def wrapperOnceExec(usrTag, params, reqData, respData, psrIds, psrCnt):
         return ERR_NO_INPUT
     for item in reqData:
         try:
-            text = item["data"].decode("utf-8")
+            text = prefix + item["data"].decode("utf-8")
         except UnicodeDecodeError:
             return ERR_NOT_TEXT
         respData.append(
             {
                 # One input -> the output `echo`; several -> each keeps its own name.
                 "key": "echo" if len(reqData) == 1 else item["key"],
-                "data": prefix + text,
-                "len": len((prefix + text).encode("utf-8")),
+                "data": text,
+                "len": len(text.encode("utf-8")),
                 "status": 3,
                 "type": 0,
                 "desc": {"encoding": item["desc"].get("encoding", "utf8")},
