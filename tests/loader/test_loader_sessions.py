@@ -150,3 +150,31 @@ def test_frame_after_the_last_frame_is_10202(async_client: LoaderClient, tmp_pat
     assert results[-1].message == "frame sent after the session ended"
     (tmp_path / "gate").touch()
     wait_for(lambda: _idle(async_client), what="slot released")
+
+
+def test_async_client_once_info_and_session(sync_loader: LoaderProcess, tmp_path: Path) -> None:
+    import asyncio
+
+    from ase_serving.loader.client import AsyncLoaderClient
+
+    async def scenario() -> None:
+        c = AsyncLoaderClient(sync_loader.address, timeout=10)
+        try:
+            assert (await c.info()).service_id == "session_sync"
+            assert (await c.once(Request())).code == errors.UNSUPPORTED_MODE
+            sess = c.session(Request(sid="aio", params={"marker": str(tmp_path)}, status=Status.BEGIN))
+            await sess.send(Status.CONTINUE, [item(b"x", Status.CONTINUE)])
+            await sess.send(Status.END, [item(b"y", Status.END)])
+            got = [await sess.recv(), await sess.recv()]
+            assert [(r.status, r.items[0].data) for r in got if r] == [
+                (Status.BEGIN, b"x"),
+                (Status.END, b"y"),
+            ]
+            assert await sess.recv() is None
+            with pytest.raises(BadRequest):
+                await sess.send(Status.CONTINUE, [])
+        finally:
+            await c.close()
+
+    asyncio.run(scenario())
+    wait_for(lambda: list(tmp_path.glob("destroyed-*")), what="wrapperDestroy")
