@@ -114,3 +114,11 @@ def test_missing_folder_and_wrapper(tmp_path: Path) -> None:
 def test_flag_values_are_checked(tmp_path: Path) -> None:
     with pytest.raises(ProjectError, match="at least 1"):
         load_project(project(tmp_path), workers=0)
+
+
+def test_metrics_port_minus_one_turns_the_endpoint_off(tmp_path: Path) -> None:
+    (tmp_path / "wrapper.py").write_text("def wrapperInit(config):\n    return 0\n")
+    (tmp_path / "ase.toml").write_text("[loader]\nmetrics_port = -1\n")
+    assert load_project(tmp_path).metrics_port is None
+    (tmp_path / "ase.toml").write_text("[loader]\nmetrics_port = 9109\n")
+    assert load_project(tmp_path).metrics_port == 9109

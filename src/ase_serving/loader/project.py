@@ -120,5 +120,7 @@ def load_project(
     if metrics_port is not None:
         settings.metrics_port = metrics_port
     elif "metrics_port" in ldr:
-        settings.metrics_port = int(_number(ldr, "metrics_port", 0, toml_path, 0))
+        # -1 turns the HTTP endpoint off, as --metrics-port -1 does.
+        value = int(_number(ldr, "metrics_port", 0, toml_path, -1))
+        settings.metrics_port = None if value < 0 else value
     return settings
