@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ase_serving.errors import AseError
 from ase_serving.loader.host import EngineHost, SessionState
 from ase_serving.loader.project import load_project
 from ase_serving.protocol.items import DataItem, DataType, Request, Status
@@ -24,7 +25,9 @@ from ase_serving.wrapper import load_plugin
 from tests.support import LoaderProcess, start_loader
 
 EXAMPLES = Path(__file__).resolve().parent
-ASECTL = Path(sys.executable).with_name("asectl")
+#: The console script a user runs; the module form where it is not installed next to python.
+_SCRIPT = Path(sys.executable).with_name("asectl")
+ASECTL = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "ase_serving.cli.main"]
 
 
 def example_dir(name: str) -> Path:
@@ -111,9 +114,8 @@ def run_session(
                 while not drain_pushes(block=True):
                     pass
                 break
-    except Exception as exc:  # an AseError from the wrapper ends the session with its code
-        run.code = getattr(exc, "code", 500)
-        run.message = getattr(exc, "message", str(exc))
+    except AseError as exc:  # the wrapper failed: the session ends with its code
+        run.code, run.message = exc.code, exc.message
     finally:
         run.destroy_code = state.destroy().code
         host.install_callback(lambda *a: None)
@@ -123,7 +125,7 @@ def run_session(
 def loader_test(name: str) -> dict[str, Any]:
     """``asectl loader test examples/<name> --json`` as a user runs it -> the parsed report."""
     proc = subprocess.run(
-        [str(ASECTL), "loader", "test", str(example_dir(name)), "--json"],
+        [*ASECTL, "loader", "test", str(example_dir(name)), "--json"],
         capture_output=True,
         text=True,
         timeout=120,
