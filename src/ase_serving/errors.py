@@ -95,6 +95,16 @@ class WrapperFailure(AseError):
     code = WRAPPER_EXCEPTION
 
 
+def frame_after_end() -> BadRequest:
+    """10202: a session frame that arrived after the session ended."""
+    return BadRequest("frame sent after the session ended", FRAME_AFTER_END)
+
+
+def describe(exc: BaseException) -> str:
+    """An exception as the plain text that crosses a process boundary: ``Type: message``."""
+    return f"{type(exc).__name__}: {exc}"
+
+
 def error_for(code: int, message: str) -> AseError:
     """The exception class that carries ``code``."""
     cls: type[AseError]

@@ -158,7 +158,7 @@ class ClientSession:
     def send(self, status: int, items: Iterable[DataItem] = ()) -> None:
         """Send one frame (status 1 continue, 2 last)."""
         if self.ended:
-            raise errors.BadRequest("frame sent after the session ended", errors.FRAME_AFTER_END)
+            raise errors.frame_after_end()
         self._out.put(convert.session_request(status, items).SerializeToString())
 
     def recv(self, timeout: float | None = None) -> Result | None:
@@ -248,7 +248,7 @@ class AsyncClientSession:
 
     async def send(self, status: int, items: Iterable[DataItem] = ()) -> None:
         if self.ended:
-            raise errors.BadRequest("frame sent after the session ended", errors.FRAME_AFTER_END)
+            raise errors.frame_after_end()
         await self._open()
         await self._call.write(convert.session_request(status, items).SerializeToString())
 

@@ -24,10 +24,6 @@ log = logging.getLogger(__name__)
 PushSink = Callable[[str, list[DataItem], int, str], None]
 
 
-def _describe(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {exc}"
-
-
 class EngineHost:
     """One loaded wrapper in this process."""
 
@@ -53,7 +49,7 @@ class EngineHost:
         try:
             text = func(code)
         except Exception as exc:
-            log.warning("wrapperError(%s) raised %s", code, _describe(exc))
+            log.warning("wrapperError(%s) raised %s", code, errors.describe(exc))
             return ""
         return text if isinstance(text, str) else str(text or "")
 
@@ -160,7 +156,7 @@ class EngineHost:
             return func(*args)
         except Exception as exc:
             log.debug("%s raised", name, exc_info=True)
-            raise WrapperFailure(f"{name} raised {_describe(exc)}", errors.WRAPPER_EXCEPTION) from None
+            raise WrapperFailure(f"{name} raised {errors.describe(exc)}", errors.WRAPPER_EXCEPTION) from None
 
     def _check_ret(self, name: str, ret: Any, code: int) -> None:
         if ret is None or ret == 0:
@@ -213,7 +209,7 @@ class SessionState:
         Raises :class:`~ase_serving.errors.AseError` when the wrapper fails.
         """
         if self.ended:
-            raise errors.BadRequest("frame sent after the session ended", errors.FRAME_AFTER_END)
+            raise errors.frame_after_end()
         self.host.write(self.handle, items)
         out = self.host.read(self.handle)
         if ends_session(out):

@@ -222,6 +222,7 @@ class WorkerProc:
         if op == ipc.OP_ONCE_DONE:
             fut = self.pending.pop(call_id, None)
             self.busy -= 1
+            self.pool.slot_freed()
             if fut is not None and not fut.done():
                 fut.set_result((code, payload))
         elif op == ipc.OP_SESSION_ACK or op == ipc.OP_SESSION_PUSH:
@@ -231,7 +232,7 @@ class WorkerProc:
         elif op == ipc.OP_DESTROYED:
             if self.sessions.pop(call_id, None) is not None:
                 self.busy -= 1
-                self.pool.on_session_closed()
+                self.pool.slot_freed()
         elif op == ipc.OP_READY:
             info = orjson.loads(payload)
             self.modes = list(info.get("modes", []))
@@ -239,7 +240,7 @@ class WorkerProc:
             self.state = READY
             if self._started is not None and not self._started.done():
                 self._started.set_result("")
-            self.pool.on_worker_ready(self)
+            self.pool.slot_freed()
         elif op == ipc.OP_INIT_FAILED:
             if self._started is not None and not self._started.done():
                 self._started.set_result(payload.decode(errors="replace"))
@@ -291,7 +292,7 @@ class WorkerProc:
             sess.die(sess_answer)
         self.sessions.clear()
         self.busy = 0
-        self.pool.on_session_closed()
+        self.pool.slot_freed()
         if stopping:
             self.state = STOPPED
         elif (was_ready or self.pool.started) and (self._restart_task is None or self._restart_task.done()):
@@ -373,6 +374,7 @@ class Pool:
         await asyncio.gather(*(w.stop(fini_timeout) for w in self.workers))
 
     async def wait_idle(self, timeout: float) -> bool:
+        """Wait until no slot is busy; False after ``timeout`` seconds."""
         deadline = self.loop.time() + timeout
         while self.busy() > 0:
             self._idle.clear()
@@ -380,13 +382,11 @@ class Pool:
             if left <= 0:
                 return False
             with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._idle.wait(), min(left, 0.05))
+                await asyncio.wait_for(self._idle.wait(), left)
         return True
 
-    def on_worker_ready(self, worker: WorkerProc) -> None:
-        self._idle.set()
-
-    def on_session_closed(self) -> None:
+    def slot_freed(self) -> None:
+        """A once call answered, a session was destroyed, or a worker (re)started or died."""
         self._idle.set()
 
     def on_restart(self, worker: WorkerProc) -> None:

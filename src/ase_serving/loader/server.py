@@ -43,15 +43,15 @@ class LoaderService:
             STARTING: convert.once_error(errors.NO_LOADER, "loader is starting"),
             DRAINING: convert.once_error(errors.NO_LOADER, "loader is draining"),
         }
+        self._no_once = convert.once_error(
+            errors.UNSUPPORTED_MODE, "this service takes sessions only (no wrapperOnceExec)"
+        )
         self._once_ok = self._session_ok = False
 
     def serving(self) -> None:
         """Start taking calls (every worker has run wrapperInit; the modes are known)."""
         modes = self.pool.modes
         self._once_ok, self._session_ok = "once" in modes, "session" in modes
-        self._not_serving[SERVING] = convert.once_error(
-            errors.UNSUPPORTED_MODE, "this service takes sessions only (no wrapperOnceExec)"
-        )
         self.state = SERVING
 
     def handlers(self) -> dict[str, grpc.RpcMethodHandler[Any, Any]]:
@@ -64,10 +64,12 @@ class LoaderService:
     # -- once -------------------------------------------------------------------------------
     async def once(self, body: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> bytes:
         t0 = time.perf_counter()
-        if self.state != SERVING or not self._once_ok:
-            code = errors.NO_LOADER if self.state != SERVING else errors.UNSUPPORTED_MODE
-            self.metrics.count("once", code)
+        if self.state != SERVING:
+            self.metrics.count("once", errors.NO_LOADER)
             return self._not_serving[self.state]
+        if not self._once_ok:
+            self.metrics.count("once", errors.UNSUPPORTED_MODE)
+            return self._no_once
         fut = self.pool.submit_once(body)
         if fut is None:
             self.metrics.count("once", errors.NO_LICENCE)

@@ -110,7 +110,7 @@ class Worker:
             result = self.host.once(req)
             out = convert.once_response(result).SerializeToString()
         except BaseException as exc:  # SystemExit from a wrapper must not kill this thread silently
-            result = Result(errors.WRAPPER_EXCEPTION, f"{type(exc).__name__}: {exc}")
+            result = Result(errors.WRAPPER_EXCEPTION, errors.describe(exc))
             out = convert.once_error(result.code, result.message)
         self.chan.send(ipc.OP_ONCE_DONE, call_id, result.code, out)
 
@@ -123,10 +123,10 @@ class Worker:
             sid = req.sid
             handle = self.host.create(req)
         except errors.AseError as exc:
-            self._ack_error(sess_id, exc.code, exc.message, sid)
+            self._ack_exc(sess_id, exc, sid)
             return
         except BaseException as exc:
-            self._ack_error(sess_id, errors.WRAPPER_EXCEPTION, f"{type(exc).__name__}: {exc}", sid)
+            self._ack_error(sess_id, errors.WRAPPER_EXCEPTION, errors.describe(exc), sid)
             return
         sess = _Session(SessionState(self.host, handle, self.results), sid)
         self.sessions[sess_id] = sess
@@ -139,7 +139,7 @@ class Worker:
     def frame(self, sess_id: int, payload: bytes) -> None:
         sess = self.sessions.get(sess_id)
         if sess is None:
-            self._ack_error(sess_id, errors.FRAME_AFTER_END, "frame sent after the session ended")
+            self._ack_exc(sess_id, errors.frame_after_end())
             return
         try:
             msg = pb.SessionRequest.FromString(payload)
@@ -152,9 +152,7 @@ class Worker:
         with sess.lock:
             if sess.caller_done or sess.state.ended:
                 sess.state.ended = True
-                self._ack_error(
-                    sess_id, errors.FRAME_AFTER_END, "frame sent after the session ended", sess.sid
-                )
+                self._ack_exc(sess_id, errors.frame_after_end(), sess.sid)
                 return
             if status == Status.END:
                 sess.caller_done = True
@@ -162,11 +160,11 @@ class Worker:
                 out, ended, _wait = sess.state.frame(status, items)
             except errors.AseError as exc:
                 sess.state.ended = True
-                self._ack_error(sess_id, exc.code, exc.message, sess.sid)
+                self._ack_exc(sess_id, exc, sess.sid)
                 return
             except BaseException as exc:
                 sess.state.ended = True
-                self._ack_error(sess_id, errors.WRAPPER_EXCEPTION, f"{type(exc).__name__}: {exc}", sess.sid)
+                self._ack_error(sess_id, errors.WRAPPER_EXCEPTION, errors.describe(exc), sess.sid)
                 return
             payload = b""
             if out or ended:
@@ -206,6 +204,9 @@ class Worker:
                 del self.by_handle[sess.state.handle]
         self.chan.send(ipc.OP_DESTROYED, sess_id, code)
 
+    def _ack_exc(self, sess_id: int, exc: errors.AseError, sid: str = "") -> None:
+        self._ack_error(sess_id, exc.code, exc.message, sid)
+
     def _ack_error(self, sess_id: int, code: int, message: str, sid: str = "") -> None:
         out = convert.session_error(code, message, sid)
         self.chan.send(ipc.OP_SESSION_ACK, sess_id, code, out, ipc.FLAG_END)
@@ -230,7 +231,7 @@ def _start(config: dict[str, Any], chan: ipc.BlockingChannel) -> EngineHost | No
         chan.send(ipc.OP_INIT_FAILED, 0, exc.code, reason.encode())
         return None
     except BaseException as exc:
-        chan.send(ipc.OP_INIT_FAILED, 0, errors.WRAPPER_INIT, f"{type(exc).__name__}: {exc}".encode())
+        chan.send(ipc.OP_INIT_FAILED, 0, errors.WRAPPER_INIT, errors.describe(exc).encode())
         return None
     info = {"pid": os.getpid(), "modes": sorted(plugin.modes)}
     chan.send(ipc.OP_READY, 0, 0, orjson.dumps(info))
@@ -252,7 +253,6 @@ def main(argv: list[str] | None = None) -> NoReturn:
     )
     sock = socket.socket(fileno=args.fd)
     chan = ipc.BlockingChannel(sock)
-    rc = 0
     try:
         host = _start(config, chan)
         if host is None:
@@ -268,7 +268,7 @@ def main(argv: list[str] | None = None) -> NoReturn:
             chan.send(ipc.OP_FINI_DONE, 0, code, text)
     except OSError:
         pass  # the supervisor is gone; nothing left to tell
-    _exit(rc)
+    _exit(0)
 
 
 def _exit(rc: int) -> NoReturn:
