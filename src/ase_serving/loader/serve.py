@@ -5,8 +5,9 @@ every ``wrapperInit``, start the metrics endpoint, then report ready. Shutdown: 
 11503 "loader is draining", in-flight work gets ``drain_timeout_s`` to finish, then every worker
 runs ``wrapperFini`` and exits.
 
-Registration with a cluster comes later: a :class:`Registrar` gets the ready address, licence
-changes and the start of the drain; the default does nothing.
+Registration with a cluster: a :class:`Registrar` is awaited with the ready loader (address,
+licence counters) and again at the start of the drain, BEFORE new calls are refused, so that
+gateways stop picking this loader first; the default does nothing.
 """
 
 from __future__ import annotations
@@ -49,6 +50,10 @@ class Ready:
     modes: list[str]
     #: Thread-safe: ask the loader to drain and stop (as SIGTERM does).
     stop: Callable[[], None] = field(repr=False, default=lambda: None)
+    #: Licence slots in all (workers x lic).
+    lic_total: int = 0
+    #: Licence slots in use now (call it from the loader's event loop).
+    busy: Callable[[], int] = field(repr=False, default=lambda: 0)
 
     @property
     def address(self) -> str:
@@ -56,20 +61,29 @@ class Ready:
 
 
 class Registrar(Protocol):
-    """The seam for cluster registration (a later issue): told when to register and deregister."""
+    """Cluster registration, awaited on the loader's event loop.
 
-    def on_ready(self, ready: Ready) -> None: ...
+    ``on_ready`` must not block for long (start background tasks for heartbeats); ``on_draining``
+    runs before the loader refuses new calls and should deregister; ``on_stopped`` runs last.
+    """
 
-    def on_draining(self) -> None: ...
+    async def on_ready(self, ready: Ready) -> None: ...
+
+    async def on_draining(self) -> None: ...
+
+    async def on_stopped(self) -> None: ...
 
 
 class NoRegistrar:
     """The default: a standalone loader registers nowhere."""
 
-    def on_ready(self, ready: Ready) -> None:
+    async def on_ready(self, ready: Ready) -> None:
         pass
 
-    def on_draining(self) -> None:
+    async def on_draining(self) -> None:
+        pass
+
+    async def on_stopped(self) -> None:
         pass
 
 
@@ -155,13 +169,15 @@ async def _serve(
             metrics_url,
             pool.modes,
             stop=lambda: _call_soon(loop, stop.set),
+            lic_total=pool.lic_total(),
+            busy=pool.busy,
         )
-        registrar.on_ready(info)
+        await registrar.on_ready(info)
         if ready is not None:
             ready(info)
         await stop.wait()
+        await registrar.on_draining()
         service.state = DRAINING
-        registrar.on_draining()
         log.info("draining: %d licence(s) busy", pool.busy())
         if not await pool.wait_idle(settings.drain_timeout_s):
             log.warning("drain timeout (%g s): cancelling the calls still running", settings.drain_timeout_s)
@@ -169,6 +185,8 @@ async def _serve(
         await pool.wait_idle(2.0)  # cancelled sessions run wrapperDestroy
         await pool.stop(drain_timeout=0)
     finally:
+        with contextlib.suppress(Exception):
+            await registrar.on_stopped()
         await server.stop(grace=None)
         if metrics_server is not None:
             metrics_server.stop()

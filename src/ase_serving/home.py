@@ -1,0 +1,117 @@
+"""``$ASE_HOME`` (default ``~/.ase``): the tool's settings and a local cluster's state.
+
+``cluster.json`` (mode 0600, written by ``asectl setup`` and ``asectl init``) holds one entry per
+region and which region is current::
+
+    {"region": "default",
+     "regions": {"default": {"address": "http://127.0.0.1:2390", "account": "admin",
+                             "password": "...", "project": "default", "group": "default",
+                             "lb": null, "components": {"config": "http://127.0.0.1:2390"}}}}
+
+Environment variables override the file (for containers, where there is no ``setup``):
+``ASE_CONFIG_ADDRESS``, ``ASE_CONFIG_ACCOUNT``, ``ASE_CONFIG_PASSWORD``, ``ASE_REGION``,
+``ASE_PROJECT``, ``ASE_GROUP``, ``ASE_LB``. Nothing is read at import time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from ase_serving.store import Backend, open_backend
+from ase_serving.store.base import DEFAULT_GROUP, DEFAULT_PROJECT
+
+SETTINGS_FILE = "cluster.json"
+
+
+class SettingsError(Exception):
+    """cluster.json is unreadable or incomplete; the message says what to run."""
+
+
+def ase_home() -> Path:
+    return Path(os.environ.get("ASE_HOME") or "~/.ase").expanduser()
+
+
+def write_private(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` readable by the owner only (0600), atomically."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(data)
+    os.chmod(tmp, 0o600)
+    os.replace(tmp, path)
+
+
+@dataclass
+class ClusterSettings:
+    """Where the config centre of one region is, how to log in, and which (project, group) to use."""
+
+    address: str
+    account: str | None = None
+    password: str | None = None
+    region: str = "default"
+    project: str = DEFAULT_PROJECT
+    group: str = DEFAULT_GROUP
+    #: host:port of the LB service, when the LB runs as its own service (else in-process).
+    lb: str | None = None
+    #: Components a local cluster started (name -> URL), for ``cluster status``.
+    components: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, home: Path | None = None, region: str | None = None) -> ClusterSettings | None:
+        """The settings of ``region`` (default: the current one), env overrides applied;
+        None when nothing is set up (no file and no ``ASE_CONFIG_ADDRESS``)."""
+        doc = _read(home or ase_home())
+        region = region or os.environ.get("ASE_REGION") or doc.get("region") or "default"
+        entry: dict[str, Any] = dict(doc.get("regions", {}).get(region, {}))
+        env = {
+            "address": "ASE_CONFIG_ADDRESS",
+            "account": "ASE_CONFIG_ACCOUNT",
+            "password": "ASE_CONFIG_PASSWORD",
+            "project": "ASE_PROJECT",
+            "group": "ASE_GROUP",
+            "lb": "ASE_LB",
+        }
+        for name, var in env.items():
+            if os.environ.get(var):
+                entry[name] = os.environ[var]
+        if not entry.get("address"):
+            return None
+        known = {k: v for k, v in entry.items() if k in cls.__dataclass_fields__ and k != "region"}
+        return cls(region=region, **known)
+
+    def save(self, home: Path | None = None, current: bool = True) -> Path:
+        """Store these settings under their region (0600); make it the current region if ``current``."""
+        home = home or ase_home()
+        doc = _read(home)
+        entry = asdict(self)
+        region = entry.pop("region")
+        doc.setdefault("regions", {})[region] = entry
+        if current or "region" not in doc:
+            doc["region"] = region
+        path = home / SETTINGS_FILE
+        write_private(path, orjson.dumps(doc, option=orjson.OPT_INDENT_2))
+        return path
+
+    def open(self) -> Backend:
+        """Open the backend (nothing is contacted until the first call)."""
+        return open_backend(self.address, self.account, self.password)
+
+
+def _read(home: Path) -> dict[str, Any]:
+    path = home / SETTINGS_FILE
+    with contextlib.suppress(FileNotFoundError):
+        try:
+            doc = orjson.loads(path.read_bytes())
+        except (OSError, orjson.JSONDecodeError) as exc:
+            raise SettingsError(f"{path}: unreadable ({exc}); run `asectl setup` again") from None
+        if not isinstance(doc, dict):
+            raise SettingsError(f"{path}: not a JSON object; run `asectl setup` again")
+        return doc
+    return {}
