@@ -1,0 +1,29 @@
+"""Capped exponential backoff with jitter, for clients that retry an unreachable store."""
+
+from __future__ import annotations
+
+import random
+
+
+class Backoff:
+    """Delays ``base * 2**n`` capped at ``cap``, each drawn from ``[d/2, d]`` so that many clients
+    that lost the same store do not all come back in the same instant.
+
+    ``next()`` gives the delay before the next attempt; ``reset()`` after a success.
+    """
+
+    def __init__(self, base: float = 0.2, cap: float = 5.0) -> None:
+        if base <= 0 or cap < base:
+            raise ValueError(f"backoff needs 0 < base <= cap, not ({base:g}, {cap:g})")
+        self.base = base
+        self.cap = cap
+        self.failures = 0
+
+    def next(self) -> float:
+        # The exponent is bounded so that a store down for days cannot overflow the float.
+        delay = min(self.cap, self.base * 2 ** min(self.failures, 32))
+        self.failures += 1
+        return random.uniform(delay / 2, delay)
+
+    def reset(self) -> None:
+        self.failures = 0
