@@ -109,6 +109,8 @@ def _read(home: Path) -> dict[str, Any]:
     with contextlib.suppress(FileNotFoundError):
         try:
             doc = orjson.loads(path.read_bytes())
+        except FileNotFoundError:
+            raise  # nothing set up: the suppress above turns it into {}
         except (OSError, orjson.JSONDecodeError) as exc:
             raise SettingsError(f"{path}: unreadable ({exc}); run `asectl setup` again") from None
         if not isinstance(doc, dict):
