@@ -1,0 +1,12 @@
+"""The embedded config centre: an etcd-like KV server with its state in SQLite, for one machine.
+
+==================  ==========================================================
+:mod:`.db`          the KV engine (keys, revisions, event log, leases)
+:mod:`.accounts`    accounts (scrypt) and the first-start admin password file
+:mod:`.api`         the HTTP+JSON API (Starlette)
+:mod:`.server`      :func:`~.server.run_server`: uvicorn, signals, the data directory
+:mod:`.client`      :class:`~.client.EmbeddedKV` and the backend factory
+==================  ==========================================================
+
+Run it with ``python -m ase_serving.store.embedded`` (see :mod:`.__main__`).
+"""

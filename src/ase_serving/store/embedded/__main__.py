@@ -1,0 +1,47 @@
+"""``python -m ase_serving.store.embedded [--host H] [--port P] [--data DIR]``: run the config centre.
+
+Prints one line when listening (``config centre serving on http://HOST:PORT (data DIR)``);
+SIGTERM/SIGINT stop it with exit 0; a taken port or unusable data directory exits 1 with a
+one-line ``error: ...`` on stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from ase_serving.home import ase_home
+from ase_serving.store.base import StoreError
+from ase_serving.store.embedded.db import DEFAULT_HISTORY
+from ase_serving.store.embedded.server import DEFAULT_HOST, DEFAULT_PORT, run_server
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m ase_serving.store.embedded", description=__doc__)
+    parser.add_argument("--host", default=DEFAULT_HOST, help="address to listen on (default %(default)s)")
+    parser.add_argument(
+        "--port", type=int, default=DEFAULT_PORT, help="0 = a free port (default %(default)s)"
+    )
+    parser.add_argument("--data", type=Path, default=None, help="data directory (default $ASE_HOME/configd)")
+    parser.add_argument(
+        "--history", type=int, default=DEFAULT_HISTORY, help="revisions of events kept for watches"
+    )
+    args = parser.parse_args(argv)
+    data_dir: Path = (args.data or ase_home() / "configd").expanduser().resolve()
+
+    def ready(url: str) -> None:
+        print(f"config centre serving on {url} (data {data_dir})", flush=True)
+
+    try:
+        run_server(args.host, args.port, data_dir, ready=ready, history=args.history)
+    except StoreError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:  # Ctrl-C before the server took over the signals
+        return 0
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,314 @@
+"""The embedded config centre's HTTP+JSON API (Starlette), a thin shell over :class:`~.db.KVDB`.
+
+All under ``/v1/``; values travel base64-encoded; errors are ``{"error": text, "code": code}``::
+
+    GET  /v1/get?key=K                       {"revision", "entry": {key, value, mod_revision, lease} | null}
+    GET  /v1/range?prefix=P&keys_only=1      {"revision", "entries": [...]}
+    GET  /v1/watch?prefix=P&start=N&timeout=S
+                                 {"revision", "next", "events": [{kind, key, value, mod_revision}]}
+    POST /v1/txn {"puts": [{key, value, lease}], "deletes": [K], "if_mod": {K: rev}}
+                                             {"succeeded", "revision"}
+    POST /v1/lease/grant {"ttl"} | keepalive {"id"} | revoke {"id"}
+    POST /v1/accounts {"account", "password"}  (admin only)
+    GET  /v1/status                          {"revision", "version", "uptime", "compacted"}
+    GET  /health                             ok
+
+A watch is a long poll: it answers as soon as there is an event at or after ``start`` (or with
+none at the timeout); ``next`` is where the following poll starts. Every write needs an account
+(HTTP Basic); reads of :data:`OPEN_PREFIXES` are open, any other read needs an account too.
+Credentials that are sent are always checked, so ``/v1/status`` doubles as a login check.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import orjson
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
+from starlette.routing import Route
+
+from ase_serving import __version__
+from ase_serving.store.base import Compacted, InvalidName, LeaseLost
+from ase_serving.store.embedded.accounts import PASSWORD_FILE, Account, Accounts
+from ase_serving.store.embedded.db import KVDB, BadRequest
+from ase_serving.store.kv import Put
+
+log = logging.getLogger("ase_serving.store.embedded")
+
+#: Reads under these prefixes need no account (config, its history, the registry).
+OPEN_PREFIXES = ("/ase/config/", "/ase/history/", "/ase/instances/")
+MAX_POLL = 60.0
+#: How often lease deadlines are checked.
+EXPIRY_TICK = 0.25
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.code = status, code
+
+
+class Centre:
+    """The server's state: the store, its accounts, and the condition long polls wait on."""
+
+    def __init__(self, db: KVDB, data_dir: Path) -> None:
+        self.db = db
+        self.data_dir = data_dir
+        self.accounts = Accounts(db)
+        self.cond = asyncio.Condition()
+        self.started = time.monotonic()
+        #: Set on shutdown: long polls answer at once so the server can stop.
+        self.closing = False
+
+    async def notify(self) -> None:
+        async with self.cond:
+            self.cond.notify_all()
+
+    async def expire_forever(self) -> None:
+        while True:
+            await asyncio.sleep(EXPIRY_TICK)
+            try:
+                if self.db.expire():
+                    await self.notify()
+            except Exception:  # a failed sweep must not end expiry for good; the next tick retries
+                log.exception("lease expiry failed")
+
+
+def _json(doc: Any, status: int = 200) -> Response:
+    return Response(orjson.dumps(doc), status, media_type="application/json")
+
+
+def _b64(value: bytes) -> str:
+    return base64.b64encode(value).decode()
+
+
+def _unb64(value: Any, what: str) -> bytes:
+    if not isinstance(value, str):
+        raise BadRequest(f"{what} must be a base64 string")
+    try:
+        return base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        raise BadRequest(f"{what} is not valid base64") from None
+
+
+def _int(value: Any, what: str) -> int:
+    if isinstance(value, bool):
+        raise BadRequest(f"{what} must be an integer")
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise BadRequest(f"{what} must be an integer, not {value!r}") from None
+
+
+async def _body(request: Request) -> dict[str, Any]:
+    try:
+        doc = orjson.loads(await request.body())
+    except orjson.JSONDecodeError as exc:
+        raise BadRequest(f"request body is not valid JSON ({exc})") from None
+    if not isinstance(doc, dict):
+        raise BadRequest("request body must be a JSON object")
+    return doc
+
+
+def _entry(e: Any) -> dict[str, Any]:
+    return {"key": e.key, "value": _b64(e.value), "mod_revision": e.mod_revision, "lease": e.lease}
+
+
+def create_app(centre: Centre) -> Starlette:
+    """The ASGI app serving ``centre``."""
+    db = centre.db
+    password_file = centre.data_dir / PASSWORD_FILE
+    login_hint = f"run `asectl setup` with a config centre account (the admin password is in {password_file})"
+
+    async def account(request: Request) -> Account | None:
+        header = request.headers.get("authorization")
+        if header is None:
+            return None
+        scheme, _, data = header.partition(" ")
+        try:
+            name, sep, password = base64.b64decode(data, validate=True).decode().partition(":")
+        except (binascii.Error, UnicodeDecodeError, ValueError):
+            sep = ""
+        if scheme.lower() != "basic" or not sep:
+            raise ApiError(
+                401, "unauthorized", f"malformed Authorization header (HTTP Basic expected); {login_hint}"
+            )
+        found = await centre.accounts.check(name, password)
+        if found is None:
+            raise ApiError(401, "unauthorized", f"wrong account or password for {name!r}; {login_hint}")
+        return found
+
+    async def writer(request: Request) -> Account:
+        found = await account(request)
+        if found is None:
+            raise ApiError(
+                401, "unauthorized", f"writing to the config centre needs an account; {login_hint}"
+            )
+        return found
+
+    async def reader(request: Request, key: str) -> None:
+        if await account(request) is None and not key.startswith(OPEN_PREFIXES):
+            raise ApiError(401, "unauthorized", f"reading {key!r} needs an account; {login_hint}")
+
+    async def get(request: Request) -> Response:
+        key = request.query_params.get("key", "")
+        await reader(request, key)
+        found = db.get(key)
+        return _json({"revision": db.revision, "entry": _entry(found) if found else None})
+
+    async def range_(request: Request) -> Response:
+        prefix = request.query_params.get("prefix", "")
+        await reader(request, prefix)
+        keys_only = request.query_params.get("keys_only", "") in ("1", "true")
+        entries = db.range(prefix, keys_only)
+        return _json({"revision": db.revision, "entries": [_entry(e) for e in entries]})
+
+    async def watch(request: Request) -> Response:
+        q = request.query_params
+        prefix = q.get("prefix", "")
+        start = _int(q.get("start", "1"), "start")
+        try:
+            timeout = min(max(float(q.get("timeout", "25")), 0.0), MAX_POLL)
+        except ValueError:
+            raise BadRequest(f"timeout must be a number of seconds, not {q.get('timeout')!r}") from None
+        await reader(request, prefix)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        async with centre.cond:
+            while True:
+                events, nxt = db.events(prefix, start)
+                left = deadline - loop.time()
+                if events or centre.closing or left <= 0:
+                    break
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(centre.cond.wait(), left)
+        return _json(
+            {
+                "revision": db.revision,
+                "next": nxt,
+                "events": [
+                    {"kind": e.kind, "key": e.key, "value": _b64(e.value), "mod_revision": e.mod_revision}
+                    for e in events
+                ],
+            }
+        )
+
+    async def txn(request: Request) -> Response:
+        await writer(request)
+        doc = await _body(request)
+        puts_in, deletes, if_mod = doc.get("puts", []), doc.get("deletes", []), doc.get("if_mod", {})
+        if not isinstance(puts_in, list) or not all(isinstance(p, dict) for p in puts_in):
+            raise BadRequest("puts must be a list of {key, value, lease} objects")
+        if not isinstance(deletes, list) or not all(isinstance(k, str) for k in deletes):
+            raise BadRequest("deletes must be a list of keys")
+        if not isinstance(if_mod, dict):
+            raise BadRequest("if_mod must be an object {key: mod_revision}")
+        puts = []
+        for i, p in enumerate(puts_in):
+            if not isinstance(p.get("key"), str) or not p["key"]:
+                raise BadRequest(f"puts[{i}].key must be a non-empty string")
+            puts.append(
+                Put(p["key"], _unb64(p.get("value"), f"puts[{i}].value"), _int(p.get("lease", 0), "lease"))
+            )
+        compares = {str(k): _int(v, f"if_mod[{k!r}]") for k, v in if_mod.items()}
+        rev = db.txn(puts, deletes, compares)
+        if rev is None:
+            return _json({"succeeded": False, "revision": db.revision})
+        await centre.notify()
+        return _json({"succeeded": True, "revision": rev})
+
+    async def grant(request: Request) -> Response:
+        await writer(request)
+        ttl = _int((await _body(request)).get("ttl"), "ttl")
+        return _json({"id": db.grant(ttl), "ttl": ttl})
+
+    async def keepalive(request: Request) -> Response:
+        await writer(request)
+        lease = _int((await _body(request)).get("id"), "id")
+        return _json({"id": lease, "ttl": db.keepalive(lease)})
+
+    async def revoke(request: Request) -> Response:
+        await writer(request)
+        rev = db.revoke(_int((await _body(request)).get("id"), "id"))
+        if rev is not None:
+            await centre.notify()
+        return _json({"revision": db.revision})
+
+    async def add_account(request: Request) -> Response:
+        if not (await writer(request)).admin:
+            raise ApiError(403, "forbidden", "only the admin account can add accounts")
+        doc = await _body(request)
+        name, password = doc.get("account"), doc.get("password")
+        if not isinstance(name, str) or not isinstance(password, str):
+            raise BadRequest('expected {"account": "...", "password": "..."}')
+        centre.accounts.add(name, password)
+        return _json({"account": name}, 201)
+
+    async def status(request: Request) -> Response:
+        await account(request)
+        return _json(
+            {
+                "revision": db.revision,
+                "compacted": db.compacted,
+                "version": __version__,
+                "uptime": round(time.monotonic() - centre.started, 3),
+            }
+        )
+
+    async def health(request: Request) -> Response:
+        return PlainTextResponse("ok")
+
+    # Errors become responses here and nowhere else.
+    def handler(status: int, code: str) -> Callable[[Request, Exception], Awaitable[Response]]:
+        async def handle(request: Request, exc: Exception) -> Response:
+            headers = {"WWW-Authenticate": 'Basic realm="ase"'} if status == 401 else None
+            response = _json({"error": str(exc), "code": code}, status)
+            response.headers.update(headers or {})
+            return response
+
+        return handle
+
+    async def api_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, ApiError)
+        return await handler(exc.status, exc.code)(request, exc)
+
+    async def http_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        return _json(
+            {"error": f"{exc.detail}: {request.method} {request.url.path}", "code": code}, exc.status_code
+        )
+
+    return Starlette(
+        routes=[
+            Route("/health", health),
+            Route("/v1/status", status),
+            Route("/v1/get", get),
+            Route("/v1/range", range_),
+            Route("/v1/watch", watch),
+            Route("/v1/txn", txn, methods=["POST"]),
+            Route("/v1/lease/grant", grant, methods=["POST"]),
+            Route("/v1/lease/keepalive", keepalive, methods=["POST"]),
+            Route("/v1/lease/revoke", revoke, methods=["POST"]),
+            Route("/v1/accounts", add_account, methods=["POST"]),
+        ],
+        exception_handlers={
+            ApiError: api_error,
+            HTTPException: http_error,
+            BadRequest: handler(400, "bad_request"),
+            InvalidName: handler(400, "bad_request"),
+            LeaseLost: handler(404, "lease_lost"),
+            Compacted: handler(410, "compacted"),
+        },
+    )
