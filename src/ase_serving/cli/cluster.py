@@ -1,0 +1,90 @@
+"""``asectl cluster status``: components with URL and health; services with routes and instances."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from ase_serving.cli.common import abort, print_json
+from ase_serving.cluster.access import load_settings
+from ase_serving.cluster.status import all_healthy, gather_status
+from ase_serving.store import StoreError
+
+app = typer.Typer(help="The cluster as a whole.", no_args_is_help=True)
+
+_EPILOG = """\
+Example:
+
+  asectl cluster status --json
+
+Components: the config centre, the LB service (when one is set up) and whatever else
+`asectl init` started. Services: every service schema in the project/group and every registered
+loader instance, with its licences. Exit 0 when every component is healthy, else 1 (the status is
+printed either way).
+"""
+
+
+def _mark(ok: bool) -> str:
+    return "[green]healthy[/green]" if ok else "[red]DOWN[/red]"
+
+
+def _print_tables(doc: dict[str, Any]) -> None:
+    console = Console(width=200)
+    comps = Table("component", "url", "health", "detail", box=None, title="components", title_justify="left")
+    for c in doc["components"]:
+        comps.add_row(c["name"], c["url"], _mark(c["healthy"]), c.get("error", ""))
+    console.print(comps)
+    if not doc["services"]:
+        console.print("no services (no service schemas and no loader instances)")
+        return
+    svcs = Table(
+        "service",
+        "version",
+        "routes",
+        "instance",
+        "licences idle/total",
+        "health",
+        box=None,
+        title="services",
+        title_justify="left",
+    )
+    for s in doc["services"]:
+        routes = ", ".join(s["routes"]) or "(no schema)"
+        if not s["instances"]:
+            svcs.add_row(s["serviceId"], s["version"], routes, "(none)", "", "")
+        for i, inst in enumerate(s["instances"]):
+            first = i == 0
+            svcs.add_row(
+                s["serviceId"] if first else "",
+                s["version"] if first else "",
+                routes if first else "",
+                inst["address"],
+                f"{inst['lic_idle']}/{inst['lic_total']}",
+                _mark(inst["healthy"]),
+            )
+    console.print(svcs)
+
+
+@app.command("status", epilog=_EPILOG)
+def status(
+    project: Annotated[str | None, typer.Option("--project", help="Project (default: from setup).")] = None,
+    group: Annotated[str | None, typer.Option("--group", help="Group (default: from setup).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False,
+) -> None:
+    """Show components with URL and health, and services with routes and loader instances."""
+    try:
+        settings = load_settings(project, group)
+    except StoreError as exc:
+        abort(str(exc))
+    doc = asyncio.run(gather_status(settings))
+    if as_json:
+        print_json(doc)
+    else:
+        _print_tables(doc)
+    if not all_healthy(doc):
+        down = ", ".join(c["name"] for c in doc["components"] if not c["healthy"])
+        abort(f"not healthy: {down}; `asectl init` starts a local cluster")

@@ -1,0 +1,84 @@
+"""``asectl init`` (bring up a local cluster) and ``asectl down`` (stop it)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from ase_serving.cli.common import abort, print_json
+from ase_serving.cluster.bringup import CONFIG_PORT, LB_PORT, InitOptions, down_local, init_local
+from ase_serving.cluster.local import LocalError
+from ase_serving.store import StoreError
+
+_MODES = ("local", "compose", "k8s")
+
+_INIT_EPILOG = """\
+Examples:
+
+  asectl init                                   # embedded config centre on :2390, LB on :2391
+
+  asectl init --config etcd://127.0.0.1:2379    # use an existing etcd instead
+
+Components run in the background (logs in $ASE_HOME/logs, pid files in $ASE_HOME/run); init
+returns once each is healthy and saves the address and credentials, so later commands with the
+same $ASE_HOME need no `asectl setup`. Running it again starts nothing twice. `asectl down` stops
+them.
+"""
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("init", epilog=_INIT_EPILOG)
+    def init(
+        mode: Annotated[str, typer.Option("--mode", help="local (compose and k8s come later).")] = "local",
+        host: Annotated[
+            str, typer.Option("--host", help="Interface the components listen on.")
+        ] = "127.0.0.1",
+        config_port: Annotated[
+            int, typer.Option("--config-port", help="Embedded config centre port.")
+        ] = CONFIG_PORT,
+        lb_port: Annotated[int, typer.Option("--lb-port", help="LB service port.")] = LB_PORT,
+        config: Annotated[
+            str | None, typer.Option("--config", help="Use this config centre (e.g. etcd://H:P) instead.")
+        ] = None,
+        account: Annotated[str | None, typer.Option("--account", help="Account for --config.")] = None,
+        password: Annotated[str | None, typer.Option("--password", help="Password for --config.")] = None,
+        no_lb: Annotated[bool, typer.Option("--no-lb", help="Do not start the LB service.")] = False,
+        as_json: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False,
+    ) -> None:
+        """Bring up the framework: config centre and LB as background processes, once healthy."""
+        if mode not in _MODES:
+            abort(f"--mode {mode!r} is not one of {', '.join(_MODES)}", 2)
+        if mode != "local":
+            abort(f"--mode {mode} is not available yet: use --mode local", 2)
+        opts = InitOptions(host, config_port, lb_port, config, account, password, lb=not no_lb)
+        if not as_json:
+            typer.echo("starting the local cluster ...", err=True)
+        try:
+            result = init_local(opts)
+        except (LocalError, StoreError) as exc:
+            abort(str(exc))
+        if as_json:
+            print_json(result.doc())
+            return
+        for rec in result.components:
+            state = "started" if rec.new else "already running"
+            typer.echo(f"{rec.name:<8} {rec.url:<32} {state} (pid {rec.pid}, log {rec.log})")
+        if config:
+            typer.echo(f"config   {config:<32} existing")
+        typer.echo(f"saved to {result.settings_path}; `asectl cluster status` shows the cluster")
+
+    @app.command("down", epilog="Example:\n\n  asectl down")
+    def down(
+        as_json: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False,
+    ) -> None:
+        """Stop what `asectl init --mode local` started (SIGTERM, then SIGKILL after a deadline)."""
+        stopped = down_local()
+        if as_json:
+            print_json({"stopped": [{**rec.doc(), "graceful": ok} for rec, ok in stopped]})
+            return
+        if not stopped:
+            typer.echo("nothing to stop: no local cluster runs under this ASE_HOME")
+        for rec, ok in stopped:
+            how = "stopped" if ok else "killed (it did not stop in time)"
+            typer.echo(f"{how} {rec.name} (pid {rec.pid}, {rec.url})")

@@ -1,0 +1,185 @@
+"""``asectl init --mode local`` and ``asectl down``: which components a local cluster has, in order.
+
+First the config centre (the embedded server, data in ``$ASE_HOME/configd``), unless an existing
+one is named (``etcd://...``, or another embedded server's URL); then every component in
+:data:`COMPONENTS`, each built from the options and the config centre's address. Once all are
+healthy, the address, credentials, LB and component URLs are saved with
+:meth:`ClusterSettings.save`, so every later command with the same ``$ASE_HOME`` works without
+``asectl setup``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ase_serving.cluster.access import check_access
+from ase_serving.cluster.local import Component, LocalCluster, LocalError, Running
+from ase_serving.home import ClusterSettings, SettingsError, ase_home
+from ase_serving.store import StoreError, open_backend
+
+CONFIG_PORT = 2390
+LB_PORT = 2391
+_PROBE_TIMEOUT = 2.0
+
+
+@dataclass(frozen=True)
+class InitOptions:
+    host: str = "127.0.0.1"
+    config_port: int = CONFIG_PORT
+    lb_port: int = LB_PORT
+    #: An existing config centre to use instead of starting the embedded one.
+    config: str | None = None
+    account: str | None = None
+    password: str | None = None
+    lb: bool = True
+
+
+@dataclass
+class InitResult:
+    settings: ClusterSettings
+    settings_path: Path
+    components: list[Running]
+
+    def doc(self) -> dict[str, Any]:
+        return {
+            "mode": "local",
+            "address": self.settings.address,
+            "account": self.settings.account,
+            "lb": self.settings.lb,
+            "components": [c.doc() for c in self.components],
+            "settings": str(self.settings_path),
+        }
+
+
+def store_healthy(address: str) -> bool:
+    """The config centre answers a ping (no credentials needed)."""
+
+    async def ping() -> None:
+        backend = open_backend(address)
+        try:
+            await asyncio.wait_for(backend.config.ping(), _PROBE_TIMEOUT)
+        finally:
+            await backend.close()
+
+    try:
+        asyncio.run(ping())
+    except (StoreError, OSError, TimeoutError):
+        return False
+    return True
+
+
+def lb_up(address: str) -> bool:
+    from ase_serving.lb.client import lb_healthy
+
+    if inspect.iscoroutinefunction(lb_healthy):
+        return bool(asyncio.run(lb_healthy(address, _PROBE_TIMEOUT)))
+    return bool(lb_healthy(address, _PROBE_TIMEOUT))
+
+
+def embedded_component(opts: InitOptions, data: Path) -> Component:
+    module = "ase_serving.store.embedded"
+    argv = [sys.executable, "-m", module, "--host", opts.host, "--port", str(opts.config_port)]
+    url = f"http://{opts.host}:{opts.config_port}"
+    return Component("config", "config centre", [*argv, "--data", str(data)], url, store_healthy, module)
+
+
+def lb_component(opts: InitOptions, settings: ClusterSettings) -> Component | None:
+    if not opts.lb:
+        return None
+    module = "ase_serving.lb"
+    argv = [sys.executable, "-m", module, "--host", opts.host, "--port", str(opts.lb_port)]
+    # Credentials go by environment, not argv, so `ps` does not show the password.
+    env = {"ASE_CONFIG_ADDRESS": settings.address}
+    if settings.account:
+        env["ASE_CONFIG_ACCOUNT"] = settings.account
+    if settings.password:
+        env["ASE_CONFIG_PASSWORD"] = settings.password
+    address = f"{opts.host}:{opts.lb_port}"
+    return Component("lb", "LB service", [*argv, "--config", settings.address], address, lb_up, module, env)
+
+
+#: The components started after the config centre, in order; each builder gets the options and the
+#: settings so far (address + credentials) and returns None when the options leave it out.
+COMPONENTS: list[Callable[[InitOptions, ClusterSettings], Component | None]] = [lb_component]
+
+
+def _check(settings: ClusterSettings) -> None:
+    async def run() -> None:
+        backend = settings.open()
+        try:
+            await check_access(backend, settings.account)
+        finally:
+            await backend.close()
+
+    asyncio.run(run())
+
+
+def _base_settings(home: Path) -> ClusterSettings:
+    """Keep the region, project and group chosen earlier (by setup or a previous init)."""
+    try:
+        old = ClusterSettings.load(home)
+    except SettingsError:
+        old = None
+    if old is None:
+        return ClusterSettings(address="")
+    return ClusterSettings(address="", region=old.region, project=old.project, group=old.group)
+
+
+def init_local(opts: InitOptions, home: Path | None = None) -> InitResult:
+    """Start (or find running) every component and save the settings.
+
+    Raises :class:`LocalError` or :class:`StoreError`; what this call started is stopped then.
+    """
+    home = home or ase_home()
+    cluster = LocalCluster(home)
+    settings = _base_settings(home)
+    up: list[Running] = []
+    try:
+        if opts.config:
+            settings.address, settings.account, settings.password = opts.config, opts.account, opts.password
+            _check(settings)
+        else:
+            data = home / "configd"
+            rec = cluster.start(embedded_component(opts, data))
+            up.append(rec)
+            settings.address = rec.url
+            settings.account = opts.account or "admin"
+            settings.password = opts.password or _admin_password(data)
+            _check(settings)
+        settings.components = {"config": settings.address}
+        for build in COMPONENTS:
+            comp = build(opts, settings)
+            if comp is None:
+                continue
+            rec = cluster.start(comp)
+            up.append(rec)
+            settings.components[comp.name] = rec.url
+            if comp.name == "lb":
+                settings.lb = rec.url
+        path = settings.save(home)
+    except BaseException:
+        for rec in reversed(up):
+            if rec.new:
+                cluster.stop(rec)
+        raise
+    return InitResult(settings, path, up)
+
+
+def _admin_password(data: Path) -> str:
+    path = data / "admin.password"
+    try:
+        return path.read_text().strip()
+    except OSError as exc:
+        raise LocalError(f"cannot read the config centre's admin password from {path}: {exc}") from None
+
+
+def down_local(home: Path | None = None) -> list[tuple[Running, bool]]:
+    """Stop every component the pid files name, newest first; (component, stopped gracefully)."""
+    cluster = LocalCluster(home)
+    return [(rec, cluster.stop(rec)) for rec in cluster.all_running()]

@@ -1,0 +1,150 @@
+"""``asectl cluster status``: what runs, what is healthy, which services and loader instances exist.
+
+The document (later issues add fields; these names stay)::
+
+    {"components": [{"name": "config", "url": "http://127.0.0.1:2390", "healthy": true}, ...],
+     "services": [{"serviceId": "echo", "version": "1.0", "routes": ["/v1/private/echo"],
+                   "schema": true,
+                   "instances": [{"address": "127.0.0.1:50051", "lic_total": 4, "lic_idle": 3,
+                                  "healthy": true}]}]}
+
+Services are the union of the service schemas in the settings' (project, group) and the
+instances in the registry. An instance is healthy when its ``live`` attribute is true and, when it
+publishes a ``metrics_url``, that endpoint's ``/health`` answers 200.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+from typing import Any
+
+import httpx
+
+from ase_serving.cluster.access import PING_TIMEOUT, ClusterUnreachable, check_access, opened
+from ase_serving.home import ClusterSettings
+from ase_serving.schema import is_service_schema, parse_json, schema_routes
+from ase_serving.store import Backend, Instance, Scope, StoreError
+
+#: Seconds one component or instance health probe may take.
+HEALTH_TIMEOUT = 2.0
+
+
+def health_url(url: str) -> str:
+    """The ``/health`` endpoint next to a metrics URL (or under a component's base URL)."""
+    base = url.rstrip("/")
+    if base.endswith("/metrics"):
+        base = base[: -len("/metrics")]
+    return base + "/health"
+
+
+async def http_healthy(client: httpx.AsyncClient, url: str) -> tuple[bool, str | None]:
+    try:
+        resp = await client.get(health_url(url), timeout=HEALTH_TIMEOUT)
+    except httpx.HTTPError as exc:
+        return False, f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    if resp.status_code == 200:
+        return True, None
+    return False, f"/health answered {resp.status_code}"
+
+
+async def lb_health(address: str) -> tuple[bool, str | None]:
+    """The LB service's own health check (``ase_serving.lb.client.lb_healthy``)."""
+    from ase_serving.lb.client import lb_healthy
+
+    result: Any
+    if inspect.iscoroutinefunction(lb_healthy):
+        result = await lb_healthy(address, HEALTH_TIMEOUT)
+    else:
+        # A blocking check: keep the event loop free for the other probes.
+        result = await asyncio.to_thread(lb_healthy, address, HEALTH_TIMEOUT)
+    return bool(result), None if result else "no answer to the LB health check"
+
+
+def _component(name: str, url: str, healthy: bool, error: str | None) -> dict[str, Any]:
+    doc: dict[str, Any] = {"name": name, "url": url, "healthy": healthy}
+    if error:
+        doc["error"] = error
+    return doc
+
+
+async def _services(backend: Backend, settings: ClusterSettings, client: httpx.AsyncClient) -> list[Any]:
+    services: dict[tuple[str, str], dict[str, Any]] = {}
+
+    def entry(service: str, version: str) -> dict[str, Any]:
+        return services.setdefault(
+            (service, version),
+            {"serviceId": service, "version": version, "routes": [], "schema": False, "instances": []},
+        )
+
+    items, _ = await backend.config.list(Scope(settings.project, settings.group))
+    for item in items:
+        doc, problem = parse_json(item.content)
+        if problem is None and is_service_schema(doc):
+            meta = doc["meta"] if isinstance(doc["meta"], dict) else {}
+            svc = entry(
+                str(meta.get("serviceId") or item.key.service), str(meta.get("version") or item.key.version)
+            )
+            svc["schema"] = True
+            svc["routes"] = sorted({*svc["routes"], *schema_routes(doc)})
+
+    instances: list[Instance] = []
+    if backend.registry is not None:
+        instances, _ = await backend.registry.instances()
+    checks = await asyncio.gather(*(_instance_health(client, inst) for inst in instances))
+    for inst, (healthy, error) in zip(instances, checks, strict=True):
+        doc = {
+            "address": inst.address,
+            "lic_total": inst.lic("lic_total"),
+            "lic_idle": inst.lic("lic_idle"),
+            "healthy": healthy,
+        }
+        if error:
+            doc["error"] = error
+        entry(inst.service, inst.version)["instances"].append(doc)
+    return [services[k] for k in sorted(services)]
+
+
+async def _instance_health(client: httpx.AsyncClient, inst: Instance) -> tuple[bool, str | None]:
+    if inst.attrs.get("live") is not True:
+        return False, "not live (draining or not ready)"
+    url = inst.attrs.get("metrics_url")
+    if isinstance(url, str) and url:
+        return await http_healthy(client, url)
+    return True, None
+
+
+async def gather_status(settings: ClusterSettings) -> dict[str, Any]:
+    """The status document; never raises for an unreachable component (it is reported unhealthy)."""
+    components: list[dict[str, Any]] = []
+    services: list[Any] = []
+    async with httpx.AsyncClient() as client:
+        probes: list[Any] = []
+        names: list[tuple[str, str]] = []
+        if settings.lb:
+            names.append(("lb", settings.lb))
+            probes.append(lb_health(settings.lb))
+        for name, url in sorted(settings.components.items()):
+            if name not in ("config", "lb"):
+                names.append((name, url))
+                probes.append(http_healthy(client, url))
+        others = asyncio.gather(*probes, return_exceptions=True)
+        try:
+            async with opened(settings) as backend:
+                await check_access(backend, settings.account, PING_TIMEOUT)
+                components.append(_component("config", settings.address, True, None))
+                services = await _services(backend, settings, client)
+        except (StoreError, OSError) as exc:
+            if not components:
+                reason = str(exc) if not isinstance(exc, ClusterUnreachable) else str(exc).split("; start")[0]
+                components.append(_component("config", settings.address, False, reason))
+        for (name, url), result in zip(names, await others, strict=True):
+            if isinstance(result, BaseException):
+                components.append(_component(name, url, False, f"{type(result).__name__}: {result}"))
+            else:
+                components.append(_component(name, url, *result))
+    return {"components": components, "services": services}
+
+
+def all_healthy(doc: dict[str, Any]) -> bool:
+    return all(c["healthy"] for c in doc["components"])
