@@ -5,12 +5,15 @@ from __future__ import annotations
 import logging
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
 from ase_serving.cli.common import abort
 from ase_serving.errors import AseError
+
+if TYPE_CHECKING:
+    from ase_serving.loader.serve import Registrar
 
 _EPILOG = """\
 Example:
@@ -19,8 +22,14 @@ Example:
 
 Prints one line once every worker has run wrapperInit, e.g.
 `loader echo 1.0.0 serving on 127.0.0.1:50051 (2 workers x 4 licences); metrics
-http://127.0.0.1:9100/metrics`. SIGTERM or Ctrl-C drains in-flight work, runs
+http://127.0.0.1:9100/metrics`. SIGTERM or Ctrl-C deregisters, drains in-flight work, runs
 wrapperFini and exits 0.
+
+With a cluster set up (`asectl init` or `asectl setup`, or ASE_CONFIG_ADDRESS), the
+loader registers its address and licences in the cluster's registry, keeps the
+registration alive, and pushes the project's schemas/*.json when the config centre
+lacks them. A loader listening on 0.0.0.0 registers --advertise HOST[:PORT] (or
+ASE_LOADER_ADVERTISE), else this host's address towards the config centre.
 """
 
 
@@ -52,6 +61,22 @@ def register(app: typer.Typer) -> None:
             typer.Option(
                 "--metrics-port",
                 help="HTTP port of /metrics and /health; 0 picks a free one, -1 turns it off.",
+            ),
+        ] = None,
+        standalone: Annotated[
+            bool, typer.Option("--standalone", help="Do not register with the cluster.")
+        ] = False,
+        ttl: Annotated[
+            float,
+            typer.Option("--ttl", min=2.0, help="Seconds the registration outlives the last heartbeat."),
+        ] = 10.0,
+        advertise: Annotated[
+            Optional[str],  # noqa: UP045
+            typer.Option(
+                "--advertise",
+                envvar="ASE_LOADER_ADVERTISE",
+                help="HOST or HOST:PORT to register (default: the listening address, or for "
+                "0.0.0.0 this host's address towards the config centre).",
             ),
         ] = None,
         log_level: Annotated[
@@ -94,9 +119,34 @@ def register(app: typer.Typer) -> None:
             sys.stdout.write(line + "\n")
             sys.stdout.flush()
 
+        registrar = None if standalone else _cluster_registrar(ttl, advertise)
         try:
-            serve(settings, ready=ready)
+            serve(settings, ready=ready, registrar=registrar)
         except AseError as exc:
             abort(exc.message)
         except KeyboardInterrupt:
             raise typer.Exit(0) from None
+
+
+def _cluster_registrar(ttl: float, advertise: str | None) -> Registrar | None:
+    """The registrar for the cluster set up under $ASE_HOME, or None (said on stderr) when none is."""
+    from ase_serving.home import ClusterSettings, SettingsError
+    from ase_serving.loader.registrar import ClusterRegistrar
+    from ase_serving.store import StoreError, backend_kind
+
+    try:
+        cluster = ClusterSettings.load()
+    except SettingsError as exc:
+        abort(str(exc))
+    if cluster is None:
+        typer.echo(
+            "no cluster set up (run `asectl init`, or `asectl setup` to use an existing one): "
+            "serving standalone",
+            err=True,
+        )
+        return None
+    try:
+        backend_kind(cluster.address)
+    except StoreError as exc:
+        abort(f"{exc}; run `asectl setup` again, or use --standalone")
+    return ClusterRegistrar(cluster, ttl=ttl, advertise=advertise)

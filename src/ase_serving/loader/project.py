@@ -1,4 +1,10 @@
-"""A wrapper project folder -> loader settings (``ase.toml`` is optional; defaults for the rest)."""
+"""A wrapper project folder -> loader settings (``ase.toml`` is optional; defaults for the rest).
+
+Where the service name and version come from, first match wins: the flags (``--service``,
+``--version``), ``ase.toml`` ``[service] name/version``, ``ai_api.yml`` ``metadata.serviceName/version``
+(the seed's ApiSchema YAML), then the folder's name and ``1.0.0``. So a folder holding only
+``wrapper.py`` and ``ai_api.yml`` is a complete project.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +13,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from ase_serving.loader.settings import LoaderSettings
+from ase_serving.store.base import NAME_RE
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -16,6 +25,8 @@ else:  # pragma: no cover
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _RESULTS = ("sync", "async", "auto")
+#: The ApiSchema file of a project (``ai_api.yaml`` is accepted too).
+API_YAML = ("ai_api.yml", "ai_api.yaml")
 
 
 class ProjectError(Exception):
@@ -31,6 +42,39 @@ def read_toml(path: Path) -> dict[str, Any]:
     except tomllib.TOMLDecodeError as exc:
         raise ProjectError(f"{path}: invalid TOML: {exc}") from None
     return doc
+
+
+def read_api_metadata(root: Path) -> dict[str, Any]:
+    """``metadata`` of the project's ai_api.yml (``{}`` when there is none).
+
+    Only the metadata is read here; the schema converter reads the ``spec``."""
+    path = next((root / n for n in API_YAML if (root / n).is_file()), None)
+    if path is None:
+        return {}
+    try:
+        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ProjectError(f"{path}: cannot read: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise ProjectError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ProjectError(f"{where}: invalid YAML: {problem}") from None
+    if doc is None:
+        return {}
+    if not isinstance(doc, dict):
+        raise ProjectError(f"{path}: must be an ApiSchema mapping (apiVersion, kind, metadata, spec)")
+    kind = doc.get("kind")
+    if kind is not None and kind != "ApiSchema":
+        raise ProjectError(f"{path}: kind must be ApiSchema, not {kind!r}")
+    meta = doc.get("metadata", {})
+    if meta is None:
+        return {}
+    if not isinstance(meta, dict):
+        raise ProjectError(f"{path}: metadata must be a mapping (serviceName, version, ...)")
+    return meta
 
 
 def _table(doc: dict[str, Any], name: str, path: Path) -> dict[str, Any]:
@@ -80,13 +124,20 @@ def load_project(
     ldr = _table(doc, "loader", toml_path)
     wrp = _table(doc, "wrapper", toml_path)
 
-    name = service or svc.get("name") or root.name
+    meta = read_api_metadata(root)
+
+    name = service or svc.get("name") or meta.get("serviceName") or root.name
     if not isinstance(name, str) or not _NAME.match(name):
         raise ProjectError(
             f"service name {name!r} is not valid: use letters, digits, '-', '_' or '.' "
-            "([service] name in ase.toml, or --service)"
+            "([service] name in ase.toml, metadata.serviceName in ai_api.yml, or --service)"
         )
-    ver = str(version or svc.get("version") or "1.0.0")
+    ver = str(version or svc.get("version") or meta.get("version") or "1.0.0")
+    if not NAME_RE.match(ver):
+        raise ProjectError(
+            f"service version {ver!r} is not valid: use letters, digits, '.', '_', '-', ':' or '@' "
+            "([service] version in ase.toml, metadata.version in ai_api.yml, or --version)"
+        )
     modes_raw = svc.get("modes", [])
     if isinstance(modes_raw, str):
         modes_raw = [modes_raw]
@@ -100,6 +151,10 @@ def load_project(
     n_lic = lic if lic is not None else int(_number(ldr, "lic", 1, toml_path, 1))
     if n_workers < 1 or n_lic < 1:
         raise ProjectError("--workers and --lic must be at least 1")
+    lic_best: int | None = None
+    if "lic_best" in ldr:
+        # The loader's preferred concurrency in all (not per worker); the LB fills up to it first.
+        lic_best = min(int(_number(ldr, "lic_best", 1, toml_path, 1)), n_workers * n_lic)
     the_port = port if port is not None else int(_number(ldr, "port", 0, toml_path, 0))
     settings = LoaderSettings(
         project_dir=root,
@@ -114,6 +169,7 @@ def load_project(
         read_timeout_s=_number(ldr, "read_timeout", 15, toml_path, 0.001),
         session_timeout_s=_number(ldr, "session_timeout", 180, toml_path, 0.001),
         drain_timeout_s=_number(ldr, "drain_timeout", 30, toml_path, 0),
+        lic_best=lic_best,
         session_results=results,
         wrapper_config=_wrapper_config(wrp),
     )

@@ -17,6 +17,8 @@ class LoaderSettings:
     modes: frozenset[str] = frozenset()
     workers: int = 1
     lic: int = 1
+    #: Preferred concurrency of the whole loader, reported to the LB; None = workers x lic.
+    lic_best: int | None = None
     host: str = "127.0.0.1"
     port: int = 0  # 0 = a free port
     #: HTTP /metrics and /health; None = off, 0 = a free port.

@@ -1,0 +1,424 @@
+"""A loader in the service registry: register, heartbeat, report licences, deregister before draining.
+
+**One instance per loader.** The issue says a loader "registers each worker's endpoint"; our loader
+exposes ONE gRPC address and its worker processes share it behind the supervisor, so the loader
+registers one instance of (service, version) at that address carrying every worker's licences
+(``lic_total`` = workers x lic). For the LB that is the same thing: it picks an address and the
+supervisor hands the call to a worker with a free slot.
+
+Attributes written (names fixed; the LB and ``asectl cluster status`` read them):
+
+=============  ====================================================================
+``lic_total``  licence slots in all (workers x lic)
+``lic_idle``   slots free now; written when it changes (at most every 0.1 s) and
+               with every heartbeat
+``lic_best``   preferred concurrency (``[loader] lic_best`` in ase.toml; default lic_total)
+``live``       True; False while draining (written just before deregistering)
+``workers``    worker processes
+``modes``      ``once`` and/or ``session``
+``metrics_url``  the loader's /metrics, or null
+=============  ====================================================================
+
+**The address registered** must be one that gateways can reach. A loader listening on a wildcard
+address (``0.0.0.0``, ``::``) registers, in this order: ``--advertise HOST[:PORT]`` (or
+``ASE_LOADER_ADVERTISE``; a port there replaces the listening one, for port mappings); else the
+address of this host's interface that routes to the config centre (a UDP socket "connected" to the
+config centre's host: no packet is sent); else ``127.0.0.1``. A loader listening on one address
+registers that address (unless ``--advertise`` says otherwise).
+
+**The store never blocks the loader.** ``on_ready`` returns at once; registration runs in a
+background task. While the store is unreachable the loader keeps serving: the outage is logged
+once (not per retry), the task retries with backoff, and registers again when the store is back
+(also when the lease expired meanwhile). ``on_draining`` writes ``live: false`` and deregisters
+within ``DRAIN_BOUND`` seconds in all, so a dead store never delays a drain; an instance that could
+not be deregistered disappears when its lease's TTL runs out.
+
+**Schemas.** When the config store lacks the project's service schema, the loader pushes it:
+:func:`project_schemas` lists what the project holds (``schemas/*.json`` and ``service.json`` now;
+the schema issue adds ai_api.yml and the ``Api`` class), and every item whose
+(service, version, name) is missing under the cluster settings' (project, group) is written.
+Existing items are never overwritten.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+from collections.abc import Awaitable
+from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+import orjson
+
+from ase_serving.home import ClusterSettings
+from ase_serving.loader.serve import Ready
+from ase_serving.loader.settings import LoaderSettings
+from ase_serving.store import Backend
+from ase_serving.store.base import (
+    DEFAULT_GROUP,
+    DEFAULT_PROJECT,
+    NAME_RE,
+    AuthFailed,
+    ConfigKey,
+    Instance,
+    InvalidName,
+    LeaseLost,
+    NotFound,
+    Registration,
+    Registry,
+    StoreError,
+    StoreUnavailable,
+)
+
+log = logging.getLogger("ase_serving.loader.registrar")
+
+T = TypeVar("T")
+
+WILDCARD_HOSTS = frozenset({"", "0.0.0.0", "::", "[::]"})
+#: How often licence use is looked at, and the shortest gap between two licence reports.
+POLL_S = 0.05
+REPORT_GAP_S = 0.1
+#: Total time ``on_draining`` may spend telling the store (a dead store must not delay the drain).
+DRAIN_BOUND = 2.0
+
+
+def _fmt(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _store_host(address: str) -> tuple[str, int] | None:
+    """The first host (and port) a config centre address names, e.g. ``etcd://h1:2379,h2:2379`` -> h1."""
+    netloc = urlsplit(address).netloc.rsplit("@", 1)[-1].split(",")[0]
+    if not netloc:
+        return None
+    if netloc.startswith("["):
+        host, _, rest = netloc[1:].partition("]")
+        port = rest.lstrip(":")
+    else:
+        host, _, port = netloc.partition(":")
+    return host, int(port) if port.isdigit() else 9
+
+
+def _route_ip(target: tuple[str, int] | None) -> str | None:
+    """This host's address on the interface that routes to ``target`` (no packet is sent)."""
+    if target is None:
+        return None
+    try:
+        family, kind, proto, _, sockaddr = socket.getaddrinfo(*target, type=socket.SOCK_DGRAM)[0]
+        with socket.socket(family, kind, proto) as s:
+            s.connect(sockaddr)
+            ip = str(s.getsockname()[0])
+    except OSError:
+        return None
+    return None if ip in WILDCARD_HOSTS else ip
+
+
+def advertised_address(
+    listen_host: str, port: int, store_address: str | None = None, advertise: str | None = None
+) -> str:
+    """``host:port`` to register for a loader listening on ``listen_host:port`` (see the module doc).
+
+    Blocking (it may resolve the store's host name): call it off the event loop."""
+    if advertise:
+        if advertise.startswith("["):
+            if "]:" in advertise:
+                return advertise
+            return _fmt(advertise.strip("[]"), port)
+        if advertise.count(":") == 1:
+            return advertise
+        return _fmt(advertise, port)
+    if listen_host not in WILDCARD_HOSTS:
+        return _fmt(listen_host.strip("[]"), port)
+    host = _route_ip(_store_host(store_address) if store_address else None) or "127.0.0.1"
+    return _fmt(host, port)
+
+
+def project_schemas(settings: LoaderSettings) -> list[tuple[str, bytes]]:
+    """The service schemas a project brings, as (config item name, content), sorted by name.
+
+    Now: ``schemas/*.json`` (named by their file name) and ``service.json``. Files that are not
+    JSON objects or whose name cannot be a config item name are skipped with a warning.
+    """
+    root = Path(settings.project_dir)
+    files = sorted((root / "schemas").glob("*.json")) if (root / "schemas").is_dir() else []
+    if (root / "service.json").is_file():
+        files.append(root / "service.json")
+    found: dict[str, bytes] = {}
+    for path in files:
+        if not NAME_RE.match(path.name):
+            log.warning("schema %s skipped: %r cannot be a config item name", path, path.name)
+            continue
+        try:
+            content = path.read_bytes()
+            if not isinstance(orjson.loads(content), dict):
+                raise ValueError("not a JSON object")
+        except (OSError, ValueError) as exc:
+            log.warning("schema %s skipped: %s", path, exc)
+            continue
+        found.setdefault(path.name, content)
+    return sorted(found.items())
+
+
+class ClusterRegistrar:
+    """serve()'s :class:`~ase_serving.loader.serve.Registrar` for a cluster (see the module doc).
+
+    ``cluster`` is the settings of ``asectl setup``/``init`` (the backend is opened on the loader's
+    event loop) or an opened :class:`~ase_serving.store.Backend` (closed in ``on_stopped``).
+    """
+
+    def __init__(
+        self,
+        cluster: ClusterSettings | Backend,
+        *,
+        ttl: float = 10.0,
+        advertise: str | None = None,
+        project: str | None = None,
+        group: str | None = None,
+    ) -> None:
+        if ttl < 2:
+            raise ValueError(f"a registration TTL must be at least 2 s, not {ttl:g}")
+        self.ttl = ttl
+        self.advertise = advertise
+        if isinstance(cluster, ClusterSettings):
+            self._settings: ClusterSettings | None = cluster
+            self._backend: Backend | None = None
+            self.url = cluster.address
+            self.project = project or cluster.project
+            self.group = group or cluster.group
+        else:
+            self._settings = None
+            self._backend = cluster
+            self.url = cluster.address
+            self.project = project or DEFAULT_PROJECT
+            self.group = group or DEFAULT_GROUP
+        self.registration: Registration | None = None
+        self._ready: Ready | None = None
+        self._instance: Instance | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._live = True
+        self._written_idle: int | None = None
+        self._metrics_url: str | None = None
+        self._schemas_done = False
+        self._ever_registered = False
+        self._down = False
+        self._op_timeout = max(1.0, min(3.0, ttl / 2))
+        self._backoff_max = max(1.0, min(5.0, ttl / 2))
+
+    # -- Registrar -------------------------------------------------------------------------------
+
+    async def on_ready(self, ready: Ready) -> None:
+        self._ready = ready
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="ase-registrar")
+
+    async def on_draining(self) -> None:
+        self._live = False
+        await self._cancel()
+        reg, registry = self.registration, self._registry()
+        if reg is None or registry is None:
+            return
+        try:
+            await asyncio.wait_for(self._deregister(registry, reg), DRAIN_BOUND)
+        except (StoreError, OSError, asyncio.TimeoutError) as exc:
+            log.warning(
+                "could not deregister %s from %s (%s): it disappears within its TTL (%g s)",
+                reg.instance.address,
+                self.url,
+                _reason(exc),
+                self.ttl,
+            )
+        else:
+            inst = reg.instance
+            log.info("deregistered %s %s at %s", inst.service, inst.version, inst.address)
+        self.registration = None
+
+    async def on_stopped(self) -> None:
+        await self._cancel()
+        if self._backend is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._backend.close(), DRAIN_BOUND)
+            self._backend = None
+
+    # -- the background task ---------------------------------------------------------------------
+
+    def _registry(self) -> Registry | None:
+        return self._backend.registry if self._backend is not None else None
+
+    async def _cancel(self) -> None:
+        task, self._task = self._task, None
+        if task is not None and not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def _op(self, aw: Awaitable[T]) -> T:
+        try:
+            return await asyncio.wait_for(aw, self._op_timeout)
+        except asyncio.TimeoutError:
+            raise StoreUnavailable(f"no answer within {self._op_timeout:g} s") from None
+
+    async def _run(self) -> None:
+        ready = self._ready
+        assert ready is not None
+        if self._backend is None:
+            assert self._settings is not None
+            try:
+                self._backend = self._settings.open()
+            except StoreError as exc:
+                log.error("cannot use the config centre at %s: %s; serving unregistered", self.url, exc)
+                return
+        registry = self._registry()
+        if registry is None:
+            log.warning("the config centre at %s keeps no registry: serving unregistered", self.url)
+            return
+        address = await asyncio.to_thread(
+            advertised_address, ready.host, ready.port, self.url, self.advertise
+        )
+        try:
+            self._instance = Instance(ready.settings.service, ready.settings.version, address)
+        except InvalidName as exc:
+            log.error("cannot register: %s; serving unregistered", exc)
+            return
+        metrics_url = ready.metrics_url
+        if metrics_url and ready.host in WILDCARD_HOSTS:
+            host = address.rsplit(":", 1)[0]
+            metrics_url = f"http://{host}:{urlsplit(metrics_url).port}/metrics"
+        self._metrics_url = metrics_url
+        delay = 0.2
+        while True:
+            try:
+                if self.registration is None:
+                    await self._register(registry)
+                    delay = 0.2
+                if not self._schemas_done:
+                    await self._push_schemas()
+                await self._heartbeat(registry)
+            except LeaseLost:
+                log.info("the registration of %s expired in %s: registering again", address, self.url)
+                self.registration = None
+                await asyncio.sleep(POLL_S)
+            except InvalidName as exc:
+                log.error("cannot register: %s; serving unregistered", exc)
+                return
+            except (StoreError, OSError) as exc:
+                self._unavailable(exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self._backoff_max)
+            except Exception:  # never let a bug here end the loader; keep trying, loudly
+                log.exception("registration with %s failed", self.url)
+                await asyncio.sleep(self._backoff_max)
+
+    def _unavailable(self, exc: BaseException) -> None:
+        if self._down:
+            return
+        self._down = True
+        if isinstance(exc, AuthFailed):
+            log.error(
+                "the config centre at %s refused the account (%s): serving unregistered; "
+                "run `asectl setup` with the right account and password",
+                self.url,
+                _reason(exc),
+            )
+        elif self._ever_registered:
+            log.warning(
+                "lost the config centre at %s (%s): serving on and registering again when it is back",
+                self.url,
+                _reason(exc),
+            )
+        else:
+            log.warning(
+                "cannot reach the config centre at %s (%s): serving anyway and registering when it "
+                "is back; `asectl init` starts a local one",
+                self.url,
+                _reason(exc),
+            )
+
+    def _attrs(self, idle: int) -> dict[str, Any]:
+        ready = self._ready
+        assert ready is not None
+        s = ready.settings
+        total = ready.lic_total
+        return {
+            "lic_total": total,
+            "lic_idle": idle,
+            "lic_best": min(s.lic_best, total) if s.lic_best else total,
+            "live": self._live,
+            "workers": s.workers,
+            "modes": list(ready.modes),
+            "metrics_url": self._metrics_url,
+        }
+
+    def _idle(self) -> int:
+        ready = self._ready
+        assert ready is not None
+        return max(0, ready.lic_total - ready.busy())
+
+    async def _register(self, registry: Registry) -> None:
+        base = self._instance
+        assert base is not None
+        idle = self._idle()
+        inst = Instance(base.service, base.version, base.address, self._attrs(idle))
+        self.registration = await self._op(registry.register(inst, self.ttl))
+        self._written_idle = idle
+        if self._down:
+            log.info("the config centre at %s is back", self.url)
+        self._down = False
+        self._ever_registered = True
+        log.info("registered %s %s at %s with %s", inst.service, inst.version, inst.address, self.url)
+
+    async def _heartbeat(self, registry: Registry) -> None:
+        """Keep the lease alive every ttl/3 and report licences; returns only by raising."""
+        loop = asyncio.get_running_loop()
+        period = self.ttl / 3
+        last_write = next_beat = loop.time()
+        next_beat += period
+        while True:
+            await asyncio.sleep(POLL_S)
+            reg = self.registration
+            assert reg is not None
+            now = loop.time()
+            idle = self._idle()
+            if now >= next_beat:
+                await self._op(registry.keepalive(reg))
+            elif idle == self._written_idle or now - last_write < REPORT_GAP_S:
+                continue
+            self.registration = await self._op(registry.update(reg, self._attrs(idle)))
+            self._written_idle = idle
+            last_write = loop.time()
+            if now >= next_beat:
+                next_beat = last_write + period
+
+    async def _deregister(self, registry: Registry, reg: Registration) -> None:
+        with contextlib.suppress(LeaseLost):
+            await registry.update(reg, {**reg.instance.attrs, "live": False})
+        await registry.deregister(reg)
+
+    async def _push_schemas(self) -> None:
+        ready = self._ready
+        assert ready is not None and self._backend is not None
+        config = self._backend.config
+        s = ready.settings
+        try:
+            for name, content in await asyncio.to_thread(project_schemas, s):
+                key = ConfigKey(self.project, self.group, s.service, s.version, name)
+                try:
+                    await self._op(config.get(key))
+                    continue
+                except NotFound:
+                    pass
+                item = await self._op(config.put(key, content))
+                log.info("pushed the schema %s to %s (revision %d)", key.path, self.url, item.revision)
+        except StoreUnavailable:
+            raise  # try again once the store is back
+        except StoreError as exc:
+            # Refused for good (no write permission, read-only store, a bad project name):
+            # say so once; registration does not depend on it.
+            log.warning("cannot push the project's schemas to %s: %s", self.url, _reason(exc))
+        self._schemas_done = True
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
