@@ -10,7 +10,7 @@ All under ``/v1/``; values travel base64-encoded; errors are ``{"error": text, "
                                              {"succeeded", "revision"}
     POST /v1/lease/grant {"ttl"} | keepalive {"id"} | revoke {"id"}
     POST /v1/accounts {"account", "password"}  (admin only)
-    GET  /v1/status                          {"revision", "version", "uptime", "compacted"}
+    GET  /v1/status                          {"revision", "version", "uptime", "compacted", "watchers"}
     GET  /health                             ok
 
 A watch is a long poll: it answers as soon as there is an event at or after ``start`` (or with
@@ -70,6 +70,8 @@ class Centre:
         self.started = time.monotonic()
         #: Set on shutdown: long polls answer at once so the server can stop.
         self.closing = False
+        #: Long polls in flight (reported by /v1/status).
+        self.watchers = 0
 
     async def notify(self) -> None:
         async with self.cond:
@@ -185,14 +187,18 @@ def create_app(centre: Centre) -> Starlette:
         await reader(request, prefix)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
-        async with centre.cond:
-            while True:
-                events, nxt = db.events(prefix, start)
-                left = deadline - loop.time()
-                if events or centre.closing or left <= 0:
-                    break
-                with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(centre.cond.wait(), left)
+        centre.watchers += 1
+        try:
+            async with centre.cond:
+                while True:
+                    events, nxt = db.events(prefix, start)
+                    left = deadline - loop.time()
+                    if events or centre.closing or left <= 0:
+                        break
+                    with contextlib.suppress(asyncio.TimeoutError):
+                        await asyncio.wait_for(centre.cond.wait(), left)
+        finally:
+            centre.watchers -= 1
         return _json(
             {
                 "revision": db.revision,
@@ -261,6 +267,7 @@ def create_app(centre: Centre) -> Starlette:
             {
                 "revision": db.revision,
                 "compacted": db.compacted,
+                "watchers": centre.watchers,
                 "version": __version__,
                 "uptime": round(time.monotonic() - centre.started, 3),
             }
