@@ -80,7 +80,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         backend = _backend(args)
         serve(args.host, args.port, args.strategy, args.ttl, backend, ready)
-    except (LbError, SettingsError) as exc:
+    except LbError as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        return 1
+    except SettingsError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:  # a Ctrl-C before the signal handlers are in place

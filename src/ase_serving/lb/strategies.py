@@ -70,11 +70,16 @@ class Pool:
         self.oldest = 0.0
 
     def rebuild(self) -> None:
+        # The turn stays right after the node last picked, wherever joins and leaves move it.
+        old, rr = self.order, self.rr
+        prev = old[rr - 1] if 0 < rr <= len(old) else None
         self.order = sorted((n for n in self.nodes.values() if n.live), key=lambda n: n.address)
         for node in self.nodes.values():
             node.pos = -1
         for i, node in enumerate(self.order):
             node.pos = i
+        if prev is not None and prev.pos >= 0:
+            self.rr = prev.pos + 1
 
     def refuse(self, exclude: Collection[str]) -> AseError:
         """The error for a pick that found nothing: NoLicence if live nodes exist but are full,

@@ -1,0 +1,192 @@
+"""The LB as its own service: a real ``python -m ase_serving.lb`` process, over gRPC."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import TypeVar
+
+import pytest
+
+from ase_serving import errors
+from ase_serving.errors import NoLicence, NoLoader
+from ase_serving.lb.client import LbClient, lb_healthy
+from ase_serving.store import Instance
+from tests.lb.lb_process import run_lb, start_lb
+from tests.store.embedded_server import start_embedded
+
+S, V = "asr", "1.0"
+T = TypeVar("T")
+
+
+def run(coro: Awaitable[T]) -> T:
+    async def main() -> T:
+        return await coro
+
+    return asyncio.run(main())
+
+
+async def until(check: Callable[[], Awaitable[bool]], timeout: float, what: str) -> None:
+    """Poll an async condition with a deadline."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not await check():
+        if loop.time() > deadline:
+            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+        await asyncio.sleep(0.05)
+
+
+@pytest.mark.timeout(60)
+def test_report_then_pick_over_grpc() -> None:
+    with start_lb("--strategy", "load") as lb:
+        assert lb.line == f"lb serving on {lb.address} (strategy load)"
+        assert "serving from Report calls only" in lb.stderr()
+
+        async def scenario() -> None:
+            async with LbClient(lb.address) as client:
+                assert await lb_healthy(lb.address, 2.0)
+                health = await client.health()
+                assert (health.status, health.strategy, health.registry) == ("ok", "load", "")
+                # Unknown service: NoLoader with its code and a message naming it.
+                with pytest.raises(NoLoader) as exc:
+                    await client.pick(S, V)
+                assert exc.value.code == errors.NO_LOADER
+                assert "service 'asr' version '1.0'" in exc.value.message
+                await client.report(S, V, "a:1", total=8, idle=6)
+                await client.report(S, V, "b:1", total=8, idle=3)
+                await client.report(S, V, "c:1", total=8, idle=8, live=False)
+                got = Counter([(await client.pick(S, V))[0] for _ in range(9)])
+                assert got == Counter({"a:1": 6, "b:1": 3})
+                with pytest.raises(NoLicence) as full:
+                    await client.pick(S, V)
+                assert full.value.code == errors.NO_LICENCE
+                await client.report(S, V, "a:1", total=8, idle=8)
+                await client.report(S, V, "b:1", total=8, idle=7)
+                assert await client.pick(S, V, n=3) == ["a:1", "b:1"]
+                assert await client.pick(S, V, exclude=["a:1"]) == ["b:1"]
+                with pytest.raises(NoLoader, match="2 excluded by the caller, 1 not live"):
+                    await client.pick(S, V, exclude=["a:1", "b:1"])
+                nodes = {n.address: n for n in await client.nodes(S, V)}
+                assert (nodes["a:1"].idle, nodes["a:1"].avail, nodes["a:1"].in_use) == (8, 7, 1)
+                assert nodes["c:1"].live is False
+                await client.remove(S, V, "c:1")
+                assert [n.address for n in await client.nodes()] == ["a:1", "b:1"]
+
+        run(scenario())
+        assert lb.stop() == 0
+
+
+@pytest.mark.timeout(60)
+def test_load_mini_release_over_grpc_and_ttl() -> None:
+    with start_lb("--strategy", "loadMini", "--ttl", "1") as lb:
+
+        async def scenario() -> None:
+            async with LbClient(lb.address) as client:
+                await client.report(S, V, "a:1", total=2, idle=0)
+                assert [(await client.pick(S, V))[0] for _ in range(2)] == ["a:1", "a:1"]
+                with pytest.raises(NoLicence):
+                    await client.pick(S, V)
+                await client.release(S, V, "a:1")
+                assert await client.pick(S, V) == ["a:1"]
+
+                # Nothing reports: the node expires after the TTL.
+                async def gone() -> bool:
+                    try:
+                        await client.pick(S, V)
+                    except NoLoader:
+                        return True
+                    except NoLicence:
+                        return False
+                    return False
+
+                await until(gone, 10.0, "the silent node to expire")
+
+        run(scenario())
+        assert lb.stop() == 0
+
+
+def test_lb_healthy_is_false_when_nothing_listens() -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    assert run(lb_healthy(f"127.0.0.1:{port}", 2.0)) is False
+
+
+def test_start_up_errors_are_one_line() -> None:
+    bad = run_lb("--strategy", "fastest")
+    assert bad.returncode == 2
+    assert bad.stderr.strip().splitlines() == [
+        "error: unknown strategy 'fastest': use one of load, loadMini, poll"
+    ]
+    unknown = run_lb("--port", "0", "--config", "zk://somewhere:1")
+    assert unknown.returncode == 1
+    assert unknown.stderr.startswith("error: config centre address 'zk://somewhere:1' is not understood")
+    assert "Traceback" not in unknown.stderr
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        taken = run_lb("--port", str(s.getsockname()[1]))
+    assert taken.returncode == 1
+    assert "cannot listen on 127.0.0.1:" in taken.stderr
+    assert "Traceback" not in taken.stderr
+
+
+@pytest.mark.timeout(90)
+def test_fed_from_the_embedded_registry(tmp_path: Path) -> None:
+    with start_embedded(tmp_path / "configd") as centre:
+        # The credentials come from the cluster settings (here: ASE_CONFIG_*), as after `asectl init`.
+        env = {
+            "ASE_CONFIG_ADDRESS": centre.url,
+            "ASE_CONFIG_ACCOUNT": centre.account,
+            "ASE_CONFIG_PASSWORD": centre.password,
+        }
+        with start_lb("--ttl", "3", env=env) as lb:
+            assert "warning" not in lb.stderr()
+
+            async def scenario() -> None:
+                backend = centre.backend()
+                assert backend.registry is not None
+                registry = backend.registry
+                async with LbClient(lb.address) as client:
+                    health = await client.health()
+                    assert health.registry == centre.url and health.registry_connected
+                    attrs = {"lic_total": 4, "lic_idle": 4, "live": True, "workers": 1}
+                    reg = await registry.register(Instance(S, V, "127.0.0.1:7001", attrs), ttl=20)
+                    picked = picked_addr(client, "127.0.0.1:7001")
+                    await until(picked, 15.0, "the registered instance to be picked")
+                    # Draining (live false) -> never picked; deregistered -> gone.
+                    reg = await registry.update(reg, {**attrs, "live": False})
+
+                    async def refused(match: str) -> bool:
+                        try:
+                            await client.pick(S, V)
+                        except NoLoader as exc:
+                            return match in exc.message
+                        return False
+
+                    await until(lambda: refused("1 not live"), 15.0, "the draining instance to be skipped")
+                    await registry.deregister(reg)
+                    await until(lambda: refused("none registered"), 15.0, "the instance to disappear")
+                    # Registered instances outlive the LB's own TTL: the feed re-reports them.
+                    reg2 = await registry.register(Instance(S, V, "127.0.0.1:7002", attrs), ttl=20)
+                    await until(picked_addr(client, "127.0.0.1:7002"), 15.0, "the second instance")
+                    await asyncio.sleep(4.0)  # > --ttl 3: would have expired without the re-reports
+                    assert await client.pick(S, V) == ["127.0.0.1:7002"]
+                    await registry.deregister(reg2)
+                await backend.close()
+
+            run(scenario())
+            assert lb.stop() == 0
+
+
+def picked_addr(client: LbClient, address: str) -> Callable[[], Awaitable[bool]]:
+    async def check() -> bool:
+        try:
+            return await client.pick(S, V) == [address]
+        except (NoLoader, NoLicence):
+            return False
+
+    return check
