@@ -310,12 +310,18 @@ def serve(
         Path | None, typer.Option("--data", help="State directory (default $ASE_HOME/configd).")
     ] = None,
 ) -> None:
-    """Run the embedded config centre in the foreground (Ctrl-C stops it)."""
+    """Run the embedded config centre in the foreground (Ctrl-C or SIGTERM stops it)."""
     from ase_serving.home import ase_home
+    from ase_serving.store.embedded.server import run_server
 
-    argv = [sys.executable, "-m", "ase_serving.store.embedded", "--host", host, "--port", str(port)]
-    argv += ["--data", str(data or ase_home() / "configd")]
+    data_dir = (data or ase_home() / "configd").expanduser().resolve()
+
+    def ready(url: str) -> None:
+        typer.echo(f"config centre serving on {url} (data {data_dir})")
+
     try:
-        raise typer.Exit(subprocess.run(argv, check=False).returncode)
+        run_server(host, port, data_dir, ready=ready)
+    except StoreError as exc:
+        abort(str(exc))
     except KeyboardInterrupt:
         raise typer.Exit(0) from None

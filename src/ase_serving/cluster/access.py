@@ -46,10 +46,15 @@ class ClusterUnreachable(StoreUnavailable):
 class AccessDenied(AuthFailed):
     def __init__(self, address: str, account: str | None, reason: object) -> None:
         who = f"account {account!r}" if account else "no account"
-        super().__init__(
-            f"the config centre at {address} refused {who}: {_one_line(reason)}; "
-            "run `asectl setup --account A --password P` with the right credentials"
+        why = _one_line(reason).removeprefix(f"config centre {address}: ")
+        # The backend's own reason may already say what to run (the embedded one names the file
+        # holding the admin password); do not say it twice.
+        hint = (
+            ""
+            if "asectl setup" in why
+            else "; run `asectl setup --account A --password P` with the right ones"
         )
+        super().__init__(f"the config centre at {address} refused {who}: {why}{hint}")
 
 
 def _one_line(reason: object) -> str:

@@ -120,11 +120,25 @@ def _check_meta(doc: dict[str, Any], service: str | None, version: str | None) -
     return problems
 
 
+_TYPES = "array, boolean, integer, null, number, object, string"
+
+
+def _message(err: jsonschema_rs.ValidationError) -> str:
+    # The meta-schema's "type" is an anyOf (a name or a list of names): its own message says
+    # nothing a user can act on, so name the allowed types instead.
+    path = err.instance_path
+    if path and path[-1] == "type" and err.kind.name == "anyOf":
+        return (
+            f"{orjson.dumps(err.instance).decode()} is not a JSON Schema type ({_TYPES}, or a list of them)"
+        )
+    return err.message
+
+
 def _check_json_schema(part: str, schema: Any) -> list[Problem]:
     if not isinstance(schema, (dict, bool)):
         return [Problem(f"$.{part}", "must be a JSON Schema (an object)")]
     problems = [
-        Problem(json_path(list(err.instance_path), f"$.{part}"), err.message)
+        Problem(json_path(list(err.instance_path), f"$.{part}"), _message(err))
         for err in _META.iter_errors(schema)
     ]
     if not problems:

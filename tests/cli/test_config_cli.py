@@ -1,0 +1,217 @@
+"""`asectl config` against a real embedded config centre: the round trip, checks, edit, failures."""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.cli.cluster_support import asectl, one_line_error, set_up
+from tests.store.embedded_server import EmbeddedServer, start_embedded
+from tests.store.etcd_server import free_port
+
+pytestmark = pytest.mark.timeout(90)
+
+SCHEMA = {
+    "meta": {"serviceId": "echo", "version": "1.0", "route": "/v1/private/echo"},
+    "schemainput": {"type": "object", "properties": {"payload": {"type": "object"}}},
+    "schemaoutput": {"type": "object"},
+}
+TIME = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
+
+# An $EDITOR that replaces the file with $EDIT_WITH's content (and leaves it alone without it).
+EDITOR = """\
+import os, shutil, sys
+if os.environ.get("EDIT_WITH"):
+    shutil.copyfile(os.environ["EDIT_WITH"], sys.argv[1])
+"""
+
+
+@pytest.fixture(scope="module")
+def centre(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedServer]:
+    with start_embedded(tmp_path_factory.mktemp("centre") / "configd") as server:
+        yield server
+
+
+@pytest.fixture
+def home(tmp_path: Path, centre: EmbeddedServer) -> Path:
+    """A home set up for the centre, in a project of this test's own (so tests never share items)."""
+    home = tmp_path / "home"
+    set_up(home, centre.url, "admin", centre.password)
+    settings = json.loads((home / "cluster.json").read_text())
+    settings["regions"]["default"]["project"] = re.sub(r"[^A-Za-z0-9]", "-", tmp_path.name)[:40]
+    (home / "cluster.json").write_text(json.dumps(settings))
+    return home
+
+
+def write(path: Path, doc: Any) -> Path:
+    path.write_text(json.dumps(doc, indent=1) if not isinstance(doc, str) else doc)
+    return path
+
+
+def ok(home: Path, *args: str | Path, **kw: Any) -> str:
+    proc = asectl(home, *args, **kw)
+    assert proc.returncode == 0, proc.stderr
+    assert "Traceback" not in proc.stderr
+    return proc.stdout
+
+
+def untimed(doc: dict[str, Any]) -> dict[str, Any]:
+    assert TIME.match(doc.pop("updated")), doc
+    return doc
+
+
+def test_upload_list_show_history_rollback_delete(tmp_path: Path, home: Path) -> None:
+    project = json.loads((home / "cluster.json").read_text())["regions"]["default"]["project"]
+    schema = write(tmp_path / "echo.json", SCHEMA)
+    assert ok(home, "config", "upload", schema) == "uploaded echo/1.0/echo.json: revision 1\n"
+    v2 = {**SCHEMA, "meta": {**SCHEMA["meta"], "route": ["/v1/echo", "/v2/echo"]}}
+    write(schema, v2)
+    doc = json.loads(ok(home, "config", "upload", schema, "--json"))
+    assert untimed(doc) == {
+        "project": project,
+        "group": "default",
+        "service": "echo",
+        "version": "1.0",
+        "name": "echo.json",
+        "revision": 2,
+        "size": schema.stat().st_size,
+    }
+    notes = write(tmp_path / "notes.txt", "hello\n")
+    ok(home, "config", "upload", notes, "--service", "echo", "--version", "1.0", "--name", "notes")
+
+    listed = json.loads(ok(home, "config", "list", "--json"))
+    assert listed["project"] == project and listed["group"] == "default"
+    assert [untimed(i) for i in listed["items"]] == [
+        doc,
+        {**doc, "name": "notes", "revision": 1, "size": 6},
+    ]
+    table = ok(home, "config", "list")
+    assert re.search(r"echo\s+1\.0\s+notes\s+1\s+\S+\s+6", table), table
+
+    # show: the content as stored on stdout (so it can be redirected), a JSON document with --json.
+    assert ok(home, "config", "show", "echo.json") == schema.read_text()
+    shown = json.loads(ok(home, "config", "show", "echo.json", "--revision", "1", "--json"))
+    assert json.loads(shown.pop("content")) == SCHEMA
+    assert untimed(shown) == {**doc, "revision": 1, "size": len(json.dumps(SCHEMA, indent=1))}
+    hist = json.loads(ok(home, "config", "show", "echo.json", "--history", "--json"))
+    assert [(h["revision"], h["size"]) for h in hist["history"]] == [(1, shown["size"]), (2, doc["size"])]
+
+    # rollback writes revision 1's content as revision 3.
+    out = ok(home, "config", "rollback", "echo.json", "--revision", "1")
+    assert out == "rolled back echo/1.0/echo.json to revision 1's content: now revision 3\n"
+    latest = json.loads(ok(home, "config", "show", "echo.json", "--json"))
+    assert latest["revision"] == 3 and json.loads(latest["content"]) == SCHEMA
+    proc = asectl(home, "config", "rollback", "echo.json", "--revision", "9")
+    assert proc.returncode == 1
+    assert one_line_error(proc) == "error: echo/1.0/echo.json has no revision 9 (it has 1, 2, 3)"
+
+    # delete: without a terminal it needs --yes; the history stays, so a rollback restores it.
+    proc = asectl(home, "config", "delete", "notes")
+    assert proc.returncode == 2 and "add --yes" in one_line_error(proc)
+    assert ok(home, "config", "delete", "notes", "--yes").startswith("deleted echo/1.0/notes")
+    assert [i["name"] for i in json.loads(ok(home, "config", "list", "--json"))["items"]] == ["echo.json"]
+    proc = asectl(home, "config", "show", "notes")
+    assert proc.returncode == 1 and "no config item named 'notes'" in one_line_error(proc)
+    ok(home, "config", "rollback", "echo/1.0/notes", "--revision", "1")
+    assert ok(home, "config", "show", "notes") == "hello\n"
+
+
+def test_invalid_schema_is_refused_with_every_problem(tmp_path: Path, home: Path) -> None:
+    bad = write(
+        tmp_path / "bad.json",
+        {"meta": {"serviceId": "echo"}, "schemainput": {"type": "object", "required": "payload"}},
+    )
+    proc = asectl(home, "config", "upload", bad)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert proc.stderr.splitlines() == [
+        f"error: {bad} is refused: 3 problem(s) in the service schema",
+        "  $.meta.version: required: a non-empty string",
+        '  $.schemainput.required: "payload" is not of type "array"',
+        "  $.schemaoutput: required: a JSON Schema (draft 7)",
+    ]
+    # The key it would be stored under must match the schema's meta.
+    good = write(tmp_path / "good.json", SCHEMA)
+    proc = asectl(home, "config", "upload", good, "--version", "2.0")
+    assert proc.returncode == 1
+    assert "$.meta.version: is '1.0' but the item is stored under --version '2.0'" in proc.stderr
+    # A .json file that is not JSON is refused too; any other file needs --service/--version.
+    proc = asectl(
+        home, "config", "upload", write(tmp_path / "x.json", "{"), "--service", "s", "--version", "1"
+    )
+    assert proc.returncode == 1 and "$: not valid JSON" in proc.stderr
+    proc = asectl(home, "config", "upload", write(tmp_path / "model.conf", "x"))
+    assert proc.returncode == 2
+    assert (
+        one_line_error(proc)
+        == f"error: --service is required: {tmp_path / 'model.conf'} is not a service schema that names it"
+    )
+    assert json.loads(ok(home, "config", "list", "--json"))["items"] == []
+
+
+def test_edit_valid_invalid_unchanged(tmp_path: Path, home: Path) -> None:
+    ok(home, "config", "upload", write(tmp_path / "echo.json", SCHEMA))
+    editor = tmp_path / "editor.py"
+    editor.write_text(EDITOR)
+    env = {"EDITOR": f"{sys.executable} {editor}", "VISUAL": "", "TMPDIR": str(tmp_path)}
+
+    assert ok(home, "config", "edit", "echo.json", env=env) == "no change to echo/1.0/echo.json\n"
+
+    edited = {**SCHEMA, "schemaoutput": {"type": "object", "required": ["text"]}}
+    new = write(tmp_path / "new.json", edited)
+    out = ok(home, "config", "edit", "echo.json", env={**env, "EDIT_WITH": str(new)})
+    assert out == "edited echo/1.0/echo.json: revision 2\n"
+    assert json.loads(ok(home, "config", "show", "echo.json")) == edited
+
+    bad = write(tmp_path / "bad.json", {**SCHEMA, "schemainput": {"type": "objec"}})
+    proc = asectl(home, "config", "edit", "echo.json", env={**env, "EDIT_WITH": str(bad)})
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    first, problem = proc.stderr.splitlines()
+    kept = Path(first.rsplit("your text is kept in ", 1)[1])
+    assert first.startswith("error: the edit is refused: 1 problem(s) in the service schema; nothing changed")
+    assert problem.startswith('  $.schemainput.type: "objec" is not a JSON Schema type')
+    assert kept.read_text() == bad.read_text() and kept.parent == tmp_path
+    latest = json.loads(ok(home, "config", "show", "echo.json", "--json"))
+    assert latest["revision"] == 2 and json.loads(latest["content"]) == edited
+    # Successful and unchanged edits leave no temporary file behind.
+    assert sorted(p.name for p in tmp_path.glob("ase-edit-*")) == [kept.name]
+
+
+def test_ambiguous_names_list_the_candidates(tmp_path: Path, home: Path) -> None:
+    f = write(tmp_path / "model.conf", "x")
+    ok(home, "config", "upload", f, "--service", "a", "--version", "1")
+    ok(home, "config", "upload", f, "--service", "b", "--version", "1")
+    proc = asectl(home, "config", "show", "model.conf")
+    assert proc.returncode == 1
+    assert (
+        one_line_error(proc)
+        == "error: 'model.conf' names 2 items: give one of a/1/model.conf, b/1/model.conf"
+    )
+    assert ok(home, "config", "show", "b/1/model.conf") == "x"
+
+
+def test_store_down_and_not_set_up(tmp_path: Path) -> None:
+    down = tmp_path / "down"
+    url = f"http://127.0.0.1:{free_port()}"
+    set_up(down, url, "admin", "pw")
+    for args in (
+        ("list",),
+        ("show", "x"),
+        ("upload", write(tmp_path / "a.json", SCHEMA)),
+        ("delete", "x", "--yes"),
+    ):
+        proc = asectl(down, "config", *args)
+        assert proc.returncode == 1, args
+        line = one_line_error(proc)
+        assert line.startswith(f"error: cannot reach the config centre at {url}: ") and line.endswith(
+            "start it with `asectl init`"
+        ), line
+
+    proc = asectl(tmp_path / "empty", "config", "list")
+    assert proc.returncode == 1
+    assert one_line_error(proc) == "error: no cluster set up: run `asectl init` or `asectl setup`"

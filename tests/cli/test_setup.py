@@ -1,0 +1,95 @@
+"""`asectl setup` against a real embedded config centre: checked before saved, saved 0600."""
+
+from __future__ import annotations
+
+import json
+import stat
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.cli.cluster_support import asectl, one_line_error
+from tests.store.embedded_server import EmbeddedServer, start_embedded
+from tests.store.etcd_server import free_port
+
+pytestmark = pytest.mark.timeout(60)
+
+
+@pytest.fixture(scope="module")
+def centre(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedServer]:
+    with start_embedded(tmp_path_factory.mktemp("centre") / "configd") as server:
+        yield server
+
+
+def test_setup_saves_checked_settings_readable_by_the_owner_only(
+    tmp_path: Path, centre: EmbeddedServer
+) -> None:
+    proc = asectl(
+        tmp_path,
+        "setup",
+        "--address",
+        centre.url,
+        "--account",
+        "admin",
+        "--password",
+        centre.password,
+        "--project",
+        "shop",
+        "--json",
+    )
+    assert proc.returncode == 0, proc.stderr
+    saved = tmp_path / "cluster.json"
+    assert json.loads(proc.stdout) == {
+        "address": centre.url,
+        "backend": "http",
+        "account": "admin",
+        "password_set": True,
+        "region": "default",
+        "project": "shop",
+        "group": "default",
+        "lb": None,
+        "saved": str(saved),
+    }
+    assert stat.S_IMODE(saved.stat().st_mode) == 0o600
+    entry = json.loads(saved.read_text())["regions"]["default"]
+    assert (entry["address"], entry["account"], entry["password"]) == (centre.url, "admin", centre.password)
+
+    # Run again without flags and without a terminal: the saved values are the defaults; nothing is asked.
+    again = asectl(tmp_path, "setup", "--group", "prod")
+    assert again.returncode == 0, again.stderr
+    assert "accepts account admin" in again.stdout
+    entry = json.loads(saved.read_text())["regions"]["default"]
+    assert (entry["project"], entry["group"], entry["password"]) == ("shop", "prod", centre.password)
+
+
+def test_wrong_password_exits_1_and_saves_nothing(tmp_path: Path, centre: EmbeddedServer) -> None:
+    proc = asectl(tmp_path, "setup", "--address", centre.url, "--account", "admin", "--password", "nope")
+    assert proc.returncode == 1
+    line = one_line_error(proc)
+    assert (
+        "refused account 'admin'" in line and "wrong account or password" in line and "nothing saved" in line
+    )
+    assert not (tmp_path / "cluster.json").exists()
+
+
+def test_no_password_is_refused_by_the_write_check(tmp_path: Path, centre: EmbeddedServer) -> None:
+    # The embedded centre answers a ping without an account; only the write check catches this.
+    proc = asectl(tmp_path, "setup", "--address", centre.url, "--account", "")
+    assert proc.returncode == 1
+    assert "needs an account" in one_line_error(proc)
+    assert not (tmp_path / "cluster.json").exists()
+
+
+def test_store_down_and_bad_addresses(tmp_path: Path) -> None:
+    url = f"http://127.0.0.1:{free_port()}"
+    proc = asectl(tmp_path, "setup", "--address", url, "--password", "x")
+    assert proc.returncode == 1
+    line = one_line_error(proc)
+    assert line.startswith(f"error: cannot reach the config centre at {url}: ")
+    assert line.endswith("start it with `asectl init` (nothing saved)")
+
+    proc = asectl(tmp_path, "setup", "--address", "ftp://127.0.0.1:1")
+    assert proc.returncode == 2
+    assert "must start with one of" in one_line_error(proc)
+    assert not (tmp_path / "cluster.json").exists()
