@@ -21,7 +21,8 @@ from typing import TypeVar
 import httpx
 import pytest
 
-from ase_serving.store import AuthFailed, Compacted, LeaseLost, StoreUnavailable
+from ase_serving.store import AuthFailed, Compacted, LeaseLost, StoreError, StoreUnavailable
+from ase_serving.store.embedded.accounts import add_account
 from ase_serving.store.embedded.client import EmbeddedKV
 from ase_serving.store.kv import KVEvent, Put
 from tests.store.embedded_server import EmbeddedServer, start_embedded
@@ -63,6 +64,7 @@ def test_first_start_writes_a_private_admin_password(server: EmbeddedServer) -> 
     path = server.data_dir / "admin.password"
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert stat.S_IMODE(server.data_dir.stat().st_mode) == 0o700
+    assert stat.S_IMODE((server.data_dir / "store.db").stat().st_mode) == 0o600
     assert len(server.password) >= 20
 
     async def body() -> None:
@@ -116,8 +118,18 @@ def test_accounts_and_the_open_read_rule(embedded: EmbeddedServer) -> None:
                 assert await alice.txn([Put("/ase/config/open/alice", b"a")]) is not None
                 with pytest.raises(AuthFailed, match="only the admin"):
                     await alice.add_account("bob", "pw")
+                with pytest.raises(StoreError, match="already exists"):
+                    await root.add_account("alice", "other")
             finally:
                 await alice.close()
+
+            # Without HTTP: straight into the data directory of the running server.
+            add_account(embedded.data_dir, "carol", "pw-carol")
+            carol = EmbeddedKV(embedded.url, "carol", "pw-carol")
+            try:
+                assert await carol.txn([Put("/ase/config/open/carol", b"c")]) is not None
+            finally:
+                await carol.close()
         finally:
             for kv in (anon, wrong, root):
                 await kv.close()

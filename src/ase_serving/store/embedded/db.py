@@ -16,6 +16,7 @@ config centre needs at a fraction of the fsync cost.
 
 from __future__ import annotations
 
+import os
 import secrets
 import sqlite3
 import time
@@ -77,6 +78,9 @@ class KVDB:
         self.path = path
         self.history = history
         path.parent.mkdir(parents=True, exist_ok=True)
+        # Owner-only: it holds password hashes (and, later, secrets). SQLite gives its -wal and
+        # -shm files the database file's mode.
+        os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
         # isolation_level=None: transactions are opened explicitly (BEGIN IMMEDIATE) in _write().
         self.conn = sqlite3.connect(path, isolation_level=None)
         self.conn.execute("PRAGMA journal_mode=WAL")
@@ -132,6 +136,7 @@ class KVDB:
     def events(self, prefix: str, start: int) -> tuple[list[KVEvent], int]:
         """Events under ``prefix`` with revision >= ``start`` (at most about :data:`BATCH`, whole
         revisions only) and the revision the next call should start from."""
+        start = max(start, 1)
         if start <= self.compacted:
             raise Compacted(
                 f"revision {start} is compacted (the store keeps events after revision "
@@ -223,8 +228,7 @@ class KVDB:
         """Restart the lease's TTL and return it; :class:`LeaseLost` if unknown or expired."""
         now = time.monotonic()
         if self.deadlines.get(lease, 0.0) <= now:
-            if lease in self.deadlines:
-                self.revoke(lease)
+            # An expired lease not yet swept stays for the sweep, which wakes the watchers.
             raise LeaseLost(f"lease {lease} does not exist (expired or revoked); register again")
         self.deadlines[lease] = now + self.ttls[lease]
         return self.ttls[lease]
