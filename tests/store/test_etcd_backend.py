@@ -100,8 +100,16 @@ def test_auth_token_renewed_after_etcd_restart(etcd_auth: EtcdServer) -> None:
         # etcd forgets its simple tokens on restart: the client must authenticate again by itself.
         etcd_auth.stop()
         etcd_auth.start()
-        assert (await backend.config.put(KEY, b"two")).revision == 2
+        two = await backend.config.put(KEY, b"two")
+        assert two.revision == 2
         assert (await backend.config.get(KEY)).content == b"two"
+        # A watch opened with the old token after another restart works too.
+        etcd_auth.stop()
+        etcd_auth.start()
+        events = backend.config.watch(SCOPE, two.store_revision - 1)
+        seen = await next_event(events)
+        assert seen.item is not None and seen.item.content == b"two"
+        await events.aclose()
         await backend.close()
 
     run(main())

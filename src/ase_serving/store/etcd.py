@@ -338,7 +338,8 @@ class EtcdKV:
         except AuthFailed:
             if self.account is None:
                 raise
-            # etcd answers a watch with a stale token (after a restart) as "permission denied".
+            # etcd cancels a watch opened with a stale token (after a restart) instead of failing the
+            # call: "invalid auth token", or "permission denied" on older versions. Authenticate again.
             self._token = None
             return await self._call(f"watch {prefix}", opener)
 
@@ -413,7 +414,11 @@ def _check_watch_response(prefix: str, start_revision: int, resp: Any) -> None:
         )
     if resp.canceled:
         reason = str(resp.cancel_reason) or "no reason given"
-        if "permission denied" in reason:
+        if (
+            "permission denied" in reason
+            or "Unauthenticated" in reason
+            or any(s in reason for s in _STALE_TOKEN)
+        ):
             raise AuthFailed(f"etcd refused the watch on {prefix}: {reason}; check the account's roles")
         raise StoreError(f"etcd cancelled the watch on {prefix}: {reason}")
 
