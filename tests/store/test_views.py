@@ -1,0 +1,235 @@
+"""Views under failure: the store process stops and comes back while views follow it.
+
+Each test runs against a real embedded config centre and a real etcd, each its own process,
+stopped and started again by the test.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import stat
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ase_serving.store import ConfigEvent, ConfigKey, Instance, InstanceEvent, Scope
+from ase_serving.store.backoff import Backoff
+from ase_serving.store.view import ConfigView, RegistryView
+from tests.store.embedded_server import start_embedded
+from tests.store.etcd_server import start_etcd
+
+pytestmark = pytest.mark.timeout(120)
+
+#: Fast retries, so that the tests see a reconnect soon after the store is back.
+QUICK = (0.05, 0.5)
+DEADLINE = 20.0
+
+
+@pytest.fixture(params=["embedded", "etcd"])
+def server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
+    """A store process of its own (the tests stop and start it)."""
+    if request.param == "embedded":
+        started: Any = start_embedded(tmp_path / "embedded")
+    else:
+        started = start_etcd(tmp_path / "etcd")
+    try:
+        yield started
+    finally:
+        started.kill()
+
+
+async def until(predicate: Callable[[], bool], what: str, timeout: float = DEADLINE) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+        await asyncio.sleep(0.02)
+
+
+def contents(view: ConfigView) -> dict[str, bytes]:
+    return {key.name: item.content for key, item in view.items().items()}
+
+
+def summary(events: list[ConfigEvent]) -> list[tuple[str, str, bytes | None]]:
+    return [(e.kind, e.key.name, e.item.content if e.item else None) for e in events]
+
+
+def test_config_view_serves_through_an_outage_and_catches_up(server: Any, tmp_path: Path) -> None:
+    scope = Scope("views", "g")
+    a, b, c = (ConfigKey("views", "g", "svc", "1", n) for n in ("a.yml", "b.yml", "c.yml"))
+    cache = tmp_path / "home" / "config-cache.json"
+
+    async def body() -> None:
+        backend = server.backend()
+        seen: list[ConfigEvent] = []
+        view = ConfigView(backend.config, scope, cache_file=cache, on_change=seen.extend, backoff=QUICK)
+        others: list[Any] = []
+        try:
+            await backend.config.put(a, b"a1")
+            await backend.config.put(b, b"b1")
+            await backend.config.put(ConfigKey("views", "other", "svc", "1", "x"), b"not in scope")
+            await view.start(wait=DEADLINE)
+            assert view.connected and view.last_error is None
+            assert contents(view) == {"a.yml": b"a1", "b.yml": b"b1"}
+            assert summary(seen) == [("put", "a.yml", b"a1"), ("put", "b.yml", b"b1")]
+            live = await backend.config.put(a, b"a2")
+            assert await view.wait_revision(live.store_revision, DEADLINE)
+            assert contents(view)["a.yml"] == b"a2"
+            assert stat.S_IMODE(cache.stat().st_mode) == 0o600
+
+            await asyncio.to_thread(server.stop)
+            await until(lambda: not view.connected, "the view to notice the store is gone")
+            assert view.last_error
+            assert contents(view) == {"a.yml": b"a2", "b.yml": b"b1"}
+            before_outage = len(seen)
+
+            # A new client started while the store is down serves the disk cache.
+            second = server.backend()
+            others.append(second)
+            seen2: list[ConfigEvent] = []
+            view2 = ConfigView(second.config, scope, cache_file=cache, on_change=seen2.extend, backoff=QUICK)
+            others.append(view2)
+            await view2.start(wait=0.5)
+            assert not view2.connected
+            assert contents(view2) == {"a.yml": b"a2", "b.yml": b"b1"}
+            assert view2.revision == view.revision
+            assert summary(seen2) == [("put", "a.yml", b"a2"), ("put", "b.yml", b"b1")]
+            # Without a cache there is nothing to serve, but start() still returns.
+            view3 = ConfigView(second.config, scope, backoff=QUICK)
+            others.append(view3)
+            await view3.start(wait=0.2)
+            assert (view3.items(), view3.connected) == ({}, False)
+
+            await asyncio.to_thread(server.start)
+            # Changes made right away, through a client that saw the outage too.
+            await backend.config.put(b, b"b2")
+            await backend.config.put(c, b"c1")
+            gone = await backend.config.delete(a)
+            for v in (view, view2, view3):
+                assert await v.wait_revision(gone, DEADLINE), (v.revision, v.last_error)
+                assert contents(v) == {"b.yml": b"b2", "c.yml": b"c1"}
+                assert v.connected
+            # The watch resumed where it stopped: exactly the changes, once each, in order.
+            assert summary(seen[before_outage:]) == [
+                ("put", "b.yml", b"b2"),
+                ("put", "c.yml", b"c1"),
+                ("delete", "a.yml", None),
+            ]
+            # The cache-started view reported only what differs from the cache (never a.yml again).
+            assert ("put", "a.yml", b"a2") not in summary(seen2[2:])
+            assert {name for _, name, _ in summary(seen2[2:])} <= {"a.yml", "b.yml", "c.yml"}
+        finally:
+            for other in others:
+                await other.close()
+            await view.close()
+            await backend.close()
+
+    asyncio.run(body())
+
+
+def test_registry_view_keeps_instances_while_the_store_is_down(server: Any) -> None:
+    async def body() -> None:
+        backend = server.backend()
+        registry = backend.registry
+        assert registry is not None
+        seen: list[InstanceEvent] = []
+        view = RegistryView(registry, on_change=seen.extend, backoff=QUICK)
+        try:
+            first = await registry.register(Instance("rv", "1", "127.0.0.1:7301", {"lic_total": 2}), ttl=60)
+            await registry.register(Instance("other", "1", "127.0.0.1:7302"), ttl=60)
+            await view.start(wait=DEADLINE)
+            assert [i.address for i in view.instances("rv")] == ["127.0.0.1:7301"]
+            assert view.instances("rv")[0].attrs == {"lic_total": 2}
+            assert [i.service for i in view.instances()] == ["other", "rv"]
+            assert view.instances("rv", "2") == []
+
+            # A crash this time (SIGKILL), not a clean stop.
+            await asyncio.to_thread(server.kill)
+            await until(lambda: not view.connected, "the view to notice the store is gone")
+            assert [i.address for i in view.instances("rv")] == ["127.0.0.1:7301"]
+            before_outage = len(seen)
+
+            await asyncio.to_thread(server.start)
+            await registry.register(Instance("rv", "1", "127.0.0.1:7303", {"lic_total": 1}), ttl=60)
+            await until(
+                lambda: len(view.instances("rv")) == 2, f"the new instance to arrive ({view.last_error})"
+            )
+            assert [i.address for i in view.instances("rv")] == ["127.0.0.1:7301", "127.0.0.1:7303"]
+            assert view.connected
+            after = [(e.kind, e.instance.address) for e in seen[before_outage:]]
+            assert after == [("put", "127.0.0.1:7303")]
+            await registry.deregister(first)
+            await until(lambda: len(view.instances("rv")) == 1, "the deregistered instance to go")
+            assert seen[-1].kind == "delete" and seen[-1].instance.address == "127.0.0.1:7301"
+        finally:
+            await view.close()
+            await backend.close()
+
+    asyncio.run(body())
+
+
+def test_retries_back_off_and_close_is_prompt(server: Any) -> None:
+    async def body() -> None:
+        backend = server.backend()
+        view = ConfigView(backend.config, Scope("views", "backoff"))  # default backoff: 0.2 s .. 5 s
+        try:
+            await view.start(wait=DEADLINE)
+            assert view.connected
+            await asyncio.to_thread(server.stop)
+            await until(lambda: not view.connected, "the view to notice the store is gone")
+            # A fixed window measures the retry rate; a view that spun would try hundreds of times.
+            start = view.attempts
+            await asyncio.sleep(3.0)
+            tries = view.attempts - start
+            assert 1 <= tries <= 6, tries
+            # close() ends the loop at once, even in the middle of a long backoff sleep.
+            began = time.monotonic()
+            await view.close()
+            assert time.monotonic() - began < 1.0
+        finally:
+            await view.close()
+            await backend.close()
+
+    asyncio.run(body())
+
+
+def test_a_failing_on_change_never_stops_the_view(server: Any) -> None:
+    calls: list[int] = []
+
+    def broken(events: list[ConfigEvent]) -> None:
+        calls.append(len(events))
+        raise RuntimeError("a consumer bug")
+
+    async def body() -> None:
+        backend = server.backend()
+        key = ConfigKey("views", "broken", "svc", "1", "n")
+        view = ConfigView(backend.config, Scope("views", "broken"), on_change=broken, backoff=QUICK)
+        try:
+            await backend.config.put(key, b"1")
+            await view.start(wait=DEADLINE)
+            for n in range(2, 5):
+                item = await backend.config.put(key, str(n).encode())
+                assert await view.wait_revision(item.store_revision, DEADLINE)
+            assert view.get(key) is not None and view.get(key).content == b"4"  # type: ignore[union-attr]
+            assert sum(calls) == 4 and view.connected
+        finally:
+            await view.close()
+            await backend.close()
+
+    asyncio.run(body())
+
+
+def test_backoff_grows_to_its_cap_with_jitter_and_resets() -> None:
+    backoff = Backoff(0.1, 1.0)
+    delays = [backoff.next() for _ in range(8)]
+    for n, delay in enumerate(delays):
+        nominal = min(1.0, 0.1 * 2**n)
+        assert nominal / 2 <= delay <= nominal, (n, delay)
+    assert max(delays) <= 1.0
+    backoff.reset()
+    assert backoff.next() <= 0.1
+    with pytest.raises(ValueError):
+        Backoff(1.0, 0.5)
