@@ -1,0 +1,177 @@
+"""`asectl init` / `asectl down` with real background processes under a test's own $ASE_HOME."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import stat
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.cli.cluster_support import asectl, one_line_error
+from tests.store.etcd_server import free_port, start_etcd
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    with contextlib.suppress(OSError):
+        if Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
+            return False
+    return True
+
+
+def wait_gone(pids: list[int], deadline: float = 20.0) -> None:
+    end = time.monotonic() + deadline
+    while any(_alive(p) for p in pids):
+        assert time.monotonic() < end, f"still running: {[p for p in pids if _alive(p)]}"
+        time.sleep(0.05)
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Iterator[Path]:
+    """An ASE_HOME whose background processes are killed at teardown, whatever the test did."""
+    home = tmp_path / "home"
+    yield home
+    for pid_file in (home / "run").glob("*.pid"):
+        with contextlib.suppress(ValueError, OSError, ProcessLookupError, KeyError):
+            pid = int(json.loads(pid_file.read_text())["pid"])
+            if pid != os.getpid():
+                os.killpg(pid, signal.SIGKILL)
+
+
+def test_init_status_init_again_down(tmp_path: Path, home: Path) -> None:
+    config_port, lb_port = free_port(), free_port()
+    # Stale pid files from a crashed earlier run: a dead pid, and a live pid that is not ours.
+    (home / "run").mkdir(parents=True)
+    done = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    )
+    stale = {"url": "x", "log": "x", "started": 1.0}
+    (home / "run" / "config.pid").write_text(json.dumps({**stale, "pid": int(done.stdout)}))
+    (home / "run" / "lb.pid").write_text(
+        json.dumps({**stale, "pid": os.getpid(), "marker": "ase_serving.lb"})
+    )
+
+    args = ("init", "--config-port", str(config_port), "--lb-port", str(lb_port), "--json")
+    proc = asectl(home, *args)
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(proc.stdout)
+    url, lb = f"http://127.0.0.1:{config_port}", f"127.0.0.1:{lb_port}"
+    comps = doc.pop("components")
+    assert doc == {
+        "mode": "local",
+        "address": url,
+        "account": "admin",
+        "lb": lb,
+        "settings": str(home / "cluster.json"),
+    }
+    assert [(c["name"], c["url"], c["started"]) for c in comps] == [("config", url, True), ("lb", lb, True)]
+    pids = [c["pid"] for c in comps]
+    assert all(_alive(p) for p in pids) and os.getpid() not in pids
+    for c in comps:
+        assert Path(c["log"]).parent == home / "logs" and (home / "run" / f"{c['name']}.pid").is_file()
+    # The settings hold what later commands need, readable by the owner only.
+    assert stat.S_IMODE((home / "cluster.json").stat().st_mode) == 0o600
+    entry = json.loads((home / "cluster.json").read_text())["regions"]["default"]
+    assert entry["password"] == (home / "configd" / "admin.password").read_text().strip()
+    assert entry["components"] == {"config": url, "lb": lb}
+
+    status = asectl(home, "cluster", "status", "--json")
+    assert status.returncode == 0, status.stderr
+    assert json.loads(status.stdout) == {
+        "components": [
+            {"name": "config", "url": url, "healthy": True},
+            {"name": "lb", "url": lb, "healthy": True},
+        ],
+        "services": [],
+    }
+    notes = tmp_path / "notes.txt"
+    notes.write_text("hi")
+    assert asectl(home, "config", "upload", notes, "--service", "s", "--version", "1").returncode == 0
+
+    # Again: nothing new starts; the same processes are reported.
+    again = asectl(home, *args)
+    assert again.returncode == 0, again.stderr
+    assert [(c["pid"], c["started"]) for c in json.loads(again.stdout)["components"]] == [
+        (pids[0], False),
+        (pids[1], False),
+    ]
+
+    down = asectl(home, "down")
+    assert down.returncode == 0, down.stderr
+    assert down.stdout.splitlines() == [
+        f"stopped lb (pid {pids[1]}, {lb})",
+        f"stopped config (pid {pids[0]}, {url})",
+    ]
+    wait_gone(pids)
+    assert list((home / "run").glob("*.pid")) == []
+    proc = asectl(home, "cluster", "status", "--json")
+    assert proc.returncode == 1
+    assert [c["healthy"] for c in json.loads(proc.stdout)["components"]] == [False, False]
+    nothing = asectl(home, "down")
+    assert nothing.returncode == 0
+    assert nothing.stdout == "nothing to stop: no local cluster runs under this ASE_HOME\n"
+
+
+def test_init_that_fails_shows_the_log_and_leaves_nothing_running(home: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        proc = asectl(home, "init", "--config-port", str(port), "--lb-port", str(free_port()))
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert "error: the config centre exited with code 1; its log" in proc.stderr
+    assert str(port) in proc.stderr  # the log's own reason (the taken port) is shown
+    assert list((home / "run").glob("*.pid")) == []
+    assert not (home / "cluster.json").exists()
+
+    proc = asectl(home, "init", "--mode", "k8s")
+    assert proc.returncode == 2
+    assert one_line_error(proc) == "error: --mode k8s is not available yet: use --mode local"
+
+
+def test_init_against_an_existing_etcd(tmp_path: Path, home: Path) -> None:
+    with start_etcd(tmp_path / "etcd", auth=True) as etcd:
+        assert etcd.password is not None
+        lb_port = free_port()
+        base = ("init", "--config", etcd.address, "--account", "root", "--lb-port", str(lb_port))
+        proc = asectl(home, *base, "--password", "wrong")
+        assert proc.returncode == 1 and "refused account 'root'" in proc.stderr
+        assert list((home / "run").glob("*.pid")) == []
+
+        proc = asectl(home, *base, "--password", etcd.password, "--json")
+        assert proc.returncode == 0, proc.stderr
+        doc = json.loads(proc.stdout)
+        assert (doc["address"], doc["account"]) == (etcd.address, "root")
+        assert [c["name"] for c in doc["components"]] == ["lb"]  # no embedded centre started
+        assert not (home / "configd").exists()
+
+        status = asectl(home, "cluster", "status", "--json")
+        assert status.returncode == 0, status.stderr
+        assert [(c["name"], c["url"]) for c in json.loads(status.stdout)["components"]] == [
+            ("config", etcd.address),
+            ("lb", f"127.0.0.1:{lb_port}"),
+        ]
+        notes = tmp_path / "notes.txt"
+        notes.write_text("hi")
+        assert asectl(home, "config", "upload", notes, "--service", "s", "--version", "1").returncode == 0
+        assert etcd.etcdctl("get", "--prefix", "--keys-only", "/ase/config/").split() == [
+            "/ase/config/default/default/s/1/notes.txt"
+        ]
+
+        down = asectl(home, "down")
+        assert down.returncode == 0 and down.stdout.startswith("stopped lb ")
+        wait_gone([doc["components"][0]["pid"]])
