@@ -151,8 +151,9 @@ def project_copy(name: str, dest: Path, toml: str = "") -> Path:
     return target
 
 
-def wait_for(predicate: Any, timeout: float = 10.0, what: str = "condition") -> Any:
-    """Poll ``predicate`` until it returns something truthy; ``AssertionError`` after ``timeout``."""
+def wait_for(predicate: Any, timeout: float = 10.0, what: str = "condition", interval: float = 0.01) -> Any:
+    """Poll ``predicate`` (every ``interval`` s) until it returns something truthy;
+    ``AssertionError`` after ``timeout``."""
     deadline = time.monotonic() + timeout
     while True:
         value = predicate()
@@ -160,4 +161,4 @@ def wait_for(predicate: Any, timeout: float = 10.0, what: str = "condition") -> 
             return value
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
-        time.sleep(0.01)
+        time.sleep(interval)

@@ -72,7 +72,8 @@ def test_yaml_without_metadata_falls_back_to_defaults(tmp_path: Path) -> None:
 
 
 def test_unquoted_numeric_version_is_text(tmp_path: Path) -> None:
-    s = load_project(project(tmp_path, yml="kind: ApiSchema\nmetadata:\n  serviceName: ocr\n  version: 2.1\n"))
+    yml = "kind: ApiSchema\nmetadata:\n  serviceName: ocr\n  version: 2.1\n"
+    s = load_project(project(tmp_path, yml=yml))
     assert (s.service, s.version) == ("ocr", "2.1")
 
 

@@ -91,6 +91,10 @@ def register(app: typer.Typer) -> None:
         if not isinstance(level, int):
             abort(f"--log-level must be debug, info, warning or error, not {log_level!r}")
         logging.basicConfig(level=level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(message)s")
+        if level > logging.DEBUG:
+            # The store clients log every request at INFO: a heartbeat is not news.
+            for name in ("httpx", "httpcore", "aetcd"):
+                logging.getLogger(name).setLevel(logging.WARNING)
         try:
             settings = load_project(
                 folder,

@@ -335,6 +335,11 @@ class ClusterRegistrar:
                 _reason(exc),
             )
 
+    def _recovered(self) -> None:
+        if self._down:
+            self._down = False
+            log.info("the config centre at %s is back", self.url)
+
     def _attrs(self, idle: int) -> dict[str, Any]:
         ready = self._ready
         assert ready is not None
@@ -362,9 +367,7 @@ class ClusterRegistrar:
         inst = Instance(base.service, base.version, base.address, self._attrs(idle))
         self.registration = await self._op(registry.register(inst, self.ttl))
         self._written_idle = idle
-        if self._down:
-            log.info("the config centre at %s is back", self.url)
-        self._down = False
+        self._recovered()
         self._ever_registered = True
         log.info("registered %s %s at %s with %s", inst.service, inst.version, inst.address, self.url)
 
@@ -382,6 +385,7 @@ class ClusterRegistrar:
             idle = self._idle()
             if now >= next_beat:
                 await self._op(registry.keepalive(reg))
+                self._recovered()  # the lease outlived an outage
             elif idle == self._written_idle or now - last_write < REPORT_GAP_S:
                 continue
             self.registration = await self._op(registry.update(reg, self._attrs(idle)))

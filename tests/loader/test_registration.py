@@ -1,0 +1,307 @@
+"""`asectl loader run` in a cluster: registration, licence reports, TTL, drain, outages, schema push.
+
+Real embedded config centres and a real etcd, real loader processes; the registry is read back
+with the store's own client, as the LB and ``cluster status`` read it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import os
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from ase_serving.home import ClusterSettings
+from ase_serving.loader.registrar import advertised_address, project_schemas
+from ase_serving.loader.settings import LoaderSettings
+from ase_serving.protocol.items import Request, Result, Status
+from ase_serving.store import ConfigKey, Instance, NotFound
+from ase_serving.store.kvstore import INSTANCES, KVRegistry
+from tests.conftest import StartLoader
+from tests.store.embedded_server import EmbeddedServer, start_embedded
+from tests.store.etcd_server import start_etcd
+from tests.support import WRAPPERS, project_copy, wait_for
+
+pytestmark = pytest.mark.timeout(90)
+
+_names = itertools.count(1)
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{os.getpid()}-{next(_names)}"
+
+
+class Cluster:
+    """A store server plus an ``$ASE_HOME`` pointing at it, and sync reads of its registry."""
+
+    def __init__(self, server: Any, home: Path, project: str = "default") -> None:
+        self.server = server
+        self.url: str = getattr(server, "url", None) or server.address
+        self.project = project
+        ClusterSettings(
+            address=self.url, account=server.account, password=server.password, project=project
+        ).save(home)
+        self.env = {"ASE_HOME": str(home)}
+
+    def call(self, body: Any) -> Any:
+        """``await body(backend)`` on a fresh client (closed after)."""
+
+        async def main() -> Any:
+            backend = self.server.backend()
+            try:
+                return await asyncio.wait_for(body(backend), 15)
+            finally:
+                await backend.close()
+
+        return asyncio.run(main())
+
+    def instances(self, service: str) -> list[Instance]:
+        async def body(backend: Any) -> list[Instance]:
+            return (await backend.registry.instances(service))[0]  # type: ignore[no-any-return]
+
+        return self.call(body)  # type: ignore[no-any-return]
+
+    def one(self, service: str, **expected: Any) -> Instance | None:
+        """The service's only instance when its attrs hold ``expected``, else None."""
+        found = self.instances(service)
+        if len(found) == 1 and all(found[0].attrs.get(k) == v for k, v in expected.items()):
+            return found[0]
+        return None
+
+
+@pytest.fixture(scope="module")
+def embedded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedServer]:
+    server = start_embedded(tmp_path_factory.mktemp("configd") / "data")
+    try:
+        yield server
+    finally:
+        server.kill()
+
+
+@pytest.fixture
+def cluster(embedded: EmbeddedServer, tmp_path: Path) -> Cluster:
+    return Cluster(embedded, tmp_path / "home", project=unique("p"))
+
+
+def stderr_count(loader: Any, needle: str) -> int:
+    return int(loader.stderr().count(needle))
+
+
+def test_registers_its_licences_and_reports_their_use(loaders: StartLoader, cluster: Cluster) -> None:
+    service = unique("sess")
+    loader = loaders(
+        WRAPPERS / "session_sync", "--service", service, "--workers", "2", "--lic", "2", env=cluster.env
+    )
+    inst = wait_for(lambda: cluster.one(service), 20, "the loader registered", 0.05)
+    assert inst.version == "1.0.0" and inst.address == loader.address
+    assert inst.attrs == {
+        "lic_total": 4,
+        "lic_idle": 4,
+        "lic_best": 4,
+        "live": True,
+        "workers": 2,
+        "modes": ["session"],
+        "metrics_url": loader.metrics_url,
+    }
+    assert f"registered {service} 1.0.0 at {loader.address} with {cluster.url}" in loader.stderr()
+    c = loader.client()
+    sess = c.session(Request(sid="held", status=Status.BEGIN))
+    wait_for(lambda: cluster.one(service, lic_idle=3), 10, "lic_idle 3 while a session is open", 0.05)
+    sess.send(Status.END)
+    assert [r.status for r in sess][-1] == Status.END
+    wait_for(lambda: cluster.one(service, lic_idle=4), 10, "lic_idle 4 after the session", 0.05)
+
+
+def test_sigkill_disappears_within_the_ttl_heartbeats_keep_it(loaders: StartLoader, cluster: Cluster) -> None:
+    service = unique("echo")
+    env = {**cluster.env, "ASE_LOADER_ADVERTISE": "127.0.0.1"}
+    loader = loaders(WRAPPERS / "echo", "--service", service, "--ttl", "2", "--host", "0.0.0.0", env=env)
+    port = loader.address.rsplit(":", 1)[1]
+    inst = wait_for(lambda: cluster.one(service), 20, "the loader registered", 0.05)
+    # Listening on 0.0.0.0, it registers the advertised host (and metrics there too).
+    assert inst.address == f"127.0.0.1:{port}"
+    assert str(inst.attrs["metrics_url"]).startswith("http://127.0.0.1:")
+    # Heartbeats keep it for two TTLs (a missing keepalive would let it expire here).
+    end = time.monotonic() + 4.0
+    while time.monotonic() < end:
+        assert cluster.one(service) is not None, "the instance expired although the loader runs"
+        time.sleep(0.2)
+    loader.kill()
+    killed = time.monotonic()
+    wait_for(lambda: not cluster.instances(service), 8, "the instance to expire", 0.1)
+    assert time.monotonic() - killed < 2 + 3  # its TTL, plus the store's expiry sweep and our polling
+
+
+def test_sigterm_deregisters_before_the_call_in_flight_ends(
+    loaders: StartLoader, cluster: Cluster, tmp_path: Path
+) -> None:
+    service = unique("slow")
+    loader = loaders(WRAPPERS / "slow", "--service", service, env=cluster.env)
+    wait_for(lambda: cluster.one(service), 20, "the loader registered", 0.05)
+    c = loader.client()
+    gate, started = tmp_path / "gate", tmp_path / "started"
+    results: list[Result] = []
+    call = threading.Thread(
+        target=lambda: results.append(
+            c.once(Request(sid="inflight", params={"gate": str(gate), "started": str(started)}))
+        )
+    )
+    call.start()
+    try:
+        wait_for(lambda: list(tmp_path.glob("started.*")), what="the call is in the wrapper")
+        loader.proc.send_signal(signal.SIGTERM)
+        # The call waits for the gate (up to 30 s), so it cannot have ended when the instance is gone.
+        wait_for(lambda: not cluster.instances(service), 10, "deregistration", 0.05)
+        assert call.is_alive() and not results
+    finally:
+        gate.touch()
+        call.join(30)
+    assert [(r.code, r.items[0].data) for r in results] == [(0, b"inflight")]
+    assert loader.proc.wait(30) == 0
+    assert f"deregistered {service} 1.0.0 at {loader.address}" in loader.stderr()
+
+
+@pytest.mark.timeout(120)
+def test_store_down_at_start_then_restarted(loaders: StartLoader, tmp_path: Path) -> None:
+    server = start_embedded(tmp_path / "configd")
+    try:
+        server.stop()
+        cluster = Cluster(server, tmp_path / "home")
+        service = unique("echo")
+        loader = loaders(WRAPPERS / "echo", "--service", service, "--ttl", "2", env=cluster.env)
+        warning = f"cannot reach the config centre at {server.url} ("
+        wait_for(lambda: warning in loader.stderr(), 10, "the unreachable-store warning")
+        assert "serving anyway and registering when it is back; `asectl init` starts a local one" in (
+            loader.stderr()
+        )
+        c = loader.client()
+        assert c.once(Request(params={"x": "1"})).code == 0  # it serves meanwhile
+        server.start()
+        wait_for(lambda: cluster.one(service), 20, "registration once the store is up", 0.1)
+        assert stderr_count(loader, warning) == 1  # said once, not per retry
+        assert stderr_count(loader, f"the config centre at {server.url} is back") == 1
+
+        server.kill()  # restarted under the running loader
+        wait_for(lambda: "lost the config centre at" in loader.stderr(), 10, "the loader notices")
+        server.start()
+        wait_for(lambda: cluster.one(service, lic_idle=1), 20, "the instance back after a restart", 0.1)
+        wait_for(
+            lambda: stderr_count(loader, f"the config centre at {server.url} is back") == 2,
+            10,
+            "the loader reconnected",
+        )
+        assert stderr_count(loader, "lost the config centre at") == 1
+        assert c.once(Request(params={"x": "2"})).code == 0
+    finally:
+        server.kill()
+
+
+def test_without_a_cluster_it_serves_standalone(loaders: StartLoader) -> None:
+    loader = loaders(WRAPPERS / "echo")
+    wait_for(lambda: "serving standalone" in loader.stderr(), 10, "the standalone line")
+    assert (
+        "no cluster set up (run `asectl init`, or `asectl setup` to use an existing one): serving standalone"
+        in loader.stderr()
+    )
+    assert loader.client().once(Request()).code == 0
+
+
+def test_pushes_missing_schemas_and_keeps_existing_ones(
+    loaders: StartLoader, cluster: Cluster, tmp_path: Path
+) -> None:
+    service = unique("schema")
+    project = project_copy("echo", tmp_path)
+    (project / "schemas").mkdir()
+    (project / "schemas" / "a.json").write_bytes(b'{"meta": {"serviceId": "a"}}')
+    (project / "schemas" / "z.json").write_bytes(b'{"meta": {"serviceId": "z"}}')
+    (project / "service.json").write_bytes(b'{"meta": {"serviceId": "new"}}')
+
+    def key(name: str) -> ConfigKey:
+        return ConfigKey(cluster.project, "default", service, "1.0.0", name)
+
+    async def put_old(backend: Any) -> None:
+        await backend.config.put(key("service.json"), b'{"meta": {"serviceId": "old"}}')
+
+    cluster.call(put_old)
+    loader = loaders(project, "--service", service, env=cluster.env)
+
+    def item(name: str) -> Any:
+        async def body(backend: Any) -> Any:
+            try:
+                return await backend.config.get(key(name))
+            except NotFound:
+                return None
+
+        return cluster.call(body)
+
+    # Names are pushed in sorted order: once z.json is there, service.json has been looked at.
+    z = wait_for(lambda: item("z.json"), 20, "z.json pushed", 0.1)
+    assert orjson.loads(z.content) == {"meta": {"serviceId": "z"}}
+    assert orjson.loads(item("a.json").content) == {"meta": {"serviceId": "a"}}
+    kept = item("service.json")
+    assert (orjson.loads(kept.content), kept.revision) == ({"meta": {"serviceId": "old"}}, 1)
+    log = loader.stderr()
+    assert (
+        f"pushed the schema {key('a.json').path}" in log
+        and f"pushed the schema {key('service.json').path}" not in log
+    )
+
+
+@pytest.mark.timeout(120)
+def test_etcd_registration_lease_loss_and_ttl(loaders: StartLoader, tmp_path: Path) -> None:
+    server = start_etcd(tmp_path / "etcd" / "data")
+    try:
+        cluster = Cluster(server, tmp_path / "home")
+        service = unique("echo")
+        loader = loaders(WRAPPERS / "echo", "--service", service, "--lic", "3", "--ttl", "2", env=cluster.env)
+        inst = wait_for(lambda: cluster.one(service), 20, "the loader registered in etcd", 0.05)
+        assert (inst.address, inst.attrs["lic_total"], inst.attrs["lic_idle"]) == (loader.address, 3, 3)
+
+        async def revoke(backend: Any) -> None:
+            # Someone else ends the lease (as a store that lost it would): the loader registers again.
+            registry = backend.registry
+            assert isinstance(registry, KVRegistry)
+            entry = await registry.kv.get(INSTANCES + inst.path)
+            assert entry is not None and entry.lease > 0
+            await registry.kv.revoke(entry.lease)
+
+        cluster.call(revoke)
+        wait_for(lambda: "expired in" in loader.stderr(), 10, "the loader notices the lost lease")
+        wait_for(lambda: cluster.one(service, lic_idle=3), 10, "registered again", 0.05)
+        loader.kill()
+        killed = time.monotonic()
+        wait_for(lambda: not cluster.instances(service), 8, "the instance to expire", 0.1)
+        assert time.monotonic() - killed < 2 + 3
+    finally:
+        server.kill()
+
+
+def test_advertised_address() -> None:
+    assert advertised_address("127.0.0.1", 5) == "127.0.0.1:5"
+    assert advertised_address("::1", 5) == "[::1]:5"
+    assert advertised_address("0.0.0.0", 5, "http://127.0.0.1:2390") == "127.0.0.1:5"
+    assert advertised_address("::", 5, "etcd://127.0.0.1:2379,127.0.0.2:2379") == "127.0.0.1:5"
+    assert advertised_address("0.0.0.0", 5) == "127.0.0.1:5"
+    assert advertised_address("0.0.0.0", 5, None, "10.1.2.3") == "10.1.2.3:5"
+    assert advertised_address("10.0.0.1", 5, None, "gw.example:8080") == "gw.example:8080"
+    assert advertised_address("0.0.0.0", 5, None, "[fe80::1]:7") == "[fe80::1]:7"
+    assert advertised_address("0.0.0.0", 5, None, "fe80::1") == "[fe80::1]:5"
+
+
+def test_project_schemas_skips_what_cannot_be_pushed(tmp_path: Path) -> None:
+    (tmp_path / "schemas").mkdir()
+    (tmp_path / "schemas" / "b.json").write_text('{"meta": {}}')
+    (tmp_path / "schemas" / "broken.json").write_text("{nope")
+    (tmp_path / "schemas" / "list.json").write_text("[1]")
+    (tmp_path / "service.json").write_text('{"meta": {"x": 1}}')
+    found = project_schemas(LoaderSettings(project_dir=tmp_path, service="s"))
+    assert found == [("b.json", b'{"meta": {}}'), ("service.json", b'{"meta": {"x": 1}}')]
+    assert project_schemas(LoaderSettings(project_dir=tmp_path / "none", service="s")) == []
