@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from ase_serving.store import ConfigEvent, ConfigKey, Instance, InstanceEvent, Scope
+from ase_serving.store import ConfigEvent, ConfigKey, Instance, InstanceEvent, Scope, open_backend
 from ase_serving.store.backoff import Backoff
 from ase_serving.store.view import ConfigView, RegistryView
 from tests.store.embedded_server import start_embedded
@@ -233,3 +233,98 @@ def test_backoff_grows_to_its_cap_with_jitter_and_resets() -> None:
     assert backoff.next() <= 0.1
     with pytest.raises(ValueError):
         Backoff(1.0, 0.5)
+
+
+class Proxy:
+    """A TCP relay between a client and a store, to cut the network while both processes live."""
+
+    def __init__(self, upstream_port: int) -> None:
+        self.upstream_port = upstream_port
+        self.cut = False
+        self.port = 0
+        self._server: asyncio.Server | None = None
+        self._writers: set[asyncio.StreamWriter] = set()
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self.cut:
+            writer.close()
+            return
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.upstream_port)
+        self._writers |= {writer, up_writer}
+        await asyncio.gather(self._pipe(reader, up_writer), self._pipe(up_reader, writer))
+
+    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while data := await reader.read(65536):
+                writer.write(data)
+                await writer.drain()
+        except OSError:
+            pass
+        finally:
+            self._writers.discard(writer)
+            writer.close()
+
+    def disconnect(self) -> None:
+        """Drop every connection and refuse new ones until ``reconnect()``."""
+        self.cut = True
+        for writer in list(self._writers):
+            writer.transport.abort()
+
+    def reconnect(self) -> None:
+        self.cut = False
+
+    async def close(self) -> None:
+        self.disconnect()
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+
+
+def test_config_view_lists_again_after_compaction(tmp_path: Path) -> None:
+    """History compacted while the view was cut off: it lists again and reports only the difference."""
+    scope = Scope("views", "compacted")
+    a, b, c, d = (ConfigKey("views", "compacted", "svc", "1", n) for n in "abcd")
+    with start_etcd(tmp_path / "etcd") as etcd:
+
+        async def body() -> None:
+            proxy = Proxy(etcd.client_port)
+            await proxy.start()
+            direct = etcd.backend()
+            through = open_backend(f"etcd://127.0.0.1:{proxy.port}")
+            seen: list[ConfigEvent] = []
+            view = ConfigView(through.config, scope, on_change=seen.extend, backoff=QUICK)
+            try:
+                for key in (a, b, c):
+                    await direct.config.put(key, key.name.encode())
+                await view.start(wait=DEADLINE)
+                assert contents(view) == {"a": b"a", "b": b"b", "c": b"c"}
+                proxy.disconnect()
+                await until(lambda: not view.connected, "the view to notice the cut")
+                await direct.config.put(b, b"b2")
+                await direct.config.delete(c)
+                last = await direct.config.put(d, b"d")
+                await asyncio.to_thread(etcd.etcdctl, "compact", str(last.store_revision))
+                before = len(seen)
+                proxy.reconnect()
+                assert await view.wait_revision(last.store_revision, DEADLINE), view.last_error
+                assert contents(view) == {"a": b"a", "b": b"b2", "d": b"d"}
+                assert sorted(summary(seen[before:])) == [
+                    ("delete", "c", None),
+                    ("put", "b", b"b2"),
+                    ("put", "d", b"d"),
+                ]
+                await until(lambda: view.connected, "the view to follow the store again")
+                newest = await direct.config.put(a, b"a2")
+                assert await view.wait_revision(newest.store_revision, DEADLINE)
+                assert summary(seen[-1:]) == [("put", "a", b"a2")]
+            finally:
+                await view.close()
+                await through.close()
+                await direct.close()
+                await proxy.close()
+
+        asyncio.run(body())
