@@ -200,8 +200,28 @@ def test_store_down_at_start_then_restarted(loaders: StartLoader, tmp_path: Path
         )
         assert stderr_count(loader, "lost the config centre at") == 1
         assert c.once(Request(params={"x": "2"})).code == 0
+
+        server.kill()  # a dead store must not hold up the drain
+        wait_for(lambda: stderr_count(loader, "lost the config centre at") == 2, 10, "the loader notices")
+        began = time.monotonic()
+        assert loader.stop() == 0
+        assert time.monotonic() - began < 8  # the deregistration is bounded (2 s), then a normal drain
+        assert "could not deregister" in loader.stderr()
     finally:
         server.kill()
+
+
+def test_a_refused_account_is_said_once_and_the_loader_serves(
+    loaders: StartLoader, embedded: EmbeddedServer, tmp_path: Path
+) -> None:
+    home = tmp_path / "home"
+    ClusterSettings(address=embedded.url, account="admin", password="wrong").save(home)
+    loader = loaders(WRAPPERS / "echo", "--ttl", "2", env={"ASE_HOME": str(home)})
+    needle = f"the config centre at {embedded.url} refused the account"
+    wait_for(lambda: needle in loader.stderr(), 10, "the refused-account line")
+    assert "run `asectl setup` with the right account and password" in loader.stderr()
+    assert loader.client().once(Request()).code == 0
+    assert stderr_count(loader, needle) == 1
 
 
 def test_without_a_cluster_it_serves_standalone(loaders: StartLoader) -> None:
