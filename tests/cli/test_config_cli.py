@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import re
+import selectors
+import signal
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,6 +19,7 @@ import pytest
 from tests.cli.cluster_support import asectl, one_line_error, set_up
 from tests.store.embedded_server import EmbeddedServer, start_embedded
 from tests.store.etcd_server import free_port
+from tests.support import ASECTL
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -215,3 +221,29 @@ def test_store_down_and_not_set_up(tmp_path: Path) -> None:
     proc = asectl(tmp_path / "empty", "config", "list")
     assert proc.returncode == 1
     assert one_line_error(proc) == "error: no cluster set up: run `asectl init` or `asectl setup`"
+
+
+def test_config_serve_runs_the_embedded_centre_in_the_foreground(tmp_path: Path) -> None:
+    env = {**os.environ, "ASE_HOME": str(tmp_path)}
+    cmd = [*ASECTL, "config", "serve", "--port", "0", "--data", str(tmp_path / "data")]
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, start_new_session=True
+    )
+    try:
+        assert proc.stdout is not None
+        with selectors.DefaultSelector() as sel:
+            sel.register(proc.stdout, selectors.EVENT_READ)
+            assert sel.select(30), "no ready line within 30 s"
+        line = proc.stdout.readline()
+        assert line.startswith("config centre serving on http://127.0.0.1:"), line
+        assert line.rstrip().endswith(f"(data {tmp_path / 'data'})")
+        assert (tmp_path / "data" / "admin.password").is_file()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(20) == 0
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+        for stream in (proc.stdout, proc.stderr):
+            if stream is not None:
+                stream.close()
