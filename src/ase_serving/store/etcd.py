@@ -44,6 +44,9 @@ DEFAULT_PORT = 2379
 DEFAULT_TIMEOUT = 5.0
 
 _CHANNEL_OPTIONS = [
+    # Our own subchannels: by default channels to one target share a global one, so a channel dialled
+    # afresh after a failure (see _drop) would inherit the old one's reconnect backoff.
+    ("grpc.use_local_subchannel_pool", 1),
     # Reconnect soon after etcd comes back instead of gRPC's default backoff of up to two minutes.
     ("grpc.initial_reconnect_backoff_ms", 100),
     ("grpc.min_reconnect_backoff_ms", 100),
