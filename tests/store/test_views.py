@@ -104,7 +104,7 @@ def test_config_view_serves_through_an_outage_and_catches_up(server: Any, tmp_pa
             assert (view3.items(), view3.connected) == ({}, False)
 
             await asyncio.to_thread(server.start)
-            # Changes made right away, through a client that saw the outage too.
+            # Changes made right away, through the client the first view shares (it saw the outage).
             await backend.config.put(b, b"b2")
             await backend.config.put(c, b"c1")
             gone = await backend.config.delete(a)
@@ -137,6 +137,7 @@ def test_registry_view_keeps_instances_while_the_store_is_down(server: Any) -> N
         assert registry is not None
         seen: list[InstanceEvent] = []
         view = RegistryView(registry, on_change=seen.extend, backoff=QUICK)
+        others: list[Any] = []
         try:
             first = await registry.register(Instance("rv", "1", "127.0.0.1:7301", {"lic_total": 2}), ttl=60)
             await registry.register(Instance("other", "1", "127.0.0.1:7302"), ttl=60)
@@ -153,7 +154,11 @@ def test_registry_view_keeps_instances_while_the_store_is_down(server: Any) -> N
             before_outage = len(seen)
 
             await asyncio.to_thread(server.start)
-            await registry.register(Instance("rv", "1", "127.0.0.1:7303", {"lic_total": 1}), ttl=60)
+            # A new client this time (as a loader started meanwhile would be).
+            writer = server.backend()
+            others.append(writer)
+            assert writer.registry is not None
+            await writer.registry.register(Instance("rv", "1", "127.0.0.1:7303", {"lic_total": 1}), ttl=60)
             await until(
                 lambda: len(view.instances("rv")) == 2, f"the new instance to arrive ({view.last_error})"
             )
@@ -161,10 +166,12 @@ def test_registry_view_keeps_instances_while_the_store_is_down(server: Any) -> N
             assert view.connected
             after = [(e.kind, e.instance.address) for e in seen[before_outage:]]
             assert after == [("put", "127.0.0.1:7303")]
-            await registry.deregister(first)
+            await writer.registry.deregister(first)
             await until(lambda: len(view.instances("rv")) == 1, "the deregistered instance to go")
             assert seen[-1].kind == "delete" and seen[-1].instance.address == "127.0.0.1:7301"
         finally:
+            for other in others:
+                await other.close()
             await view.close()
             await backend.close()
 
@@ -244,18 +251,29 @@ class Proxy:
         self.port = 0
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
+        self._handlers: set[asyncio.Task[Any]] = set()
 
     async def start(self) -> None:
         self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
         self.port = self._server.sockets[0].getsockname()[1]
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        if self.cut:
-            writer.close()
-            return
-        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.upstream_port)
-        self._writers |= {writer, up_writer}
-        await asyncio.gather(self._pipe(reader, up_writer), self._pipe(up_reader, writer))
+        task = asyncio.current_task()
+        assert task is not None
+        self._handlers.add(task)
+        try:
+            if self.cut:
+                writer.transport.abort()
+                return
+            try:
+                up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.upstream_port)
+            except OSError:
+                writer.transport.abort()
+                return
+            self._writers |= {writer, up_writer}
+            await asyncio.gather(self._pipe(reader, up_writer), self._pipe(up_reader, writer))
+        finally:
+            self._handlers.discard(task)
 
     async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
@@ -281,6 +299,10 @@ class Proxy:
         self.disconnect()
         if self._server is not None:
             self._server.close()
+        # Let the relays see their aborted sockets and end, so none is cancelled with the loop.
+        if self._handlers:
+            await asyncio.wait(set(self._handlers), timeout=5.0)
+        if self._server is not None:
             await self._server.wait_closed()
 
 

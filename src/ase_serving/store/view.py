@@ -282,16 +282,18 @@ class _View(Generic[K, V, E]):
         self._changed(events)
         self._ready.set()
 
-    def _changed(self, events: list[E]) -> None:
+    def _changed(self, events: list[E], save: bool = True) -> None:
+        """Tell ``on_change``, write the cache and wake ``wait_revision`` callers."""
         if events and self._on_change is not None:
             try:
                 self._on_change(events)
             except Exception:
                 log.exception("%s view: on_change failed (the view goes on)", self.what)
-        try:
-            self._save_cache()
-        except OSError as exc:
-            log.warning("%s view: cannot write the cache: %s", self.what, exc)
+        if save:
+            try:
+                self._save_cache()
+            except OSError as exc:
+                log.warning("%s view: cannot write the cache: %s", self.what, exc)
         tick, self._tick = self._tick, asyncio.Event()
         tick.set()
 
@@ -393,15 +395,8 @@ class ConfigView(_View[ConfigKey, ConfigItem, ConfigEvent]):
         )
         self._items = items
         self.revision = revision
-        events = [self._event(key, item, revision) for key, item in sorted(items.items())]
-        # Not _changed(): the cache need not be written back; waiters and on_change still hear it.
-        if events and self._on_change is not None:
-            try:
-                self._on_change(events)
-            except Exception:
-                log.exception("config view: on_change failed (the view goes on)")
-        tick, self._tick = self._tick, asyncio.Event()
-        tick.set()
+        # The file already holds this state: no need to write it back.
+        self._changed([self._event(key, item, revision) for key, item in sorted(items.items())], save=False)
 
 
 class RegistryView(_View[tuple[str, str, str], Instance, InstanceEvent]):
