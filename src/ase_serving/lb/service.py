@@ -202,7 +202,7 @@ async def _serve(
         if feed is not None:
             # Returns after the first list, or after the wait while the view keeps retrying: the
             # LB serves Report-fed nodes meanwhile and catches up when the store answers.
-            await feed.start(wait=5.0)
+            await feed.start(wait=3.0)
             if not feed.connected:
                 log.warning(
                     "config centre %s unreachable (%s); retrying in the background",
