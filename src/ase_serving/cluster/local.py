@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 import subprocess
 import time
@@ -139,11 +140,14 @@ class LocalCluster:
                 )
             except OSError as exc:
                 raise LocalError(f"cannot start the {comp.title}: {exc}") from None
-        rec = Running(comp.name, proc.pid, comp.url, str(log), time.time(), new=True)
+        url = comp.url
+        if url.endswith(":0"):  # port 0: the component chose a free port and says which on its ready line
+            url = _ready_url(log, offset, proc, timeout) or url
+        rec = Running(comp.name, proc.pid, url, str(log), time.time(), new=True)
         doc = {"pid": rec.pid, "url": rec.url, "log": rec.log, "started": rec.started, "marker": comp.marker}
         doc["argv"] = comp.argv
         write_private(self._pid_file(comp.name), orjson.dumps(doc))
-        if _wait_healthy(comp.healthy, comp.url, proc.pid, comp.marker, timeout, proc):
+        if _wait_healthy(comp.healthy, rec.url, proc.pid, comp.marker, timeout, proc):
             return rec
         code = proc.poll()
         self.stop(rec)
@@ -215,6 +219,24 @@ def _wait_healthy(
             pass
         time.sleep(_POLL)
     return False
+
+
+_READY = re.compile(r" serving on (\S+)")
+
+
+def _ready_url(log: Path, offset: int, proc: subprocess.Popen[bytes], timeout: float) -> str | None:
+    """The address from the component's ready line ``... serving on URL ...`` in its log."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with log.open("rb") as fh:
+            fh.seek(offset)
+            found = _READY.search(fh.read().decode(errors="replace"))
+        if found:
+            return found.group(1)
+        if proc.poll() is not None:
+            return None
+        time.sleep(_POLL)
+    return None
 
 
 def _tail(log: Path, offset: int) -> str:
