@@ -175,3 +175,18 @@ def test_init_against_an_existing_etcd(tmp_path: Path, home: Path) -> None:
         down = asectl(home, "down")
         assert down.returncode == 0 and down.stdout.startswith("stopped lb ")
         wait_gone([doc["components"][0]["pid"]])
+
+
+def test_init_on_free_ports_reports_the_ports_chosen(home: Path) -> None:
+    proc = asectl(home, "init", "--config-port", "0", "--lb-port", "0", "--json")
+    assert proc.returncode == 0, proc.stderr
+    urls = {c["name"]: c["url"] for c in json.loads(proc.stdout)["components"]}
+    assert urls["config"].startswith("http://127.0.0.1:") and not urls["config"].endswith(":0")
+    assert urls["lb"].startswith("127.0.0.1:") and not urls["lb"].endswith(":0")
+    status = asectl(home, "cluster", "status", "--json")
+    assert status.returncode == 0, status.stderr
+    assert {c["name"]: (c["url"], c["healthy"]) for c in json.loads(status.stdout)["components"]} == {
+        "config": (urls["config"], True),
+        "lb": (urls["lb"], True),
+    }
+    assert asectl(home, "down").returncode == 0
