@@ -123,22 +123,56 @@ def start_loader(
             start_new_session=True,
             env={**os.environ, **(env or {})},
         )
+    try:
+        line = read_ready_line(proc, lambda text: " serving on " in text, timeout)
+    except RuntimeError as exc:
+        LoaderProcess(proc, err, "- serving on ? ").kill()
+        raise RuntimeError(f"loader not ready ({exc}): {err.read_text()}") from None
+    return LoaderProcess(proc, err, line.strip())
+
+
+def read_ready_line(proc: subprocess.Popen[str], is_ready: Any, timeout: float) -> str:
+    """Read ``proc``'s stdout until a line for which ``is_ready(line)`` holds; return that line.
+
+    ``RuntimeError`` (saying "exit N" or "no ready line in T s") when the process exits or the
+    deadline passes first; the caller kills the process and adds its log."""
     assert proc.stdout is not None
     deadline = time.monotonic() + timeout
     with selectors.DefaultSelector() as sel:
         sel.register(proc.stdout, selectors.EVENT_READ)
         while True:
             left = deadline - time.monotonic()
-            if left <= 0 or (proc.poll() is not None and not sel.select(0)):
-                loader = LoaderProcess(proc, err, "- serving on ? ")
-                loader.kill()
-                raise RuntimeError(f"loader not ready (exit {proc.returncode}): {err.read_text()}")
-            if sel.select(min(left, 0.1)):
-                line = proc.stdout.readline()
-                if " serving on " in line:
-                    return LoaderProcess(proc, err, line.strip())
-                if not line and proc.poll() is not None:
-                    continue
+            if left <= 0:
+                raise RuntimeError(f"no ready line in {timeout:g} s")
+            if not sel.select(min(left, 0.1)):
+                continue
+            line = proc.stdout.readline()
+            if is_ready(line):
+                return line
+            if not line:  # stdout closed: the process is exiting
+                try:
+                    code = proc.wait(10)
+                except subprocess.TimeoutExpired:
+                    code = None
+                raise RuntimeError(f"exit {code}")
+
+
+def stop_group(proc: subprocess.Popen[Any], sig: int = signal.SIGTERM, timeout: float = 10.0) -> int | None:
+    """Send ``sig`` to ``proc``'s process group and wait; SIGKILL the group after ``timeout``.
+
+    Returns the exit code (None if it never ran); safe to call on an ended process."""
+    if proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, sig)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout)
+    if proc.stdout is not None:
+        proc.stdout.close()
+    return proc.returncode
 
 
 def project_copy(name: str, dest: Path, toml: str = "") -> Path:

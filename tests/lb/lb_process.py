@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
-import selectors
 import signal
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
+
+from tests.support import read_ready_line, stop_group
 
 READY = "lb serving on "
 
@@ -39,12 +38,7 @@ class LbProcess:
         return self.proc.returncode
 
     def kill(self) -> None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            self.proc.wait(10)
-        if self.proc.stdout is not None:
-            self.proc.stdout.close()
+        stop_group(self.proc, signal.SIGKILL)
 
     def __enter__(self) -> LbProcess:
         return self
@@ -77,19 +71,9 @@ def start_lb(*args: str, env: dict[str, str] | None = None, timeout: float = 30.
             start_new_session=True,
             env={**os.environ, **(env or {})},
         )
-    assert proc.stdout is not None
-    deadline = time.monotonic() + timeout
-    with selectors.DefaultSelector() as sel:
-        sel.register(proc.stdout, selectors.EVENT_READ)
-        while True:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                LbProcess(proc, err, READY).kill()
-                raise RuntimeError(f"LB not ready in {timeout:g} s: {err.read_text()}")
-            if sel.select(min(left, 0.1)):
-                line = proc.stdout.readline()
-                if line.startswith(READY):
-                    return LbProcess(proc, err, line.strip())
-                if not line:
-                    code = proc.wait(10)
-                    raise RuntimeError(f"LB exited with {code}: {err.read_text()}")
+    try:
+        line = read_ready_line(proc, lambda text: text.startswith(READY), timeout)
+    except RuntimeError as exc:
+        LbProcess(proc, err, READY).kill()
+        raise RuntimeError(f"LB not ready ({exc}): {err.read_text()}") from None
+    return LbProcess(proc, err, line.strip())

@@ -16,17 +16,14 @@ more than once (use it in teardown).
 
 from __future__ import annotations
 
-import contextlib
-import os
-import selectors
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Sequence
 from pathlib import Path
 
 from ase_serving.store import Backend, open_backend
+from tests.support import read_ready_line, stop_group
 
 START_DEADLINE = 20.0
 STOP_DEADLINE = 10.0
@@ -75,23 +72,11 @@ class EmbeddedServer:
                 start_new_session=True,
             )
         self.proc = proc
-        assert proc.stdout is not None
-        deadline = time.monotonic() + START_DEADLINE
-        with selectors.DefaultSelector() as sel:
-            sel.register(proc.stdout, selectors.EVENT_READ)
-            while True:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    self.kill()
-                    raise RuntimeError(f"config centre not ready in {START_DEADLINE:g} s; log:\n{self.log()}")
-                if not sel.select(min(left, 0.1)):
-                    continue
-                line = proc.stdout.readline()
-                if line.startswith(READY):
-                    break
-                if not line:  # stdout closed: the process is exiting
-                    code = proc.wait(STOP_DEADLINE)
-                    raise RuntimeError(f"config centre exited with {code}; log:\n{self.log()}")
+        try:
+            line = read_ready_line(proc, lambda text: text.startswith(READY), START_DEADLINE)
+        except RuntimeError as exc:
+            self.kill()
+            raise RuntimeError(f"config centre not ready ({exc}); log:\n{self.log()}") from None
         self.url = line[len(READY) :].split(" ", 1)[0]
         self.port = int(self.url.rsplit(":", 1)[1])
         self.password = (self.data_dir / "admin.password").read_text().strip()
@@ -107,21 +92,7 @@ class EmbeddedServer:
         return self.proc is not None and self.proc.poll() is None
 
     def _signal(self, sig: int) -> int | None:
-        proc = self.proc
-        if proc is None:
-            return None
-        if proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, sig)
-            try:
-                proc.wait(STOP_DEADLINE)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(STOP_DEADLINE)
-        if proc.stdout is not None:
-            proc.stdout.close()
-        return proc.returncode
+        return None if self.proc is None else stop_group(self.proc, sig, STOP_DEADLINE)
 
     def stop(self) -> int | None:
         """End it gracefully (SIGTERM; SIGKILL after 10 s); returns the exit code."""

@@ -14,7 +14,6 @@ own process group; ``kill()`` is safe to call more than once (use it in teardown
 
 from __future__ import annotations
 
-import contextlib
 import os
 import secrets
 import shutil
@@ -27,6 +26,7 @@ import urllib.request
 from pathlib import Path
 
 from ase_serving.store import Backend, open_backend
+from tests.support import stop_group
 
 ETCD = shutil.which("etcd") or "/usr/bin/etcd"
 ETCDCTL = shutil.which("etcdctl") or "/usr/bin/etcdctl"
@@ -113,17 +113,8 @@ class EtcdServer:
             return ""
 
     def _signal(self, sig: int, timeout: float) -> None:
-        proc = self.proc
-        if proc is None or proc.poll() is not None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, sig)
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(10)
+        if self.proc is not None:
+            stop_group(self.proc, sig, timeout)
 
     def stop(self) -> None:
         """End etcd gracefully (SIGTERM; SIGKILL after 10 s)."""

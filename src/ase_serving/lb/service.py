@@ -23,6 +23,7 @@ from ase_serving.errors import AseError
 from ase_serving.lb.balancer import Balancer
 from ase_serving.lb.feed import RegistryFeed
 from ase_serving.lb.proto import lb_pb2 as pb
+from ase_serving.rpc import BindError, bind
 from ase_serving.store import Backend, StoreError, open_backend
 
 log = logging.getLogger("ase_serving.lb")
@@ -190,13 +191,10 @@ async def _serve(
     service = LbService(balancer, feed, backend.address if backend is not None else "")
     server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
     add_to_server(server, service)
-    target = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     try:
-        bound = server.add_insecure_port(target)
-    except RuntimeError as exc:
-        raise LbError(f"cannot listen on {target}: {exc} (is another LB using the port?)") from None
-    if not bound:
-        raise LbError(f"cannot listen on {target} (is another LB using the port?)")
+        bound = bind(server, host, port, "LB")
+    except BindError as exc:
+        raise LbError(str(exc)) from None
     await server.start()
     try:
         if feed is not None:

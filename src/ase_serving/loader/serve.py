@@ -29,6 +29,7 @@ from ase_serving.loader.metrics import LoaderMetrics, MetricsServer
 from ase_serving.loader.pool import Pool
 from ase_serving.loader.server import DRAINING, LoaderService, add_to_server
 from ase_serving.loader.settings import LoaderSettings
+from ase_serving.rpc import BindError, bind, host_port
 
 log = logging.getLogger("ase_serving.loader")
 
@@ -57,7 +58,7 @@ class Ready:
 
     @property
     def address(self) -> str:
-        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+        return host_port(self.host, self.port)
 
 
 class Registrar(Protocol):
@@ -100,17 +101,6 @@ def serve(
     asyncio.run(_serve(settings, ready, registrar or NoRegistrar()))
 
 
-def _bind(server: grpc.aio.Server, host: str, port: int) -> int:
-    target = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-    try:
-        bound = server.add_insecure_port(target)
-    except RuntimeError as exc:
-        raise ServeError(f"cannot listen on {target}: {exc} (is another loader using the port?)") from None
-    if not bound:
-        raise ServeError(f"cannot listen on {target} (is another loader using the port?)")
-    return bound
-
-
 async def _serve(
     settings: LoaderSettings, ready: Callable[[Ready], None] | None, registrar: Registrar
 ) -> None:
@@ -132,7 +122,10 @@ async def _serve(
         ]
     )
     add_to_server(server, service)
-    port = _bind(server, settings.host, settings.port)
+    try:
+        port = bind(server, settings.host, settings.port, "loader")
+    except BindError as exc:
+        raise ServeError(str(exc)) from None
     metrics_server: MetricsServer | None = None
     await server.start()
     try:
