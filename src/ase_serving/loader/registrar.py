@@ -34,8 +34,8 @@ within ``DRAIN_BOUND`` seconds in all, so a dead store never delays a drain; an 
 not be deregistered disappears when its lease's TTL runs out.
 
 **Schemas.** When the config store lacks the project's service schema, the loader pushes it:
-:func:`project_schemas` lists what the project holds (``schemas/*.json`` and ``service.json`` now;
-the schema issue adds ai_api.yml and the ``Api`` class), and every item whose
+:func:`project_schemas` lists what the project holds (the schema made from ``ai_api.yml`` or
+wrapper.py's ``Api`` class, ``schemas/*.json`` and ``service.json``), and every item whose
 (service, version, name) is missing under the cluster settings' (project, group) is written.
 Existing items are never overwritten.
 """
@@ -46,6 +46,8 @@ import asyncio
 import contextlib
 import logging
 import socket
+import subprocess
+import sys
 from collections.abc import Awaitable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -54,8 +56,11 @@ from urllib.parse import urlsplit
 import orjson
 
 from ase_serving.home import ClusterSettings
+from ase_serving.loader.project import API_YAML
 from ase_serving.loader.serve import Ready
 from ase_serving.loader.settings import LoaderSettings
+from ase_serving.schema import ApiDefinitionError, from_yaml
+from ase_serving.schema.code_api import has_api_class
 from ase_serving.store import Backend
 from ase_serving.store.base import (
     DEFAULT_GROUP,
@@ -74,6 +79,8 @@ from ase_serving.store.base import (
 )
 
 log = logging.getLogger("ase_serving.loader.registrar")
+#: Seconds `python -m ase_serving.schema` may take to import wrapper.py and build its Api's schema.
+_GEN_TIMEOUT = 120
 
 T = TypeVar("T")
 
@@ -136,17 +143,53 @@ def advertised_address(
     return _fmt(host, port)
 
 
+def _defined_schemas(settings: LoaderSettings) -> list[tuple[str, bytes]]:
+    """The schemas the project's API definition makes: ai_api.yml, then wrapper.py's Api class.
+
+    The loader's service name and version win over the definition's (they are what it
+    registers under). The Api class is read in a child process, so that importing wrapper.py
+    (and the engine it loads) happens in the workers only."""
+    root = Path(settings.project_dir)
+    out: list[tuple[str, bytes]] = []
+    yml = next((root / n for n in API_YAML if (root / n).is_file()), None)
+    if yml is not None:
+        try:
+            compiled = from_yaml(yml, service=settings.service, version=settings.version)
+            out.append((compiled.item_name, compiled.content()))
+        except ApiDefinitionError as exc:
+            log.warning("schema %s skipped: %s", yml, str(exc).replace("\n", "; "))
+    wrapper = root / "wrapper.py"
+    if has_api_class(wrapper):
+        cmd = [sys.executable, "-m", "ase_serving.schema", str(wrapper), settings.service, settings.version]
+        try:
+            done = subprocess.run(cmd, capture_output=True, timeout=_GEN_TIMEOUT, cwd=root, check=False)
+        except subprocess.TimeoutExpired:
+            log.warning("schema of %s's Api class skipped: no answer within %d s", wrapper, _GEN_TIMEOUT)
+            return out
+        if done.returncode == 0:
+            doc = orjson.loads(done.stdout)
+            out.append((doc["name"], orjson.dumps(doc["schema"], option=orjson.OPT_INDENT_2) + b"\n"))
+        else:
+            why = done.stderr.decode(errors="replace").strip().replace("\n", "; ")
+            log.warning("schema of %s's Api class skipped: %s", wrapper, why)
+    return out
+
+
 def project_schemas(settings: LoaderSettings) -> list[tuple[str, bytes]]:
     """The service schemas a project brings, as (config item name, content), sorted by name.
 
-    Now: ``schemas/*.json`` (named by their file name) and ``service.json``. Files that are not
-    JSON objects or whose name cannot be a config item name are skipped with a warning.
+    The API definition (``ai_api.yml``, the ``Api`` class in wrapper.py) first, then
+    ``schemas/*.json`` (named by their file name) and ``service.json``; for one name the first
+    wins. Files that are not JSON objects or whose name cannot be a config item name, and
+    definitions with problems, are skipped with a warning.
     """
     root = Path(settings.project_dir)
+    found: dict[str, bytes] = {}
+    for name, content in _defined_schemas(settings):
+        found.setdefault(name, content)
     files = sorted((root / "schemas").glob("*.json")) if (root / "schemas").is_dir() else []
     if (root / "service.json").is_file():
         files.append(root / "service.json")
-    found: dict[str, bytes] = {}
     for path in files:
         if not NAME_RE.match(path.name):
             log.warning("schema %s skipped: %r cannot be a config item name", path, path.name)

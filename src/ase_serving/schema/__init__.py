@@ -1,7 +1,18 @@
-"""Service schemas: the JSON document a config centre stores and gateways load (SCHEMA.md)."""
+"""Service schemas (SCHEMA.md): made from ApiSchema YAML or the ``Api`` class, checked, loaded, documented.
+
+- :mod:`.yaml_api` / :mod:`.code_api`: the two front ends, each giving an :class:`ApiSpec`;
+- :mod:`.spec`: the spec and its checks (every problem with file, line and field);
+- :mod:`.build`: spec -> the service schema JSON (``meta``, ``schemainput``, ``schemaoutput``);
+- :mod:`.service`: recognise and check a service schema document;
+- :mod:`.loaded`: a document as a gateway uses it (ours, or the original gateway's files);
+- :mod:`.openapi`: service schemas -> OpenAPI 3.1.
+"""
 
 from __future__ import annotations
 
+from ase_serving.schema.compile import Compiled, from_code, from_yaml
+from ase_serving.schema.loaded import ServiceSchema, load_service_schema
+from ase_serving.schema.openapi import example_request, openapi_document
 from ase_serving.schema.service import (
     Problem,
     ServiceSchemaError,
@@ -11,13 +22,24 @@ from ase_serving.schema.service import (
     parse_json,
     schema_routes,
 )
+from ase_serving.schema.spec import ApiDefinitionError, ApiProblem, ApiSpec
 
 __all__ = [
+    "ApiDefinitionError",
+    "ApiProblem",
+    "ApiSpec",
+    "Compiled",
     "Problem",
+    "ServiceSchema",
     "ServiceSchemaError",
     "check_service_schema",
     "default_route",
+    "example_request",
+    "from_code",
+    "from_yaml",
     "is_service_schema",
+    "load_service_schema",
+    "openapi_document",
     "parse_json",
     "schema_routes",
 ]

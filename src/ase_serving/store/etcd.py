@@ -94,6 +94,12 @@ def parse_address(address: str) -> list[tuple[str, int]]:
     return endpoints
 
 
+def _being_cancelled() -> bool:
+    task = asyncio.current_task()
+    cancelling = getattr(task, "cancelling", None)  # Python 3.11+
+    return bool(cancelling()) if cancelling is not None else False
+
+
 def _prefix_end(prefix: bytes) -> bytes:
     """The smallest key after every key starting with ``prefix`` (etcd's range_end for a prefix)."""
     end = bytearray(prefix)
@@ -192,6 +198,14 @@ class EtcdKV:
                     result = await fn(channel, self._metadata())
                     self._current = index
                     return result
+                except asyncio.CancelledError:
+                    # Another call on this client dropped (closed) the channel after a failure,
+                    # which cancels every call on it: that is this endpoint failing, not us being
+                    # cancelled, unless our own task is.
+                    if self._channels.get(index) is channel or _being_cancelled():
+                        raise
+                    errors.append(f"{self.endpoints[index]}: the connection was closed after a failure")
+                    break
                 except grpc.aio.AioRpcError as exc:
                     code = exc.code()
                     details = exc.details() or code.name

@@ -64,7 +64,8 @@ def resolve_path(path: str | Path) -> Path:
     return p / "wrapper.py" if p.is_dir() else p
 
 
-def _import(path: Path) -> ModuleType:
+def import_module(path: Path) -> ModuleType:
+    """Import a wrapper file under a fresh module name (its folder on sys.path); PluginError if it fails."""
     name = f"ase_wrapper_{next(_counter)}"
     spec = importlib.util.spec_from_file_location(name, path)
     if spec is None or spec.loader is None:
@@ -160,7 +161,7 @@ def load_plugin(path: str | Path, modes: Iterable[str] | None = None) -> Plugin:
     file = resolve_path(path)
     if not file.is_file():
         raise PluginError(file, [f"{file} not found: a wrapper project needs a wrapper.py"])
-    module = _import(file)
+    module = import_module(file)
     target: Any = module
     cls = getattr(module, "Wrapper", None)
     if inspect.isclass(cls):

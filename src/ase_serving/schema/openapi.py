@@ -1,0 +1,275 @@
+"""Service schemas -> an OpenAPI 3.1 document (what gateways serve at ``/openapi.json``).
+
+OpenAPI 3.1 takes JSON Schema as it is, so ``schemainput``/``schemaoutput`` go in unchanged:
+every parameter keeps its constraints and description. Each route gets a ``post`` (a once
+request) when the service takes once requests; a session service's WebSocket side is described
+in the text of a ``get`` operation (OpenAPI cannot describe WebSockets). Each operation carries an
+example request built from its schema (:func:`example_request`), valid against it.
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+from collections.abc import Iterable
+from typing import Any
+
+from ase_serving.schema.loaded import ServiceSchema
+
+__all__ = ["ERROR_CODES", "example_request", "example_value", "openapi_document"]
+
+#: HTTP status -> the protocol codes it carries (PROTOCOL.md).
+ERROR_CODES: dict[int, str] = {
+    400: "10160 body is not JSON, 10161 bad base64, 10163 does not match the schema, 10202, 10313",
+    401: "10401 authentication failed",
+    403: "10403 not allowed to call this service, 10313 app_id of another consumer",
+    404: "10404 no service at this route",
+    413: "10413 request too large",
+    429: "10110 no free engine licence (retry after Retry-After seconds)",
+    500: "109xx wrapper failure, or the wrapper's own code",
+    503: "11503 no loader for the service",
+    504: "10114 timeout",
+}
+_SAMPLE = base64.b64encode(b"example data").decode()
+_FORMATS = {
+    "date": "2026-01-01",
+    "date-time": "2026-01-01T00:00:00Z",
+    "time": "00:00:00Z",
+    "email": "user@example.com",
+    "idn-email": "user@example.com",
+    "hostname": "example.com",
+    "idn-hostname": "example.com",
+    "ipv4": "192.0.2.1",
+    "ipv6": "2001:db8::1",
+    "uri": "https://example.com/",
+    "iri": "https://example.com/",
+    "uri-reference": "/example",
+    "iri-reference": "/example",
+    "uri-template": "/example/{id}",
+    "json-pointer": "/example",
+    "relative-json-pointer": "0",
+    "regex": ".*",
+}
+
+
+def _number(s: dict[str, Any], integer: bool) -> int | float:
+    lo, hi = s.get("minimum"), s.get("maximum")
+    xlo, xhi = s.get("exclusiveMinimum"), s.get("exclusiveMaximum")
+    step = 1 if integer else 0.5
+    if lo is None and xlo is not None:
+        lo = xlo + step
+    if hi is None and xhi is not None:
+        hi = xhi - step
+    value: int | float = lo if lo is not None else (hi if hi is not None and hi < 0 else 0)
+    if hi is not None and value > hi:
+        value = hi
+    mult = s.get("multipleOf")
+    if mult:
+        value = -(-value // mult) * mult
+    if integer:
+        value = int(value) if float(value).is_integer() else int(value) + 1
+    return value
+
+
+def example_value(s: Any) -> Any:
+    """A value that satisfies the JSON Schema ``s`` (for the constraints our schemas use)."""
+    if not isinstance(s, dict):
+        return None
+    for key in ("const", "default"):
+        if key in s:
+            return copy.deepcopy(s[key])
+    if s.get("examples"):
+        return copy.deepcopy(s["examples"][0])
+    if s.get("enum"):
+        return copy.deepcopy(s["enum"][0])
+    t = s.get("type")
+    if isinstance(t, list):
+        t = t[0] if t else None
+    if t == "object" or "properties" in s:
+        props = s.get("properties", {})
+        return {k: example_value(v) for k, v in props.items()}
+    if t == "array":
+        return [example_value(s.get("items", {})) for _ in range(max(1, int(s.get("minItems", 1))))]
+    if t in ("integer", "number"):
+        return _number(s, t == "integer")
+    if t == "boolean":
+        return True
+    if t == "string":
+        if s.get("contentEncoding") == "base64":
+            return _SAMPLE
+        if s.get("format") in _FORMATS:
+            return _FORMATS[s["format"]]
+        if "pattern" in s:
+            return None  # no generator for a regex: leave it out
+        text = "example"
+        lo, hi = int(s.get("minLength", 0)), s.get("maxLength")
+        text = text.ljust(lo, "x")
+        return text[: int(hi)] if hi is not None else text
+    return None
+
+
+def _drop_none(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _drop_none(v) for k, v in value.items() if v is not None}
+    return value
+
+
+def example_request(svc: ServiceSchema) -> dict[str, Any]:
+    """A request body for ``svc`` that its ``schemainput`` accepts (``header.status`` 3: once)."""
+    body = _drop_none(example_value(svc.schemainput)) or {}
+    header = body.setdefault("header", {})
+    header.update({"app_id": "your_app_id", "status": 3})
+    for key in ("uid", "did", "request_id", "sid"):
+        header.pop(key, None)
+    for item in (body.get("payload") or {}).values():
+        if isinstance(item, dict) and "status" in item:
+            item["status"] = 3
+    return body
+
+
+def _strip(schema: dict[str, Any]) -> dict[str, Any]:
+    out = {k: v for k, v in schema.items() if k not in ("$schema", "title")}
+    return out
+
+
+def _params_text(svc: ServiceSchema) -> str:
+    own = (
+        svc.schemainput.get("properties", {})
+        .get("parameter", {})
+        .get("properties", {})
+        .get(svc.service_id, {})
+    )
+    props = own.get("properties", {}) if isinstance(own, dict) else {}
+    required = set(own.get("required", [])) if isinstance(own, dict) else set()
+    rows = []
+    for name, s in props.items():
+        if name in svc.accepts or not isinstance(s, dict):
+            continue
+        rule = ", ".join(
+            f"{k} {v}" for k, v in s.items() if k not in ("type", "description", "properties", "items")
+        )
+        rows.append(
+            f"| `{name}` | {s.get('type', '')} | {'yes' if name in required else 'no'} | {rule} | "
+            f"{s.get('description', '')} |"
+        )
+    if not rows:
+        return ""
+    head = (
+        f"\n\nParameters (`parameter.{svc.service_id}`):\n\n"
+        "| name | type | required | rules | description |\n|---|---|---|---|---|\n"
+    )
+    return head + "\n".join(rows)
+
+
+def _session_text(svc: ServiceSchema, route: str) -> str:
+    return (
+        f"**Streaming session over WebSocket**: open `ws(s)://HOST{route}` and send text frames with "
+        "this request body layout. The first frame has `header.status` 0 and carries `parameter`; "
+        "later frames need only `header.status` (1, or 2 for the last) and `payload`. The server "
+        "answers with result frames (`header.status` 0/1/2) and closes the socket after the last."
+        + (f" Idle limit {svc.read_timeout:g} s." if svc.read_timeout else "")
+        + (f" Session limit {svc.session_timeout:g} s." if svc.session_timeout else "")
+    )
+
+
+def _responses(svc: ServiceSchema) -> dict[str, Any]:
+    ok = {
+        "type": "object",
+        "properties": {
+            "header": {"$ref": "#/components/schemas/ResponseHeader"},
+            "payload": _strip(svc.schemaoutput),
+        },
+        "required": ["header"],
+    }
+    out: dict[str, Any] = {"200": {"description": "success", "content": {"application/json": {"schema": ok}}}}
+    for status, codes in ERROR_CODES.items():
+        out[str(status)] = {
+            "description": codes,
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+        }
+    return out
+
+
+def _operations(svc: ServiceSchema, route: str) -> dict[str, Any]:
+    ops: dict[str, Any] = {}
+    summary = svc.description or f"{svc.service_id} {svc.version}"
+    tag = [svc.service_id]
+    text = _params_text(svc)
+    if "once" in svc.modes:
+        desc = f"A once request to {svc.service_id} {svc.version}." + text
+        if "session" in svc.modes:
+            desc += "\n\n" + _session_text(svc, route)
+        ops["post"] = {
+            "operationId": f"{svc.service_id}_once" + ("" if route == svc.routes[0] else f"_{len(ops)}"),
+            "summary": summary,
+            "description": desc,
+            "tags": tag,
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/json": {"schema": _strip(svc.schemainput), "example": example_request(svc)}
+                },
+            },
+            "responses": _responses(svc),
+        }
+    if "session" in svc.modes and "once" not in svc.modes:
+        ops["get"] = {
+            "operationId": f"{svc.service_id}_session",
+            "summary": summary,
+            "description": _session_text(svc, route) + text,
+            "tags": tag,
+            "responses": {"101": {"description": "switching to the WebSocket protocol"}},
+        }
+    return ops
+
+
+def _components() -> dict[str, Any]:
+    header = {
+        "type": "object",
+        "properties": {
+            "code": {"type": "integer", "description": "0 = success, else an error code"},
+            "message": {"type": "string"},
+            "sid": {"type": "string", "description": "the request's id (quote it when asking for help)"},
+            "status": {"type": "integer", "enum": [0, 1, 2, 3]},
+        },
+        "required": ["code", "message"],
+    }
+    error = {"type": "object", "properties": {"header": {"$ref": "#/components/schemas/ResponseHeader"}}}
+    return {
+        "schemas": {"ResponseHeader": header, "Error": error},
+        "securitySchemes": {
+            "apiKey": {"type": "apiKey", "in": "header", "name": "X-Api-Key"},
+            "hmac": {
+                "type": "apiKey",
+                "in": "header",
+                "name": "Authorization",
+                "description": "HMAC-SHA256 signature of host, date and request line (see the protocol)",
+            },
+        },
+    }
+
+
+def openapi_document(
+    schemas: Iterable[ServiceSchema], *, title: str = "ASE serving", servers: list[str] | None = None
+) -> dict[str, Any]:
+    """One OpenAPI 3.1 document for ``schemas``; :class:`ValueError` if two claim the same route."""
+    paths: dict[str, Any] = {}
+    owners: dict[str, str] = {}
+    for svc in sorted(schemas, key=lambda s: (s.service_id, s.version)):
+        for route in svc.routes:
+            if route in paths:
+                raise ValueError(
+                    f"route {route} is claimed by {owners[route]} and {svc.service_id} {svc.version}"
+                )
+            owners[route] = f"{svc.service_id} {svc.version}"
+            paths[route] = _operations(svc, route)
+    doc: dict[str, Any] = {
+        "openapi": "3.1.0",
+        "info": {"title": title, "version": "1"},
+        "paths": paths,
+        "components": _components(),
+        "security": [{"apiKey": []}, {"hmac": []}],
+    }
+    if servers:
+        doc["servers"] = [{"url": u} for u in servers]
+    return doc

@@ -1,0 +1,338 @@
+"""An API definition, whichever way it was written (ApiSchema YAML or the ``Api`` class in code).
+
+Both front ends (:mod:`.yaml_api`, :mod:`.code_api`) build an :class:`ApiSpec` whose every part
+remembers where it was written (:class:`Where`: file, line, field). :func:`check_spec` then finds
+every impossible declaration at once (``minimum > maximum``, a required name that is not defined,
+a duplicate name, ...) and :mod:`.build` turns a clean spec into the service schema JSON.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+from typing import Any, TypeGuard
+
+__all__ = [
+    "DATA_TYPES",
+    "MODES",
+    "PARAM_TYPES",
+    "ApiDefinitionError",
+    "ApiProblem",
+    "ApiSpec",
+    "Data",
+    "Param",
+    "Where",
+    "check_spec",
+]
+
+#: Data types of payload entries; the request's data field is named after the type.
+DATA_TYPES = ("text", "audio", "image", "video", "other")
+#: JSON Schema types a parameter may have.
+PARAM_TYPES = ("string", "integer", "number", "boolean", "object", "array")
+#: Interface types: a once request (HTTP POST) and a streaming session (WebSocket).
+MODES = ("once", "session")
+#: Formats the gateway's validator enforces on strings (jsonschema-rs, draft 7).
+STRING_FORMATS = (
+    "date",
+    "date-time",
+    "time",
+    "email",
+    "idn-email",
+    "hostname",
+    "idn-hostname",
+    "ipv4",
+    "ipv6",
+    "uri",
+    "uri-reference",
+    "iri",
+    "iri-reference",
+    "uri-template",
+    "json-pointer",
+    "relative-json-pointer",
+    "regex",
+)
+#: Numeric formats (OpenAPI's) become bounds, so that they are enforced too.
+NUMBER_FORMATS: dict[str, tuple[float, float] | None] = {
+    "int32": (-(2**31), 2**31 - 1),
+    "int64": (-(2**63), 2**63 - 1),
+    "uint32": (0, 2**32 - 1),
+    "uint64": (0, 2**64 - 1),
+    "float": None,
+    "double": None,
+}
+
+
+@dataclass(frozen=True)
+class Where:
+    """Where a declaration was written: ``ai_api.yml:12: spec.request.parameters.properties.speed``."""
+
+    file: str
+    line: int | None
+    field: str
+
+    def __str__(self) -> str:
+        at = f"{self.file}:{self.line}" if self.line else self.file
+        return f"{at}: {self.field}" if self.field else at
+
+
+@dataclass(frozen=True)
+class ApiProblem:
+    where: Where
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.where}: {self.message}"
+
+
+class ApiDefinitionError(ValueError):
+    """An API definition was refused; ``problems`` lists every reason with its file, line and field."""
+
+    def __init__(self, problems: list[ApiProblem]) -> None:
+        self.problems = problems
+        super().__init__("\n".join(str(p) for p in problems))
+
+
+@dataclass
+class Param:
+    """One request parameter: a JSON Schema fragment with the user's constraints.
+
+    ``schema`` holds the keywords of this level only; an object's properties are ``children``
+    and an array's element is ``items`` (each a Param with its own :class:`Where`).
+    """
+
+    name: str
+    schema: dict[str, Any]
+    where: Where
+    required: bool = False
+    children: list[Param] = field(default_factory=list)
+    items: Param | None = None
+    #: Names listed in an object's ``required`` that are checked against ``children``.
+    required_where: dict[str, Where] = field(default_factory=dict)
+
+    @property
+    def type(self) -> str | None:
+        t = self.schema.get("type")
+        return t if isinstance(t, str) else None
+
+
+@dataclass
+class Data:
+    """A data input or output (a payload entry): ``audio1`` of type audio, speex-wb, ..."""
+
+    name: str
+    type: str
+    where: Where
+    encoding: list[str] = field(default_factory=list)
+    compress: list[str] = field(default_factory=list)
+    format: list[str] = field(default_factory=list)
+    required: bool = False
+    description: str = ""
+    #: Type-specific attributes fixed by the declaration (sample_rate, channels, width, ...).
+    attrs: dict[str, Any] = field(default_factory=dict)
+    #: For an output that holds one value as text (an ``Arg`` in ``response()``): that value's schema.
+    value: Param | None = None
+
+
+@dataclass
+class ApiSpec:
+    """One service's API: identity, interface, parameters, data inputs and outputs."""
+
+    service_id: str
+    version: str
+    where: Where
+    #: Config item name (without ``.json``) and the (project, group, region) it belongs to.
+    name: str = ""
+    project: str | None = None
+    group: str | None = None
+    region: str | None = None
+    config_file: str | None = None
+    description: str = ""
+    modes: list[str] = field(default_factory=lambda: list(MODES))
+    route: list[str] = field(default_factory=list)
+    hosts: list[str] = field(default_factory=list)
+    sub: str = "ase"
+    read_timeout: float | None = None
+    session_timeout: float | None = None
+    params: list[Param] = field(default_factory=list)
+    #: Extra parameters allowed (the YAML's ``additionalProperties: true``); default: refused.
+    params_open: bool = False
+    inputs: list[Data] = field(default_factory=list)
+    outputs: list[Data] = field(default_factory=list)
+    #: Names in a top-level ``required`` list (parameters or payload) with where each was written.
+    required_params: dict[str, Where] = field(default_factory=dict)
+    required_inputs: dict[str, Where] = field(default_factory=dict)
+
+    @property
+    def file_name(self) -> str:
+        """The schema file's name: ``<name>.json`` (the service id when there is no name)."""
+        return f"{self.name or self.service_id}.json"
+
+    @property
+    def item_name(self) -> str:
+        """The config item's name: ``configFileName`` when given, else the file's name."""
+        return self.config_file or self.file_name
+
+
+_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+_VERSION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:@-]*$")
+_NUMERIC = ("integer", "number")
+_BOUNDS = (
+    ("minimum", "maximum", _NUMERIC),
+    ("minLength", "maxLength", ("string",)),
+    ("minItems", "maxItems", ("array",)),
+    ("minProperties", "maxProperties", ("object",)),
+)
+_JSON_TYPES: dict[str, tuple[type, ...]] = {
+    "string": (str,),
+    "integer": (int,),
+    "number": (int, float),
+    "boolean": (bool,),
+    "object": (dict,),
+    "array": (list,),
+}
+
+
+def _is(value: Any, json_type: str) -> bool:
+    if json_type in _NUMERIC and isinstance(value, bool):
+        return False
+    if json_type == "integer" and isinstance(value, float):
+        return value.is_integer()
+    return isinstance(value, _JSON_TYPES[json_type])
+
+
+def _number(value: Any) -> TypeGuard[float]:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _check_bounds(p: Param, out: list[ApiProblem]) -> None:
+    s, t = p.schema, p.type
+    for low, high, types in _BOUNDS:
+        for key in (low, high):
+            if key in s and t is not None and t not in types:
+                out.append(ApiProblem(p.where, f"{key} applies to {' or '.join(types)}, not to type {t}"))
+        lo, hi = s.get(low), s.get(high)
+        for key, v in ((low, lo), (high, hi)):
+            if v is not None and not _number(v):
+                out.append(ApiProblem(p.where, f"{key} must be a number, not {v!r}"))
+        if _number(lo) and _number(hi) and lo > hi:
+            out.append(ApiProblem(p.where, f"{low} {lo} > {high} {hi}: no value can satisfy both"))
+        if low != "minimum" and _number(lo) and lo < 0:
+            out.append(ApiProblem(p.where, f"{low} must be >= 0, not {lo}"))
+    for key in ("exclusiveMinimum", "exclusiveMaximum", "multipleOf"):
+        if key in s and not _number(s[key]):
+            out.append(ApiProblem(p.where, f"{key} must be a number, not {s[key]!r}"))
+    if "multipleOf" in s and _number(s["multipleOf"]) and s["multipleOf"] <= 0:
+        out.append(ApiProblem(p.where, f"multipleOf must be > 0, not {s['multipleOf']}"))
+
+
+def _check_values(p: Param, out: list[ApiProblem]) -> None:
+    s, t = p.schema, p.type
+    if "enum" in s:
+        enum = s["enum"]
+        if not isinstance(enum, list) or not enum:
+            out.append(ApiProblem(p.where, "enum must be a non-empty list of the allowed values"))
+        elif t is not None:
+            bad = [v for v in enum if not _is(v, t)]
+            if bad:
+                out.append(ApiProblem(p.where, f"enum values {bad!r} are not of type {t}"))
+    if "pattern" in s:
+        try:
+            re.compile(str(s["pattern"]))
+        except re.error as exc:
+            out.append(ApiProblem(p.where, f"pattern {s['pattern']!r} is not a regular expression: {exc}"))
+    if "default" in s and t is not None and not _is(s["default"], t):
+        out.append(ApiProblem(p.where, f"default {s['default']!r} is not of type {t}"))
+    fmt = s.get("format")
+    if fmt is not None:
+        if t in _NUMERIC and fmt not in NUMBER_FORMATS:
+            known = ", ".join(NUMBER_FORMATS)
+            out.append(ApiProblem(p.where, f"format {fmt!r} is not a number format (one of {known})"))
+        elif t == "string" and fmt not in STRING_FORMATS:
+            known = ", ".join(STRING_FORMATS)
+            out.append(
+                ApiProblem(p.where, f"format {fmt!r} is not a string format the gateway checks ({known})")
+            )
+        elif t not in _NUMERIC and t != "string":
+            out.append(ApiProblem(p.where, f"format applies to strings and numbers, not to type {t}"))
+
+
+def _check_param(p: Param, out: list[ApiProblem]) -> None:
+    if p.type is None:
+        out.append(ApiProblem(p.where, f"type is required: one of {', '.join(PARAM_TYPES)}"))
+    elif p.type not in PARAM_TYPES:
+        out.append(ApiProblem(p.where, f"unknown type {p.type!r}: use one of {', '.join(PARAM_TYPES)}"))
+        return
+    _check_bounds(p, out)
+    _check_values(p, out)
+    if p.children and p.type not in (None, "object"):
+        out.append(ApiProblem(p.where, f"properties apply to type object, not to type {p.type}"))
+    if p.items is not None and p.type not in (None, "array"):
+        out.append(ApiProblem(p.where, f"items applies to type array, not to type {p.type}"))
+    _check_names(p.children, p.required_where, "property", out)
+    for child in p.children:
+        _check_param(child, out)
+    if p.items is not None:
+        _check_param(p.items, out)
+
+
+def _check_names(
+    declared: list[Param] | list[Data], required: dict[str, Where], what: str, out: list[ApiProblem]
+) -> None:
+    seen: dict[str, Where] = {}
+    for d in declared:
+        if d.name in seen:
+            out.append(ApiProblem(d.where, f"duplicate {what} name {d.name!r} (also at {seen[d.name]})"))
+        else:
+            seen[d.name] = d.where
+    for name, where in required.items():
+        if name not in seen:
+            known = ", ".join(sorted(seen)) or "none"
+            out.append(ApiProblem(where, f"required {what} {name!r} is not defined (defined: {known})"))
+
+
+def _check_data(d: Data, out: list[ApiProblem]) -> None:
+    if d.type not in DATA_TYPES:
+        out.append(ApiProblem(d.where, f"unknown data type {d.type!r}: use one of {', '.join(DATA_TYPES)}"))
+    if not _ID.match(d.name):
+        out.append(ApiProblem(d.where, f"name {d.name!r}: use letters, digits, '-', '_' or '.'"))
+
+
+def check_spec(spec: ApiSpec) -> list[ApiProblem]:
+    """Every problem of ``spec`` (each with its file, line and field); [] when it can be built."""
+    out: list[ApiProblem] = []
+    w = spec.where
+    if not spec.service_id or not _ID.match(spec.service_id):
+        out.append(ApiProblem(w, f"service id {spec.service_id!r}: use letters, digits, '-', '_' or '.'"))
+    if not spec.version or not _VERSION.match(spec.version):
+        out.append(ApiProblem(w, f"version {spec.version!r}: use letters, digits, '.', '_', '-', ':' or '@'"))
+    if not spec.modes or any(m not in MODES for m in spec.modes):
+        out.append(ApiProblem(w, f"interface {spec.modes!r}: use once, session, or both"))
+    for r in spec.route:
+        if not r.startswith("/"):
+            out.append(ApiProblem(w, f"route {r!r} must start with '/'"))
+    for name, value in (("read_timeout", spec.read_timeout), ("session_timeout", spec.session_timeout)):
+        if value is not None and (not _number(value) or value <= 0):
+            out.append(ApiProblem(w, f"{name} must be a number of seconds > 0, not {value!r}"))
+    _check_names(spec.params, spec.required_params, "parameter", out)
+    for p in spec.params:
+        if not _ID.match(p.name):
+            out.append(
+                ApiProblem(p.where, f"parameter name {p.name!r}: use letters, digits, '-', '_' or '.'")
+            )
+        _check_param(p, out)
+    _check_names(spec.inputs, spec.required_inputs, "input", out)
+    _check_names(spec.outputs, {}, "output", out)
+    params = {p.name: p.where for p in spec.params}
+    for d in spec.outputs:
+        # Data outputs are asked for by name in parameter.<serviceId> (the "accept" entries);
+        # an output holding one value has no accept entry, so it may share a parameter's name.
+        if d.value is None and d.name in params:
+            out.append(
+                ApiProblem(d.where, f"output {d.name!r} has the name of a parameter (at {params[d.name]})")
+            )
+    for d in [*spec.inputs, *spec.outputs]:
+        _check_data(d, out)
+        if d.value is not None:
+            _check_param(d.value, out)
+    return out
