@@ -2,21 +2,15 @@
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
-import pty
-import select
 import stat
-import subprocess
-import termios
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.cli.cluster_support import asectl, one_line_error
+from tests.cli.cluster_support import asectl, on_terminal, one_line_error
 from tests.store.embedded_server import EmbeddedServer, start_embedded
 from tests.store.etcd_server import free_port
 from tests.support import ASECTL
@@ -105,49 +99,11 @@ def test_store_down_and_bad_addresses(tmp_path: Path) -> None:
 
 def test_setup_prompts_on_a_terminal(tmp_path: Path, centre: EmbeddedServer) -> None:
     """On a TTY every missing value is asked for; the password is not echoed."""
-    master, slave = pty.openpty()
-
-    def controlling_tty() -> None:
-        os.setsid()
-        fcntl.ioctl(0, termios.TIOCSCTTY, 0)
-
-    env = {**os.environ, "ASE_HOME": str(tmp_path), "TERM": "dumb", "COLUMNS": "200"}
-    proc = subprocess.Popen(
-        [*ASECTL, "setup", "--group", "g1"],
-        stdin=slave,
-        stdout=slave,
-        stderr=slave,
-        env=env,
-        preexec_fn=controlling_tty,  # the child needs the pty as its terminal
-    )
-    os.close(slave)
+    env = {**os.environ, "ASE_HOME": str(tmp_path)}
     answers = [("address", centre.url), ("Account", ""), ("Password", centre.password), ("Project", "p1")]
     answers.append(("LB service", ""))
-    seen = b""
-    try:
-        deadline = time.monotonic() + 30
-        while proc.poll() is None or select.select([master], [], [], 0)[0]:
-            assert time.monotonic() < deadline, seen.decode(errors="replace")
-            if not select.select([master], [], [], 0.1)[0]:
-                continue
-            try:
-                chunk = os.read(master, 4096)
-            except OSError:  # the child closed the terminal
-                break
-            seen += chunk
-            # Answer once the prompt is complete: click prints the text, then getpass/input print
-            # the final " " (getpass only after turning echo off).
-            last = seen.rsplit(b"\n", 1)[-1]
-            if answers and answers[0][0].encode() in last and last.endswith(b": "):
-                os.write(master, answers.pop(0)[1].encode() + b"\n")
-        proc.wait(10)
-    finally:
-        os.close(master)
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(10)
-    text = seen.decode(errors="replace")
-    assert proc.returncode == 0, text
+    returncode, text = on_terminal([*ASECTL, "setup", "--group", "g1"], env, answers)
+    assert returncode == 0, text
     assert answers == [] and "[admin]" in text  # the account's default is shown
     assert centre.password not in text  # not echoed
     entry = json.loads((tmp_path / "cluster.json").read_text())["regions"]["default"]

@@ -89,7 +89,8 @@ class ApiDefinitionError(ValueError):
     """An API definition was refused; ``problems`` lists every reason with its file, line and field."""
 
     def __init__(self, problems: list[ApiProblem]) -> None:
-        self.problems = problems
+        # In the order of the source, so that a user fixes them from the top down.
+        self.problems = sorted(problems, key=lambda p: (p.where.file, p.where.line or 0))
         super().__init__("\n".join(str(p) for p in problems))
 
 

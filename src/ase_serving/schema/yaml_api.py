@@ -378,5 +378,5 @@ def read_api_yaml(path: str | Path, *, service: str | None = None, version: str 
     if r.problems:
         # Report the spec's own problems too, so that one run shows everything to fix.
         problems = r.problems + check_spec(spec)
-        raise ApiDefinitionError(sorted(problems, key=lambda p: p.where.line or 0))
+        raise ApiDefinitionError(problems)
     return YamlApi(spec, sorted(r.warnings, key=lambda w: w.where.line or 0))
