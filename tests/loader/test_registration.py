@@ -325,3 +325,88 @@ def test_project_schemas_skips_what_cannot_be_pushed(tmp_path: Path) -> None:
     found = project_schemas(LoaderSettings(project_dir=tmp_path, service="s"))
     assert found == [("b.json", b'{"meta": {}}'), ("service.json", b'{"meta": {"x": 1}}')]
     assert project_schemas(LoaderSettings(project_dir=tmp_path / "none", service="s")) == []
+
+
+API_YAML = """\
+apiVersion: ase-serving/v1
+kind: ApiSchema
+metadata: {{serviceName: {service}, version: "3.1", name: api}}
+spec:
+  interface: once
+  request:
+    parameters:
+      properties:
+        level: {{type: integer, minimum: 1, maximum: 5}}
+"""
+
+API_CLASS = """
+
+from ase_serving import api as base
+
+
+class Api(base.BaseASEApi):
+    interface = "once"
+
+    def request(self):
+        level = base.Arg("level", int, "how loud", min=1, max=5, required=True)
+        text = base.Data("text", "text", encoding="utf8")
+"""
+
+
+def _pushed(cluster: Cluster, key: ConfigKey) -> Any:
+    async def body(backend: Any) -> Any:
+        try:
+            return orjson.loads((await backend.config.get(key)).content)
+        except NotFound:
+            return None
+
+    return cluster.call(body)
+
+
+def test_a_folder_of_wrapper_py_and_ai_api_yml_pushes_the_schema_made_from_the_yaml(
+    loaders: StartLoader, cluster: Cluster, tmp_path: Path
+) -> None:
+    service = unique("yaml")
+    folder = tmp_path / "only"
+    folder.mkdir()
+    (folder / "wrapper.py").write_bytes((WRAPPERS / "echo" / "wrapper.py").read_bytes())
+    (folder / "ai_api.yml").write_text(API_YAML.format(service=service))
+    loaders(folder, env=cluster.env)
+    # Named by the YAML (service, version, metadata.name), as `asectl api create` names it.
+    key = ConfigKey(cluster.project, "default", service, "3.1", "api.json")
+    doc = wait_for(lambda: _pushed(cluster, key), 20, "the schema made from ai_api.yml", 0.1)
+    level = doc["schemainput"]["properties"]["parameter"]["properties"][service]["properties"]["level"]
+    assert level == {"type": "integer", "minimum": 1, "maximum": 5}
+    assert cluster.one(service) is not None
+
+
+def test_a_wrapper_with_an_api_class_pushes_its_schema(
+    loaders: StartLoader, cluster: Cluster, tmp_path: Path
+) -> None:
+    service = unique("code")
+    project = project_copy("echo", tmp_path)
+    with (project / "wrapper.py").open("a") as fh:
+        fh.write(API_CLASS)
+    loaders(project, "--service", service, "--version", "2", env=cluster.env)
+    key = ConfigKey(cluster.project, "default", service, "2", f"{service}.json")
+    doc = wait_for(lambda: _pushed(cluster, key), 30, "the schema of the Api class", 0.1)
+    assert doc["meta"]["interface"] == ["once"]
+    own = doc["schemainput"]["properties"]["parameter"]["properties"][service]
+    assert own["required"] == ["level"]
+
+
+def test_project_schemas_prefer_the_definition_and_skip_a_broken_one(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    (tmp_path / "wrapper.py").write_text("def wrapperInit(config):\n    return 0\n")
+    (tmp_path / "schemas").mkdir()
+    (tmp_path / "schemas" / "api.json").write_text('{"meta": {"stale": true}}')
+    (tmp_path / "ai_api.yml").write_text(API_YAML.format(service="y"))
+    settings = LoaderSettings(project_dir=tmp_path, service="renamed", version="9")
+    found = dict(project_schemas(settings))
+    doc = orjson.loads(found["api.json"])
+    # The loader's own name and version win over the YAML's: they are what it registers under.
+    assert (doc["meta"]["serviceId"], doc["meta"]["version"]) == ("renamed", "9")
+    (tmp_path / "ai_api.yml").write_text(API_YAML.format(service="y").replace("maximum: 5", "maximum: 0"))
+    assert dict(project_schemas(settings)) == {"api.json": b'{"meta": {"stale": true}}'}
+    assert "minimum 1 > maximum 0" in caplog.text
