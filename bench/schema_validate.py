@@ -79,7 +79,9 @@ def bodies(payload: int) -> tuple[bytes, bytes]:
                 "audio": {"encoding": "lame"},
             }
         },
-        "payload": {"text": {"encoding": "utf8", "compress": "raw", "format": "plain", "status": 3, "text": text}},
+        "payload": {
+            "text": {"encoding": "utf8", "compress": "raw", "format": "plain", "status": 3, "text": text}
+        },
     }
     bad = json.loads(json.dumps(body))
     bad["parameter"]["tts"]["speed"] = 101
@@ -184,7 +186,9 @@ def main(argv: list[str] | None = None) -> int:
         loadgen.pin({0})
     points: list[tuple[Point, float | None]] = []
     print(f"\n## Validation per request, {seconds:g} s per point (CPU 0)\n\n{HEADER}", flush=True)
-    baseline = loadgen.time_inprocess("`orjson.loads(body)` (baseline)", lambda: orjson.loads(good), warmup, seconds)
+    baseline = loadgen.time_inprocess(
+        "`orjson.loads(body)` (baseline)", lambda: orjson.loads(good), warmup, seconds
+    )
     points.append((baseline, None))
     print(row(baseline, None, None), flush=True)
     for name, (is_valid, error, compile_ms) in validators.items():

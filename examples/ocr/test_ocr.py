@@ -57,6 +57,18 @@ def test_png_text_and_boxes(host: EngineHost) -> None:
 
 
 @pytest.mark.timeout(60)
+def test_min_score_drops_the_lines_below_it(host: EngineHost) -> None:
+    req = image_request(PNG.read_bytes())
+    lines = json.loads(outputs(host, req)["boxes"])
+    # Parameters arrive as strings. Just under the lowest score: every line stays; above 1: none.
+    req.params = {"min_score": str(min(b["score"] for b in lines) - 0.001)}
+    assert json.loads(outputs(host, req)["boxes"]) == lines
+    req.params = {"min_score": "1.01"}
+    assert json.loads(outputs(host, req)["boxes"]) == []
+    assert outputs(host, req)["text"] == ""
+
+
+@pytest.mark.timeout(60)
 def test_jpeg_works_too(host: EngineHost) -> None:
     buf = io.BytesIO()
     with Image.open(PNG) as image:

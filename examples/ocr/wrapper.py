@@ -2,7 +2,9 @@
 
 Input ``image1`` (a jpg or png). Outputs: ``boxes``, JSON text with one entry per text line found,
 ``{"text", "score", "box"}`` (``box``: four [x, y] corners, clockwise from top left), and ``text``,
-the lines' text joined with newlines, top to bottom.
+the lines' text joined with newlines, top to bottom. Parameter ``min_score`` (0..1) drops lines
+scoring below it. The ``Api`` class at the end declares this API in code: ``asectl api gen``
+writes its service schema.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ import threading
 import cv2
 import numpy as np
 from rapidocr_onnxruntime import RapidOCR
+
+from ase_serving import api as base
 
 log = logging.getLogger("ocr")
 
@@ -57,6 +61,8 @@ def wrapperFini() -> int:
 
 
 def wrapperOnceExec(usrTag, params, reqData, respData, psrIds, psrCnt) -> int:
+    # The gateway has checked min_score against the schema (a number, 0..1); it arrives as a string.
+    floor = float(params.get("min_score") or 0)
     images = [item for item in reqData if item["key"] == "image1"]
     if not images or not images[0]["data"]:
         return ERR_NO_IMAGE
@@ -72,6 +78,7 @@ def wrapperOnceExec(usrTag, params, reqData, respData, psrIds, psrCnt) -> int:
     lines = [
         {"text": text, "score": round(float(score), 4), "box": [[float(x), float(y)] for x, y in box]}
         for box, text, score in found or []  # `found` is None when there is no text at all
+        if float(score) >= floor
     ]
     boxes = json.dumps(lines, ensure_ascii=False)
     text = "\n".join(line["text"] for line in lines)
@@ -100,3 +107,19 @@ def wrapperOnceExec(usrTag, params, reqData, respData, psrIds, psrCnt) -> int:
 
 def wrapperError(ret: int) -> str:
     return ERRORS.get(ret, f"unknown error {ret}")
+
+
+class Api(base.BaseASEApi):
+    """Text detection and recognition in an image (RapidOCR)."""
+
+    interface = "once"
+
+    def request(self):
+        min_score = base.Arg("min_score", float, "drop text lines scoring below this", min=0, max=1)
+        image1 = base.Data("image1", "image", "the image", encoding=["jpg", "png"], required=True)
+
+    def response(self):
+        boxes = base.Data(
+            "boxes", "text", "one {text, score, box} per line found", encoding="utf8", format="json"
+        )
+        text = base.Data("text", "text", "the lines' text, top to bottom", encoding="utf8", format="plain")

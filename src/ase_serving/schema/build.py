@@ -86,7 +86,9 @@ def _input_schema(d: Data) -> dict[str, Any]:
         d.type: {**_BASE64, "description": f"the {d.type} data, base64"},
     }
     for key, value in d.attrs.items():
-        props.setdefault(key, {"const": value} if value is not None else {})
+        # Data attributes reach the engine as strings: 16000 and "16000" are the same rate.
+        same = [value] if isinstance(value, str) else [value, str(value)]
+        props.setdefault(key, {"enum": same} if value is not None else {})
     s: dict[str, Any] = {"type": "object", "properties": props, "required": [d.type]}
     if d.description:
         s["description"] = d.description
