@@ -138,7 +138,7 @@ def compiled(schema: dict[str, Any]) -> dict[str, tuple[Callable[[Any], bool], C
 def row(p: Point, baseline: Point | None, compile_ms: float | None) -> str:
     s = p.summary()
     ratio = f"{p.pct_us(50) / baseline.pct_us(50):.2f}x" if baseline is not None else "1x"
-    comp = f"{compile_ms:.2f}" if compile_ms is not None else "–"
+    comp = f"{compile_ms:.2f}" if compile_ms is not None else "-"
     return (
         f"| {s['name']} | {s['calls_per_s']:,.0f} | {s['p50_us']:.2f} | {s['p99_us']:.2f} | {ratio} | "
         f"{comp} | {s['other_cpu_pct']:.0f}% |"
