@@ -17,10 +17,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import datetime as dt
 import json
 import os
-import shlex
 import sys
 import tempfile
 import time
@@ -177,13 +175,7 @@ HEADER = (
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    info = loadgen.machine()
-    print(f"machine: {info}; commit {loadgen.commit()}")
-    print(f"command: {shlex.join([sys.executable, *sys.argv])}")
-    print(f"{dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC", flush=True)
-    if args.quiet_wait > 0:
-        pct = loadgen.wait_quiet(10.0, args.quiet_wait)
-        print(f"other programs: {pct:.0f}% of a CPU before the start", flush=True)
+    info = loadgen.banner(args.quiet_wait)
     # The LB service must not follow a cluster set up on this machine: Report calls only.
     os.environ["ASE_HOME"] = tempfile.mkdtemp(prefix="ase-bench-home-")
     for var in ("ASE_CONFIG_ADDRESS", "ASE_CONFIG_ACCOUNT", "ASE_CONFIG_PASSWORD"):

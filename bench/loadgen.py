@@ -8,11 +8,13 @@ used, so a reader can tell when the client was the bottleneck.
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import multiprocessing as mp
 import os
 import platform
 import random
 import re
+import shlex
 import shutil
 import signal
 import subprocess
@@ -448,6 +450,18 @@ def run_load(
                 p.kill()
                 p.join(timeout=5)
     return point
+
+
+def banner(quiet_wait_s: float) -> dict[str, str]:
+    """Print the machine, commit, command and time a result belongs to; wait for a quiet machine."""
+    info = machine()
+    print(f"machine: {info}; commit {commit()}")
+    print(f"command: {shlex.join([sys.executable, *sys.argv])}")
+    print(f"{dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC", flush=True)
+    if quiet_wait_s > 0:
+        pct = wait_quiet(10.0, quiet_wait_s)
+        print(f"other programs: {pct:.0f}% of a CPU before the start", flush=True)
+    return info
 
 
 def wait_quiet(max_pct: float, timeout_s: float) -> float:

@@ -20,10 +20,8 @@ from __future__ import annotations
 
 import argparse
 import base64
-import datetime as dt
 import json
 import os
-import shlex
 import sys
 import tempfile
 import time
@@ -162,13 +160,7 @@ def main(argv: list[str] | None = None) -> int:
     seconds = args.seconds or (1.0 if args.quick else 3.0)
     warmup = 0.3 if args.quick else 1.0
 
-    info = loadgen.machine()
-    print(f"machine: {info}; commit {loadgen.commit()}")
-    print(f"command: {shlex.join([sys.executable, *sys.argv])}")
-    print(f"{dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC", flush=True)
-    if args.quiet_wait > 0:
-        pct = loadgen.wait_quiet(10.0, args.quiet_wait)
-        print(f"other programs: {pct:.0f}% of a CPU before the start", flush=True)
+    info = loadgen.banner(args.quiet_wait)
 
     with tempfile.TemporaryDirectory() as tmp:
         (Path(tmp) / "ai_api.yml").write_text(API)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -14,16 +13,10 @@ import pytest
 from tests.cli.cluster_support import asectl, on_terminal, one_line_error, set_up
 from tests.schema.test_code_api import CODE, SEED, YAML, project
 from tests.schema.test_yaml_api import SEED as SEED_YAML
-from tests.store.embedded_server import EmbeddedServer, start_embedded
+from tests.store.embedded_server import EmbeddedServer
 from tests.support import ASECTL
 
 pytestmark = pytest.mark.timeout(90)
-
-
-@pytest.fixture(scope="module")
-def centre(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedServer]:
-    with start_embedded(tmp_path_factory.mktemp("centre") / "configd") as server:
-        yield server
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ import pytest
 
 from ase_serving.store import ConfigKey, Instance
 from tests.cli.cluster_support import asectl, one_line_error, set_up
-from tests.store.embedded_server import EmbeddedServer, start_embedded
+from tests.store.embedded_server import EmbeddedServer
 from tests.store.etcd_server import free_port
 from tests.support import WRAPPERS, LoaderProcess, start_loader
 
@@ -23,12 +23,6 @@ SCHEMA = {
     "schemainput": {"type": "object"},
     "schemaoutput": {"type": "object"},
 }
-
-
-@pytest.fixture(scope="module")
-def centre(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedServer]:
-    with start_embedded(tmp_path_factory.mktemp("centre") / "configd") as server:
-        yield server
 
 
 @pytest.fixture(scope="module")

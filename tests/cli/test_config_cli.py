@@ -10,14 +10,13 @@ import selectors
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.cli.cluster_support import asectl, one_line_error, set_up
-from tests.store.embedded_server import EmbeddedServer, start_embedded
+from tests.store.embedded_server import EmbeddedServer
 from tests.store.etcd_server import free_port
 from tests.support import ASECTL
 
@@ -36,12 +35,6 @@ import os, shutil, sys
 if os.environ.get("EDIT_WITH"):
     shutil.copyfile(os.environ["EDIT_WITH"], sys.argv[1])
 """
-
-
-@pytest.fixture(scope="module")
-def centre(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedServer]:
-    with start_embedded(tmp_path_factory.mktemp("centre") / "configd") as server:
-        yield server
 
 
 @pytest.fixture

@@ -5,23 +5,16 @@ from __future__ import annotations
 import json
 import os
 import stat
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.cli.cluster_support import asectl, on_terminal, one_line_error
-from tests.store.embedded_server import EmbeddedServer, start_embedded
+from tests.store.embedded_server import EmbeddedServer
 from tests.store.etcd_server import free_port
 from tests.support import ASECTL
 
 pytestmark = pytest.mark.timeout(60)
-
-
-@pytest.fixture(scope="module")
-def centre(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedServer]:
-    with start_embedded(tmp_path_factory.mktemp("centre") / "configd") as server:
-        yield server
 
 
 def test_setup_saves_checked_settings_readable_by_the_owner_only(

@@ -68,7 +68,7 @@ def test_parameters_keep_their_constraints_and_descriptions(tmp_path: Path) -> N
 def test_a_session_only_service_is_described_as_a_websocket(tmp_path: Path) -> None:
     text = (
         "apiVersion: ase-serving/v1\nkind: ApiSchema\nmetadata: {serviceName: asr}\n"
-        "spec:\n  interface: session\n  read_timeout: 15\n"
+        "spec:\n  interface: session\n  read_timeout: 15\n  route: [/v1/private/asr, /v2/asr]\n"
     )
     (tmp_path / "asr.yml").write_text(text)
     svc = load_service_schema(from_yaml(tmp_path / "asr.yml").doc)
@@ -76,6 +76,8 @@ def test_a_session_only_service_is_described_as_a_websocket(tmp_path: Path) -> N
     validate(doc)
     ops = doc["paths"]["/v1/private/asr"]
     assert list(ops) == ["get"]
+    ids = [doc["paths"][r]["get"]["operationId"] for r in ("/v1/private/asr", "/v2/asr")]
+    assert ids == ["asr_session", "asr_session_2"]
     assert "ws(s)://HOST/v1/private/asr" in ops["get"]["description"]
     assert "Idle limit 15 s." in ops["get"]["description"]
 

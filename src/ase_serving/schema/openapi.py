@@ -192,6 +192,9 @@ def _responses(svc: ServiceSchema) -> dict[str, Any]:
 
 def _operations(svc: ServiceSchema, route: str) -> dict[str, Any]:
     ops: dict[str, Any] = {}
+    # operationIds are unique in a document: a service's second route gets _2, and so on.
+    n = svc.routes.index(route)
+    suffix = f"_{n + 1}" if n else ""
     summary = svc.description or f"{svc.service_id} {svc.version}"
     tag = [svc.service_id]
     text = _params_text(svc)
@@ -200,7 +203,7 @@ def _operations(svc: ServiceSchema, route: str) -> dict[str, Any]:
         if "session" in svc.modes:
             desc += "\n\n" + _session_text(svc, route)
         ops["post"] = {
-            "operationId": f"{svc.service_id}_once" + ("" if route == svc.routes[0] else f"_{len(ops)}"),
+            "operationId": f"{svc.service_id}_once{suffix}",
             "summary": summary,
             "description": desc,
             "tags": tag,
@@ -214,7 +217,7 @@ def _operations(svc: ServiceSchema, route: str) -> dict[str, Any]:
         }
     if "session" in svc.modes and "once" not in svc.modes:
         ops["get"] = {
-            "operationId": f"{svc.service_id}_session",
+            "operationId": f"{svc.service_id}_session{suffix}",
             "summary": summary,
             "description": _session_text(svc, route) + text,
             "tags": tag,
