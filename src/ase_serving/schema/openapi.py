@@ -128,8 +128,8 @@ def example_request(svc: ServiceSchema) -> dict[str, Any]:
 
 
 def _strip(schema: dict[str, Any]) -> dict[str, Any]:
-    out = {k: v for k, v in schema.items() if k not in ("$schema", "title")}
-    return out
+    """A schema embedded in the document: OpenAPI gives the dialect, the operation the title."""
+    return {k: v for k, v in schema.items() if k not in ("$schema", "title")}
 
 
 def _params_text(svc: ServiceSchema) -> str:

@@ -21,6 +21,7 @@ import yaml
 
 from ase_serving.schema.spec import (
     DATA_TYPES,
+    MODES,
     ApiDefinitionError,
     ApiProblem,
     ApiSpec,
@@ -296,11 +297,6 @@ def _number(r: _Reader, value: Any, path: Path_) -> float | None:
     return value
 
 
-def _modes(r: _Reader, value: Any, path: Path_) -> list[str]:
-    modes = r.strings(value, path)
-    return modes or ["once", "session"]
-
-
 def read_api_yaml(path: str | Path, *, service: str | None = None, version: str | None = None) -> YamlApi:
     """Read an ApiSchema file. :class:`ApiDefinitionError` lists every problem (file, line, field).
 
@@ -349,7 +345,7 @@ def read_api_yaml(path: str | Path, *, service: str | None = None, version: str 
     r.known(body, ("spec",), _SPEC, strict=True)
     spec.where = r.where(("spec",)) if "spec" in doc else spec.where
     spec.description = r.text(body.get("description"), ("spec", "description"), "") or ""
-    spec.modes = _modes(r, body.get("interface"), ("spec", "interface"))
+    spec.modes = r.strings(body.get("interface"), ("spec", "interface")) or list(MODES)
     spec.route = r.strings(body.get("route"), ("spec", "route"))
     spec.hosts = r.strings(body.get("hosts"), ("spec", "hosts"))
     spec.sub = r.text(body.get("sub"), ("spec", "sub"), "ase") or "ase"
