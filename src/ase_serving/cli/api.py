@@ -15,6 +15,7 @@ from ase_serving.home import ClusterSettings, SettingsError
 from ase_serving.loader.project import ProjectError, load_project
 from ase_serving.schema import ApiDefinitionError, Compiled, from_code, from_yaml
 from ase_serving.store import Backend, ConfigItem, ConfigKey, StoreError
+from ase_serving.wrapper.plugin import resolve_path
 
 app = typer.Typer(
     help="Service schemas from an API definition (ApiSchema YAML or the Api class).", no_args_is_help=True
@@ -148,7 +149,7 @@ def gen(
     """The Api(BaseASEApi) class of a wrapper.py -> the service schema JSON.
 
     The service name and version come from the project, as for `asectl loader run`."""
-    file = wrapper / "wrapper.py" if wrapper.is_dir() else wrapper
+    file = resolve_path(wrapper)
     if not file.is_file():
         abort(f"{file}: no such file (give the wrapper.py that defines the Api class)", 2)
     try:

@@ -44,11 +44,16 @@ def read_toml(path: Path) -> dict[str, Any]:
     return doc
 
 
+def find_api_yaml(root: Path) -> Path | None:
+    """The project's ApiSchema file (``ai_api.yml``, else ``ai_api.yaml``), if it has one."""
+    return next((root / n for n in API_YAML if (root / n).is_file()), None)
+
+
 def read_api_metadata(root: Path) -> dict[str, Any]:
     """``metadata`` of the project's ai_api.yml (``{}`` when there is none).
 
     Only the metadata is read here; the schema converter reads the ``spec``."""
-    path = next((root / n for n in API_YAML if (root / n).is_file()), None)
+    path = find_api_yaml(root)
     if path is None:
         return {}
     try:

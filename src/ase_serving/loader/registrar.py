@@ -56,11 +56,12 @@ from urllib.parse import urlsplit
 import orjson
 
 from ase_serving.home import ClusterSettings
-from ase_serving.loader.project import API_YAML
+from ase_serving.loader.project import find_api_yaml
 from ase_serving.loader.serve import Ready
 from ase_serving.loader.settings import LoaderSettings
 from ase_serving.schema import ApiDefinitionError, from_yaml
 from ase_serving.schema.code_api import has_api_class
+from ase_serving.schema.compile import schema_bytes
 from ase_serving.store import Backend
 from ase_serving.store.base import (
     DEFAULT_GROUP,
@@ -151,7 +152,7 @@ def _defined_schemas(settings: LoaderSettings) -> list[tuple[str, bytes]]:
     (and the engine it loads) happens in the workers only."""
     root = Path(settings.project_dir)
     out: list[tuple[str, bytes]] = []
-    yml = next((root / n for n in API_YAML if (root / n).is_file()), None)
+    yml = find_api_yaml(root)
     if yml is not None:
         try:
             compiled = from_yaml(yml, service=settings.service, version=settings.version)
@@ -168,7 +169,7 @@ def _defined_schemas(settings: LoaderSettings) -> list[tuple[str, bytes]]:
             return out
         if done.returncode == 0:
             doc = orjson.loads(done.stdout)
-            out.append((doc["name"], orjson.dumps(doc["schema"], option=orjson.OPT_INDENT_2) + b"\n"))
+            out.append((doc["name"], schema_bytes(doc["schema"])))
         else:
             why = done.stderr.decode(errors="replace").strip().replace("\n", "; ")
             log.warning("schema of %s's Api class skipped: %s", wrapper, why)

@@ -17,6 +17,7 @@ from typing import Any
 from ase_serving.api import _UNSET, Arg, BaseASEApi, Data, collecting
 from ase_serving.schema.spec import ApiDefinitionError, ApiProblem, ApiSpec, Param, Where
 from ase_serving.schema.spec import Data as DataSpec
+from ase_serving.wrapper.plugin import PluginError, import_module
 
 __all__ = ["find_api_class", "has_api_class", "spec_from_class", "spec_from_file"]
 
@@ -170,8 +171,6 @@ def has_api_class(path: str | Path) -> bool:
 
 def spec_from_file(path: str | Path, service_id: str, version: str) -> ApiSpec:
     """Import ``path`` (a wrapper.py) and build the spec of its Api class."""
-    from ase_serving.wrapper.plugin import PluginError, import_module
-
     file = str(Path(path).resolve())
     try:
         module = import_module(Path(file))

@@ -15,7 +15,12 @@ from ase_serving.schema.service import check_service_schema
 from ase_serving.schema.spec import ApiDefinitionError, ApiProblem, ApiSpec
 from ase_serving.schema.yaml_api import read_api_yaml
 
-__all__ = ["Compiled", "from_code", "from_yaml"]
+__all__ = ["Compiled", "from_code", "from_yaml", "schema_bytes"]
+
+
+def schema_bytes(doc: dict[str, Any]) -> bytes:
+    """A service schema as it is written to a file and pushed: indented JSON, a final newline."""
+    return orjson.dumps(doc, option=orjson.OPT_INDENT_2) + b"\n"
 
 
 @dataclass
@@ -31,7 +36,7 @@ class Compiled:
         return self.spec.item_name
 
     def content(self) -> bytes:
-        return orjson.dumps(self.doc, option=orjson.OPT_INDENT_2) + b"\n"
+        return schema_bytes(self.doc)
 
 
 def _compiled(spec: ApiSpec, warnings: list[ApiProblem]) -> Compiled:
