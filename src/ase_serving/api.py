@@ -140,7 +140,8 @@ class BaseASEApi:
     """Subclass it in ``wrapper.py``; declare ``Arg``/``Data`` locals in ``request()``/``response()``.
 
     Class attributes (all optional): ``interface`` (``"once"``, ``"session"`` or both),
-    ``route`` (a path or a list), ``read_timeout``/``session_timeout`` (seconds), ``description``,
+    ``route`` (a path or a list), ``read_timeout``/``session_timeout``/``queue_timeout`` (seconds),
+    ``max_body``/``max_frame`` (bytes), ``description``,
     ``name`` (the config item's name, default the service id), ``extra_params`` (True lets
     requests carry parameters that are not declared).
     """
@@ -149,6 +150,9 @@ class BaseASEApi:
     route: ClassVar[str | Sequence[str] | None] = None
     read_timeout: ClassVar[float | None] = None
     session_timeout: ClassVar[float | None] = None
+    queue_timeout: ClassVar[float | None] = None
+    max_body: ClassVar[int | None] = None
+    max_frame: ClassVar[int | None] = None
     description: ClassVar[str] = ""
     name: ClassVar[str] = ""
     extra_params: ClassVar[bool] = False

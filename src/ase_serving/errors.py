@@ -7,7 +7,12 @@
     ├── NoLicence         10110 every licence slot busy (overload)
     ├── Timeout           10114 engine too slow, or a session idle / too long
     ├── NoLoader          11503 no loader reachable for the service
+    ├── NoRoute           10404 no service at this route
+    ├── TooLarge          10413 request body or session frame over the service's limit
     └── WrapperFailure    109xx, or any non-zero code a wrapper returned
+
+An error may carry its own HTTP status (``http``) where one code has two (10313: 400 when
+``app_id`` is missing, 403 when it is not the consumer's).
 
 Each transport maps these to its own form (HTTP status, WebSocket frame, gRPC response) in one place.
 """
@@ -65,11 +70,12 @@ class AseError(Exception):
 
     code: int = 500
 
-    def __init__(self, message: str, code: int | None = None) -> None:
+    def __init__(self, message: str, code: int | None = None, http: int | None = None) -> None:
         super().__init__(message)
         self.message = message
         if code is not None:
             self.code = code
+        self.http = http if http is not None else http_status(self.code)
 
     def __str__(self) -> str:
         return f"{self.code}: {self.message}"
@@ -89,6 +95,14 @@ class Timeout(AseError):
 
 class NoLoader(AseError):
     code = NO_LOADER
+
+
+class NoRoute(AseError):
+    code = NO_ROUTE
+
+
+class TooLarge(AseError):
+    code = TOO_LARGE
 
 
 class WrapperFailure(AseError):

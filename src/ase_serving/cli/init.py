@@ -7,7 +7,14 @@ from typing import Annotated
 import typer
 
 from ase_serving.cli.common import abort, print_json
-from ase_serving.cluster.bringup import CONFIG_PORT, LB_PORT, InitOptions, down_local, init_local
+from ase_serving.cluster.bringup import (
+    CONFIG_PORT,
+    GATEWAY_PORT,
+    LB_PORT,
+    InitOptions,
+    down_local,
+    init_local,
+)
 from ase_serving.cluster.local import LocalError
 from ase_serving.store import StoreError
 
@@ -16,7 +23,9 @@ _MODES = ("local", "compose", "k8s")
 _INIT_EPILOG = """\
 Examples:
 
-  asectl init                                   # embedded config centre on :2390, LB on :2391
+  asectl init                                   # config centre :2390, LB :2391, gateway :2392
+
+  asectl init --gateway-port 8080 --gateway-workers 2
 
   asectl init --config etcd://127.0.0.1:2379    # use an existing etcd instead
 
@@ -44,14 +53,30 @@ def register(app: typer.Typer) -> None:
         account: Annotated[str | None, typer.Option("--account", help="Account for --config.")] = None,
         password: Annotated[str | None, typer.Option("--password", help="Password for --config.")] = None,
         no_lb: Annotated[bool, typer.Option("--no-lb", help="Do not start the LB service.")] = False,
+        gateway_port: Annotated[int, typer.Option("--gateway-port", help="Gateway port.")] = GATEWAY_PORT,
+        gateway_workers: Annotated[
+            int, typer.Option("--gateway-workers", min=1, help="Gateway worker processes.")
+        ] = 1,
+        no_gateway: Annotated[bool, typer.Option("--no-gateway", help="Do not start the gateway.")] = False,
         as_json: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False,
     ) -> None:
-        """Bring up the framework: config centre and LB as background processes, once healthy."""
+        """Bring up the framework: config centre, LB and gateway as background processes, once healthy."""
         if mode not in _MODES:
             abort(f"--mode {mode!r} is not one of {', '.join(_MODES)}", 2)
         if mode != "local":
             abort(f"--mode {mode} is not available yet: use --mode local", 2)
-        opts = InitOptions(host, config_port, lb_port, config, account, password, lb=not no_lb)
+        opts = InitOptions(
+            host,
+            config_port,
+            lb_port,
+            config,
+            account,
+            password,
+            lb=not no_lb,
+            gateway_port=gateway_port,
+            gateway=not no_gateway,
+            gateway_workers=gateway_workers,
+        )
         if not as_json:
             typer.echo("starting the local cluster ...", err=True)
         try:

@@ -25,6 +25,7 @@ from ase_serving.store import StoreError, open_backend
 
 CONFIG_PORT = 2390
 LB_PORT = 2391
+GATEWAY_PORT = 2392
 _PROBE_TIMEOUT = 2.0
 
 
@@ -38,6 +39,9 @@ class InitOptions:
     account: str | None = None
     password: str | None = None
     lb: bool = True
+    gateway_port: int = GATEWAY_PORT
+    gateway: bool = True
+    gateway_workers: int = 1
 
 
 @dataclass
@@ -89,24 +93,54 @@ def embedded_component(opts: InitOptions, data: Path) -> Component:
     return Component("config", "config centre", [*argv, "--data", str(data)], url, store_healthy, module)
 
 
+def gateway_up(url: str) -> bool:
+    """The gateway's /health answers 200 (its config view has started)."""
+    import httpx
+
+    return httpx.get(f"{url}/health", timeout=_PROBE_TIMEOUT).status_code == 200
+
+
+def _cluster_env(settings: ClusterSettings) -> dict[str, str]:
+    # Credentials go by environment, not argv, so `ps` does not show the password.
+    env = {
+        "ASE_CONFIG_ADDRESS": settings.address,
+        "ASE_PROJECT": settings.project,
+        "ASE_GROUP": settings.group,
+    }
+    if settings.account:
+        env["ASE_CONFIG_ACCOUNT"] = settings.account
+    if settings.password:
+        env["ASE_CONFIG_PASSWORD"] = settings.password
+    return env
+
+
 def lb_component(opts: InitOptions, settings: ClusterSettings) -> Component | None:
     if not opts.lb:
         return None
     module = "ase_serving.lb"
     argv = [sys.executable, "-m", module, "--host", opts.host, "--port", str(opts.lb_port)]
-    # Credentials go by environment, not argv, so `ps` does not show the password.
-    env = {"ASE_CONFIG_ADDRESS": settings.address}
-    if settings.account:
-        env["ASE_CONFIG_ACCOUNT"] = settings.account
-    if settings.password:
-        env["ASE_CONFIG_PASSWORD"] = settings.password
     address = f"{opts.host}:{opts.lb_port}"
+    env = _cluster_env(settings)
     return Component("lb", "LB service", [*argv, "--config", settings.address], address, lb_up, module, env)
+
+
+def gateway_component(opts: InitOptions, settings: ClusterSettings) -> Component | None:
+    """The gateway, with an LB of its own in its process (fed by the registry, as the LB service is)."""
+    if not opts.gateway:
+        return None
+    module = "ase_serving.gateway"
+    argv = [sys.executable, "-m", module, "--host", opts.host, "--port", str(opts.gateway_port)]
+    argv += ["--workers", str(opts.gateway_workers), "--config", settings.address]
+    url = f"http://{opts.host}:{opts.gateway_port}"
+    return Component("gateway", "gateway", argv, url, gateway_up, module, _cluster_env(settings))
 
 
 #: The components started after the config centre, in order; each builder gets the options and the
 #: settings so far (address + credentials) and returns None when the options leave it out.
-COMPONENTS: list[Callable[[InitOptions, ClusterSettings], Component | None]] = [lb_component]
+COMPONENTS: list[Callable[[InitOptions, ClusterSettings], Component | None]] = [
+    lb_component,
+    gateway_component,
+]
 
 
 def _check(settings: ClusterSettings) -> None:

@@ -8,6 +8,7 @@ unreachable, 10114 deadline exceeded) rather than gRPC exceptions.
 
 from __future__ import annotations
 
+import asyncio
 import queue
 import threading
 import time
@@ -249,8 +250,12 @@ class AsyncClientSession:
     async def send(self, status: int, items: Iterable[DataItem] = ()) -> None:
         if self.ended:
             raise errors.frame_after_end()
-        await self._open()
-        await self._call.write(convert.session_request(status, items).SerializeToString())
+        try:
+            await self._open()
+            await self._call.write(convert.session_request(status, items).SerializeToString())
+        except (grpc.RpcError, grpc.aio.UsageError, asyncio.InvalidStateError):
+            # The stream failed (the loader went away): recv() returns why.
+            self.ended = True
 
     async def recv(self) -> Result | None:
         """The next result, None when the stream ended."""

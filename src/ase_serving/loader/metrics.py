@@ -22,7 +22,7 @@ from prometheus_client import (
 )
 
 #: Latency buckets (seconds) from 100 µs to 30 s: engines range from echo to large models.
-_BUCKETS = (
+LATENCY_BUCKETS = (
     0.0001,
     0.00025,
     0.0005,
@@ -60,7 +60,10 @@ class LoaderMetrics:
             registry=reg,
         )
         self._latency = Histogram(
-            "ase_loader_once_seconds", "Once call latency in the loader", buckets=_BUCKETS, registry=reg
+            "ase_loader_once_seconds",
+            "Once call latency in the loader",
+            buckets=LATENCY_BUCKETS,
+            registry=reg,
         )
         self.lic_total = Gauge("ase_loader_licences", "Licence slots offered (ready workers)", registry=reg)
         self.lic_busy = Gauge("ase_loader_licences_busy", "Licence slots in use", registry=reg)

@@ -14,7 +14,15 @@ from __future__ import annotations
 from typing import Any
 
 from ase_serving.schema.service import default_route
-from ase_serving.schema.spec import NUMBER_FORMATS, ApiDefinitionError, ApiSpec, Data, Param, check_spec
+from ase_serving.schema.spec import (
+    LIMITS,
+    NUMBER_FORMATS,
+    ApiDefinitionError,
+    ApiSpec,
+    Data,
+    Param,
+    check_spec,
+)
 
 __all__ = ["DRAFT7", "build_service_schema", "header_schema"]
 
@@ -136,7 +144,7 @@ def _meta(spec: ApiSpec) -> dict[str, Any]:
     }
     if spec.hosts:
         meta["hosts"] = list(spec.hosts)
-    for key in ("read_timeout", "session_timeout"):
+    for key in LIMITS:
         value = getattr(spec, key)
         if value is not None:
             meta[key] = value

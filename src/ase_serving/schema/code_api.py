@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ase_serving.api import _UNSET, Arg, BaseASEApi, Data, collecting
-from ase_serving.schema.spec import ApiDefinitionError, ApiProblem, ApiSpec, Param, Where
+from ase_serving.schema.spec import LIMITS, ApiDefinitionError, ApiProblem, ApiSpec, Param, Where
 from ase_serving.schema.spec import Data as DataSpec
 from ase_serving.wrapper.plugin import PluginError, import_module
 
@@ -124,7 +124,8 @@ def spec_from_class(cls: type[BaseASEApi], service_id: str, version: str) -> Api
     interface = cls.interface
     spec.modes = [interface] if isinstance(interface, str) else list(interface)
     spec.route = _strings(cls.route)
-    spec.read_timeout, spec.session_timeout = cls.read_timeout, cls.session_timeout
+    for key in LIMITS:
+        setattr(spec, key, getattr(cls, key))
     spec.description = cls.description or (inspect.getdoc(cls) or "").split("\n\n")[0]
     spec.name = cls.name or service_id
     spec.params_open = bool(cls.extra_params)

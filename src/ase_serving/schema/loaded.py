@@ -22,6 +22,12 @@ def _seconds(value: Any) -> float | None:
     return float(value)
 
 
+def _bytes(value: Any) -> int | None:
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        return None
+    return value
+
+
 def _mapping(value: Any) -> dict[str, dict[str, Any]]:
     if not isinstance(value, dict):
         return {}
@@ -46,6 +52,9 @@ class ServiceSchema:
     sub: str = "ase"
     read_timeout: float | None = None
     session_timeout: float | None = None
+    queue_timeout: float | None = None
+    max_body: int | None = None
+    max_frame: int | None = None
     description: str = ""
     doc: dict[str, Any] = field(default_factory=dict)
 
@@ -86,6 +95,9 @@ def load_service_schema(content: bytes | dict[str, Any], source: str = "service 
         sub=str(meta.get("sub") or "ase"),
         read_timeout=_seconds(meta.get("read_timeout")),
         session_timeout=_seconds(meta.get("session_timeout")),
+        queue_timeout=_seconds(meta.get("queue_timeout")),
+        max_body=_bytes(meta.get("max_body")),
+        max_frame=_bytes(meta.get("max_frame")),
         description=str(meta.get("description") or ""),
         doc=doc,
     )

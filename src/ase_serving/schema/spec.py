@@ -14,9 +14,12 @@ from dataclasses import dataclass, field
 from typing import Any, TypeGuard
 
 __all__ = [
+    "BYTES_LIMITS",
     "DATA_TYPES",
+    "LIMITS",
     "MODES",
     "PARAM_TYPES",
+    "SECONDS_LIMITS",
     "ApiDefinitionError",
     "ApiProblem",
     "ApiSpec",
@@ -32,6 +35,10 @@ DATA_TYPES = ("text", "audio", "image", "video", "other")
 PARAM_TYPES = ("string", "integer", "number", "boolean", "object", "array")
 #: Interface types: a once request (HTTP POST) and a streaming session (WebSocket).
 MODES = ("once", "session")
+#: Per-service limits a spec may set (meta keys of the same name): seconds, then bytes.
+SECONDS_LIMITS = ("read_timeout", "session_timeout", "queue_timeout")
+BYTES_LIMITS = ("max_body", "max_frame")
+LIMITS = SECONDS_LIMITS + BYTES_LIMITS
 #: Formats the gateway's validator enforces on strings (jsonschema-rs, draft 7).
 STRING_FORMATS = (
     "date",
@@ -155,6 +162,11 @@ class ApiSpec:
     sub: str = "ase"
     read_timeout: float | None = None
     session_timeout: float | None = None
+    #: Seconds a once request (or a session's start) may wait for a free licence.
+    queue_timeout: float | None = None
+    #: Largest request body / WebSocket frame in bytes (10413 above it).
+    max_body: int | None = None
+    max_frame: int | None = None
     params: list[Param] = field(default_factory=list)
     #: Extra parameters allowed (the YAML's ``additionalProperties: true``); default: refused.
     params_open: bool = False
@@ -312,9 +324,14 @@ def check_spec(spec: ApiSpec) -> list[ApiProblem]:
     for r in spec.route:
         if not r.startswith("/"):
             out.append(ApiProblem(w, f"route {r!r} must start with '/'"))
-    for name, value in (("read_timeout", spec.read_timeout), ("session_timeout", spec.session_timeout)):
+    for name in SECONDS_LIMITS:
+        value = getattr(spec, name)
         if value is not None and (not _number(value) or value <= 0):
             out.append(ApiProblem(w, f"{name} must be a number of seconds > 0, not {value!r}"))
+    for name in BYTES_LIMITS:
+        value = getattr(spec, name)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value <= 0):
+            out.append(ApiProblem(w, f"{name} must be a whole number of bytes > 0, not {value!r}"))
     _check_names(spec.params, spec.required_params, "parameter", out)
     for p in spec.params:
         if not _ID.match(p.name):

@@ -20,7 +20,9 @@ from typing import Any
 import yaml
 
 from ase_serving.schema.spec import (
+    BYTES_LIMITS,
     DATA_TYPES,
+    LIMITS,
     MODES,
     ApiDefinitionError,
     ApiProblem,
@@ -60,8 +62,7 @@ _SPEC = (
     "route",
     "hosts",
     "sub",
-    "read_timeout",
-    "session_timeout",
+    *LIMITS,
     "description",
 )
 _PARAM_KEYS = (
@@ -288,11 +289,11 @@ class _Reader:
         return [self.data(k, v, (*path, "properties", k), k in listed) for k, v in props.items()], listed
 
 
-def _number(r: _Reader, value: Any, path: Path_) -> float | None:
+def _number(r: _Reader, value: Any, path: Path_, unit: str = "seconds") -> float | None:
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        r.error(path, f"must be a number of seconds, not {value!r}")
+        r.error(path, f"must be a number of {unit}, not {value!r}")
         return None
     return value
 
@@ -349,8 +350,10 @@ def read_api_yaml(path: str | Path, *, service: str | None = None, version: str 
     spec.route = r.strings(body.get("route"), ("spec", "route"))
     spec.hosts = r.strings(body.get("hosts"), ("spec", "hosts"))
     spec.sub = r.text(body.get("sub"), ("spec", "sub"), "ase") or "ase"
-    spec.read_timeout = _number(r, body.get("read_timeout"), ("spec", "read_timeout"))
-    spec.session_timeout = _number(r, body.get("session_timeout"), ("spec", "session_timeout"))
+    for key in LIMITS:
+        setattr(
+            spec, key, _number(r, body.get(key), ("spec", key), "bytes" if key in BYTES_LIMITS else "seconds")
+        )
 
     request = r.mapping(body.get("request"), ("spec", "request"), "parameters, payload")
     r.known(request, ("spec", "request"), ("parameters", "payload"), strict=True)

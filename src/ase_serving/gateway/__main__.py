@@ -1,0 +1,106 @@
+"""``python -m ase_serving.gateway``: run the gateway in the foreground (``asectl init`` starts it too).
+
+    python -m ase_serving.gateway [--host 127.0.0.1] [--port 2392] [--workers 1]
+                                  [--config ADDRESS] [--account A] [--password P] [--lb HOST:PORT]
+
+The config centre comes from ``--config``, else from the cluster settings (``asectl setup`` /
+``asectl init``, ``ASE_CONFIG_*``). Prints one line when listening:
+``gateway serving on http://HOST:PORT``. SIGTERM/SIGINT: exit 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from ase_serving.gateway.server import GatewayError, serve
+from ase_serving.gateway.settings import DEFAULT_PORT, GatewaySettings
+from ase_serving.home import ClusterSettings, SettingsError, ase_home
+from ase_serving.lb.strategies import strategy_names
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    d = GatewaySettings()
+    ap = argparse.ArgumentParser(prog="python -m ase_serving.gateway", description="Run the ASE gateway.")
+    ap.add_argument("--host", default=d.host, help="address to listen on (default 127.0.0.1)")
+    ap.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT}; 0 = any)")
+    ap.add_argument("--workers", type=int, default=d.workers, help="worker processes (default 1)")
+    ap.add_argument("--config", help="config centre address (default: the cluster settings)")
+    ap.add_argument("--account", help="config centre account (default: the cluster settings)")
+    ap.add_argument("--password", help="config centre password (default: the cluster settings)")
+    ap.add_argument("--project", help="project whose service schemas to serve (default: settings)")
+    ap.add_argument("--group", help="group whose service schemas to serve (default: settings)")
+    ap.add_argument("--lb", help="ask the LB service at HOST:PORT (default: an LB in this process)")
+    ap.add_argument("--strategy", default=d.strategy, help=f"in-process LB: {', '.join(strategy_names())}")
+    ap.add_argument(
+        "--queue-timeout", type=float, default=d.queue_timeout, help="seconds to wait for a licence"
+    )
+    ap.add_argument("--once-timeout", type=float, default=d.once_timeout, help="seconds a loader may take")
+    ap.add_argument("--max-body", type=int, default=d.max_body, help="largest once body, bytes")
+    ap.add_argument("--max-frame", type=int, default=d.max_frame, help="largest session frame, bytes")
+    ap.add_argument("--access-log", action="store_true", help="one INFO line per request, with its sid")
+    ap.add_argument("--log-level", default=d.log_level, choices=("debug", "info", "warning", "error"))
+    return ap.parse_args(argv)
+
+
+def settings_from(args: argparse.Namespace) -> GatewaySettings:
+    cluster = ClusterSettings.load()
+    s = GatewaySettings(
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        lb=args.lb,
+        strategy=args.strategy,
+        queue_timeout=args.queue_timeout,
+        once_timeout=args.once_timeout,
+        max_body=args.max_body,
+        max_frame=args.max_frame,
+        access_log=args.access_log,
+        log_level="info" if args.access_log and args.log_level == "warning" else args.log_level,
+    )
+    s.config = args.config or (cluster.address if cluster else None)
+    s.account, s.password = args.account, args.password
+    if cluster is not None and (not args.config or args.config == cluster.address):
+        s.account = s.account or cluster.account
+        s.password = s.password or cluster.password
+    if cluster is not None:
+        s.project, s.group = cluster.project, cluster.group
+    s.project = args.project or s.project
+    s.group = args.group or s.group
+    s.cache_file = str(ase_home() / "cache" / f"gateway-{s.project}-{s.group}.json")
+    return s
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
+    if args.strategy not in strategy_names():
+        print(
+            f"error: unknown strategy {args.strategy!r}: use one of {', '.join(strategy_names())}",
+            file=sys.stderr,
+        )
+        return 2
+    try:
+        settings = settings_from(args)
+        if not settings.config:
+            print(
+                "warning: no config centre (no --config and no `asectl setup`): no service will be served",
+                file=sys.stderr,
+                flush=True,
+            )
+
+        def ready(url: str) -> None:
+            print(f"gateway serving on {url} (workers {settings.workers})", flush=True)
+
+        serve(settings, ready)
+    except (GatewayError, SettingsError) as exc:
+        print(f"error: {getattr(exc, 'message', exc)}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 0
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

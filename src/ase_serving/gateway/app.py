@@ -1,0 +1,231 @@
+"""The gateway's ASGI application: service routes (HTTP POST = once, WebSocket = session) and the
+fixed pages (``/health``, ``/metrics``, ``/openapi.json``, ``/openapi/{serviceId}.json``, ``/docs``).
+
+Service routes are served by raw ASGI code (the hot path: no framework objects per request);
+everything else goes to a small Starlette app. Errors become responses in one place
+(:func:`error_response`): the body ``{"header": {"code", "message", "sid"}}`` with the HTTP
+status of the code (PROTOCOL.md), plus ``Retry-After`` for 10110.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from typing import Any
+
+import orjson
+from starlette.applications import Starlette
+from starlette.requests import Request as HttpRequest
+from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from ase_serving import errors
+from ase_serving.errors import AseError, BadRequest, NoRoute, TooLarge
+from ase_serving.gateway import webgate
+from ase_serving.gateway.atom import to_request
+from ase_serving.gateway.auth import check_app_id
+from ase_serving.gateway.docs import docs_page, swagger_dir
+from ase_serving.gateway.routes import Service
+from ase_serving.gateway.runtime import Gateway
+from ase_serving.gateway.session import run_session
+from ase_serving.protocol.items import Status
+from ase_serving.protocol.public import result_to_public
+from ase_serving.schema.openapi import openapi_document
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+log = logging.getLogger("ase_serving.gateway")
+_JSON = (b"content-type", b"application/json")
+
+
+class ClientGone(Exception):
+    """The HTTP client disconnected before its body was read."""
+
+
+def error_body(code: int, message: str, sid: str = "") -> bytes:
+    return orjson.dumps({"header": {"code": code, "message": message, "sid": sid}})
+
+
+def error_response(exc: AseError, sid: str, retry_after: int) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
+    headers = [(b"retry-after", str(retry_after).encode())] if exc.code == errors.NO_LICENCE else []
+    return exc.http, error_body(exc.code, exc.message, sid), headers
+
+
+async def _respond(send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]] = ()) -> None:  # type: ignore[assignment]
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [_JSON, (b"content-length", str(len(body)).encode()), *headers],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+def _header(scope: Scope, name: bytes) -> bytes | None:
+    for key, value in scope["headers"]:
+        if key == name:
+            return bytes(value)
+    return None
+
+
+async def read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
+    """The request body, refused with 10413 as soon as it is known to exceed ``limit`` bytes."""
+    length = _header(scope, b"content-length")
+    if length is not None and length.isdigit() and int(length) > limit:
+        raise TooLarge(f"the body has {int(length)} bytes; this service takes at most {limit}")
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        msg = await receive()
+        if msg["type"] == "http.disconnect":
+            raise ClientGone
+        chunk = msg.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise TooLarge(f"the body has more than {limit} bytes, the most this service takes")
+        chunks.append(chunk)
+        if not msg.get("more_body"):
+            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+class GatewayApp:
+    """The ASGI app of one gateway process (``gateway`` holds its state)."""
+
+    def __init__(self, gateway: Gateway) -> None:
+        self.gw = gateway
+        self.pages = self._pages()
+        self._openapi: dict[tuple[int, str | None, str], bytes] = {}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind in ("http", "websocket"):
+            svc = self.gw.table.lookup(scope["path"], _host(scope))
+            if svc is not None:
+                if kind == "websocket":
+                    await run_session(self.gw, svc, scope, receive, send)
+                elif scope["method"] == "POST":
+                    await self.once(svc, scope, receive, send)
+                else:
+                    exc = BadRequest(
+                        f"{scope['method']} is not served on {scope['path']}: POST a JSON body for a "
+                        "once request, or open a WebSocket for a session",
+                        http=405,
+                    )
+                    await _respond(send, 405, error_body(exc.code, exc.message), [(b"allow", b"POST")])
+                return
+        await self.pages(scope, receive, send)
+
+    # -- once -----------------------------------------------------------------------------------
+    async def once(self, svc: Service, scope: Scope, receive: Receive, send: Send) -> None:
+        gw = self.gw
+        start = time.perf_counter()
+        sid = gw.sids.next(svc.schema.sub)
+        code = 0
+        try:
+            consumer = await gw.auth.authenticate(scope)
+            if not svc.serves("once"):
+                raise BadRequest(
+                    f"{svc.service_id} is served as sessions only: open a WebSocket on {scope['path']}",
+                    http=405,
+                )
+            body = webgate.parse_body(await read_body(scope, receive, svc.max_body))
+            webgate.check(svc, body)
+            check_app_id(consumer, body)
+            status = webgate.frame_status(body, Status.ONCE)
+            items = webgate.payload_items(body, status)
+            result, waited = await gw.atom.once(svc, to_request(svc, body, items, sid, status))
+            if waited:
+                gw.metrics.queued(svc.service_id, waited)
+            result.sid = sid
+            code = result.code
+            out = orjson.dumps(result_to_public(result))
+            await _respond(send, errors.http_status(code), out)
+        except ClientGone:
+            code = -1
+        except AseError as exc:
+            code = exc.code
+            await _respond(send, *error_response(exc, sid, gw.settings.retry_after))
+        elapsed = time.perf_counter() - start
+        gw.metrics.request(svc.service_id, "once", code, elapsed)
+        if gw.settings.access_log:
+            log.info(
+                "sid=%s once %s %s code=%d %.1f ms", sid, svc.service_id, scope["path"], code, elapsed * 1e3
+            )
+
+    # -- the fixed pages --------------------------------------------------------------------------
+    def _pages(self) -> Starlette:
+        gw = self.gw
+
+        async def health(_req: HttpRequest) -> Response:
+            doc = await gw.health()
+            return JSONResponse(doc, status_code=200 if doc["status"] == "ok" else 503)
+
+        async def metrics(_req: HttpRequest) -> Response:
+            body, content_type = gw.metrics.render()
+            return Response(body, media_type=content_type)
+
+        async def openapi_all(req: HttpRequest) -> Response:
+            return self._openapi_response(req, None)
+
+        async def openapi_one(req: HttpRequest) -> Response:
+            return self._openapi_response(req, req.path_params["service"])
+
+        async def docs(req: HttpRequest) -> Response:
+            return HTMLResponse(docs_page(str(req.query_params.get("service") or "")))
+
+        async def not_found(req: HttpRequest, _exc: Exception) -> Response:
+            exc = NoRoute(
+                f"no service at {req.url.path}: see /openapi.json for the routes this gateway serves"
+            )
+            return Response(error_body(exc.code, exc.message), status_code=404, media_type="application/json")
+
+        @contextlib.asynccontextmanager
+        async def lifespan(_app: Starlette) -> AsyncIterator[None]:
+            await gw.start()
+            try:
+                yield
+            finally:
+                await gw.close()
+
+        return Starlette(
+            routes=[
+                Route("/health", health),
+                Route("/metrics", metrics),
+                Route("/openapi.json", openapi_all),
+                Route("/openapi/{service}.json", openapi_one),
+                Route("/docs", docs),
+                Mount("/docs/static", StaticFiles(directory=swagger_dir()), name="swagger"),
+            ],
+            exception_handlers={404: not_found, 405: not_found},
+            lifespan=lifespan,
+        )
+
+    def _openapi_response(self, req: HttpRequest, service: str | None) -> Response:
+        server = f"{req.url.scheme}://{req.url.netloc}"
+        key = (self.gw.table.generation, service, server)
+        body = self._openapi.get(key)
+        if body is None:
+            live = [s.schema for s in self.gw.table.live()]
+            if service is not None:
+                live = [s for s in live if s.service_id == service]
+                if not live:
+                    exc = NoRoute(f"no live service {service!r}: /openapi.json lists the services served")
+                    return Response(error_body(exc.code, exc.message), 404, media_type="application/json")
+            title = f"ASE serving: {service}" if service else "ASE serving"
+            body = orjson.dumps(openapi_document(live, title=title, servers=[server]))
+            if len(self._openapi) > 64:
+                self._openapi.clear()
+            self._openapi[key] = body
+        return Response(body, media_type="application/json")
+
+
+def _host(scope: Scope) -> str | None:
+    value = _header(scope, b"host")
+    return value.decode("latin-1") if value is not None else None

@@ -1,0 +1,146 @@
+"""The atom stage: the public request -> the loader's request, a loader picked and called.
+
+Transport-free like the seed's Atom service (it could be split out behind an RPC): it takes a
+parsed, checked body and returns a :class:`~ase_serving.protocol.items.Result`.
+
+* ``parameter.<service>`` -> ``params`` (as strings); a key naming one of the service's outputs
+  (an accept entry) -> an expected output with the wanted encoding/compress/format, over the
+  schema's defaults; outputs the request does not name are expected with the defaults;
+* the payload's data items (decoded by webgate) with their attributes;
+* **once**: pick a loader, call it; a loader that is unreachable or draining is excluded and
+  another is tried; with every licence busy (the LB says so, or a loader answers 10110) the
+  request waits for one up to the service's queue timeout, then fails with 10110;
+* **session**: the same pick and wait to open it; the session stays on that loader for its life.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from typing import Any
+
+from ase_serving import errors
+from ase_serving.errors import NoLicence, NoLoader
+from ase_serving.gateway.balance import LicenceWaits, Picker
+from ase_serving.gateway.routes import Service
+from ase_serving.loader.client import AsyncClientSession, AsyncLoaderClient
+from ase_serving.protocol.items import DataItem, DataType, OutputSpec, Request, Result
+from ase_serving.protocol.public import OUTPUT_DESC_KEYS, param_text
+
+
+def _output_spec(name: str, accept: dict[str, Any], wanted: Any) -> OutputSpec:
+    kind = DataType.from_field(str(accept.get("dataType", "text"))) or DataType.OTHER
+    desc = {k: param_text(accept[k]) for k in OUTPUT_DESC_KEYS if isinstance(accept.get(k), (str, int))}
+    if isinstance(wanted, dict):
+        desc.update({k: param_text(v) for k, v in wanted.items() if k in OUTPUT_DESC_KEYS and v is not None})
+    return OutputSpec(key=name, type=int(kind), desc=desc)
+
+
+def to_request(svc: Service, body: dict[str, Any], items: list[DataItem], sid: str, status: int) -> Request:
+    """A checked public body (or first frame) -> the loader's request."""
+    header = body.get("header") or {}
+    parameter = body.get("parameter") or {}
+    params = parameter.get(svc.service_id) or {} if isinstance(parameter, dict) else {}
+    req = Request(service_id=svc.service_id, version=svc.version, sid=sid, status=status, items=items)
+    req.headers = {k: param_text(v) for k, v in header.items() if v is not None}
+    req.headers["sid"] = sid
+    accepts = svc.schema.accepts
+    for key, value in params.items():
+        if key not in accepts and value is not None:
+            req.params[key] = param_text(value)
+    req.expect = [_output_spec(name, accept, params.get(name)) for name, accept in accepts.items()]
+    return req
+
+
+class Atom:
+    """Pick a loader for a service and call it; one client (gRPC channel) per loader address."""
+
+    def __init__(self, picker: Picker, once_timeout: float) -> None:
+        self.picker = picker
+        self.once_timeout = once_timeout
+        self.waits = LicenceWaits()
+        self._clients: dict[str, AsyncLoaderClient] = {}
+
+    def client(self, address: str) -> AsyncLoaderClient:
+        client = self._clients.get(address)
+        if client is None:
+            client = self._clients[address] = AsyncLoaderClient(address)
+        return client
+
+    async def release(self, svc: Service, address: str) -> None:
+        await self.picker.release(svc.service_id, svc.version, address)
+        self.waits.freed(svc.service_id, svc.version)
+
+    async def _pick(self, svc: Service, exclude: set[str], deadline: float, why: list[str]) -> str:
+        """An address with a free licence (as far as the LB knows), waiting until ``deadline``."""
+        while True:
+            try:
+                return await self.picker.pick(svc.service_id, svc.version, exclude)
+            except NoLicence as exc:
+                why.append(exc.message)
+            except NoLoader as exc:
+                if exclude:
+                    raise NoLoader(
+                        f"{exc.message}; tried {len(exclude)} loader(s) that did not answer: "
+                        f"{', '.join(sorted(exclude))}"
+                    ) from None
+                raise
+            await self._wait(svc, deadline, why)
+
+    async def _wait(self, svc: Service, deadline: float, why: list[str]) -> None:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise NoLicence(
+                f"every licence of {svc.service_id} {svc.version} stayed busy for "
+                f"{svc.queue_timeout:g} s (the queue timeout): {why[-1] if why else 'overloaded'}; "
+                "retry later"
+            )
+        await self.waits.wait(svc.service_id, svc.version, left)
+
+    async def once(self, svc: Service, req: Request) -> tuple[Result, float]:
+        """Run a once request: (result, seconds it waited for a licence).
+
+        Raises :class:`NoLicence` (queue timeout) and :class:`NoLoader` (none, or none answers);
+        every other failure is the result's code."""
+        start = time.monotonic()
+        deadline = start + svc.queue_timeout
+        exclude: set[str] = set()
+        why: list[str] = []
+        waited = 0.0
+        while True:
+            t0 = time.monotonic()
+            address = await self._pick(svc, exclude, deadline, why)
+            waited += time.monotonic() - t0
+            try:
+                result = await self.client(address).once(req, timeout=self.once_timeout)
+            finally:
+                await self.release(svc, address)
+            if result.code == errors.NO_LOADER:  # unreachable, or draining: try another
+                exclude.add(address)
+                continue
+            if result.code == errors.NO_LICENCE:  # the LB's view was stale: wait and pick again
+                why.append(result.message)
+                t0 = time.monotonic()
+                await self._wait(svc, deadline, why)
+                waited += time.monotonic() - t0
+                continue
+            return result, waited
+
+    async def open_session(self, svc: Service, first: Request) -> tuple[AsyncClientSession, str, float]:
+        """Open a session on a loader with a free licence: (session, loader address, seconds waited).
+
+        The caller must :meth:`release` the address when the session ends."""
+        start = time.monotonic()
+        address = await self._pick(svc, set(), start + svc.queue_timeout, [])
+        try:
+            session = self.client(address).session(first, timeout=svc.session_timeout + 5.0)
+        except Exception:
+            await self.release(svc, address)
+            raise
+        return session, address, time.monotonic() - start
+
+    async def close(self) -> None:
+        clients, self._clients = self._clients, {}
+        for client in clients.values():
+            with contextlib.suppress(Exception):  # closing a channel to a dead loader must not stop the rest
+                await client.close()

@@ -1,0 +1,46 @@
+"""``/docs``: Swagger UI over the gateway's live OpenAPI document, served from a package (no CDN).
+
+The page and its scripts come from ``swagger-ui-bundle-v2`` (Swagger UI 5, which reads OpenAPI 3.1);
+``/docs?service=ID`` shows one service (``/openapi/ID.json``), ``/docs`` all of them.
+"""
+
+from __future__ import annotations
+
+import html
+from pathlib import Path
+
+import orjson
+
+
+def swagger_dir() -> Path:
+    """The folder holding ``swagger-ui-bundle.js`` and ``swagger-ui.css``."""
+    from swagger_ui_bundle import swagger_ui_path  # type: ignore[import-untyped]
+
+    return Path(str(swagger_ui_path))
+
+
+def docs_page(service: str = "") -> str:
+    url = f"/openapi/{service}.json" if service else "/openapi.json"
+    title = f"ASE serving: {service}" if service else "ASE serving"
+    return f"""<!doctype html>
+<html lang="en">
+<head>
+  <meta charset="utf-8">
+  <title>{html.escape(title)} API</title>
+  <link rel="stylesheet" href="/docs/static/swagger-ui.css">
+  <link rel="icon" type="image/png" href="/docs/static/favicon-32x32.png">
+</head>
+<body>
+  <div id="swagger-ui"></div>
+  <script src="/docs/static/swagger-ui-bundle.js"></script>
+  <script>
+    window.ui = SwaggerUIBundle({{
+      url: {orjson.dumps(url).decode()},
+      dom_id: "#swagger-ui",
+      deepLinking: true,
+      tryItOutEnabled: true
+    }});
+  </script>
+</body>
+</html>
+"""

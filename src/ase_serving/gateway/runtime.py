@@ -1,0 +1,98 @@
+"""What one gateway process holds: the route table kept current, the LB, the atom, metrics, sids.
+
+:meth:`Gateway.start` (the app's lifespan startup) opens the config centre, starts a
+:class:`~ase_serving.store.view.ConfigView` of the settings' (project, group) that feeds the
+route table (the disk cache serves while the config centre is down), and the LB (in-process, fed
+by the registry, or an LB service). :meth:`Gateway.close` stops them.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+import socket
+from pathlib import Path
+from typing import Any
+
+from ase_serving.gateway.atom import Atom
+from ase_serving.gateway.auth import Auth, NoAuth
+from ase_serving.gateway.balance import LocalPicker, Picker, RemotePicker
+from ase_serving.gateway.metrics import GatewayMetrics
+from ase_serving.gateway.routes import RouteTable
+from ase_serving.gateway.settings import GatewaySettings
+from ase_serving.store import Backend, Scope, open_backend
+from ase_serving.store.view import ConfigView
+
+log = logging.getLogger("ase_serving.gateway")
+
+
+class Sids:
+    """Session ids: ``<sub><pid:04x><counter:08x>@<host>``, unique per gateway process."""
+
+    def __init__(self) -> None:
+        self._count = itertools.count(1)
+        self._pid = f"{os.getpid() & 0xFFFF:04x}"
+        self._host = socket.gethostname().split(".")[0] or "gw"
+
+    def next(self, sub: str) -> str:
+        return f"{sub}{self._pid}{next(self._count) & 0xFFFFFFFF:08x}@{self._host}"
+
+
+class Gateway:
+    def __init__(self, settings: GatewaySettings, auth: Auth | None = None) -> None:
+        self.settings = settings
+        self.table = RouteTable(settings)
+        self.metrics = GatewayMetrics()
+        self.sids = Sids()
+        self.auth: Auth = auth or NoAuth()
+        self.backend: Backend | None = None
+        self.view: ConfigView | None = None
+        self.picker: Picker = LocalPicker(settings.strategy, settings.lb_ttl, None)
+        self.atom = Atom(self.picker, settings.once_timeout)
+        self.started = False
+
+    async def start(self) -> None:
+        s = self.settings
+        if s.config:
+            self.backend = open_backend(s.config, s.account, s.password)
+            cache = Path(s.cache_file) if s.cache_file else None
+            self.view = ConfigView(
+                self.backend.config, Scope(s.project, s.group), cache_file=cache, on_change=self.table.apply
+            )
+            await self.view.start()
+            if s.lb:
+                self.picker = RemotePicker(s.lb)
+            else:
+                if self.backend.registry is None:
+                    log.warning("%s has no registry: no loader can be found", s.config)
+                self.picker = LocalPicker(s.strategy, s.lb_ttl, self.backend.registry)
+            self.atom = Atom(self.picker, s.once_timeout)
+            await self.picker.start()
+        self.started = True
+
+    async def close(self) -> None:
+        await self.atom.close()
+        await self.picker.close()
+        if self.view is not None:
+            await self.view.close()
+        if self.backend is not None:
+            await self.backend.close()
+
+    async def health(self) -> dict[str, Any]:
+        connected = self.view.connected if self.view is not None else False
+        return {
+            "status": "ok" if self.started else "starting",
+            "config": {
+                "address": self.settings.config,
+                "connected": connected,
+                "revision": self.view.revision if self.view is not None else 0,
+                "last_error": self.view.last_error if self.view is not None else None,
+            },
+            "services": [
+                {"serviceId": s.service_id, "version": s.version, "routes": s.schema.routes}
+                for s in self.table.live()
+            ],
+            "problems": self.table.problems,
+            "pid": os.getpid(),
+        }

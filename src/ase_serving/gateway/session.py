@@ -1,0 +1,272 @@
+"""Sessions over WebSocket (PROTOCOL.md): frames in, result frames out, one loader for the session's life.
+
+The first text (or binary) frame carries ``header`` (status 0, ``app_id``), ``parameter`` and the
+first ``payload``; it is checked like a once request, converted by the atom, and opens a session
+on a loader with a free licence. Later frames need only ``header.status`` (1, or 2 for the last)
+and ``payload``. Results go back as they come, each with ``header.status`` and ``header.sid``;
+after the result with status 2 the socket is closed normally (1000).
+
+Every way a session can end, and what the client sees:
+
+* an error (a bad frame, the loader's code, no licence, 10114 for no frame within
+  ``read_timeout`` or a session longer than ``session_timeout``, 10202 for a frame after the
+  last one): one frame ``{"header": {"code", "message", "sid", "status": 2}}``, then a close
+  with 1008 (the request's fault), 1013 (10110: try again later) or 1011 (the server's);
+* the client goes away: the loader's stream is cancelled at once, so the wrapper's
+  ``wrapperDestroy`` runs and the licence is free again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from ase_serving import errors
+from ase_serving.errors import AseError, BadRequest, Timeout, TooLarge
+from ase_serving.gateway import webgate
+from ase_serving.gateway.atom import to_request
+from ase_serving.gateway.auth import check_app_id
+from ase_serving.gateway.routes import Service
+from ase_serving.loader.client import AsyncClientSession
+from ase_serving.protocol.items import Status
+from ase_serving.protocol.public import result_to_public
+
+if TYPE_CHECKING:
+    from ase_serving.gateway.runtime import Gateway
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+log = logging.getLogger("ase_serving.gateway")
+
+
+class ClientGone(Exception):
+    """The client closed the socket."""
+
+
+def close_code(exc: AseError) -> int:
+    if exc.code == errors.NO_LICENCE:
+        return 1013
+    return 1011 if exc.http >= 500 else 1008
+
+
+def error_frame(code: int, message: str, sid: str) -> str:
+    return orjson.dumps({"header": {"code": code, "message": message, "sid": sid, "status": 2}}).decode()
+
+
+async def deny(scope: Scope, send: Send, exc: AseError, sid: str = "") -> None:
+    """Refuse a WebSocket before it is accepted: an HTTP answer where the server can send one,
+    else accept, one error frame, close."""
+    body = orjson.dumps({"header": {"code": exc.code, "message": exc.message, "sid": sid}})
+    if "websocket.http.response" in scope.get("extensions", {}):
+        await send(
+            {
+                "type": "websocket.http.response.start",
+                "status": exc.http,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                ],
+            }
+        )
+        await send({"type": "websocket.http.response.body", "body": body})
+        return
+    await send({"type": "websocket.accept"})
+    await send({"type": "websocket.send", "text": error_frame(exc.code, exc.message, sid)})
+    await send({"type": "websocket.close", "code": close_code(exc)})
+
+
+async def run_session(gw: Gateway, svc: Service, scope: Scope, receive: Receive, send: Send) -> None:
+    """Serve one WebSocket connection on a service route."""
+    msg = await receive()
+    if msg["type"] != "websocket.connect":
+        return
+    sid = gw.sids.next(svc.schema.sub)
+    try:
+        consumer = await gw.auth.authenticate(scope)
+        if not svc.serves("session"):
+            raise BadRequest(
+                f"{svc.service_id} is served as once requests only: POST the body to {scope['path']}",
+                http=405,
+            )
+    except AseError as exc:
+        await deny(scope, send, exc, sid)
+        gw.metrics.request(svc.service_id, "session", exc.code)
+        return
+    await send({"type": "websocket.accept"})
+    conn = _Conn(gw, svc, sid, receive, send)
+    code = await conn.serve(consumer)
+    gw.metrics.request(svc.service_id, "session", code)
+    if gw.settings.access_log:
+        log.info("sid=%s session %s code=%d", sid, svc.service_id, code)
+
+
+class _Conn:
+    """One accepted WebSocket and, once the first frame is in, its loader session."""
+
+    def __init__(self, gw: Gateway, svc: Service, sid: str, receive: Receive, send: Send) -> None:
+        self.gw = gw
+        self.svc = svc
+        self.sid = sid
+        self._receive = receive
+        self._send = send
+        self.closed = False
+        self.inbox: asyncio.Queue[Message] = asyncio.Queue()
+        self.deadline = time.monotonic() + svc.session_timeout
+        self.client_done = False
+
+    # -- the socket -------------------------------------------------------------------------
+    async def _reader(self) -> None:
+        """Every client message into :attr:`inbox` (so waiting with a timeout never cancels a receive)."""
+        while True:
+            msg = await self._receive()
+            await self.inbox.put(msg)
+            if msg["type"] == "websocket.disconnect":
+                return
+
+    async def send_text(self, text: str) -> None:
+        if self.closed:
+            return
+        try:
+            await self._send({"type": "websocket.send", "text": text})
+        except Exception:  # the client went away meanwhile: nothing to tell it
+            self.closed = True
+
+    async def close(self, code: int = 1000) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        with contextlib.suppress(Exception):
+            await self._send({"type": "websocket.close", "code": code})
+
+    async def fail(self, exc: AseError) -> int:
+        await self.send_text(error_frame(exc.code, exc.message, self.sid))
+        await self.close(close_code(exc))
+        return exc.code
+
+    async def next_frame(self, first: bool) -> dict[str, Any]:
+        """The next client frame, parsed and checked; raises ClientGone, Timeout, AseError."""
+        svc = self.svc
+        left = self.deadline - time.monotonic()
+        wait = left if self.client_done else min(svc.read_timeout, left)
+        try:
+            msg = await asyncio.wait_for(self.inbox.get(), max(wait, 0.0))
+        except asyncio.TimeoutError:  # not the built-in TimeoutError before Python 3.11
+            if wait >= left:
+                raise Timeout(
+                    f"the session lasted longer than {svc.session_timeout:g} s (session_timeout)"
+                ) from None
+            raise Timeout(f"no frame from the client for {svc.read_timeout:g} s (read_timeout)") from None
+        if msg["type"] == "websocket.disconnect":
+            raise ClientGone
+        if self.client_done:
+            raise errors.frame_after_end()
+        data = msg.get("text")
+        raw: bytes | str = data if data is not None else (msg.get("bytes") or b"")
+        size = len(raw) if isinstance(raw, bytes) else len(raw.encode())
+        if size > svc.max_frame:
+            raise TooLarge(f"a frame has {size} bytes; this service takes frames of at most {svc.max_frame}")
+        body = webgate.parse_body(raw)
+        webgate.check(svc, body, first=first)
+        self.gw.metrics.frame(svc.service_id, "in")
+        return body
+
+    # -- the session ------------------------------------------------------------------------
+    async def serve(self, consumer: Any) -> int:
+        reader = asyncio.create_task(self._reader(), name=f"ase ws reader {self.sid}")
+        try:
+            return await self._serve(consumer)
+        finally:
+            reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await reader
+
+    async def _serve(self, consumer: Any) -> int:
+        gw, svc = self.gw, self.svc
+        try:
+            body = await self.next_frame(first=True)
+            check_app_id(consumer, body)
+            status = webgate.frame_status(body, Status.BEGIN)
+            if status not in (Status.BEGIN, Status.END):
+                raise BadRequest(
+                    f"header.status is {status}: a session's first frame has 0 (or 2 for a one-frame session)"
+                )
+            items = webgate.payload_items(body, status)
+            req = to_request(svc, body, items, self.sid, status)
+            session, address, waited = await gw.atom.open_session(svc, req)
+        except ClientGone:
+            return -1
+        except AseError as exc:
+            return await self.fail(exc)
+        self.client_done = status == Status.END
+        if waited:
+            gw.metrics.queued(svc.service_id, waited)
+        gw.metrics.session_opened(svc.service_id)
+        try:
+            return await self._relay(session)
+        finally:
+            await session.close()
+            await gw.atom.release(svc, address)
+            gw.metrics.session_closed(svc.service_id)
+
+    async def _relay(self, session: AsyncClientSession) -> int:
+        up = asyncio.create_task(self._upstream(session))
+        down = asyncio.create_task(self._downstream(session))
+        try:
+            done, _ = await asyncio.wait({up, down}, return_when=asyncio.FIRST_COMPLETED)
+            if down in done:
+                return down.result()
+            try:
+                up.result()
+            except ClientGone:
+                return -1
+            except AseError as exc:
+                return await self.fail(exc)
+            return await down  # the upstream never ends on its own without an error
+        finally:
+            for task in (up, down):
+                task.cancel()
+            for task in (up, down):
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+
+    async def _upstream(self, session: AsyncClientSession) -> None:
+        """Client frames -> the loader, until an error or the client leaves."""
+        while True:
+            body = await self.next_frame(first=False)
+            status = webgate.frame_status(body, Status.CONTINUE)
+            if status not in (Status.CONTINUE, Status.END):
+                raise BadRequest(
+                    f"header.status is {status}: frames after the first have 1, or 2 for the last"
+                )
+            items = webgate.payload_items(body, status)
+            if not session.ended:  # else the loader's stream is over and the downstream says why
+                await session.send(status, items)
+            if status == Status.END:
+                self.client_done = True
+
+    async def _downstream(self, session: AsyncClientSession) -> int:
+        """Loader results -> the client; returns the session's code once it ended."""
+        svc = self.svc
+        while True:
+            res = await session.recv()
+            if res is None:
+                return await self.fail(
+                    AseError("the loader ended the session without a final result", errors.WORKER_DIED)
+                )
+            res.sid = self.sid
+            if res.code != 0:
+                return await self.fail(AseError(res.message, res.code))
+            await self.send_text(orjson.dumps(result_to_public(res, session=True)).decode())
+            self.gw.metrics.frame(svc.service_id, "out")
+            if res.status == Status.END:
+                await self.close(1000)
+                return 0

@@ -1,0 +1,83 @@
+"""Typed settings of one gateway (flags of ``python -m ase_serving.gateway``, ``ASE_GATEWAY_*``).
+
+Per-service values in a service schema (``meta.queue_timeout``, ``max_body``, ...) win over the
+defaults here. Worker processes get the settings as one JSON environment variable
+(:data:`ENV`), so that a password never shows on a command line.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from ase_serving.store.base import DEFAULT_GROUP, DEFAULT_PROJECT
+
+DEFAULT_PORT = 2392
+ENV = "ASE_GATEWAY_SETTINGS"
+MIB = 1024 * 1024
+
+
+@dataclass
+class GatewaySettings:
+    host: str = "127.0.0.1"
+    port: int = DEFAULT_PORT
+    workers: int = 1
+    #: The config centre (schemas, registry); None serves nothing but /health, /docs, /metrics.
+    config: str | None = None
+    account: str | None = None
+    password: str | None = None
+    project: str = DEFAULT_PROJECT
+    group: str = DEFAULT_GROUP
+    #: host:port of an LB service to ask; None = a Balancer in this process fed by the registry.
+    lb: str | None = None
+    #: The in-process Balancer's strategy: loadMini counts exactly what this gateway holds.
+    strategy: str = "loadMini"
+    lb_ttl: float = 10.0
+    #: Seconds a once request (or a session's start) waits for a free licence before 10110.
+    queue_timeout: float = 5.0
+    #: Seconds a loader may take for a once request (10114 after).
+    once_timeout: float = 60.0
+    read_timeout: float = 15.0
+    session_timeout: float = 180.0
+    #: Largest body of a once request / largest session frame, bytes (10413 above).
+    max_body: int = 16 * MIB
+    max_frame: int = 4 * MIB
+    #: Seconds a 10110 answer tells the client to wait (``Retry-After``).
+    retry_after: int = 1
+    #: Where the last known config is kept for starts while the config centre is down.
+    cache_file: str | None = None
+    #: One log line per request (with its sid) at INFO.
+    access_log: bool = False
+    log_level: str = "warning"
+
+    def check(self) -> list[str]:
+        """Every problem with these values (empty when fine)."""
+        out = []
+        if not 0 <= self.port <= 65535:
+            out.append(f"port {self.port} is not 0..65535")
+        if self.workers < 1:
+            out.append(f"workers must be >= 1, not {self.workers}")
+        for name in ("queue_timeout", "once_timeout", "read_timeout", "session_timeout", "lb_ttl"):
+            if getattr(self, name) <= 0:
+                out.append(f"{name} must be > 0 seconds, not {getattr(self, name)}")
+        for name in ("max_body", "max_frame"):
+            if getattr(self, name) <= 0:
+                out.append(f"{name} must be > 0 bytes, not {getattr(self, name)}")
+        return out
+
+    def to_env(self) -> str:
+        return orjson.dumps(dataclasses.asdict(self)).decode()
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None) -> GatewaySettings:
+        """The settings a parent process left in :data:`ENV` (defaults when unset)."""
+        raw = (environ if environ is not None else os.environ).get(ENV)
+        if not raw:
+            return cls()
+        doc: dict[str, Any] = orjson.loads(raw)
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in doc.items() if k in known})

@@ -1,0 +1,83 @@
+"""The webgate stage: a request body (or session frame) checked against its service schema.
+
+Transport-free: it takes bytes and parsed JSON, and raises the protocol's errors
+(:mod:`ase_serving.errors`) with messages that name the field and the rule:
+
+* 10160 the body is not a JSON object;
+* 10163 the body breaks the schema (the first problem the validator finds, with its JSON path);
+* 10313 ``header.app_id`` is missing (HTTP 400);
+* 10161 a payload entry's data is not valid base64 (decoding happens here, once).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jsonschema_rs
+
+from ase_serving import errors
+from ase_serving.errors import AseError, BadRequest
+from ase_serving.gateway.routes import Service
+from ase_serving.protocol.items import DataItem
+from ase_serving.protocol.public import decode_item, parse_body
+
+__all__ = ["check", "parse_body", "payload_items"]
+
+#: A message quoting a huge value (a base64 string) is cut to this many characters.
+_MESSAGE_MAX = 300
+
+
+def _where(path: Any) -> str:
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _problem(err: jsonschema_rs.ValidationError) -> AseError:
+    where = _where(err.instance_path)
+    message = err.message
+    if len(message) > _MESSAGE_MAX:
+        message = message[: _MESSAGE_MAX - 3] + "..."
+    kind = type(err.kind).__name__
+    if kind == "Required":
+        missing = getattr(err.kind, "property", "?")
+        field = f"{where}.{missing}" if where else str(missing)
+        if field in ("header", "header.app_id"):
+            return AseError(
+                "header.app_id is required: send the app id your API key belongs to",
+                errors.APP_ID_MISMATCH,
+                http=400,
+            )
+        return BadRequest(f"{field} is required")
+    if kind == "ContentEncoding":
+        return BadRequest(f"{where} is not valid base64", errors.BAD_BASE64)
+    return BadRequest(f"{where or 'the body'}: {message}")
+
+
+def check(svc: Service, body: dict[str, Any], first: bool = True) -> None:
+    """Raise the schema problem of ``body``: a once request or first frame, else a later frame."""
+    validator = svc.validator if first else svc.frame_validator
+    if validator.is_valid(body):
+        return
+    for err in validator.iter_errors(body):
+        raise _problem(err)
+
+
+def payload_items(body: dict[str, Any], default_status: int) -> list[DataItem]:
+    """The body's payload entries as data items, base64 decoded (10161 for bad base64)."""
+    payload = body.get("payload")
+    if payload is None:
+        return []
+    if not isinstance(payload, dict):
+        raise BadRequest(f"payload must be a JSON object, not {type(payload).__name__}")
+    return [decode_item(name, entry, default_status) for name, entry in payload.items()]
+
+
+def frame_status(body: dict[str, Any], default: int) -> int:
+    """``header.status`` of a frame (the schema has checked it is 0..3)."""
+    header = body.get("header")
+    status = header.get("status", default) if isinstance(header, dict) else default
+    if status not in (0, 1, 2, 3):
+        raise BadRequest(f"header.status must be 0, 1, 2 or 3, not {status!r}")
+    return int(status)
