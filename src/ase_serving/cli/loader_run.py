@@ -14,6 +14,7 @@ from ase_serving.errors import AseError
 
 if TYPE_CHECKING:
     from ase_serving.loader.serve import Registrar
+    from ase_serving.loader.settings import LoaderSettings
 
 _EPILOG = """\
 Example:
@@ -120,16 +121,43 @@ def register(app: typer.Typer) -> None:
             )
             if info.metrics_url:
                 line += f"; metrics {info.metrics_url}"
-            sys.stdout.write(line + "\n")
+            sys.stdout.write(line + "\n" + "".join(f"{x}\n" for x in _api_lines(s, gateway)))
             sys.stdout.flush()
 
         registrar = None if standalone else _cluster_registrar(ttl, advertise)
+        gateway = _gateway_url() if registrar is not None else None
         try:
             serve(settings, ready=ready, registrar=registrar)
         except AseError as exc:
             abort(exc.message)
         except KeyboardInterrupt:
             raise typer.Exit(0) from None
+
+
+def _gateway_url() -> str | None:
+    from ase_serving.home import ClusterSettings, SettingsError
+
+    try:
+        cluster = ClusterSettings.load()
+    except SettingsError:
+        return None
+    return cluster.components.get("gateway") if cluster is not None else None
+
+
+def _api_lines(settings: LoaderSettings, gateway: str | None) -> list[str]:
+    """Where the service's API and its documentation are, when the cluster has a gateway."""
+    if not gateway:
+        return []
+    from ase_serving.loader.registrar import project_routes
+
+    base = gateway.rstrip("/")
+    modes = settings.modes or frozenset(("once", "session"))
+    how = " and ".join(
+        m for m in (("POST" if "once" in modes else ""), ("WebSocket" if "session" in modes else "")) if m
+    )
+    lines = [f"api  {base}{route}  ({how})" for route in project_routes(settings)]
+    lines.append(f"docs {base}/docs?service={settings.service}")
+    return lines
 
 
 def _cluster_registrar(ttl: float, advertise: str | None) -> Registrar | None:

@@ -4,6 +4,7 @@ The document (later issues add fields; these names stay)::
 
     {"components": [{"name": "config", "url": "http://127.0.0.1:2390", "healthy": true}, ...],
      "services": [{"serviceId": "echo", "version": "1.0", "routes": ["/v1/private/echo"],
+                   "urls": ["http://127.0.0.1:2392/v1/private/echo"],      # with a gateway
                    "schema": true,
                    "instances": [{"address": "127.0.0.1:50051", "lic_total": 4, "lic_idle": 3,
                                   "healthy": true}]}]}
@@ -134,6 +135,10 @@ async def gather_status(settings: ClusterSettings) -> dict[str, Any]:
                 await check_access(backend, settings.account, PING_TIMEOUT)
                 components.append(_component("config", settings.address, True, None))
                 services = await _services(backend, settings, client)
+                gateway = settings.components.get("gateway")
+                if gateway:
+                    for svc in services:
+                        svc["urls"] = [gateway.rstrip("/") + r for r in svc["routes"]]
         except (StoreError, OSError) as exc:
             if not components:
                 reason = str(exc) if not isinstance(exc, ClusterUnreachable) else str(exc).split("; start")[0]

@@ -62,6 +62,7 @@ from ase_serving.loader.settings import LoaderSettings
 from ase_serving.schema import ApiDefinitionError, from_yaml
 from ase_serving.schema.code_api import has_api_class
 from ase_serving.schema.compile import schema_bytes
+from ase_serving.schema.service import default_route, is_service_schema, parse_json, schema_routes
 from ase_serving.store import Backend
 from ase_serving.store.base import (
     DEFAULT_GROUP,
@@ -204,6 +205,27 @@ def project_schemas(settings: LoaderSettings) -> list[tuple[str, bytes]]:
             continue
         found.setdefault(path.name, content)
     return sorted(found.items())
+
+
+def project_routes(settings: LoaderSettings) -> list[str]:
+    """The routes the project's service schema asks for (from ai_api.yml or schemas/*.json; the
+    Api class is not imported here), else the default route of the service."""
+    root = Path(settings.project_dir)
+    yml = find_api_yaml(root)
+    candidates: list[bytes] = []
+    if yml is not None:
+        with contextlib.suppress(ApiDefinitionError, OSError):
+            candidates.append(from_yaml(yml, service=settings.service, version=settings.version).content())
+    folder = root / "schemas"
+    for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
+        with contextlib.suppress(OSError):
+            candidates.append(path.read_bytes())
+    for content in candidates:
+        doc, problem = parse_json(content)
+        meta = doc.get("meta") if problem is None and is_service_schema(doc) else None
+        if isinstance(meta, dict) and meta.get("serviceId") == settings.service:
+            return schema_routes(doc)
+    return [default_route(settings.service)]
 
 
 class ClusterRegistrar:
