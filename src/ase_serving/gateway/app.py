@@ -30,7 +30,7 @@ from ase_serving.gateway.auth import check_app_id
 from ase_serving.gateway.docs import docs_page, swagger_dir
 from ase_serving.gateway.routes import Service
 from ase_serving.gateway.runtime import Gateway
-from ase_serving.gateway.session import run_session
+from ase_serving.gateway.session import deny, run_session
 from ase_serving.protocol.items import Status
 from ase_serving.protocol.public import result_to_public
 from ase_serving.schema.openapi import openapi_document
@@ -119,6 +119,11 @@ class GatewayApp:
                         http=405,
                     )
                     await _respond(send, 405, error_body(exc.code, exc.message), [(b"allow", b"POST")])
+                return
+            if kind == "websocket":
+                await receive()  # websocket.connect
+                exc = NoRoute(f"no service at {scope['path']}: see /openapi.json for the routes served")
+                await deny(scope, send, exc)
                 return
         await self.pages(scope, receive, send)
 

@@ -34,8 +34,9 @@ _EOF: Any = grpc.aio.EOF  # type: ignore[attr-defined]  # missing from the stubs
 
 def _rpc_result(exc: grpc.RpcError) -> Result:
     """A transport failure as a result with a protocol code."""
-    code = exc.code() if isinstance(exc, grpc.Call) else None
-    details = (exc.details() if isinstance(exc, grpc.Call) else None) or str(exc)
+    # grpc.aio's AioRpcError has code()/details() but is not a grpc.Call.
+    code = exc.code() if callable(getattr(exc, "code", None)) else None
+    details = (exc.details() if callable(getattr(exc, "details", None)) else None) or str(exc)
     if code == grpc.StatusCode.DEADLINE_EXCEEDED:
         return Result(errors.TIMEOUT, "loader did not answer before the deadline", status=Status.END)
     if code == grpc.StatusCode.RESOURCE_EXHAUSTED:

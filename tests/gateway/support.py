@@ -1,0 +1,201 @@
+"""A real cluster on loopback for gateway tests: embedded config centre, loaders, gateway processes.
+
+    cluster = Cluster(centre, tmp_path)                 # centre: tests.store.embedded_server
+    key = cluster.put_schema(ECHO_YAML)                  # compile ApiSchema YAML, push it
+    loader = cluster.loader(WRAPPERS / "echo", "--service", "echo")
+    with cluster.gateway() as gw:
+        gw.wait_route("/v1/private/echo")
+        resp = gw.post("/v1/private/echo", body)
+
+Loaders register with the centre through ``ASE_CONFIG_*`` (their ``$ASE_HOME`` is the test's), so
+nothing here touches ``~/.ase``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import os
+import subprocess
+import sys
+import tempfile
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+
+from ase_serving.schema import from_yaml
+from ase_serving.store import ConfigKey
+from ase_serving.store.base import ConfigItem
+from tests.store.embedded_server import EmbeddedServer
+from tests.support import LoaderProcess, read_ready_line, start_loader, stop_group, wait_for
+
+READY = "gateway serving on "
+
+
+def b64(data: bytes | str) -> str:
+    return base64.b64encode(data.encode() if isinstance(data, str) else data).decode()
+
+
+def unb64(text: str) -> bytes:
+    return base64.b64decode(text)
+
+
+def once_body(
+    text: str = "hello", app_id: str = "test", service: str | None = None, **params: Any
+) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "header": {"app_id": app_id},
+        "payload": {"text": {"encoding": "utf8", "text": b64(text)}},
+    }
+    if service is not None:
+        body["parameter"] = {service: params}
+    return body
+
+
+class GatewayProcess:
+    """A running ``python -m ase_serving.gateway``."""
+
+    def __init__(self, proc: subprocess.Popen[str], log: Path, url: str) -> None:
+        self.proc = proc
+        self.log_path = log
+        self.url = url
+        self.client = httpx.Client(base_url=url, timeout=30.0)
+
+    @property
+    def ws_url(self) -> str:
+        return "ws" + self.url[len("http") :]
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")[-6000:]
+
+    def post(self, path: str, body: Any, **kwargs: Any) -> httpx.Response:
+        content = body if isinstance(body, (bytes, str)) else orjson.dumps(body)
+        return self.client.post(path, content=content, headers={"content-type": "application/json"}, **kwargs)
+
+    def health(self) -> dict[str, Any]:
+        resp = self.client.get("/health")
+        doc: dict[str, Any] = resp.json()
+        return doc
+
+    def routes(self) -> set[str]:
+        return {r for s in self.health()["services"] for r in s["routes"]}
+
+    def wait_route(self, route: str, timeout: float = 10.0) -> None:
+        wait_for(lambda: route in self.routes(), timeout, f"route {route} live on the gateway")
+
+    def wait_no_route(self, route: str, timeout: float = 10.0) -> None:
+        wait_for(lambda: route not in self.routes(), timeout, f"route {route} gone from the gateway")
+
+    def metric(self, name: str, **labels: str) -> float:
+        """The value of one sample of /metrics (0 when absent)."""
+        want = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
+        for line in self.client.get("/metrics").text.splitlines():
+            if line.startswith("#"):
+                continue
+            head, _, value = line.rpartition(" ")
+            metric, _, rest = head.partition("{")
+            got = ",".join(sorted(rest.rstrip("}").split(","))) if rest else ""
+            if metric == name and got == want:
+                return float(value)
+        return 0.0
+
+    def stop(self) -> int | None:
+        self.client.close()
+        return stop_group(self.proc)
+
+    def __enter__(self) -> GatewayProcess:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.client.close()
+        stop_group(self.proc, timeout=5.0)
+
+
+class Cluster:
+    """An embedded config centre plus what a test starts against it (stopped by :meth:`close`)."""
+
+    def __init__(self, centre: EmbeddedServer, home: Path) -> None:
+        self.centre = centre
+        self.home = home
+        self.loaders: list[LoaderProcess] = []
+
+    def env(self) -> dict[str, str]:
+        return {
+            "ASE_HOME": str(self.home),
+            "ASE_CONFIG_ADDRESS": self.centre.url,
+            "ASE_CONFIG_ACCOUNT": self.centre.account,
+            "ASE_CONFIG_PASSWORD": self.centre.password,
+        }
+
+    def put(self, key: ConfigKey, content: bytes) -> ConfigItem:
+        async def go() -> ConfigItem:
+            backend = self.centre.backend()
+            try:
+                return await backend.config.put(key, content)
+            finally:
+                await backend.close()
+
+        return asyncio.run(go())
+
+    def delete(self, key: ConfigKey) -> None:
+        async def go() -> None:
+            backend = self.centre.backend()
+            try:
+                await backend.config.delete(key)
+            finally:
+                await backend.close()
+
+        asyncio.run(go())
+
+    def put_schema(self, yaml_text: str) -> ConfigKey:
+        """Compile ApiSchema YAML and push the service schema under default/default."""
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "ai_api.yml"
+            path.write_text(textwrap.dedent(yaml_text))
+            compiled = from_yaml(path)
+        spec = compiled.spec
+        key = ConfigKey("default", "default", spec.service_id, spec.version, compiled.item_name)
+        self.put(key, compiled.content())
+        return key
+
+    def loader(self, project: str | Path, *args: str) -> LoaderProcess:
+        loader = start_loader(project, *args, env=self.env())
+        self.loaders.append(loader)
+        return loader
+
+    def gateway(self, *args: str, timeout: float = 30.0) -> GatewayProcess:
+        log = Path(tempfile.mkstemp(prefix="ase-gateway-", suffix=".log")[1])
+        cmd = [sys.executable, "-m", "ase_serving.gateway", "--port", "0", "--config", self.centre.url, *args]
+        with log.open("w") as fh:
+            proc = subprocess.Popen(
+                cmd,
+                stdout=subprocess.PIPE,
+                stderr=fh,
+                stdin=subprocess.DEVNULL,
+                text=True,
+                start_new_session=True,
+                env={**os.environ, **self.env()},
+            )
+        try:
+            line = read_ready_line(proc, lambda text: text.startswith(READY), timeout)
+        except RuntimeError as exc:
+            stop_group(proc, timeout=5.0)
+            raise RuntimeError(f"gateway not ready ({exc}): {log.read_text()}") from None
+        gw = GatewayProcess(proc, log, line[len(READY) :].split(" ", 1)[0])
+        wait_for(lambda: _healthy(gw), timeout, "the gateway's /health")
+        return gw
+
+    def close(self) -> None:
+        for loader in self.loaders:
+            loader.kill()
+        self.loaders.clear()
+
+
+def _healthy(gw: GatewayProcess) -> bool:
+    try:
+        return gw.client.get("/health").status_code == 200
+    except httpx.HTTPError:
+        return False
