@@ -113,17 +113,18 @@ class GatewayApp:
                 elif scope["method"] == "POST":
                     await self.once(svc, scope, receive, send)
                 else:
-                    exc = BadRequest(
+                    wrong = BadRequest(
                         f"{scope['method']} is not served on {scope['path']}: POST a JSON body for a "
                         "once request, or open a WebSocket for a session",
                         http=405,
                     )
-                    await _respond(send, 405, error_body(exc.code, exc.message), [(b"allow", b"POST")])
+                    await _respond(send, 405, error_body(wrong.code, wrong.message), [(b"allow", b"POST")])
                 return
             if kind == "websocket":
                 await receive()  # websocket.connect
-                exc = NoRoute(f"no service at {scope['path']}: see /openapi.json for the routes served")
-                await deny(scope, send, exc)
+                await deny(
+                    scope, send, NoRoute(f"no service at {scope['path']}: see /openapi.json for the routes")
+                )
                 return
         await self.pages(scope, receive, send)
 

@@ -211,6 +211,7 @@ class _Conn:
             gw.metrics.queued(svc.service_id, waited)
         gw.metrics.session_opened(svc.service_id)
         try:
+            await session.open()
             return await self._relay(session)
         finally:
             await session.close()

@@ -243,24 +243,30 @@ class AsyncClientSession:
         ).SerializeToString()
         self.ended = False
 
-    async def _open(self) -> None:
+    async def open(self) -> None:
+        """Send the first frame (``send``/``recv`` do it too; call it first when one task sends
+        while another receives, since gRPC takes one write at a time)."""
         if self._first is not None:
             first, self._first = self._first, None
-            await self._call.write(first)
+            await self._write(first)
 
-    async def send(self, status: int, items: Iterable[DataItem] = ()) -> None:
-        if self.ended:
-            raise errors.frame_after_end()
+    async def _write(self, msg: bytes) -> None:
         try:
-            await self._open()
-            await self._call.write(convert.session_request(status, items).SerializeToString())
+            await self._call.write(msg)
         except (grpc.RpcError, grpc.aio.UsageError, asyncio.InvalidStateError):
             # The stream failed (the loader went away): recv() returns why.
             self.ended = True
 
+    async def send(self, status: int, items: Iterable[DataItem] = ()) -> None:
+        if self.ended:
+            raise errors.frame_after_end()
+        await self.open()
+        if not self.ended:
+            await self._write(convert.session_request(status, items).SerializeToString())
+
     async def recv(self) -> Result | None:
         """The next result, None when the stream ended."""
-        await self._open()
+        await self.open()
         try:
             raw = await self._call.read()
         except grpc.RpcError as exc:
