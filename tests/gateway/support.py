@@ -86,6 +86,13 @@ class GatewayProcess:
     def wait_route(self, route: str, timeout: float = 10.0) -> None:
         wait_for(lambda: route in self.routes(), timeout, f"route {route} live on the gateway")
 
+    def loaders(self, service: str) -> list[str]:
+        """Addresses of the loaders of ``service`` the gateway's LB knows (live ones)."""
+        return [n["address"] for n in self.health()["loaders"] if n["serviceId"] == service and n["live"]]
+
+    def wait_loaders(self, service: str, n: int, timeout: float = 20.0) -> None:
+        wait_for(lambda: len(self.loaders(service)) == n, timeout, f"{n} loader(s) of {service} known")
+
     def wait_no_route(self, route: str, timeout: float = 10.0) -> None:
         wait_for(lambda: route not in self.routes(), timeout, f"route {route} gone from the gateway")
 

@@ -15,12 +15,14 @@ import socket
 from pathlib import Path
 from typing import Any
 
+from ase_serving.errors import AseError
 from ase_serving.gateway.atom import Atom
 from ase_serving.gateway.auth import Auth, NoAuth
 from ase_serving.gateway.balance import LocalPicker, Picker, RemotePicker
 from ase_serving.gateway.metrics import GatewayMetrics
 from ase_serving.gateway.routes import RouteTable
 from ase_serving.gateway.settings import GatewaySettings
+from ase_serving.lb.balancer import NodeInfo
 from ase_serving.store import Backend, Scope, open_backend
 from ase_serving.store.view import ConfigView
 
@@ -79,6 +81,12 @@ class Gateway:
         if self.backend is not None:
             await self.backend.close()
 
+    async def _nodes(self) -> list[NodeInfo]:
+        try:
+            return await self.picker.nodes()
+        except AseError:  # an LB service that is down: no nodes to show
+            return []
+
     async def health(self) -> dict[str, Any]:
         connected = self.view.connected if self.view is not None else False
         return {
@@ -92,6 +100,17 @@ class Gateway:
             "services": [
                 {"serviceId": s.service_id, "version": s.version, "routes": s.schema.routes}
                 for s in self.table.live()
+            ],
+            "loaders": [
+                {
+                    "serviceId": n.service,
+                    "version": n.version,
+                    "address": n.address,
+                    "lic_total": n.total,
+                    "lic_free": n.avail,
+                    "live": n.live,
+                }
+                for n in await self._nodes()
             ],
             "problems": self.table.problems,
             "pid": os.getpid(),

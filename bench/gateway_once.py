@@ -1,0 +1,648 @@
+"""What the gateway costs on a once request: echo through client -> gateway -> loader against a bare
+Starlette + uvicorn app that does the same echo in-process, with the same client and the same body.
+
+    python bench/gateway_once.py                    # 8 s per point after 2 s of warm-up; about 2 minutes
+    python bench/gateway_once.py --seconds 2 --warmup 1 --concurrency 1,16    # a smoke run
+    python bench/gateway_once.py --json out.json --py-spy auto    # + a py-spy profile of the gateway
+
+Method (design/PERFORMANCE.md): a ~1.1 KB JSON body with 1 KiB of base64 text in one payload item;
+every server process (the bare app; the config centre, the loader's front and worker, the gateway)
+pinned to CPU 0 with ``taskset -c 0``, ``wrk`` (one thread, a Lua script that POSTs the body and
+prints the latency percentiles) pinned to CPU 1; concurrency 1, 16 and 64; baseline and candidate
+measured in the same run, one after the other at each concurrency. The gateway runs with one worker
+and the echo loader with one worker and ``--lic 128`` (licences are never what a request waits for);
+access logs are off everywhere.
+
+Needs ``wrk`` (``scripts/system-deps --bench``). ``--serve-bare`` runs the baseline app alone (the
+bench starts it that way, pinned; ``gateway_ws.py`` uses its WebSocket route).
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import collections
+import contextlib
+import datetime as dt
+import http.client
+import itertools
+import json
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import loadgen
+
+ROOT = loadgen.ROOT
+ECHO = ROOT / "examples" / "echo"
+STREAM_ECHO = ROOT / "examples" / "stream_echo"
+ONCE_ROUTE = "/v1/private/echo"
+SESSION_ROUTE = "/v1/private/stream_echo"
+SERVER_CPU = 0
+CLIENT_CPU = 1
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+# -- the body -------------------------------------------------------------------------------------
+def text_bytes(n: int, seed: int = 0) -> bytes:
+    """``n`` bytes of ASCII text (the echo wrappers take UTF-8 text only), the same every run."""
+    rnd = random.Random(seed)
+    return bytes(rnd.choice(b"abcdefghijklmnopqrstuvwxyz      ") for _ in range(n))
+
+
+def once_body(text: bytes) -> bytes:
+    """The public once request for the echo service, compact JSON."""
+    doc = {
+        "header": {"app_id": "bench"},
+        "payload": {"text": {"encoding": "utf8", "text": base64.b64encode(text).decode()}},
+    }
+    return json.dumps(doc, separators=(",", ":")).encode()
+
+
+# -- the baseline: a bare Starlette + uvicorn app -------------------------------------------------
+def bare_app() -> Any:
+    """POST /v1/private/echo and a WebSocket on /v1/private/stream_echo: parse the body (orjson, as
+    the gateway does), base64-decode each payload text, answer the gateway's response layout with
+    the text re-encoded. No schema check, no loader, no metrics."""
+    import orjson
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import Response
+    from starlette.routing import Route, WebSocketRoute
+    from starlette.websockets import WebSocket, WebSocketDisconnect
+
+    count = itertools.count(1)
+
+    def echo(body: dict[str, Any], sid: str, status: int | None) -> bytes:
+        out: dict[str, Any] = {}
+        for entry in body["payload"].values():
+            data = base64.b64decode(entry["text"], validate=True)
+            item_status = entry.get("status", 3) if status is not None else 3
+            out["echo"] = {"encoding": "utf8", "status": item_status, "text": base64.b64encode(data).decode()}
+        header: dict[str, Any] = {"code": 0, "message": "success", "sid": sid}
+        if status is not None:
+            header["status"] = status
+        return orjson.dumps({"header": header, "payload": out})
+
+    async def once(request: Request) -> Response:
+        body = orjson.loads(await request.body())
+        return Response(echo(body, f"bare{next(count):08x}", None), media_type="application/json")
+
+    async def session(ws: WebSocket) -> None:
+        await ws.accept()
+        sid = f"bare{next(count):08x}"
+        try:
+            while True:
+                body = orjson.loads(await ws.receive_text())
+                status = 1 if body["header"].get("status", 1) == 0 else body["header"].get("status", 1)
+                await ws.send_text(echo(body, sid, status).decode())
+                if status == 2:
+                    await ws.close(1000)
+                    return
+        except WebSocketDisconnect:
+            return
+
+    return Starlette(routes=[Route(ONCE_ROUTE, once, methods=["POST"]), WebSocketRoute(SESSION_ROUTE, session)])
+
+
+def serve_bare(host: str, port: int) -> int:
+    """Run the bare app like the gateway runs (uvicorn defaults, one process, no access log)."""
+    import uvicorn
+
+    from ase_serving.gateway.server import WS_MAX_SIZE, bind
+
+    sock = bind(host, port)
+    print(f"bare serving on http://{host}:{sock.getsockname()[1]}", flush=True)
+    config = uvicorn.Config(
+        bare_app(),
+        log_level="warning",
+        access_log=False,
+        server_header=False,
+        ws_max_size=WS_MAX_SIZE,
+        lifespan="off",
+    )
+    uvicorn.Server(config).run(sockets=[sock])
+    return 0
+
+
+# -- pinning, CPU accounting ----------------------------------------------------------------------
+def can_pin() -> bool:
+    return bool(shutil.which("taskset")) and loadgen.can_pin(2)
+
+
+def taskset(cpu: int, pin: bool) -> list[str]:
+    return ["taskset", "-c", str(cpu)] if pin else []
+
+
+def cpu_busy_s() -> dict[int, float]:
+    """CPU seconds each CPU has been busy (not idle or iowait) since boot, from /proc/stat."""
+    out: dict[int, float] = {}
+    with contextlib.suppress(OSError, ValueError):
+        with open("/proc/stat") as fh:
+            for line in fh:
+                name, *vals = line.split()
+                if name.startswith("cpu") and name[3:].isdigit():
+                    f = [int(v) for v in vals]
+                    out[int(name[3:])] = (sum(f[:8]) - f[3] - f[4]) / _TICK
+    return out
+
+
+def tree_s(pid: int) -> float:
+    return sum(loadgen.tree_cpu_s(pid))
+
+
+@dataclass
+class Window:
+    """CPU used by the server processes and by each CPU between :meth:`start` and :meth:`stop`."""
+
+    pids: dict[str, int]
+    seconds: float = 0.0
+    proc_s: dict[str, float] = field(default_factory=dict)
+    cpu_pct: dict[int, float] = field(default_factory=dict)
+
+    def start(self) -> Window:
+        self._t = time.monotonic()
+        self._p = {k: tree_s(p) for k, p in self.pids.items()}
+        self._c = cpu_busy_s()
+        return self
+
+    def stop(self) -> Window:
+        self.seconds = time.monotonic() - self._t
+        self.proc_s = {k: tree_s(p) - self._p[k] for k, p in self.pids.items()}
+        c = cpu_busy_s()
+        self.cpu_pct = {k: 100 * (c[k] - self._c.get(k, 0.0)) / self.seconds for k in c}
+        return self
+
+
+# -- the servers ----------------------------------------------------------------------------------
+class Cluster:
+    """A config centre, loaders and one gateway, every process pinned to CPU 0 (when ``pin``) and in
+    its own process group; :meth:`stop` ends them all. ``ASE_HOME`` and the ``ASE_CONFIG_*``
+    settings of this process point at the cluster while it runs (the loaders read them)."""
+
+    def __init__(self, loaders: list[tuple[Path, list[str]]], pin: bool, gateway_args: list[str]) -> None:
+        self.loaders_wanted = loaders
+        self.pin = pin
+        self.gateway_args = gateway_args
+        self.servers: list[loadgen.LoaderServer] = []
+        self.tmp: str | None = None
+        self.url = ""
+        self.pids: dict[str, int] = {}
+        self._env: dict[str, str | None] = {}
+
+    def _start(self, cmd: list[str]) -> loadgen.LoaderServer:
+        server = loadgen.LoaderServer(cmd, None)
+        self.servers.append(server)
+        server.start(timeout_s=90.0)
+        assert server.proc is not None
+        return server
+
+    def _setenv(self, **values: str) -> None:
+        for k, v in values.items():
+            self._env.setdefault(k, os.environ.get(k))
+            os.environ[k] = v
+
+    def start(self) -> Cluster:
+        self.tmp = tempfile.mkdtemp(prefix="ase-bench-gateway-")
+        tmp = Path(self.tmp)
+        py, pin0 = sys.executable, taskset(SERVER_CPU, self.pin)
+        self._setenv(ASE_HOME=str(tmp / "home"))
+        cfg = self._start([*pin0, py, "-m", "ase_serving.store.embedded", "--port", "0", "--data", str(tmp / "cfg")])
+        password = (tmp / "cfg" / "admin.password").read_text().strip()
+        self._setenv(ASE_CONFIG_ADDRESS=cfg.target, ASE_CONFIG_ACCOUNT="admin", ASE_CONFIG_PASSWORD=password)
+        assert cfg.proc is not None
+        self.pids["config"] = cfg.proc.pid
+        for project, args in self.loaders_wanted:
+            extra = ["--workers", "1", "--metrics-port", "0", "--log-level", "warning", *args]
+            loader = self._start([*pin0, *loadgen.loader_cmd(project, extra)])
+            assert loader.proc is not None
+            self.pids[f"loader {project.name}"] = loader.proc.pid
+        gw_cmd = [*pin0, py, "-m", "ase_serving.gateway", "--port", "0", "--workers", "1"]
+        gw_cmd += ["--config", cfg.target, "--account", "admin", "--password", password, *self.gateway_args]
+        gw = self._start(gw_cmd)
+        assert gw.proc is not None
+        self.pids["gateway"] = gw.proc.pid
+        self.url = gw.target
+        return self
+
+    def stop(self) -> None:
+        for server in reversed(self.servers):  # the gateway first, the config centre last
+            server.stop()
+        self.servers.clear()
+        for k, v in self._env.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        self._env.clear()
+        if self.tmp is not None:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+            self.tmp = None
+
+    def __enter__(self) -> Cluster:
+        try:
+            return self.start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+@contextlib.contextmanager
+def bare_server(pin: bool) -> Iterator[loadgen.LoaderServer]:
+    cmd = [*taskset(SERVER_CPU, pin), sys.executable, str(Path(__file__).resolve()), "--serve-bare"]
+    with loadgen.serving(cmd, None) as server:
+        yield server
+
+
+def until(what: str, check: Callable[[], str | None], timeout_s: float = 60.0) -> None:
+    """Call ``check`` until it returns None (fine); else fail after ``timeout_s`` with its last word."""
+    deadline = time.monotonic() + timeout_s
+    why = "?"
+    while time.monotonic() < deadline:
+        try:
+            problem = check()
+        except (OSError, http.client.HTTPException, ValueError) as exc:
+            problem = f"{type(exc).__name__}: {exc}"
+        if problem is None:
+            return
+        why = problem
+        time.sleep(0.2)
+    raise RuntimeError(f"{what} not ready within {timeout_s:g} s: {why}")
+
+
+def post_echo(url: str, body: bytes, text: bytes) -> str | None:
+    """POST the body once; None if the answer is code 0 with the same text, else what is wrong."""
+    parts = urlsplit(url)
+    conn = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port, timeout=10)
+    try:
+        conn.request("POST", ONCE_ROUTE, body, {"Content-Type": "application/json"})
+        resp = conn.getresponse()
+        raw = resp.read()
+    finally:
+        conn.close()
+    if resp.status != 200:
+        return f"HTTP {resp.status}: {raw[:200]!r}"
+    doc = json.loads(raw)
+    got = base64.b64decode(doc.get("payload", {}).get("echo", {}).get("text", ""))
+    if doc["header"]["code"] != 0 or got != text:
+        return f"wrong answer: {raw[:200]!r}"
+    return None
+
+
+# -- wrk ------------------------------------------------------------------------------------------
+def require_wrk() -> str:
+    exe = shutil.which("wrk")
+    if exe is None:
+        sys.exit("error: wrk is not installed: run `scripts/system-deps --bench` (Debian package wrk)")
+    return exe
+
+
+LUA = """-- written by bench/gateway_once.py: POST the body, print the summary as one JSON line
+wrk.method = "POST"
+wrk.body = [==[%s]==]
+wrk.headers["Content-Type"] = "application/json"
+
+function done(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    'WRK {"requests":%%d,"duration_us":%%d,"bytes":%%d,"mean_us":%%.1f,"max_us":%%d,' ..
+    '"p50_us":%%d,"p90_us":%%d,"p99_us":%%d,"p999_us":%%d,' ..
+    '"connect":%%d,"read":%%d,"write":%%d,"status":%%d,"timeout":%%d}\\n',
+    summary.requests, summary.duration, summary.bytes, latency.mean, latency.max,
+    latency:percentile(50), latency:percentile(90), latency:percentile(99), latency:percentile(99.9),
+    e.connect, e.read, e.write, e.status, e.timeout))
+end
+"""
+
+
+def write_lua(path: Path, body: bytes) -> Path:
+    text = body.decode()
+    assert "]==]" not in text
+    path.write_text(LUA % text)
+    return path
+
+
+def run_wrk(url: str, lua: Path, conc: int, seconds: int, pin: bool, threads: int = 1) -> dict[str, Any]:
+    cmd = [*taskset(CLIENT_CPU, pin), "wrk", f"-t{min(threads, conc)}", f"-c{conc}", f"-d{seconds}s"]
+    cmd += ["--timeout", "10s", "-s", str(lua), url + ONCE_ROUTE]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 60)
+    for line in out.stdout.splitlines():
+        if line.startswith("WRK "):
+            doc: dict[str, Any] = json.loads(line[4:])
+            return doc
+    raise RuntimeError(f"wrk gave no summary (exit {out.returncode}):\n{out.stdout}\n{out.stderr}")
+
+
+# -- a point --------------------------------------------------------------------------------------
+@dataclass
+class Row:
+    name: str
+    concurrency: int
+    wrk: dict[str, Any]
+    window: Window
+
+    @property
+    def rps(self) -> float:
+        return self.wrk["requests"] / (self.wrk["duration_us"] / 1e6)
+
+    @property
+    def non2xx(self) -> int:
+        return int(self.wrk["status"])
+
+    @property
+    def socket_errors(self) -> int:
+        return sum(int(self.wrk[k]) for k in ("connect", "read", "write", "timeout"))
+
+    def cpu_us_per_req(self, key: str) -> float:
+        n = self.wrk["requests"]
+        return 1e6 * sum(v for k, v in self.window.proc_s.items() if k.startswith(key)) / n if n else 0.0
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "concurrency": self.concurrency,
+            "requests": self.wrk["requests"],
+            "seconds": round(self.wrk["duration_us"] / 1e6, 3),
+            "requests_per_s": round(self.rps, 1),
+            "p50_us": self.wrk["p50_us"],
+            "p90_us": self.wrk["p90_us"],
+            "p99_us": self.wrk["p99_us"],
+            "p999_us": self.wrk["p999_us"],
+            "max_us": self.wrk["max_us"],
+            "non_2xx": self.non2xx,
+            "socket_errors": self.socket_errors,
+            "server_cpu_s": {k: round(v, 3) for k, v in self.window.proc_s.items()},
+            "server_cpu_us_per_request": {
+                k: round(1e6 * v / self.wrk["requests"], 1) if self.wrk["requests"] else 0
+                for k, v in self.window.proc_s.items()
+            },
+            "cpu_busy_pct": {str(k): round(v, 1) for k, v in self.window.cpu_pct.items()},
+        }
+
+
+def measure(name: str, url: str, pids: dict[str, int], lua: Path, c: int, args: argparse.Namespace) -> Row:
+    if args.warmup > 0:
+        run_wrk(url, lua, c, args.warmup, args.pin)
+    window = Window(pids).start()
+    res = run_wrk(url, lua, c, args.seconds, args.pin)
+    return Row(name, c, res, window.stop())
+
+
+def us(v: float) -> str:
+    return f"{v:,.0f}"
+
+
+HEADER = (
+    "| server | conc. | req/s | p50 µs | p99 µs | non-2xx | socket errors | server CPU µs/req | "
+    "CPU 0 busy | CPU 1 busy |\n|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|"
+)
+
+
+def row_text(r: Row) -> str:
+    if r.name == "bare":
+        cpu = us(r.cpu_us_per_req("bare"))
+    else:
+        gw, ld = r.cpu_us_per_req("gateway"), r.cpu_us_per_req("loader")
+        cpu = f"{us(gw + ld + r.cpu_us_per_req('config'))} ({us(gw)} gateway + {us(ld)} loader)"
+    busy = r.window.cpu_pct
+    return (
+        f"| {r.name} | {r.concurrency} | {r.rps:,.0f} | {us(r.wrk['p50_us'])} | {us(r.wrk['p99_us'])} | "
+        f"{r.non2xx} | {r.socket_errors} | {cpu} | {busy.get(SERVER_CPU, 0):.0f}% | "
+        f"{busy.get(CLIENT_CPU, 0):.0f}% |"
+    )
+
+
+# -- a profile of the gateway ---------------------------------------------------------------------
+AREAS = [  # (area, a substring of a frame that puts a sample there), first match from the leaf up
+    ("prometheus metrics", "prometheus_client/"),
+    ("schema check (jsonschema-rs)", "webgate.py"),
+    ("request/result conversion", "ase_serving/loader/convert.py"),
+    ("request/result conversion", "ase_serving/protocol/public.py"),
+    ("request/result conversion", "gateway/atom.py:to_request"),
+    ("gRPC client (grpc.aio)", "grpc/"),
+    ("loader client", "ase_serving/loader/client.py"),
+    ("LB pick/release", "ase_serving/lb/"),
+    ("LB pick/release", "gateway/balance.py"),
+    ("config watch (httpx)", "httpx/"),
+    ("config watch (httpx)", "ase_serving/store/"),
+    ("uvicorn HTTP", "uvicorn/protocols/"),
+    ("gateway app", "ase_serving/gateway/"),
+    ("uvicorn HTTP", "uvicorn/"),
+]
+
+
+def area_of(frames: list[str]) -> str:
+    for frame in reversed(frames):
+        for area, needle in AREAS:
+            if needle in frame or (":" in needle and needle.replace(":", ".py").split(".py")[0] in frame):
+                return area
+    return "event loop, other"
+
+
+def profile(pyspy: str, url: str, gw_pid: int, lua: Path, args: argparse.Namespace) -> dict[str, Any]:
+    """py-spy samples of the gateway process while wrk runs at ``--profile-concurrency``."""
+    out = Path(args.profile_out or tempfile.mktemp(prefix="gateway-profile-", suffix=".txt"))
+    secs = max(4, args.seconds)
+    wrk = subprocess.Popen(
+        [*taskset(CLIENT_CPU, args.pin), "wrk", "-t1", f"-c{args.profile_concurrency}", f"-d{secs + 2}s"]
+        + ["-s", str(lua), url + ONCE_ROUTE],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        time.sleep(1.0)
+        cmd = [*taskset(CLIENT_CPU, args.pin), pyspy, "record", "-p", str(gw_pid), "-d", str(secs)]
+        cmd += ["-r", "100", "-f", "raw", "-o", str(out)]
+        subprocess.run(cmd, capture_output=True, text=True, timeout=secs + 60, check=True)
+        wrk_out, _ = wrk.communicate(timeout=secs + 60)
+    finally:
+        if wrk.poll() is None:
+            wrk.kill()
+            wrk.wait()
+    total = 0
+    leaf: collections.Counter[str] = collections.Counter()
+    areas: collections.Counter[str] = collections.Counter()
+    for line in out.read_text().splitlines():
+        stack, _, n = line.rpartition(" ")
+        if not n.isdigit():
+            continue
+        frames = stack.split(";")
+        total += int(n)
+        leaf[frames[-1]] += int(n)
+        areas[area_of(frames)] += int(n)
+    rps = next((ln for ln in wrk_out.splitlines() if ln.startswith("Requests/sec")), "")
+    print(f"\n## py-spy profile of the gateway at concurrency {args.profile_concurrency}: {total} samples")
+    print(f"(wrk under the profiler: {rps.strip()}; raw stacks in {out})\n")
+    print("| area (innermost matching frame) | share of samples |\n|---|--:|")
+    for area, n in areas.most_common():
+        print(f"| {area} | {100 * n / total:.1f}% |")
+    print("\n| function (where the sample was) | share |\n|---|--:|")
+    for fn, n in leaf.most_common(15):
+        print(f"| `{fn}` | {100 * n / total:.1f}% |")
+    return {
+        "samples": total,
+        "raw": str(out),
+        "areas": {a: round(100 * n / total, 1) for a, n in areas.most_common()},
+        "top": [[fn, round(100 * n / total, 1)] for fn, n in leaf.most_common(30)],
+    }
+
+
+# -- main -----------------------------------------------------------------------------------------
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    ap.add_argument("--seconds", type=int, default=8, help="measured seconds per point (default 8)")
+    ap.add_argument("--warmup", type=int, default=2, help="warm-up seconds before each point (default 2)")
+    ap.add_argument("--concurrency", default="1,16,64", help="connections (default 1,16,64)")
+    ap.add_argument("--payload", type=int, default=768, help="text bytes (default 768 = 1 KiB of base64)")
+    ap.add_argument("--lic", type=int, default=128, help="licences of the echo loader (default 128)")
+    ap.add_argument("--json", type=Path, help="also write every number to this file")
+    ap.add_argument("--no-pin", dest="pin", action="store_false", help="do not pin (default: pin)")
+    ap.add_argument("--quiet-wait", type=float, default=60.0, help="wait up to this long for a quiet machine")
+    ap.add_argument("--py-spy", help="after the points, profile the gateway with this py-spy ('auto': PATH)")
+    ap.add_argument("--profile-concurrency", type=int, default=16)
+    ap.add_argument("--profile-out", help="where py-spy's raw stacks go (default: a temp file)")
+    ap.add_argument("--serve-bare", action="store_true", help="run only the bare baseline app")
+    ap.add_argument("--host", default="127.0.0.1", help="with --serve-bare")
+    ap.add_argument("--port", type=int, default=0, help="with --serve-bare")
+    args = ap.parse_args(argv)
+    args.levels = [int(c) for c in args.concurrency.split(",") if c.strip()]
+    return args
+
+
+def install_signal_handlers() -> None:
+    """SIGTERM/SIGHUP end the bench like Ctrl-C does: through the cleanup of every server."""
+
+    def stop(signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, stop)
+
+
+def find_pyspy(opt: str | None) -> str | None:
+    if not opt:
+        return None
+    exe = shutil.which("py-spy") if opt == "auto" else opt
+    if exe is None or not os.access(exe, os.X_OK):
+        sys.exit(f"error: py-spy not found ({opt}): `pip install py-spy`, or give its path")
+    return exe
+
+
+def ratios(rows: list[Row]) -> list[dict[str, Any]]:
+    out = []
+    by = {(r.name, r.concurrency): r for r in rows}
+    for (name, c), full in by.items():
+        bare = by.get(("bare", c))
+        if name == "bare" or bare is None:
+            continue
+        out.append(
+            {
+                "concurrency": c,
+                "bare_rps": round(bare.rps, 1),
+                "full_rps": round(full.rps, 1),
+                "full_pct_of_bare": round(100 * full.rps / bare.rps, 1) if bare.rps else None,
+                "bare_p50_us": bare.wrk["p50_us"],
+                "full_p50_us": full.wrk["p50_us"],
+                "added_p50_us": full.wrk["p50_us"] - bare.wrk["p50_us"],
+                "bare_p99_us": bare.wrk["p99_us"],
+                "full_p99_us": full.wrk["p99_us"],
+            }
+        )
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.serve_bare:
+        return serve_bare(args.host, args.port)
+    require_wrk()
+    pyspy = find_pyspy(args.py_spy)
+    install_signal_handlers()
+    if args.pin and not can_pin():
+        print("warning: taskset or a second CPU is missing: nothing is pinned", file=sys.stderr)
+        args.pin = False
+    info = loadgen.banner(args.quiet_wait)
+    text = text_bytes(args.payload)
+    body = once_body(text)
+    print(
+        f"body: {len(body)} bytes ({len(base64.b64encode(text))} of base64); servers on CPU {SERVER_CPU}, "
+        f"wrk on CPU {CLIENT_CPU}" + ("" if args.pin else " (NOT pinned)"),
+        flush=True,
+    )
+    out: dict[str, Any] = {
+        "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "command": " ".join([sys.executable, *sys.argv]),
+        "commit": loadgen.commit(),
+        "machine": info,
+        "body_bytes": len(body),
+        "seconds_per_point": args.seconds,
+        "warmup_s": args.warmup,
+        "pinned": args.pin,
+    }
+    rows: list[Row] = []
+    with contextlib.ExitStack() as stack:
+        tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="ase-bench-wrk-")))
+        lua = write_lua(tmp / "post.lua", body)
+        bare = stack.enter_context(bare_server(args.pin))
+        cluster = stack.enter_context(Cluster([(ECHO, ["--lic", str(args.lic)])], args.pin, []))
+        until("the bare app", lambda: post_echo(bare.target, body, text))
+        until(f"the gateway's {ONCE_ROUTE}", lambda: post_echo(cluster.url, body, text))
+        assert bare.proc is not None
+        servers = [
+            ("bare", bare.target, {"bare": bare.proc.pid}),
+            ("gateway -> loader", cluster.url, cluster.pids),
+        ]
+        print(f"bare app {bare.target}; gateway {cluster.url} (pids {cluster.pids})\n", flush=True)
+        print(HEADER, flush=True)
+        for c in args.levels:
+            for name, url, pids in servers:
+                r = measure(name, url, pids, lua, c, args)
+                rows.append(r)
+                print(row_text(r), flush=True)
+        out["points"] = [r.summary() for r in rows]
+        out["ratios"] = ratios(rows)
+        print("\n| conc. | full path req/s ÷ bare | added p50 (full − bare) | p99 bare → full |")
+        print("|--:|--:|--:|--:|")
+        for q in out["ratios"]:
+            print(
+                f"| {q['concurrency']} | {q['full_pct_of_bare']:.0f}% | {q['added_p50_us'] / 1000:.2f} ms | "
+                f"{q['bare_p99_us'] / 1000:.2f} → {q['full_p99_us'] / 1000:.2f} ms |"
+            )
+        c1 = next((q for q in out["ratios"] if q["concurrency"] == 1), None)
+        top = max(out["ratios"], key=lambda q: q["concurrency"], default=None)
+        if c1 is not None and top is not None:
+            ok_rps = all(q["full_pct_of_bare"] >= 40 for q in out["ratios"] if q["concurrency"] > 1)
+            ok_p50 = c1["added_p50_us"] <= 1000
+            print(
+                f"\naim: full path >= 40% of the bare app's req/s: {'met' if ok_rps else 'MISSED'}; "
+                f"added p50 at c=1 <= 1 ms: {'met' if ok_p50 else 'MISSED'} "
+                f"({c1['added_p50_us'] / 1000:.2f} ms)"
+            )
+        if pyspy:
+            out["profile"] = profile(pyspy, cluster.url, cluster.pids["gateway"], lua, args)
+    if args.json:
+        args.json.write_text(json.dumps(out, indent=2) + "\n")
+        print(f"\nwrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:
+        print("interrupted: every server stopped", file=sys.stderr)
+        sys.exit(130)

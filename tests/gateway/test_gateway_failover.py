@@ -1,0 +1,134 @@
+"""Two loaders for one service: load spreads by licences; SIGKILL one under load and once requests
+keep succeeding on the other, sessions on the dead one end with an error frame."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+from websockets.asyncio.client import connect
+
+from tests.gateway.support import Cluster, GatewayProcess, once_body
+from tests.gateway.test_gateway_sessions import first_frame, frame, results, session_schema
+from tests.support import WRAPPERS, LoaderProcess, wait_for
+
+ECHO = """
+apiVersion: ase-serving/v1
+kind: ApiSchema
+metadata: {serviceName: twin, version: "1.0.0", name: twin}
+spec:
+  interface: once
+  request:
+    parameters:
+      properties: {}
+      additionalProperties: true
+    payload:
+      properties:
+        text: {type: text}
+  response:
+    payload:
+      properties:
+        text: {type: text}
+"""
+
+
+def loader_calls(loader: LoaderProcess) -> int:
+    """Once calls the loader answered, from its own /metrics."""
+    _, body = loader.http("/metrics")
+    total = 0.0
+    for line in body.decode().splitlines():
+        if line.startswith("ase_loader_requests_total{") and 'method="once"' in line:
+            total += float(line.rsplit(" ", 1)[1])
+    return int(total)
+
+
+@pytest.fixture
+def twins(cluster: Cluster) -> Iterator[tuple[GatewayProcess, list[LoaderProcess]]]:
+    cluster.put_schema(ECHO)
+    loaders = [cluster.loader(WRAPPERS / "echo", "--service", "twin", "--lic", "4") for _ in range(2)]
+    with cluster.gateway() as gw:
+        gw.wait_route("/v1/private/twin")
+        gw.wait_loaders("twin", 2)
+        yield gw, loaders
+    for loader in loaders:
+        loader.kill()
+
+
+def test_load_spreads_over_both_loaders(twins: tuple[GatewayProcess, list[LoaderProcess]]) -> None:
+    gw, loaders = twins
+    before = [loader_calls(ld) for ld in loaders]
+    with ThreadPoolExecutor(8) as pool:
+        codes = list(pool.map(lambda _: gw.post("/v1/private/twin", once_body()).status_code, range(80)))
+    assert codes == [200] * 80
+    got = [loader_calls(ld) - b for ld, b in zip(loaders, before, strict=True)]
+    assert sum(got) == 80
+    assert min(got) >= 20, f"calls per loader: {got}"  # equal licences: about half each
+
+
+def test_sigkill_one_loader_under_load(twins: tuple[GatewayProcess, list[LoaderProcess]]) -> None:
+    gw, loaders = twins
+    stop = threading.Event()
+    outcomes: list[int] = []
+    lock = threading.Lock()
+
+    def hammer() -> None:
+        with httpx.Client(base_url=gw.url, timeout=20.0) as client:
+            while not stop.is_set():
+                resp = client.post("/v1/private/twin", content=orjson.dumps(once_body("x")))
+                with lock:
+                    outcomes.append(resp.json()["header"]["code"])
+
+    threads = [threading.Thread(target=hammer) for _ in range(6)]
+    for t in threads:
+        t.start()
+    try:
+        wait_for(lambda: len(outcomes) >= 50, 20, "load running")
+        assert loader_calls(loaders[0]) > 0  # the one killed was taking its share
+        loaders[0].kill()  # SIGKILL to the whole loader (supervisor and workers)
+        seen = len(outcomes)
+        wait_for(lambda: len(outcomes) >= seen + 100, 30, "load going on after the kill")
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(30)
+    assert not any(t.is_alive() for t in threads), "a request hung"
+    assert set(outcomes) == {0}, {c: outcomes.count(c) for c in set(outcomes)}
+
+
+def test_sessions_on_the_killed_loader_end_with_an_error_frame(cluster: Cluster) -> None:
+    cluster.put_schema(session_schema("pair"))
+    loaders = [cluster.loader(WRAPPERS / "session_sync", "--service", "pair", "--lic", "2") for _ in range(2)]
+    try:
+        with cluster.gateway() as gw:
+            gw.wait_route("/v1/private/pair")
+
+            async def run() -> list[list[dict[str, Any]]]:
+                url = f"{gw.ws_url}/v1/private/pair"
+                sockets = [await connect(url) for _ in range(4)]
+                for ws in sockets:
+                    await ws.send(first_frame("pair", 0, "a"))
+                    assert orjson.loads(await ws.recv())["header"]["code"] == 0
+                # Every licence of both loaders is held now (2 x 2): kill one loader.
+                loaders[0].kill()
+                for ws in sockets:
+                    await ws.send(frame(2, "b"))
+                return [await results(ws) for ws in sockets]
+
+            gw.wait_loaders("pair", 2)
+            ends = asyncio.run(run())
+        codes = sorted(got[-1]["header"]["code"] for got in ends)
+        assert codes[:2] == [0, 0] and all(c != 0 for c in codes[2:]), ends
+        for got in ends:
+            last = got[-1]["header"]
+            assert last["status"] == 2
+            if last["code"] != 0:
+                assert last["code"] == 11503 and "unreachable" in last["message"]
+    finally:
+        for loader in loaders:
+            loader.kill()
