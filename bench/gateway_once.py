@@ -87,7 +87,7 @@ def bare_app() -> Any:
         out: dict[str, Any] = {}
         for entry in body["payload"].values():
             data = base64.b64decode(entry["text"], validate=True)
-            item_status = entry.get("status", 3) if status is not None else 3
+            item_status = 3 if status is None else status
             out["echo"] = {"encoding": "utf8", "status": item_status, "text": base64.b64encode(data).decode()}
         header: dict[str, Any] = {"code": 0, "message": "success", "sid": sid}
         if status is not None:
@@ -112,7 +112,9 @@ def bare_app() -> Any:
         except WebSocketDisconnect:
             return
 
-    return Starlette(routes=[Route(ONCE_ROUTE, once, methods=["POST"]), WebSocketRoute(SESSION_ROUTE, session)])
+    return Starlette(
+        routes=[Route(ONCE_ROUTE, once, methods=["POST"]), WebSocketRoute(SESSION_ROUTE, session)]
+    )
 
 
 def serve_bare(host: str, port: int) -> int:
@@ -147,13 +149,12 @@ def taskset(cpu: int, pin: bool) -> list[str]:
 def cpu_busy_s() -> dict[int, float]:
     """CPU seconds each CPU has been busy (not idle or iowait) since boot, from /proc/stat."""
     out: dict[int, float] = {}
-    with contextlib.suppress(OSError, ValueError):
-        with open("/proc/stat") as fh:
-            for line in fh:
-                name, *vals = line.split()
-                if name.startswith("cpu") and name[3:].isdigit():
-                    f = [int(v) for v in vals]
-                    out[int(name[3:])] = (sum(f[:8]) - f[3] - f[4]) / _TICK
+    with contextlib.suppress(OSError, ValueError), open("/proc/stat") as fh:
+        for line in fh:
+            name, *vals = line.split()
+            if name.startswith("cpu") and name[3:].isdigit():
+                f = [int(v) for v in vals]
+                out[int(name[3:])] = (sum(f[:8]) - f[3] - f[4]) / _TICK
     return out
 
 
@@ -217,7 +218,9 @@ class Cluster:
         tmp = Path(self.tmp)
         py, pin0 = sys.executable, taskset(SERVER_CPU, self.pin)
         self._setenv(ASE_HOME=str(tmp / "home"))
-        cfg = self._start([*pin0, py, "-m", "ase_serving.store.embedded", "--port", "0", "--data", str(tmp / "cfg")])
+        cfg = self._start(
+            [*pin0, py, "-m", "ase_serving.store.embedded", "--port", "0", "--data", str(tmp / "cfg")]
+        )
         password = (tmp / "cfg" / "admin.password").read_text().strip()
         self._setenv(ASE_CONFIG_ADDRESS=cfg.target, ASE_CONFIG_ACCOUNT="admin", ASE_CONFIG_PASSWORD=password)
         assert cfg.proc is not None
@@ -297,7 +300,7 @@ def post_echo(url: str, body: bytes, text: bytes) -> str | None:
         return f"HTTP {resp.status}: {raw[:200]!r}"
     doc = json.loads(raw)
     got = base64.b64decode(doc.get("payload", {}).get("echo", {}).get("text", ""))
-    if doc["header"]["code"] != 0 or got != text:
+    if doc.get("header", {}).get("code") != 0 or got != text:
         return f"wrong answer: {raw[:200]!r}"
     return None
 
@@ -428,10 +431,11 @@ def row_text(r: Row) -> str:
 # -- a profile of the gateway ---------------------------------------------------------------------
 AREAS = [  # (area, a substring of a frame that puts a sample there), first match from the leaf up
     ("prometheus metrics", "prometheus_client/"),
-    ("schema check (jsonschema-rs)", "webgate.py"),
+    ("schema check (jsonschema-rs)", "check (ase_serving/gateway/webgate.py"),
     ("request/result conversion", "ase_serving/loader/convert.py"),
     ("request/result conversion", "ase_serving/protocol/public.py"),
-    ("request/result conversion", "gateway/atom.py:to_request"),
+    ("request/result conversion", "to_request (ase_serving/gateway/atom.py"),
+    ("request/result conversion", "_output_spec (ase_serving/gateway/atom.py"),
     ("gRPC client (grpc.aio)", "grpc/"),
     ("loader client", "ase_serving/loader/client.py"),
     ("LB pick/release", "ase_serving/lb/"),
@@ -447,18 +451,22 @@ AREAS = [  # (area, a substring of a frame that puts a sample there), first matc
 def area_of(frames: list[str]) -> str:
     for frame in reversed(frames):
         for area, needle in AREAS:
-            if needle in frame or (":" in needle and needle.replace(":", ".py").split(".py")[0] in frame):
+            if needle in frame:
                 return area
     return "event loop, other"
 
 
 def profile(pyspy: str, url: str, gw_pid: int, lua: Path, args: argparse.Namespace) -> dict[str, Any]:
     """py-spy samples of the gateway process while wrk runs at ``--profile-concurrency``."""
-    out = Path(args.profile_out or tempfile.mktemp(prefix="gateway-profile-", suffix=".txt"))
+    if args.profile_out:
+        out = Path(args.profile_out)
+    else:
+        with tempfile.NamedTemporaryFile(prefix="gateway-profile-", suffix=".txt", delete=False) as fh:
+            out = Path(fh.name)
     secs = max(4, args.seconds)
+    load = [*taskset(CLIENT_CPU, args.pin), "wrk", "-t1", f"-c{args.profile_concurrency}", f"-d{secs + 2}s"]
     wrk = subprocess.Popen(
-        [*taskset(CLIENT_CPU, args.pin), "wrk", "-t1", f"-c{args.profile_concurrency}", f"-d{secs + 2}s"]
-        + ["-s", str(lua), url + ONCE_ROUTE],
+        [*load, "-s", str(lua), url + ONCE_ROUTE],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -615,7 +623,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(row_text(r), flush=True)
         out["points"] = [r.summary() for r in rows]
         out["ratios"] = ratios(rows)
-        print("\n| conc. | full path req/s ÷ bare | added p50 (full − bare) | p99 bare → full |")
+        print("\n| conc. | full path req/s ÷ bare | added p50 (full - bare) | p99 bare → full |")
         print("|--:|--:|--:|--:|")
         for q in out["ratios"]:
             print(

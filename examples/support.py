@@ -8,6 +8,7 @@ through ``EngineHost`` (what the loader's workers run), the project's own test c
 
 from __future__ import annotations
 
+import contextlib
 import json
 import queue
 import subprocess
@@ -15,7 +16,7 @@ import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ase_serving.errors import AseError
 from ase_serving.loader.host import EngineHost, SessionState
@@ -23,6 +24,9 @@ from ase_serving.loader.project import load_project
 from ase_serving.protocol.items import DataItem, DataType, Request, Status
 from ase_serving.wrapper import load_plugin
 from tests.support import LoaderProcess, start_loader
+
+if TYPE_CHECKING:
+    from tests.gateway.support import GatewayProcess
 
 EXAMPLES = Path(__file__).resolve().parent
 #: The console script a user runs; the module form where it is not installed next to python.
@@ -146,3 +150,23 @@ def serve(name: str) -> Iterator[LoaderProcess]:
     with start_loader(example_dir(name), timeout=60) as loader:
         loader.client().wait_ready(30)
         yield loader
+
+
+@contextlib.contextmanager
+def through_gateway(name: str, tmp: Path, *loader_args: str) -> Iterator[GatewayProcess]:
+    """``examples/<name>`` behind a real gateway: an embedded config centre, the example's loader
+    (which pushes its own schema) and a gateway, until the route answers with a loader behind it."""
+    from tests.gateway.support import Cluster
+    from tests.store.embedded_server import start_embedded
+
+    with start_embedded(tmp / "configd") as centre:
+        cluster = Cluster(centre, tmp / "ase-home")
+        try:
+            settings = load_project(example_dir(name))
+            cluster.loader(example_dir(name), *loader_args)
+            with cluster.gateway() as gw:
+                gw.wait_route(f"/v1/private/{settings.service}", timeout=60)
+                gw.wait_loaders(settings.service, 1, timeout=60)
+                yield gw
+        finally:
+            cluster.close()

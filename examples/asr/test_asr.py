@@ -166,3 +166,63 @@ def test_empty_session_error_from_the_callback_reaches_the_client(loader: Loader
     results = session.results(timeout=15)
     assert [r.code for r in results] == [20203]
     assert "no audio received" in results[0].message
+
+
+def direct_streaming_text(pcm: bytes, size: int = FRAME) -> str:
+    """pocketsphinx itself, fed the audio in chunks as a stream (no ASE code involved)."""
+    from pocketsphinx import Decoder, get_model_path
+
+    model = Path(get_model_path()) / "en-us"
+    decoder = Decoder(
+        hmm=str(model / "en-us"), lm=str(model / "en-us.lm.bin"), dict=str(model / "cmudict-en-us.dict")
+    )
+    decoder.start_utt()
+    for i in range(0, len(pcm), size):
+        decoder.process_raw(pcm[i : i + size], False, False)
+    decoder.end_utt()
+    hyp = decoder.hyp()
+    return hyp.hypstr if hyp is not None else ""
+
+
+@pytest.mark.timeout(180)
+def test_through_the_gateway_over_websocket_equals_pocketsphinx_streaming(tmp_path: Path) -> None:
+    import asyncio
+    import base64
+
+    import orjson
+    from websockets.asyncio.client import connect
+
+    from examples.support import through_gateway
+
+    async def recognise(url: str, pcm: bytes) -> tuple[list[dict], int | None]:
+        chunks = [pcm[i : i + FRAME] for i in range(0, len(pcm), FRAME)]
+        got = []
+        async with connect(url) as ws:
+            for i, chunk in enumerate(chunks):
+                status = 0 if i == 0 else (2 if i == len(chunks) - 1 else 1)
+                entry = {
+                    "encoding": "raw",
+                    "sample_rate": 16000,
+                    "status": status,
+                    "audio": base64.b64encode(chunk).decode(),
+                }
+                body: dict = {"header": {"status": status}, "payload": {"audio": entry}}
+                if i == 0:
+                    body["header"]["app_id"] = "test"
+                    body["parameter"] = {"asr": {}}
+                await ws.send(orjson.dumps(body).decode())
+            async for msg in ws:
+                got.append(orjson.loads(msg))
+            return got, ws.close_code
+
+    with through_gateway("asr", tmp_path) as gw:
+        for name in ("hello_world.pcm", "coffee.pcm"):
+            pcm = (AUDIO / name).read_bytes()  # made by espeak-ng (tests/make_audio.sh)
+            got, close = asyncio.run(recognise(f"{gw.ws_url}/v1/private/asr", pcm))
+            assert close == 1000, got
+            assert all(r["header"]["code"] == 0 for r in got), got
+            final = got[-1]
+            assert final["header"]["status"] == 2
+            text = base64.b64decode(final["payload"]["result"]["text"]).decode()
+            assert text == direct_streaming_text(pcm), name
+            assert text  # pocketsphinx heard something

@@ -123,3 +123,41 @@ def test_served_by_a_real_loader(loader: LoaderProcess) -> None:
     bad = client.once(image_request(b"not an image"))
     assert bad.code == 20302
     assert "not an image" in bad.message
+
+
+@pytest.mark.timeout(180)
+def test_through_the_gateway_over_http_equals_a_direct_call(tmp_path: Path) -> None:
+    import base64
+
+    import cv2
+    import numpy as np
+    from rapidocr_onnxruntime import RapidOCR
+
+    from ase_serving.loader.project import load_project
+    from examples.support import example_dir, through_gateway
+
+    # RapidOCR itself, with the [wrapper] settings of ase.toml, on the image decoded as the wrapper does.
+    config = load_project(example_dir("ocr")).wrapper_config
+    engine = RapidOCR(
+        text_score=float(config["text_score"]),
+        det_limit_type=config["det_limit_type"],
+        det_limit_side_len=int(config["det_limit_side_len"]),
+    )
+    found, _ = engine(cv2.imdecode(np.frombuffer(PNG.read_bytes(), np.uint8), cv2.IMREAD_COLOR))
+    direct = "\n".join(text for _box, text, _score in found or [])
+    body = {
+        "header": {"app_id": "test"},
+        "parameter": {"ocr": {}},
+        "payload": {"image1": {"encoding": "png", "image": base64.b64encode(PNG.read_bytes()).decode()}},
+    }
+    with through_gateway("ocr", tmp_path) as gw:
+        resp = gw.post("/v1/private/ocr", body)
+        assert resp.status_code == 200, resp.text
+        payload = resp.json()["payload"]
+        text = base64.b64decode(payload["text"]["text"]).decode()
+        assert text == direct and "hello" in text.lower()
+        boxes = json.loads(base64.b64decode(payload["boxes"]["text"]))
+        assert [b["text"] for b in boxes] == direct.split("\n")
+        # The schema from the Api class checks the parameters: min_score is at most 1.
+        bad = gw.post("/v1/private/ocr", {**body, "parameter": {"ocr": {"min_score": 2}}})
+        assert bad.status_code == 400 and "parameter.ocr.min_score" in bad.json()["header"]["message"]
