@@ -18,6 +18,7 @@ import pytest
 
 from tests.cli.cluster_support import asectl, one_line_error
 from tests.store.etcd_server import free_port, start_etcd
+from tests.support import ASECTL
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -53,7 +54,7 @@ def home(tmp_path: Path) -> Iterator[Path]:
 
 
 def test_init_status_init_again_down(tmp_path: Path, home: Path) -> None:
-    config_port, lb_port = free_port(), free_port()
+    config_port, lb_port, gw_port = free_port(), free_port(), free_port()
     # Stale pid files from a crashed earlier run: a dead pid, and a live pid that is not ours.
     (home / "run").mkdir(parents=True)
     done = subprocess.run(
@@ -65,11 +66,20 @@ def test_init_status_init_again_down(tmp_path: Path, home: Path) -> None:
         json.dumps({**stale, "pid": os.getpid(), "marker": "ase_serving.lb"})
     )
 
-    args = ("init", "--config-port", str(config_port), "--lb-port", str(lb_port), "--json")
+    args = (
+        "init",
+        "--config-port",
+        str(config_port),
+        "--lb-port",
+        str(lb_port),
+        "--gateway-port",
+        str(gw_port),
+    )
+    args += ("--json",)
     proc = asectl(home, *args)
     assert proc.returncode == 0, proc.stderr
     doc = json.loads(proc.stdout)
-    url, lb = f"http://127.0.0.1:{config_port}", f"127.0.0.1:{lb_port}"
+    url, lb, gw = f"http://127.0.0.1:{config_port}", f"127.0.0.1:{lb_port}", f"http://127.0.0.1:{gw_port}"
     comps = doc.pop("components")
     assert doc == {
         "mode": "local",
@@ -78,7 +88,11 @@ def test_init_status_init_again_down(tmp_path: Path, home: Path) -> None:
         "lb": lb,
         "settings": str(home / "cluster.json"),
     }
-    assert [(c["name"], c["url"], c["started"]) for c in comps] == [("config", url, True), ("lb", lb, True)]
+    assert [(c["name"], c["url"], c["started"]) for c in comps] == [
+        ("config", url, True),
+        ("lb", lb, True),
+        ("gateway", gw, True),
+    ]
     pids = [c["pid"] for c in comps]
     assert all(_alive(p) for p in pids) and os.getpid() not in pids
     for c in comps:
@@ -87,7 +101,7 @@ def test_init_status_init_again_down(tmp_path: Path, home: Path) -> None:
     assert stat.S_IMODE((home / "cluster.json").stat().st_mode) == 0o600
     entry = json.loads((home / "cluster.json").read_text())["regions"]["default"]
     assert entry["password"] == (home / "configd" / "admin.password").read_text().strip()
-    assert entry["components"] == {"config": url, "lb": lb}
+    assert entry["components"] == {"config": url, "lb": lb, "gateway": gw}
 
     status = asectl(home, "cluster", "status", "--json")
     assert status.returncode == 0, status.stderr
@@ -95,6 +109,7 @@ def test_init_status_init_again_down(tmp_path: Path, home: Path) -> None:
         "components": [
             {"name": "config", "url": url, "healthy": True},
             {"name": "lb", "url": lb, "healthy": True},
+            {"name": "gateway", "url": gw, "healthy": True},
         ],
         "services": [],
     }
@@ -108,11 +123,13 @@ def test_init_status_init_again_down(tmp_path: Path, home: Path) -> None:
     assert [(c["pid"], c["started"]) for c in json.loads(again.stdout)["components"]] == [
         (pids[0], False),
         (pids[1], False),
+        (pids[2], False),
     ]
 
     down = asectl(home, "down")
     assert down.returncode == 0, down.stderr
     assert down.stdout.splitlines() == [
+        f"stopped gateway (pid {pids[2]}, {gw})",
         f"stopped lb (pid {pids[1]}, {lb})",
         f"stopped config (pid {pids[0]}, {url})",
     ]
@@ -120,7 +137,7 @@ def test_init_status_init_again_down(tmp_path: Path, home: Path) -> None:
     assert list((home / "run").glob("*.pid")) == []
     proc = asectl(home, "cluster", "status", "--json")
     assert proc.returncode == 1
-    assert [c["healthy"] for c in json.loads(proc.stdout)["components"]] == [False, False]
+    assert [c["healthy"] for c in json.loads(proc.stdout)["components"]] == [False, False, False]
     nothing = asectl(home, "down")
     assert nothing.returncode == 0
     assert nothing.stdout == "nothing to stop: no local cluster runs under this ASE_HOME\n"
@@ -131,7 +148,7 @@ def test_init_that_fails_shows_the_log_and_leaves_nothing_running(home: Path) ->
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        proc = asectl(home, "init", "--config-port", str(port), "--lb-port", str(free_port()))
+        proc = asectl(home, "init", "--config-port", str(port), "--lb-port", str(free_port()), "--no-gateway")
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
     assert "error: the config centre exited with code 1; its log" in proc.stderr
     assert str(port) in proc.stderr  # the log's own reason (the taken port) is shown
@@ -147,7 +164,16 @@ def test_init_against_an_existing_etcd(tmp_path: Path, home: Path) -> None:
     with start_etcd(tmp_path / "etcd", auth=True) as etcd:
         assert etcd.password is not None
         lb_port = free_port()
-        base = ("init", "--config", etcd.address, "--account", "root", "--lb-port", str(lb_port))
+        base = (
+            "init",
+            "--config",
+            etcd.address,
+            "--account",
+            "root",
+            "--lb-port",
+            str(lb_port),
+            "--no-gateway",
+        )
         proc = asectl(home, *base, "--password", "wrong")
         assert proc.returncode == 1 and "refused account 'root'" in proc.stderr
         assert list((home / "run").glob("*.pid")) == []
@@ -178,9 +204,10 @@ def test_init_against_an_existing_etcd(tmp_path: Path, home: Path) -> None:
 
 
 def test_init_on_free_ports_reports_the_ports_chosen(home: Path) -> None:
-    proc = asectl(home, "init", "--config-port", "0", "--lb-port", "0", "--json")
+    proc = asectl(home, "init", "--config-port", "0", "--lb-port", "0", "--gateway-port", "0", "--json")
     assert proc.returncode == 0, proc.stderr
     urls = {c["name"]: c["url"] for c in json.loads(proc.stdout)["components"]}
+    assert urls["gateway"].startswith("http://127.0.0.1:") and not urls["gateway"].endswith(":0")
     assert urls["config"].startswith("http://127.0.0.1:") and not urls["config"].endswith(":0")
     assert urls["lb"].startswith("127.0.0.1:") and not urls["lb"].endswith(":0")
     status = asectl(home, "cluster", "status", "--json")
@@ -188,5 +215,65 @@ def test_init_on_free_ports_reports_the_ports_chosen(home: Path) -> None:
     assert {c["name"]: (c["url"], c["healthy"]) for c in json.loads(status.stdout)["components"]} == {
         "config": (urls["config"], True),
         "lb": (urls["lb"], True),
+        "gateway": (urls["gateway"], True),
     }
+    assert asectl(home, "down").returncode == 0
+
+
+def test_a_loader_run_against_init_is_served_by_its_gateway(home: Path) -> None:
+    import httpx
+
+    from examples.support import example_dir
+    from tests.support import read_ready_line, stop_group
+
+    proc = asectl(home, "init", "--config-port", "0", "--lb-port", "0", "--gateway-port", "0", "--json")
+    assert proc.returncode == 0, proc.stderr
+    gateway = {c["name"]: c["url"] for c in json.loads(proc.stdout)["components"]}["gateway"]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ASE_")}
+    run = subprocess.Popen(
+        [*ASECTL, "loader", "run", str(example_dir("echo")), "--port", "0"],
+        env={**env, "ASE_HOME": str(home)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        stdin=subprocess.DEVNULL,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        first = read_ready_line(run, lambda line: " serving on " in line, 60)
+        assert run.stdout is not None  # the three lines come in one write: already buffered
+        api, docs = run.stdout.readline(), run.stdout.readline()
+        address = first.split(" serving on ", 1)[1].split(" ", 1)[0]
+        assert api.split() == ["api", f"{gateway}/v1/private/echo", "(POST)"]
+        assert docs.split() == ["docs", f"{gateway}/docs?service=echo"]
+
+        def status() -> dict[str, object]:
+            out = asectl(home, "cluster", "status", "--json")
+            doc: dict[str, object] = json.loads(out.stdout)
+            return doc
+
+        def registered() -> bool:
+            services = status()["services"]
+            return any(i["address"] == address for s in services for i in s["instances"])  # type: ignore[attr-defined, index]
+
+        end = time.monotonic() + 20
+        while not registered():
+            assert time.monotonic() < end, status()
+            time.sleep(0.1)
+        doc = status()
+        assert {"name": "gateway", "url": gateway, "healthy": True} in doc["components"]  # type: ignore[operator]
+        (echo,) = doc["services"]  # type: ignore[misc]
+        assert (
+            echo["serviceId"] == "echo" and echo["routes"] == ["/v1/private/echo"] and echo["schema"] is True
+        )
+        assert echo["urls"] == [f"{gateway}/v1/private/echo"]
+        assert [(i["address"], i["lic_total"]) for i in echo["instances"]] == [(address, 2)]
+        body = {"header": {"app_id": "a"}, "payload": {"text": {"encoding": "utf8", "text": "aGk="}}}
+        end = time.monotonic() + 20
+        while (resp := httpx.post(f"{gateway}/v1/private/echo", json=body)).status_code != 200:
+            assert time.monotonic() < end, resp.text
+            time.sleep(0.1)
+        assert resp.json()["payload"]["echo"]["text"] == "aGk="
+    finally:
+        stop_group(run)
     assert asectl(home, "down").returncode == 0
