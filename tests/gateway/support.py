@@ -55,6 +55,20 @@ def once_body(
     return body
 
 
+def metric_value(text: str, name: str, **labels: str) -> float:
+    """One sample's value in Prometheus text (0 when absent)."""
+    want = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
+    for line in text.splitlines():
+        if line.startswith("#"):
+            continue
+        head, _, value = line.rpartition(" ")
+        metric, _, rest = head.partition("{")
+        got = ",".join(sorted(rest.rstrip("}").split(","))) if rest else ""
+        if metric == name and got == want:
+            return float(value)
+    return 0.0
+
+
 class GatewayProcess:
     """A running ``python -m ase_serving.gateway``."""
 
@@ -98,16 +112,7 @@ class GatewayProcess:
 
     def metric(self, name: str, **labels: str) -> float:
         """The value of one sample of /metrics (0 when absent)."""
-        want = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
-        for line in self.client.get("/metrics").text.splitlines():
-            if line.startswith("#"):
-                continue
-            head, _, value = line.rpartition(" ")
-            metric, _, rest = head.partition("{")
-            got = ",".join(sorted(rest.rstrip("}").split(","))) if rest else ""
-            if metric == name and got == want:
-                return float(value)
-        return 0.0
+        return metric_value(self.client.get("/metrics").text, name, **labels)
 
     def stop(self) -> int | None:
         self.client.close()

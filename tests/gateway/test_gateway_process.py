@@ -1,0 +1,86 @@
+"""The gateway as a process: several workers sharing one port, and start-up errors."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+
+import httpx
+import pytest
+
+from tests.gateway.support import Cluster, metric_value, once_body
+from tests.support import WRAPPERS, wait_for
+
+SCHEMA = """
+apiVersion: ase-serving/v1
+kind: ApiSchema
+metadata: {serviceName: multi, version: "1.0.0", name: multi}
+spec:
+  interface: once
+  request:
+    parameters: {properties: {}}
+    payload:
+      properties:
+        text: {type: text}
+  response:
+    payload:
+      properties:
+        text: {type: text}
+"""
+
+
+def fresh(url: str, path: str = "/health", body: object = None) -> httpx.Response:
+    """One request on a new connection (the kernel hands new connections to either worker)."""
+    with httpx.Client(base_url=url, timeout=10) as client:
+        if body is None:
+            return client.get(path)
+        return client.post(path, json=body)
+
+
+@pytest.mark.timeout(120)
+def test_two_workers_both_serve_a_pushed_schema_and_metrics_add_up(cluster: Cluster) -> None:
+    cluster.loader(WRAPPERS / "echo", "--service", "multi")
+    with cluster.gateway("--workers", "2") as gw:
+        pids: set[int] = set()
+        wait_for(
+            lambda: pids.add(fresh(gw.url).json()["pid"]) or len(pids) == 2, 30, "both workers answering"
+        )
+        cluster.put_schema(SCHEMA)
+        # Every worker follows the config centre on its own: all of them serve the new route.
+        seen: dict[int, bool] = {}
+
+        def all_live() -> bool:
+            doc = fresh(gw.url).json()
+            seen[doc["pid"]] = any(s["serviceId"] == "multi" for s in doc["services"])
+            return len(seen) == 2 and all(seen.values())
+
+        wait_for(all_live, 10, "the route live on both workers")
+        wait_for(
+            lambda: fresh(gw.url, "/v1/private/multi", once_body()).status_code == 200, 20, "loader known"
+        )
+        before = gw.metric("ase_gateway_requests_total", service="multi", mode="once", code="0")
+        for _ in range(20):
+            assert fresh(gw.url, "/v1/private/multi", once_body()).status_code == 200
+        # /metrics sums what every worker counted, whichever worker answers the scrape.
+        labels = {"service": "multi", "mode": "once", "code": "0"}
+        scrapes = [fresh(gw.url, "/metrics").text for _ in range(6)]
+        assert {metric_value(t, "ase_gateway_requests_total", **labels) for t in scrapes} == {before + 20}
+
+
+def test_a_taken_port_is_one_clear_error() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        proc = subprocess.run(
+            [sys.executable, "-m", "ase_serving.gateway", "--port", str(port)],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            stdin=subprocess.DEVNULL,
+            env={"PATH": "/usr/bin:/bin", "ASE_HOME": "/nonexistent-ase-home"},
+        )
+    assert proc.returncode == 1
+    assert f"error: cannot listen on 127.0.0.1:{port}" in proc.stderr and "--port" in proc.stderr
+    assert "Traceback" not in proc.stderr
