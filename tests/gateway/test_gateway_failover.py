@@ -132,3 +132,28 @@ def test_sessions_on_the_killed_loader_end_with_an_error_frame(cluster: Cluster)
     finally:
         for loader in loaders:
             loader.kill()
+
+
+def test_new_sessions_skip_a_killed_loader_the_lb_still_lists(cluster: Cluster) -> None:
+    cluster.put_schema(session_schema("spare"))
+    loaders = [
+        cluster.loader(WRAPPERS / "session_sync", "--service", "spare", "--lic", "4") for _ in range(2)
+    ]
+    try:
+        with cluster.gateway() as gw:
+            gw.wait_route("/v1/private/spare")
+            gw.wait_loaders("spare", 2)
+            loaders[0].kill()
+            assert len(gw.loaders("spare")) == 2  # its lease has not run out yet
+
+            async def one() -> int:
+                async with connect(f"{gw.ws_url}/v1/private/spare") as ws:
+                    await ws.send(first_frame("spare", 2, "x"))
+                    got = await results(ws)
+                code: int = got[-1]["header"]["code"]
+                return code
+
+            assert [asyncio.run(one()) for _ in range(6)] == [0] * 6
+    finally:
+        for loader in loaders:
+            loader.kill()

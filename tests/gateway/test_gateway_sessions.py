@@ -43,7 +43,7 @@ spec:
 @pytest.fixture(scope="module")
 def gw(cluster: Cluster) -> Iterator[GatewayProcess]:
     # stream_echo pushes the schema of its own ai_api.yml; the test wrappers get theirs from here.
-    cluster.put_schema(session_schema("session_sync", "  read_timeout: 1"))
+    cluster.put_schema(session_schema("session_sync", "  read_timeout: 1\n  max_frame: 2000"))
     cluster.put_schema(session_schema("session-async", "  session_timeout: 3"))
     cluster.loader(example_dir("stream_echo"), "--lic", "8")
     cluster.loader(WRAPPERS / "session_sync", "--lic", "4")
@@ -262,3 +262,16 @@ def test_session_metrics(gw: GatewayProcess) -> None:
         "the session counted",
     )
     assert gw.metric("ase_gateway_session_frames_total", service="stream_echo", direction="out") >= 1
+
+
+def test_a_frame_over_the_service_limit_is_10413(gw: GatewayProcess) -> None:
+    async def go() -> tuple[list[dict[str, Any]], int | None]:
+        async with connect(f"{gw.ws_url}/v1/private/session_sync") as ws:
+            await ws.send(first_frame("session_sync", 0, "small"))
+            await ws.send(frame(1, "x" * 3000))
+            return await results(ws), ws.close_code
+
+    got, close = asyncio.run(go())
+    err = error_of(got)
+    assert err["code"] == 10413 and "2000" in err["message"], err
+    assert close == 1008

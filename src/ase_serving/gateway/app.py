@@ -133,7 +133,7 @@ class GatewayApp:
         gw = self.gw
         start = time.perf_counter()
         sid = gw.sids.next(svc.schema.sub)
-        code = 0
+        code, failure = 0, ""
         try:
             consumer = await gw.auth.authenticate(scope)
             if not svc.serves("once"):
@@ -150,17 +150,19 @@ class GatewayApp:
             if waited:
                 gw.metrics.queued(svc.service_id, waited)
             result.sid = sid
-            code = result.code
+            code, failure = result.code, result.message
             out = orjson.dumps(result_to_public(result))
             await _respond(send, errors.http_status(code), out)
         except ClientGone:
             code = -1
         except AseError as exc:
-            code = exc.code
+            code, failure = exc.code, exc.message
             await _respond(send, *error_response(exc, sid, gw.settings.retry_after))
         elapsed = time.perf_counter() - start
         gw.metrics.request(svc.service_id, "once", code, elapsed)
-        if gw.settings.access_log:
+        if code > 0 and errors.http_status(code) >= 500:
+            log.warning("sid=%s once %s failed with %d: %s", sid, svc.service_id, code, failure)
+        elif gw.settings.access_log:
             log.info(
                 "sid=%s once %s %s code=%d %.1f ms", sid, svc.service_id, scope["path"], code, elapsed * 1e3
             )

@@ -129,15 +129,27 @@ class Atom:
     async def open_session(self, svc: Service, first: Request) -> tuple[AsyncClientSession, str, float]:
         """Open a session on a loader with a free licence: (session, loader address, seconds waited).
 
-        The caller must :meth:`release` the address when the session ends."""
+        The first frame is sent here; a loader whose stream fails at once (unreachable) is
+        excluded and another one tried. The caller must :meth:`release` the address when the
+        session ends."""
         start = time.monotonic()
-        address = await self._pick(svc, set(), start + svc.queue_timeout, [])
-        try:
+        deadline = start + svc.queue_timeout
+        exclude: set[str] = set()
+        why: list[str] = []
+        while True:
+            address = await self._pick(svc, exclude, deadline, why)
             session = self.client(address).session(first, timeout=svc.session_timeout + 5.0)
-        except Exception:
+            try:
+                await session.open()
+            except BaseException:
+                await session.close()
+                await self.release(svc, address)
+                raise
+            if not session.ended:
+                return session, address, time.monotonic() - start
+            await session.close()
             await self.release(svc, address)
-            raise
-        return session, address, time.monotonic() - start
+            exclude.add(address)
 
     async def close(self) -> None:
         clients, self._clients = self._clients, {}

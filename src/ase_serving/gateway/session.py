@@ -105,7 +105,9 @@ async def run_session(gw: Gateway, svc: Service, scope: Scope, receive: Receive,
     conn = _Conn(gw, svc, sid, receive, send)
     code = await conn.serve(consumer)
     gw.metrics.request(svc.service_id, "session", code)
-    if gw.settings.access_log:
+    if code > 0 and errors.http_status(code) >= 500:
+        log.warning("sid=%s session %s failed with %d: %s", sid, svc.service_id, code, conn.failure)
+    elif gw.settings.access_log:
         log.info("sid=%s session %s code=%d", sid, svc.service_id, code)
 
 
@@ -122,6 +124,8 @@ class _Conn:
         self.inbox: asyncio.Queue[Message] = asyncio.Queue()
         self.deadline = time.monotonic() + svc.session_timeout
         self.client_done = False
+        #: The message of the error that ended the session (for the log).
+        self.failure = ""
 
     # -- the socket -------------------------------------------------------------------------
     async def _reader(self) -> None:
@@ -148,6 +152,7 @@ class _Conn:
             await self._send({"type": "websocket.close", "code": code})
 
     async def fail(self, exc: AseError) -> int:
+        self.failure = exc.message
         await self.send_text(error_frame(exc.code, exc.message, self.sid))
         await self.close(close_code(exc))
         return exc.code
@@ -211,7 +216,6 @@ class _Conn:
             gw.metrics.queued(svc.service_id, waited)
         gw.metrics.session_opened(svc.service_id)
         try:
-            await session.open()
             return await self._relay(session)
         finally:
             await session.close()
