@@ -12,8 +12,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
-from typing import Any
+from collections.abc import AsyncIterator, Sequence
 
 import orjson
 from starlette.applications import Starlette
@@ -25,6 +24,7 @@ from starlette.staticfiles import StaticFiles
 from ase_serving import errors
 from ase_serving.errors import AseError, BadRequest, NoRoute, TooLarge
 from ase_serving.gateway import webgate
+from ase_serving.gateway.asgi import ClientGone, Receive, Scope, Send, error_body
 from ase_serving.gateway.atom import to_request
 from ase_serving.gateway.auth import check_app_id
 from ase_serving.gateway.docs import docs_page, swagger_dir
@@ -35,21 +35,8 @@ from ase_serving.protocol.items import Status
 from ase_serving.protocol.public import result_to_public
 from ase_serving.schema.openapi import openapi_document
 
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-
 log = logging.getLogger("ase_serving.gateway")
 _JSON = (b"content-type", b"application/json")
-
-
-class ClientGone(Exception):
-    """The HTTP client disconnected before its body was read."""
-
-
-def error_body(code: int, message: str, sid: str = "") -> bytes:
-    return orjson.dumps({"header": {"code": code, "message": message, "sid": sid}})
 
 
 def error_response(exc: AseError, sid: str, retry_after: int) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
@@ -57,7 +44,7 @@ def error_response(exc: AseError, sid: str, retry_after: int) -> tuple[int, byte
     return exc.http, error_body(exc.code, exc.message, sid), headers
 
 
-async def _respond(send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]] = ()) -> None:  # type: ignore[assignment]
+async def _respond(send: Send, status: int, body: bytes, headers: Sequence[tuple[bytes, bytes]] = ()) -> None:
     await send(
         {
             "type": "http.response.start",

@@ -22,7 +22,6 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, MutableMapping
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -30,6 +29,7 @@ import orjson
 from ase_serving import errors
 from ase_serving.errors import AseError, BadRequest, Timeout, TooLarge
 from ase_serving.gateway import webgate
+from ase_serving.gateway.asgi import ClientGone, Message, Receive, Scope, Send, error_body
 from ase_serving.gateway.atom import to_request
 from ase_serving.gateway.auth import check_app_id
 from ase_serving.gateway.routes import Service
@@ -40,16 +40,7 @@ from ase_serving.protocol.public import result_to_public
 if TYPE_CHECKING:
     from ase_serving.gateway.runtime import Gateway
 
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-
 log = logging.getLogger("ase_serving.gateway")
-
-
-class ClientGone(Exception):
-    """The client closed the socket."""
 
 
 def close_code(exc: AseError) -> int:
@@ -59,13 +50,13 @@ def close_code(exc: AseError) -> int:
 
 
 def error_frame(code: int, message: str, sid: str) -> str:
-    return orjson.dumps({"header": {"code": code, "message": message, "sid": sid, "status": 2}}).decode()
+    return error_body(code, message, sid, status=2).decode()
 
 
 async def deny(scope: Scope, send: Send, exc: AseError, sid: str = "") -> None:
     """Refuse a WebSocket before it is accepted: an HTTP answer where the server can send one,
     else accept, one error frame, close."""
-    body = orjson.dumps({"header": {"code": exc.code, "message": exc.message, "sid": sid}})
+    body = error_body(exc.code, exc.message, sid)
     if "websocket.http.response" in scope.get("extensions", {}):
         await send(
             {
