@@ -99,6 +99,20 @@ class ClusterSettings:
         write_private(path, orjson.dumps(doc, option=orjson.OPT_INDENT_2))
         return path
 
+    @staticmethod
+    def resolve(
+        address: str | None, account: str | None, password: str | None, home: Path | None = None
+    ) -> tuple[ClusterSettings | None, str | None, str | None, str | None]:
+        """(settings, address, account, password) for a process given ``--config/--account/
+        --password``: the flags, else the cluster settings; the settings' credentials only go
+        with the settings' own address."""
+        settings = ClusterSettings.load(home)
+        chosen = address or (settings.address if settings else None)
+        if settings is not None and (not address or address == settings.address):
+            account = account or settings.account
+            password = password or settings.password
+        return settings, chosen, account, password
+
     def open(self) -> Backend:
         """Open the backend (nothing is contacted until the first call)."""
         return open_backend(self.address, self.account, self.password)

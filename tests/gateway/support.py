@@ -43,6 +43,30 @@ def unb64(text: str) -> bytes:
     return base64.b64decode(text)
 
 
+def api_yaml(service: str, interface: str = "once", extra: str = "", output: str = "text") -> str:
+    """ApiSchema YAML of a service that takes payload.text and any parameters; ``extra``: more
+    ``spec`` lines (``"queue_timeout: 0.5"``), ``output``: the name of its text output."""
+    lines = "".join(f"  {line}\n" for line in extra.splitlines() if line.strip())
+    return f"""
+apiVersion: ase-serving/v1
+kind: ApiSchema
+metadata: {{serviceName: {service}, version: "1.0.0", name: {service}}}
+spec:
+  interface: {interface}
+{lines}  request:
+    parameters:
+      properties: {{}}
+      additionalProperties: true
+    payload:
+      properties:
+        text: {{type: text}}
+  response:
+    payload:
+      properties:
+        {output}: {{type: text}}
+"""
+
+
 def once_body(
     text: str = "hello", app_id: str = "test", service: str | None = None, **params: Any
 ) -> dict[str, Any]:

@@ -14,28 +14,9 @@ import orjson
 import pytest
 from websockets.asyncio.client import connect
 
-from tests.gateway.support import Cluster, GatewayProcess, once_body
-from tests.gateway.test_gateway_sessions import first_frame, frame, results, session_schema
+from tests.gateway.support import Cluster, GatewayProcess, api_yaml, once_body
+from tests.gateway.test_gateway_sessions import first_frame, frame, results
 from tests.support import WRAPPERS, LoaderProcess, wait_for
-
-ECHO = """
-apiVersion: ase-serving/v1
-kind: ApiSchema
-metadata: {serviceName: twin, version: "1.0.0", name: twin}
-spec:
-  interface: once
-  request:
-    parameters:
-      properties: {}
-      additionalProperties: true
-    payload:
-      properties:
-        text: {type: text}
-  response:
-    payload:
-      properties:
-        text: {type: text}
-"""
 
 
 def loader_calls(loader: LoaderProcess) -> int:
@@ -50,7 +31,7 @@ def loader_calls(loader: LoaderProcess) -> int:
 
 @pytest.fixture
 def twins(cluster: Cluster) -> Iterator[tuple[GatewayProcess, list[LoaderProcess]]]:
-    cluster.put_schema(ECHO)
+    cluster.put_schema(api_yaml("twin"))
     loaders = [cluster.loader(WRAPPERS / "echo", "--service", "twin", "--lic", "4") for _ in range(2)]
     with cluster.gateway() as gw:
         gw.wait_route("/v1/private/twin")
@@ -102,7 +83,7 @@ def test_sigkill_one_loader_under_load(twins: tuple[GatewayProcess, list[LoaderP
 
 
 def test_sessions_on_the_killed_loader_end_with_an_error_frame(cluster: Cluster) -> None:
-    cluster.put_schema(session_schema("pair"))
+    cluster.put_schema(api_yaml("pair", "session", output="echo"))
     loaders = [cluster.loader(WRAPPERS / "session_sync", "--service", "pair", "--lic", "2") for _ in range(2)]
     try:
         with cluster.gateway() as gw:
@@ -135,7 +116,7 @@ def test_sessions_on_the_killed_loader_end_with_an_error_frame(cluster: Cluster)
 
 
 def test_new_sessions_skip_a_killed_loader_the_lb_still_lists(cluster: Cluster) -> None:
-    cluster.put_schema(session_schema("spare"))
+    cluster.put_schema(api_yaml("spare", "session", output="echo"))
     loaders = [
         cluster.loader(WRAPPERS / "session_sync", "--service", "spare", "--lic", "4") for _ in range(2)
     ]

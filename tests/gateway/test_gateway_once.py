@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.gateway.support import Cluster, GatewayProcess, b64, once_body, unb64
+from tests.gateway.support import Cluster, GatewayProcess, api_yaml, b64, once_body, unb64
 from tests.support import WRAPPERS, wait_for
 
 ECHO = """
@@ -37,38 +37,15 @@ spec:
 """
 
 
-def plain(service: str, interface: str = "once", extra: str = "") -> str:
-    """A schema whose requests carry payload.text and any parameters."""
-    return f"""
-apiVersion: ase-serving/v1
-kind: ApiSchema
-metadata: {{serviceName: {service}, version: "1.0.0", name: {service}}}
-spec:
-  interface: {interface}
-{extra}
-  request:
-    parameters:
-      properties: {{}}
-      additionalProperties: true
-    payload:
-      properties:
-        text: {{type: text, encoding: utf8}}
-  response:
-    payload:
-      properties:
-        done: {{type: text}}
-"""
-
-
 @pytest.fixture(scope="module")
 def gw(cluster: Cluster) -> Iterator[GatewayProcess]:
     cluster.put_schema(ECHO)
-    cluster.put_schema(plain("error"))
-    cluster.put_schema(plain("raiser"))
-    cluster.put_schema(plain("slow", extra="  queue_timeout: 0.5"))
-    cluster.put_schema(plain("sleepy"))
-    cluster.put_schema(plain("nobody"))
-    cluster.put_schema(plain("session_sync", interface="session"))
+    cluster.put_schema(api_yaml("error"))
+    cluster.put_schema(api_yaml("raiser"))
+    cluster.put_schema(api_yaml("slow", extra="queue_timeout: 0.5"))
+    cluster.put_schema(api_yaml("sleepy"))
+    cluster.put_schema(api_yaml("nobody"))
+    cluster.put_schema(api_yaml("session_sync", interface="session"))
     for name, args in (
         ("echo", ()),
         ("error", ()),

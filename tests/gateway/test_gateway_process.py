@@ -9,25 +9,8 @@ import sys
 import httpx
 import pytest
 
-from tests.gateway.support import Cluster, metric_value, once_body
+from tests.gateway.support import Cluster, api_yaml, metric_value, once_body
 from tests.support import WRAPPERS, wait_for
-
-SCHEMA = """
-apiVersion: ase-serving/v1
-kind: ApiSchema
-metadata: {serviceName: multi, version: "1.0.0", name: multi}
-spec:
-  interface: once
-  request:
-    parameters: {properties: {}}
-    payload:
-      properties:
-        text: {type: text}
-  response:
-    payload:
-      properties:
-        text: {type: text}
-"""
 
 
 def fresh(url: str, path: str = "/health", body: object = None) -> httpx.Response:
@@ -46,7 +29,7 @@ def test_two_workers_both_serve_a_pushed_schema_and_metrics_add_up(cluster: Clus
         wait_for(
             lambda: pids.add(fresh(gw.url).json()["pid"]) or len(pids) == 2, 30, "both workers answering"
         )
-        cluster.put_schema(SCHEMA)
+        cluster.put_schema(api_yaml("multi"))
         # Every worker follows the config centre on its own: all of them serve the new route.
         seen: dict[int, bool] = {}
 

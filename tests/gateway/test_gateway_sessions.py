@@ -14,37 +14,15 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import InvalidStatus
 
 from examples.support import example_dir
-from tests.gateway.support import Cluster, GatewayProcess, b64, unb64
+from tests.gateway.support import Cluster, GatewayProcess, api_yaml, b64, unb64
 from tests.support import WRAPPERS, wait_for
-
-
-def session_schema(service: str, extra: str = "") -> str:
-    return f"""
-apiVersion: ase-serving/v1
-kind: ApiSchema
-metadata: {{serviceName: {service}, version: "1.0.0", name: {service}}}
-spec:
-  interface: session
-{extra}
-  request:
-    parameters:
-      properties: {{}}
-      additionalProperties: true
-    payload:
-      properties:
-        text: {{type: text, encoding: utf8}}
-  response:
-    payload:
-      properties:
-        echo: {{type: text}}
-"""
 
 
 @pytest.fixture(scope="module")
 def gw(cluster: Cluster) -> Iterator[GatewayProcess]:
     # stream_echo pushes the schema of its own ai_api.yml; the test wrappers get theirs from here.
-    cluster.put_schema(session_schema("session_sync", "  read_timeout: 1\n  max_frame: 2000"))
-    cluster.put_schema(session_schema("session-async", "  session_timeout: 3"))
+    cluster.put_schema(api_yaml("session_sync", "session", "read_timeout: 1\nmax_frame: 2000", "echo"))
+    cluster.put_schema(api_yaml("session-async", "session", "session_timeout: 3", "up"))
     cluster.loader(example_dir("stream_echo"), "--lic", "8")
     cluster.loader(WRAPPERS / "session_sync", "--lic", "4")
     cluster.loader(WRAPPERS / "session_async", "--lic", "4")

@@ -45,11 +45,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def settings_from(args: argparse.Namespace) -> GatewaySettings:
-    cluster = ClusterSettings.load()
+    cluster, address, account, password = ClusterSettings.resolve(args.config, args.account, args.password)
     s = GatewaySettings(
         host=args.host,
         port=args.port,
         workers=args.workers,
+        config=address,
+        account=account,
+        password=password,
         lb=args.lb,
         strategy=args.strategy,
         queue_timeout=args.queue_timeout,
@@ -59,11 +62,6 @@ def settings_from(args: argparse.Namespace) -> GatewaySettings:
         access_log=args.access_log,
         log_level="info" if args.access_log and args.log_level == "warning" else args.log_level,
     )
-    s.config = args.config or (cluster.address if cluster else None)
-    s.account, s.password = args.account, args.password
-    if cluster is not None and (not args.config or args.config == cluster.address):
-        s.account = s.account or cluster.account
-        s.password = s.password or cluster.password
     if cluster is not None:
         s.project, s.group = cluster.project, cluster.group
     s.project = args.project or s.project

@@ -38,8 +38,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def _backend(args: argparse.Namespace) -> Backend | None:
-    settings = ClusterSettings.load()
-    address = args.config or (settings.address if settings else None)
+    _, address, account, password = ClusterSettings.resolve(args.config, args.account, args.password)
     if not address:
         print(
             "warning: no cluster set up (no --config and no `asectl setup`): serving from Report calls only",
@@ -47,10 +46,6 @@ def _backend(args: argparse.Namespace) -> Backend | None:
             flush=True,
         )
         return None
-    account, password = args.account, args.password
-    if settings is not None and (not args.config or args.config == settings.address):
-        account = account or settings.account
-        password = password or settings.password
     backend = open_registry(address, account, password)
     if backend.registry is None:
         print(
