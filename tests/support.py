@@ -109,10 +109,24 @@ def start_loader(
 
     Raises ``RuntimeError`` with the loader's stderr when it exits or is not ready within ``timeout``.
     """
-    err = Path(tempfile.mkstemp(prefix="ase-loader-", suffix=".log")[1])
     cmd = [*ASECTL, "loader", "run", str(project), "--port", "0", *args]
     if "--metrics-port" not in args:
         cmd += ["--metrics-port", "0"]
+    proc, err = spawn(cmd, "ase-loader-", env)
+    try:
+        line = read_ready_line(proc, lambda text: " serving on " in text, timeout)
+    except RuntimeError as exc:
+        LoaderProcess(proc, err, "- serving on ? ").kill()
+        raise RuntimeError(f"loader not ready ({exc}): {err.read_text()}") from None
+    return LoaderProcess(proc, err, line.strip())
+
+
+def spawn(
+    cmd: list[str], prefix: str, env: dict[str, str] | None = None
+) -> tuple[subprocess.Popen[str], Path]:
+    """Start ``cmd`` in its own process group: stdout piped (for its ready line), stderr to a new
+    temp file ``prefix*.log`` (returned), no stdin, ``env`` over this environment."""
+    err = Path(tempfile.mkstemp(prefix=prefix, suffix=".log")[1])
     with err.open("w") as err_fh:
         proc = subprocess.Popen(
             cmd,
@@ -123,12 +137,7 @@ def start_loader(
             start_new_session=True,
             env={**os.environ, **(env or {})},
         )
-    try:
-        line = read_ready_line(proc, lambda text: " serving on " in text, timeout)
-    except RuntimeError as exc:
-        LoaderProcess(proc, err, "- serving on ? ").kill()
-        raise RuntimeError(f"loader not ready ({exc}): {err.read_text()}") from None
-    return LoaderProcess(proc, err, line.strip())
+    return proc, err
 
 
 def read_ready_line(proc: subprocess.Popen[str], is_ready: Any, timeout: float) -> str:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import os
 import subprocess
 import sys
 import tempfile
@@ -30,7 +29,7 @@ from ase_serving.schema import from_yaml
 from ase_serving.store import ConfigKey
 from ase_serving.store.base import ConfigItem
 from tests.store.embedded_server import EmbeddedServer
-from tests.support import LoaderProcess, read_ready_line, start_loader, stop_group, wait_for
+from tests.support import LoaderProcess, read_ready_line, spawn, start_loader, stop_group, wait_for
 
 READY = "gateway serving on "
 
@@ -203,18 +202,8 @@ class Cluster:
         return loader
 
     def gateway(self, *args: str, timeout: float = 30.0) -> GatewayProcess:
-        log = Path(tempfile.mkstemp(prefix="ase-gateway-", suffix=".log")[1])
         cmd = [sys.executable, "-m", "ase_serving.gateway", "--port", "0", "--config", self.centre.url, *args]
-        with log.open("w") as fh:
-            proc = subprocess.Popen(
-                cmd,
-                stdout=subprocess.PIPE,
-                stderr=fh,
-                stdin=subprocess.DEVNULL,
-                text=True,
-                start_new_session=True,
-                env={**os.environ, **self.env()},
-            )
+        proc, log = spawn(cmd, "ase-gateway-", self.env())
         try:
             line = read_ready_line(proc, lambda text: text.startswith(READY), timeout)
         except RuntimeError as exc:

@@ -67,3 +67,29 @@ def test_a_taken_port_is_one_clear_error() -> None:
     assert proc.returncode == 1
     assert f"error: cannot listen on 127.0.0.1:{port}" in proc.stderr and "--port" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_bad_settings_are_all_named_at_once() -> None:
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "ase_serving.gateway",
+            "--strategy",
+            "nope",
+            "--workers",
+            "0",
+            "--max-body",
+            "0",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        stdin=subprocess.DEVNULL,
+        env={"PATH": "/usr/bin:/bin", "ASE_HOME": "/nonexistent-ase-home"},
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == (
+        "error: unknown strategy 'nope': use one of load, loadMini, poll; workers must be >= 1, not 0; "
+        "max_body must be > 0 bytes, not 0"
+    )

@@ -6,10 +6,9 @@ import os
 import signal
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
-from tests.support import read_ready_line, stop_group
+from tests.support import read_ready_line, spawn, stop_group
 
 READY = "lb serving on "
 
@@ -59,18 +58,7 @@ def run_lb(
 
 def start_lb(*args: str, env: dict[str, str] | None = None, timeout: float = 30.0) -> LbProcess:
     """``python -m ase_serving.lb --port 0 ARGS`` until its ready line; RuntimeError with its stderr."""
-    err = Path(tempfile.mkstemp(prefix="ase-lb-", suffix=".log")[1])
-    cmd = [sys.executable, "-m", "ase_serving.lb", "--port", "0", *args]
-    with err.open("w") as err_fh:
-        proc = subprocess.Popen(
-            cmd,
-            stdout=subprocess.PIPE,
-            stderr=err_fh,
-            stdin=subprocess.DEVNULL,
-            text=True,
-            start_new_session=True,
-            env={**os.environ, **(env or {})},
-        )
+    proc, err = spawn([sys.executable, "-m", "ase_serving.lb", "--port", "0", *args], "ase-lb-", env)
     try:
         line = read_ready_line(proc, lambda text: text.startswith(READY), timeout)
     except RuntimeError as exc:

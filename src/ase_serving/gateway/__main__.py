@@ -73,14 +73,12 @@ def settings_from(args: argparse.Namespace) -> GatewaySettings:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
-    if args.strategy not in strategy_names():
-        print(
-            f"error: unknown strategy {args.strategy!r}: use one of {', '.join(strategy_names())}",
-            file=sys.stderr,
-        )
-        return 2
     try:
         settings = settings_from(args)
+        problems = settings.check()
+        if problems:
+            print(f"error: {'; '.join(problems)}", file=sys.stderr)
+            return 2
         if not settings.config:
             print(
                 "warning: no config centre (no --config and no `asectl setup`): no service will be served",

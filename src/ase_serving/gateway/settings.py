@@ -56,7 +56,11 @@ class GatewaySettings:
 
     def check(self) -> list[str]:
         """Every problem with these values (empty when fine)."""
+        from ase_serving.lb.strategies import strategy_names
+
         out = []
+        if self.strategy not in strategy_names():
+            out.append(f"unknown strategy {self.strategy!r}: use one of {', '.join(strategy_names())}")
         if not 0 <= self.port <= 65535:
             out.append(f"port {self.port} is not 0..65535")
         if self.workers < 1:
