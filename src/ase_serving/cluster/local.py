@@ -7,8 +7,8 @@ command, log, start time). A pid file whose process is gone, or whose pid now be
 other program, is stale and is removed; so starting twice never runs a second copy, and a crashed
 component is simply started again.
 
-Adding a component (the gateway, a later issue) means adding one :class:`Component` to the list
-that :mod:`ase_serving.cluster.init` builds; nothing here names a component.
+Adding a component means adding one :class:`Component` builder to the list that
+:mod:`ase_serving.cluster.bringup` runs (the LB and the gateway are two); nothing here names a component.
 """
 
 from __future__ import annotations

@@ -112,7 +112,8 @@ class _Conn:
         self._receive = receive
         self._send = send
         self.closed = False
-        self.inbox: asyncio.Queue[Message] = asyncio.Queue()
+        # Bounded: a client that sends faster than the loader takes frames is slowed down by TCP.
+        self.inbox: asyncio.Queue[Message] = asyncio.Queue(maxsize=32)
         self.deadline = time.monotonic() + svc.session_timeout
         self.client_done = False
         #: The message of the error that ended the session (for the log).
