@@ -39,6 +39,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--once-timeout", type=float, default=d.once_timeout, help="seconds a loader may take")
     ap.add_argument("--max-body", type=int, default=d.max_body, help="largest once body, bytes")
     ap.add_argument("--max-frame", type=int, default=d.max_frame, help="largest session frame, bytes")
+    ap.add_argument(
+        "--loop", default=d.loop, choices=("asyncio", "uvloop"), help="event loop (default uvloop)"
+    )
     ap.add_argument("--access-log", action="store_true", help="one INFO line per request, with its sid")
     ap.add_argument("--log-level", default=d.log_level, choices=("debug", "info", "warning", "error"))
     return ap.parse_args(argv)
@@ -60,6 +63,7 @@ def settings_from(args: argparse.Namespace) -> GatewaySettings:
         max_body=args.max_body,
         max_frame=args.max_frame,
         access_log=args.access_log,
+        loop=args.loop,
         log_level="info" if args.access_log and args.log_level == "warning" else args.log_level,
     )
     if cluster is not None:

@@ -40,6 +40,9 @@ def bind(host: str, port: int) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    # Accepted sockets inherit it (Linux): a response written in two parts (head, body) must not
+    # wait for the client's delayed ACK (40 ms).
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     try:
         sock.bind((host.strip("[]"), port))
     except OSError as exc:
@@ -76,6 +79,7 @@ def serve(settings: GatewaySettings, ready: Callable[[str], None] | None = None)
         "timeout_graceful_shutdown": 10,
         "server_header": False,
         "lifespan": "on",
+        "loop": settings.loop,
     }
     try:
         if ready is not None:

@@ -53,6 +53,8 @@ class GatewaySettings:
     #: One log line per request (with its sid) at INFO.
     access_log: bool = False
     log_level: str = "warning"
+    #: uvicorn's event loop: uvloop (default) or asyncio.
+    loop: str = "uvloop"
 
     def check(self) -> list[str]:
         """Every problem with these values (empty when fine)."""
@@ -68,6 +70,8 @@ class GatewaySettings:
         for name in ("queue_timeout", "once_timeout", "read_timeout", "session_timeout", "lb_ttl"):
             if getattr(self, name) <= 0:
                 out.append(f"{name} must be > 0 seconds, not {getattr(self, name)}")
+        if self.loop not in ("asyncio", "uvloop"):
+            out.append(f"loop must be asyncio or uvloop, not {self.loop!r}")
         for name in ("max_body", "max_frame"):
             if getattr(self, name) <= 0:
                 out.append(f"{name} must be > 0 bytes, not {getattr(self, name)}")
