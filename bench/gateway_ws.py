@@ -33,10 +33,10 @@ from array import array
 from dataclasses import dataclass, field
 from typing import Any
 
-import gateway_once as once
+import gateway_servers as servers
 import loadgen
 
-ROUTE = once.SESSION_ROUTE
+ROUTE = servers.SESSION_ROUTE
 
 
 # -- the client -----------------------------------------------------------------------------------
@@ -160,7 +160,7 @@ def _client_main(url: str, n: int, frames: list[str], b64: str, deflate: bool, c
 class Result:
     name: str
     tallies: list[Tally]
-    window: once.Window
+    window: servers.Window
     frames_per_session: int
 
     @property
@@ -207,19 +207,31 @@ class Result:
                 k: round(1e6 * v / n, 1) if n else 0 for k, v in self.window.proc_s.items()
             },
             "cpu_busy_pct": {str(k): round(v, 1) for k, v in self.window.cpu_pct.items()},
+            "other_cpu_pct": round(self.other_pct, 1),
         }
+
+    @property
+    def other_pct(self) -> float:
+        """% of a core that programs other than the servers and the clients used on the two CPUs."""
+        w = self.window
+        if not w.seconds:
+            return 0.0
+        busy = w.cpu_pct.get(servers.SERVER_CPU, 0.0) + w.cpu_pct.get(servers.CLIENT_CPU, 0.0)
+        ours = 100 * (sum(w.proc_s.values()) + sum(t.cpu_s for t in self.tallies)) / w.seconds
+        return max(0.0, busy - ours)
 
 
 def run_server(name: str, base_url: str, pids: dict[str, int], args: argparse.Namespace) -> Result:
     url = base_url.replace("http://", "ws://", 1) + ROUTE
-    text = once.text_bytes(args.payload)
+    text = servers.text_bytes(args.payload)
     frames = frames_of(text, args.frames)
     b64 = base64.b64encode(text).decode()
     procs = max(1, min(args.client_procs, args.sessions))
     per = [args.sessions // procs + (1 if i < args.sessions % procs else 0) for i in range(procs)]
-    cpus = {once.CLIENT_CPU} if args.pin else None
+    cpus = {servers.CLIENT_CPU} if args.pin else None
     ctx = mp.get_context("spawn")
     pipes, children = [], []
+    done = False
     try:
         for n in per:
             parent_end, child_end = ctx.Pipe()
@@ -237,15 +249,18 @@ def run_server(name: str, base_url: str, pids: dict[str, int], args: argparse.Na
         for conn in pipes:
             conn.send((start_at, float(args.seconds)))
         time.sleep(max(0.0, start_at - time.monotonic()))
-        window = once.Window(pids).start()
+        window = servers.Window(pids).start()
         tallies = []
         for conn in pipes:
             if not conn.poll(args.seconds + 120):
                 raise RuntimeError(f"{name}: a client process did not report")
             tallies.append(Tally(**conn.recv()))
         window.stop()
+        done = True
     finally:
         for p in children:
+            if not done:  # interrupted or failed: no need to wait for the rounds to end
+                p.kill()
             p.join(timeout=10)
             if p.is_alive():
                 p.kill()
@@ -256,7 +271,7 @@ def run_server(name: str, base_url: str, pids: dict[str, int], args: argparse.Na
 def session_check(base_url: str, args: argparse.Namespace) -> str | None:
     """One short session through ``base_url``: None when it works, else what went wrong."""
     url = base_url.replace("http://", "ws://", 1) + ROUTE
-    text = once.text_bytes(args.payload)
+    text = servers.text_bytes(args.payload)
     tally = Tally()
     asyncio.run(one_session(url, frames_of(text, 3), base64.b64encode(text).decode(), args.deflate, tally))
     return tally.why or None
@@ -274,6 +289,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--payload", type=int, default=768, help="text bytes per frame (default 768 = 1 KiB b64)")
     ap.add_argument("--lic", type=int, default=128, help="licences of the stream_echo loader (default 128)")
     ap.add_argument("--deflate", action="store_true", help="offer permessage-deflate (default: off)")
+    ap.add_argument(
+        "--loop",
+        choices=("asyncio", "uvloop"),
+        help="event loop of the gateway and of the bare app (default: the gateway's default)",
+    )
     ap.add_argument("--json", help="also write every number to this file")
     ap.add_argument("--no-pin", dest="pin", action="store_false", help="do not pin (default: pin)")
     ap.add_argument("--quiet-wait", type=float, default=60.0, help="wait up to this long for a quiet machine")
@@ -292,7 +312,7 @@ def us(v: float) -> str:
 HEADER = (
     "| server | sessions x frames | frames/s | frame RTT p50 µs | p99 µs | later frames p50 / p99 µs | "
     "first frame p50 µs | handshake p50 µs | failed sessions | server CPU µs/frame | client CPU | "
-    "CPU 0 busy | CPU 1 busy |\n|---|--|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|"
+    "CPU 0 busy | CPU 1 busy | other CPU |\n|---|--|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|"
 )
 
 
@@ -319,25 +339,28 @@ def row_text(r: Result, args: argparse.Namespace) -> str:
         fail,
         cpu,
         f"{s['client_cpu_pct']:.0f}%",
-        f"{busy.get(str(once.SERVER_CPU), 0):.0f}%",
-        f"{busy.get(str(once.CLIENT_CPU), 0):.0f}%",
+        f"{busy.get(str(servers.SERVER_CPU), 0):.0f}%",
+        f"{busy.get(str(servers.CLIENT_CPU), 0):.0f}%",
+        f"{s['other_cpu_pct']:.0f}%",
     ]
     return "| " + " | ".join(cells) + " |"
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    once.install_signal_handlers()
-    if args.pin and not once.can_pin():
+    servers.install_signal_handlers()
+    if args.pin and not servers.can_pin():
         print("warning: taskset or a second CPU is missing: nothing is pinned", file=sys.stderr)
         args.pin = False
+    loop, gw_args = servers.gateway_loop(args.loop)
     info = loadgen.banner(args.quiet_wait)
-    frame_len = len(frames_of(once.text_bytes(args.payload), 3)[1])
+    frame_len = len(frames_of(servers.text_bytes(args.payload), 3)[1])
     print(
         f"{args.sessions} sessions x {args.frames} frames, {frame_len}-byte frames, "
-        f"{args.client_procs} client process(es) on CPU {once.CLIENT_CPU}, servers on CPU {once.SERVER_CPU}"
+        f"{args.client_procs} client process(es) on CPU {servers.CLIENT_CPU}, "
+        f"servers on CPU {servers.SERVER_CPU}"
         + ("" if args.pin else " (NOT pinned)")
-        + f", compression {'offered' if args.deflate else 'off'}",
+        + f", compression {'offered' if args.deflate else 'off'}, event loop {loop}",
         flush=True,
     )
     out: dict[str, Any] = {
@@ -351,14 +374,15 @@ def main(argv: list[str] | None = None) -> int:
         "client_procs": args.client_procs,
         "deflate": args.deflate,
         "pinned": args.pin,
+        "loop": loop,
     }
     results: list[Result] = []
     with contextlib.ExitStack() as stack:
-        bare = stack.enter_context(once.bare_server(args.pin))
-        loaders = [(once.STREAM_ECHO, ["--lic", str(args.lic)])]
-        cluster = stack.enter_context(once.Cluster(loaders, args.pin, []))
-        once.until("the bare app's WebSocket", lambda: session_check(bare.target, args))
-        once.until(f"the gateway's {ROUTE}", lambda: session_check(cluster.url, args))
+        bare = stack.enter_context(servers.bare_server(args.pin, loop))
+        loaders = [(servers.STREAM_ECHO, ["--lic", str(args.lic)])]
+        cluster = stack.enter_context(servers.Cluster(loaders, args.pin, gw_args))
+        servers.until("the bare app's WebSocket", lambda: session_check(bare.target, args))
+        servers.until(f"the gateway's {ROUTE}", lambda: session_check(cluster.url, args))
         assert bare.proc is not None
         print(f"bare app {bare.target}; gateway {cluster.url} (pids {cluster.pids})\n", flush=True)
         print(HEADER, flush=True)
