@@ -47,10 +47,12 @@ from gateway_servers import (
     Window,
     bare_server,
     can_pin,
+    finish,
     gateway_loop,
     install_signal_handlers,
     once_body,
     post_echo,
+    run_main,
     serve_bare,
     taskset,
     text_bytes,
@@ -439,15 +441,8 @@ def main(argv: list[str] | None = None) -> int:
             )
         if pyspy:
             out["profile"] = profile(pyspy, cluster.url, cluster.pids["gateway"], lua, args)
-    if args.json:
-        args.json.write_text(json.dumps(out, indent=2) + "\n")
-        print(f"\nwrote {args.json}")
-    return 0
+    return finish(out, args.json)
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except KeyboardInterrupt:
-        print("interrupted: every server stopped", file=sys.stderr)
-        sys.exit(130)
+    run_main(main)

@@ -320,3 +320,20 @@ def install_signal_handlers() -> None:
         signal.signal(sig, stop)
     # Ctrl-C too, also where the bench was started with SIGINT ignored (a shell's background job).
     signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+def finish(out: dict[str, Any], path: Path | str | None) -> int:
+    """Write the result document to ``path`` (when given) and say so; the bench's exit code."""
+    if path:
+        Path(path).write_text(json.dumps(out, indent=2) + "\n")
+        print(f"\nwrote {path}")
+    return 0
+
+
+def run_main(main: Callable[[], int]) -> None:
+    """Exit with ``main()``'s code; 130 after Ctrl-C (the servers are stopped by then)."""
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:
+        print("interrupted: every server stopped", file=sys.stderr)
+        sys.exit(130)

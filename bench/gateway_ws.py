@@ -404,16 +404,8 @@ def main(argv: list[str] | None = None) -> int:
             f"\nfull path frames/s = {out['ratio']['full_pct_of_bare_frames_per_s']:.0f}% of the bare app's; "
             f"frame round trip p50 {b['rtt_p50_us'] / 1000:.2f} -> {f['rtt_p50_us'] / 1000:.2f} ms"
         )
-    if args.json:
-        with open(args.json, "w") as fh:
-            fh.write(json.dumps(out, indent=2) + "\n")
-        print(f"\nwrote {args.json}")
-    return 0
+    return servers.finish(out, args.json)
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except KeyboardInterrupt:
-        print("interrupted: every server stopped", file=sys.stderr)
-        sys.exit(130)
+    servers.run_main(main)

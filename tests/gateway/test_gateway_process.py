@@ -51,43 +51,31 @@ def test_two_workers_both_serve_a_pushed_schema_and_metrics_add_up(cluster: Clus
         assert {metric_value(t, "ase_gateway_requests_total", **labels) for t in scrapes} == {before + 20}
 
 
-def test_a_taken_port_is_one_clear_error() -> None:
-    with socket.socket() as taken:
-        taken.bind(("127.0.0.1", 0))
-        taken.listen()
-        port = taken.getsockname()[1]
-        proc = subprocess.run(
-            [sys.executable, "-m", "ase_serving.gateway", "--port", str(port)],
-            capture_output=True,
-            text=True,
-            timeout=30,
-            stdin=subprocess.DEVNULL,
-            env={"PATH": "/usr/bin:/bin", "ASE_HOME": "/nonexistent-ase-home"},
-        )
-    assert proc.returncode == 1
-    assert f"error: cannot listen on 127.0.0.1:{port}" in proc.stderr and "--port" in proc.stderr
-    assert "Traceback" not in proc.stderr
-
-
-def test_bad_settings_are_all_named_at_once() -> None:
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "ase_serving.gateway",
-            "--strategy",
-            "nope",
-            "--workers",
-            "0",
-            "--max-body",
-            "0",
-        ],
+def run_gateway(*args: str) -> subprocess.CompletedProcess[str]:
+    """``python -m ase_serving.gateway ARGS`` with no cluster set up, to its exit."""
+    return subprocess.run(
+        [sys.executable, "-m", "ase_serving.gateway", *args],
         capture_output=True,
         text=True,
         timeout=30,
         stdin=subprocess.DEVNULL,
         env={"PATH": "/usr/bin:/bin", "ASE_HOME": "/nonexistent-ase-home"},
     )
+
+
+def test_a_taken_port_is_one_clear_error() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        proc = run_gateway("--port", str(port))
+    assert proc.returncode == 1
+    assert f"error: cannot listen on 127.0.0.1:{port}" in proc.stderr and "--port" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_bad_settings_are_all_named_at_once() -> None:
+    proc = run_gateway("--strategy", "nope", "--workers", "0", "--max-body", "0")
     assert proc.returncode == 2
     assert proc.stderr.strip() == (
         "error: unknown strategy 'nope': use one of load, loadMini, poll; workers must be >= 1, not 0; "
