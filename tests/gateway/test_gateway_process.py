@@ -81,3 +81,9 @@ def test_bad_settings_are_all_named_at_once() -> None:
         "error: unknown strategy 'nope': use one of load, loadMini, poll; workers must be >= 1, not 0; "
         "max_body must be > 0 bytes, not 0"
     )
+
+
+def test_a_config_centre_address_that_is_not_one_is_refused_before_start() -> None:
+    proc = run_gateway("--config", "nope://x")
+    assert proc.returncode == 1
+    assert proc.stderr.startswith("error: config centre address 'nope://x' is not understood")

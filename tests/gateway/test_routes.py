@@ -136,3 +136,14 @@ def test_refused_bodies_name_the_field_and_the_rule(body: dict[str, object], cod
     assert info.value.code == code
     assert message in info.value.message
     assert len(info.value.message) <= 400  # a huge value is not echoed back whole
+
+
+def test_the_documents_describe_only_the_routes_a_schema_serves() -> None:
+    from ase_serving.schema.openapi import openapi_document
+
+    table = RouteTable(GatewaySettings())
+    put(table, "a", schema("a", "1.0.0", "[/x, /y]"))
+    put(table, "b", schema("b", "2.0.0", "/x"))  # another service takes /x
+    served = {s.service_id: s.routes for s in table.served_schemas()}
+    assert served == {"a": ["/y"], "b": ["/x"]}
+    assert sorted(openapi_document(table.served_schemas())["paths"]) == ["/x", "/y"]

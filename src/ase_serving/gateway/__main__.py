@@ -18,6 +18,7 @@ from ase_serving.gateway.server import GatewayError, serve
 from ase_serving.gateway.settings import DEFAULT_PORT, GatewaySettings
 from ase_serving.home import ClusterSettings, SettingsError, ase_home
 from ase_serving.lb.strategies import strategy_names
+from ase_serving.store import StoreError, backend_kind
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -83,6 +84,8 @@ def main(argv: list[str] | None = None) -> int:
         if problems:
             print(f"error: {'; '.join(problems)}", file=sys.stderr)
             return 2
+        if settings.config:
+            backend_kind(settings.config)  # a bad address is one clear error, before anything starts
         if not settings.config:
             print(
                 "warning: no config centre (no --config and no `asectl setup`): no service will be served",
@@ -94,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"gateway serving on {url} (workers {settings.workers})", flush=True)
 
         serve(settings, ready)
-    except (GatewayError, SettingsError) as exc:
+    except (GatewayError, SettingsError, StoreError) as exc:
         print(f"error: {getattr(exc, 'message', exc)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

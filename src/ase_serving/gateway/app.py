@@ -207,7 +207,7 @@ class GatewayApp:
         key = (self.gw.table.generation, service, server)
         body = self._openapi.get(key)
         if body is None:
-            live = [s.schema for s in self.gw.table.live()]
+            live = self.gw.table.served_schemas()
             if service is not None:
                 live = [s for s in live if s.service_id == service]
                 if not live:

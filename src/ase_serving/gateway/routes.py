@@ -14,6 +14,7 @@ write), and the loser is listed in ``problems``: a route always means one servic
 from __future__ import annotations
 
 import copy
+import dataclasses
 import logging
 import re
 from dataclasses import dataclass, field
@@ -186,3 +187,10 @@ class RouteTable:
         """The services that serve at least one route, sorted by service id and version."""
         seen = {id(s): s for s in self.routes.values()}
         return sorted(seen.values(), key=lambda s: (s.service_id, _version_key(s.version)))
+
+    def served_schemas(self) -> list[ServiceSchema]:
+        """The live schemas, each with only the routes it serves here (what the docs describe)."""
+        return [
+            dataclasses.replace(s.schema, routes=[r for r in s.schema.routes if self.routes.get(r) is s])
+            for s in self.live()
+        ]
