@@ -23,7 +23,6 @@ import argparse
 import base64
 import collections
 import contextlib
-import datetime as dt
 import json
 import os
 import resource
@@ -52,6 +51,7 @@ from gateway_servers import (
     install_signal_handlers,
     once_body,
     post_echo,
+    run_header,
     run_main,
     serve_bare,
     taskset,
@@ -390,10 +390,7 @@ def main(argv: list[str] | None = None) -> int:
         flush=True,
     )
     out: dict[str, Any] = {
-        "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        "command": " ".join([sys.executable, *sys.argv]),
-        "commit": loadgen.commit(),
-        "machine": info,
+        **run_header(info),
         "body_bytes": len(body),
         "seconds_per_point": args.seconds,
         "warmup_s": args.warmup,

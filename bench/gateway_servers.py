@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import datetime as dt
 import http.client
 import itertools
 import json
@@ -337,3 +338,13 @@ def run_main(main: Callable[[], int]) -> None:
     except KeyboardInterrupt:
         print("interrupted: every server stopped", file=sys.stderr)
         sys.exit(130)
+
+
+def run_header(machine: dict[str, str]) -> dict[str, Any]:
+    """What every result document starts with: when, the command, the commit, the machine."""
+    return {
+        "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "command": " ".join([sys.executable, *sys.argv]),
+        "commit": loadgen.commit(),
+        "machine": machine,
+    }

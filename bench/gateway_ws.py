@@ -24,7 +24,6 @@ import argparse
 import asyncio
 import base64
 import contextlib
-import datetime as dt
 import json
 import multiprocessing as mp
 import sys
@@ -364,10 +363,7 @@ def main(argv: list[str] | None = None) -> int:
         flush=True,
     )
     out: dict[str, Any] = {
-        "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        "command": " ".join([sys.executable, *sys.argv]),
-        "commit": loadgen.commit(),
-        "machine": info,
+        **servers.run_header(info),
         "sessions": args.sessions,
         "frames": args.frames,
         "frame_bytes": frame_len,
