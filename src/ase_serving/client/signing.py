@@ -1,0 +1,118 @@
+"""Credentials and request signing as PROTOCOL.md's "Authentication" gives them.
+
+:func:`sign` is the whole HMAC-SHA256 scheme in one call, for users of any HTTP library::
+
+    headers = sign("POST", "127.0.0.1:2392", "/v1/private/echo", api_key, api_secret)
+    requests.post("http://127.0.0.1:2392/v1/private/echo", json=body, headers=headers)
+
+:func:`sign_query` gives the same signature as the query parameters a browser's WebSocket needs.
+"""
+
+from __future__ import annotations
+
+import base64
+import email.utils
+import hashlib
+import hmac
+from dataclasses import dataclass, field
+from urllib.parse import urlencode, urlsplit
+
+_DEFAULT_PORTS = {"http": 80, "ws": 80, "https": 443, "wss": 443}
+
+
+def _authorization(method: str, host: str, path: str, api_key: str, api_secret: str, date: str) -> str:
+    signed = f"host: {host}\ndate: {date}\n{method.upper()} {path} HTTP/1.1"
+    digest = hmac.new(api_secret.encode(), signed.encode(), hashlib.sha256).digest()
+    signature = base64.b64encode(digest).decode("ascii")
+    return (
+        f'api_key="{api_key}", algorithm="hmac-sha256", headers="host date request-line", '
+        f'signature="{signature}"'
+    )
+
+
+def sign(
+    method: str, host: str, path: str, api_key: str, api_secret: str, date: str | None = None
+) -> dict[str, str]:
+    """The headers that authenticate one request: ``{"Host", "Date", "Authorization"}``.
+
+    ``host`` is the Host header the request carries (``127.0.0.1:2392``: no default port),
+    ``path`` the route without its query string, ``date`` an RFC 1123 GMT date (default: now;
+    the gateway refuses a skew over 300 s).
+    """
+    date = date or email.utils.formatdate(usegmt=True)
+    return {
+        "Host": host,
+        "Date": date,
+        "Authorization": _authorization(method, host, path, api_key, api_secret, date),
+    }
+
+
+def sign_query(
+    method: str, host: str, path: str, api_key: str, api_secret: str, date: str | None = None
+) -> dict[str, str]:
+    """The same signature as query parameters: ``{"authorization": base64(...), "date", "host"}``
+    (URL-encode them, e.g. with :func:`urllib.parse.urlencode`)."""
+    headers = sign(method, host, path, api_key, api_secret, date)
+    origin = headers["Authorization"].encode()
+    return {
+        "authorization": base64.b64encode(origin).decode("ascii"),
+        "date": headers["Date"],
+        "host": headers["Host"],
+    }
+
+
+def host_of(url: str) -> str:
+    """The Host header an HTTP or WebSocket client sends for ``url`` (default ports left out)."""
+    parts = urlsplit(url)
+    netloc = parts.netloc.rpartition("@")[2].lower()
+    if parts.port is not None and parts.port == _DEFAULT_PORTS.get(parts.scheme):
+        netloc = netloc[: netloc.rfind(":")]
+    return netloc
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """Who calls: the app id, and an API key (API-key mode) or key and secret (HMAC mode).
+
+    Neither key nor secret appears in ``repr()``.
+    """
+
+    app_id: str
+    api_key: str | None = field(default=None, repr=False)
+    api_secret: str | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        if not self.app_id or not isinstance(self.app_id, str):
+            raise ValueError("app_id must be the non-empty app id of the calling app (header.app_id)")
+        if self.api_secret and not self.api_key:
+            raise ValueError("api_secret is given without api_key: HMAC signing needs both")
+
+    @property
+    def mode(self) -> str:
+        """``hmac``, ``api-key`` or ``none``."""
+        if self.api_key and self.api_secret:
+            return "hmac"
+        return "api-key" if self.api_key else "none"
+
+    def http_headers(self, method: str, url: str) -> dict[str, str]:
+        """Headers that authenticate an HTTP request to ``url`` (header form)."""
+        if self.api_key and self.api_secret:
+            path = urlsplit(url).path or "/"
+            return sign(method, host_of(url), path, self.api_key, self.api_secret)
+        return {"X-Api-Key": self.api_key} if self.api_key else {}
+
+    def websocket(self, url: str, query: bool = True) -> tuple[str, dict[str, str]]:
+        """(URL, headers) that authenticate a WebSocket to ``url``: query parameters (the form a
+        browser can send) when ``query``, else headers."""
+        if not self.api_key:
+            return url, {}
+        if not query:
+            headers = self.http_headers("GET", url)
+            # The WebSocket client writes the Host header itself, from the same URL.
+            headers.pop("Host", None)
+            return url, headers
+        if self.api_secret:
+            params = sign_query("GET", host_of(url), urlsplit(url).path or "/", self.api_key, self.api_secret)
+        else:
+            params = {"apikey": self.api_key}
+        return f"{url}{'&' if '?' in url else '?'}{urlencode(params)}", {}

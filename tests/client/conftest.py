@@ -1,0 +1,71 @@
+"""One real cluster for every client test: embedded config centre, echo and stream_echo loaders, a
+gateway. Package-scoped, since each start costs seconds of a small machine's CPU."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from examples.support import example_dir
+from tests.gateway.support import Cluster, GatewayProcess, once_body
+from tests.store.embedded_server import start_embedded
+from tests.support import WRAPPERS, wait_for
+
+#: echo with bounded parameters and a binary input beside the text one (the echo wrapper sends
+#: every input back under its own name and type).
+ECHO_YAML = """
+apiVersion: ase-serving/v1
+kind: ApiSchema
+metadata: {serviceName: echo, version: "1.0.0", name: echo}
+spec:
+  interface: once
+  request:
+    parameters:
+      properties:
+        upper: {type: integer, enum: [0, 1]}
+        speed: {type: integer, minimum: 0, maximum: 100}
+    payload:
+      properties:
+        text: {type: text, encoding: [utf8, raw]}
+        audio: {type: audio, encoding: [raw]}
+  response:
+    payload:
+      properties:
+        text: {type: text, encoding: utf8}
+        audio: {type: audio, encoding: raw}
+"""
+
+
+@pytest.fixture(scope="package")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    with start_embedded(tmp_path_factory.mktemp("centre") / "configd") as centre:
+        c = Cluster(centre, Path(tmp_path_factory.mktemp("ase-home")))
+        c.put_schema(ECHO_YAML)
+        c.loader(WRAPPERS / "echo", "--service", "echo")
+        # stream_echo pushes the schema of its own ai_api.yml.
+        c.loader(example_dir("stream_echo"), "--lic", "4")
+        try:
+            yield c
+        finally:
+            c.close()
+
+
+@pytest.fixture(scope="package")
+def gw(cluster: Cluster) -> Iterator[GatewayProcess]:
+    with cluster.gateway() as gateway:
+        wait_ready(gateway)
+        yield gateway
+
+
+def wait_ready(gateway: GatewayProcess) -> None:
+    """Both routes live and both loaders reachable through ``gateway``."""
+    for route in ("/v1/private/echo", "/v1/private/stream_echo"):
+        gateway.wait_route(route)
+    wait_for(
+        lambda: gateway.post("/v1/private/echo", once_body()).json()["header"]["code"] != 11503,
+        20,
+        "the echo loader reachable through the gateway",
+    )
+    gateway.wait_loaders("stream_echo", 1)
