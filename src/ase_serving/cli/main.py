@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from ase_serving.cli import api, cluster, config, init, loader, setup
+from ase_serving.cli import api, call, cluster, config, init, loader, setup
 
 app = typer.Typer(
     name="asectl",
@@ -19,6 +19,7 @@ app.add_typer(config.app, name="config")
 app.add_typer(cluster.app, name="cluster")
 setup.register(app)
 init.register(app)
+call.register(app)
 
 
 def main() -> None:

@@ -99,6 +99,9 @@ class AsyncSession:
         self._args = (service, params, header)
         self._state: SessionState | None = None
         self._ws: ClientConnection | None = None
+        # A reader (e.g. a task printing results while another sends) owns the socket's recv:
+        # websockets allows one at a time, so a failed send then leaves the error frame to it.
+        self._receiving = False
 
     def __repr__(self) -> str:
         st = self._state
@@ -150,12 +153,15 @@ class AsyncSession:
         st, ws = await self._opened()
         if st.done:
             return None
+        self._receiving = True
         try:
             message = await asyncio.wait_for(ws.recv(), st.timeout)
         except asyncio.TimeoutError:
             raise too_slow(st.where, st.timeout) from None
         except ConnectionClosed as exc:
-            await self._raise_closed(st, ws, exc)
+            await self._raise_closed(st, ws, exc, drain=True)
+        finally:
+            self._receiving = False
         return st.result(message)
 
     def __aiter__(self) -> AsyncIterator[Result]:
@@ -169,11 +175,14 @@ class AsyncSession:
         """Every result still to come, until the one with status 2."""
         return [r async for r in self]
 
-    async def _raise_closed(self, st: SessionState, ws: ClientConnection, exc: ConnectionClosed) -> NoReturn:
+    async def _raise_closed(
+        self, st: SessionState, ws: ClientConnection, exc: ConnectionClosed, drain: bool = False
+    ) -> NoReturn:
         # An error frame may wait in the buffer behind the close: it says why.
-        with contextlib.suppress(ConnectionClosed, asyncio.TimeoutError):
-            while True:
-                st.result(await asyncio.wait_for(ws.recv(), _DRAIN_TIMEOUT))
+        if drain or not self._receiving:
+            with contextlib.suppress(ConnectionClosed, asyncio.TimeoutError):
+                while True:
+                    st.result(await asyncio.wait_for(ws.recv(), _DRAIN_TIMEOUT))
         rcvd = exc.rcvd
         raise st.closed(rcvd.code if rcvd else None, rcvd.reason if rcvd else "") from None
 

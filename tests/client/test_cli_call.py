@@ -1,0 +1,175 @@
+"""``asectl call`` end to end: the real command as a subprocess against the real gateway."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+
+import orjson
+import pytest
+
+from ase_serving.cli.call import _value, chunks
+from tests.gateway.support import GatewayProcess
+from tests.support import ASECTL
+
+Call = Callable[..., subprocess.CompletedProcess[str]]
+
+
+def asectl(home: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """``asectl call ARGS`` with ``$ASE_HOME`` = ``home`` and no ASE_* settings but ``env``."""
+    base = {k: v for k, v in os.environ.items() if not k.startswith("ASE_")}
+    full = {**base, "ASE_HOME": str(home), **(env or {})}
+    return subprocess.run(
+        [*ASECTL, "call", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=full,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+@pytest.fixture
+def call(gw: GatewayProcess, tmp_path: Path) -> Call:
+    home = tmp_path / "home"
+    home.mkdir()
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return asectl(home, "--gateway", gw.url, "--app-id", "test", *args)
+
+    return run
+
+
+def test_param_values_are_json_when_they_parse() -> None:
+    assert _value("50") == 50
+    assert _value("true") is True
+    assert _value('"50"') == "50"
+    assert _value("[1, 2]") == [1, 2]
+    assert _value("fast") == "fast"
+    assert _value("") == ""
+
+
+def test_utf8_text_is_chunked_between_characters() -> None:
+    text = "héllo wörld ✓".encode()
+    pieces = list(chunks(text, 3, utf8=True))
+    assert b"".join(pieces) == text
+    assert all(len(p) <= 3 for p in pieces)
+    assert [p.decode() for p in pieces]  # every piece is whole characters
+    assert list(chunks(b"\xc3\xa9\xc3\xa9", 1, utf8=True)) == [b"\xc3", b"\xa9", b"\xc3", b"\xa9"]
+    assert list(chunks(b"abcdefg", 3, utf8=False)) == [b"abc", b"def", b"g"]
+
+
+def test_once_prints_the_text_output(call: Call) -> None:
+    done = call("echo", "--param", "upper=1", "--param", "speed=50", "--data", "text=hello ase")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "HELLO ASE\n"
+
+
+def test_data_from_a_file(call: Call, tmp_path: Path) -> None:
+    src = tmp_path / "in.txt"
+    src.write_text("from a file\nline 2 ✓")
+    done = call("echo", "--data", f"text=@{src}")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "from a file\nline 2 ✓\n"
+
+
+def test_json_prints_the_response_with_decoded_text(call: Call) -> None:
+    done = call("echo", "--data", "text=hi", "--json")
+    assert done.returncode == 0, done.stderr
+    doc = orjson.loads(done.stdout)
+    assert doc["header"]["code"] == 0 and doc["header"]["sid"].startswith("ase")
+    assert doc["payload"]["text"]["text"] == "aGk=" and doc["payload"]["text"]["text_utf8"] == "hi"
+
+
+def test_binary_outputs_are_sized_and_written_with_out(call: Call, tmp_path: Path) -> None:
+    blob = bytes(range(256)) * 3
+    (tmp_path / "blob").write_bytes(blob)
+    out = tmp_path / "out"
+    done = call(
+        "echo", "--data", f"audio:audio=@{tmp_path / 'blob'}", "--attr", "audio.encoding=raw",
+        "--data", "text=x", "--out", str(out),
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert sorted(done.stdout.splitlines()) == [
+        f"audio: 768 bytes (audio) -> {out / 'audio'}",
+        "text: x",
+    ]
+    assert (out / "audio").read_bytes() == blob
+
+
+def test_a_session_streams_the_file_in_chunks(call: Call, tmp_path: Path) -> None:
+    story = "once upon a time ✓ the end"
+    (tmp_path / "story.txt").write_text(story)
+    done = call("stream_echo", "--session", "--data", f"text=@{tmp_path / 'story.txt'}", "--chunk", "5")
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert "".join(lines) == story
+    assert len(lines) >= len(story.encode()) // 5 and all(len(line.encode()) <= 5 for line in lines)
+
+
+def test_a_session_with_json_prints_one_line_per_result(call: Call) -> None:
+    done = call("stream_echo", "--session", "--data", "text=abcdefgh", "--chunk", "3", "--json")
+    assert done.returncode == 0, done.stderr
+    docs = [orjson.loads(line) for line in done.stdout.splitlines()]
+    assert [d["header"]["status"] for d in docs] == [0, 1, 2]
+    assert [d["payload"]["echo"]["text_utf8"] for d in docs] == ["abc", "def", "gh"]
+
+
+def test_a_gateway_error_prints_its_code_and_message_and_exits_1(call: Call) -> None:
+    done = call("echo", "--param", "speed=500", "--data", "text=x")
+    assert done.returncode == 1
+    assert done.stdout == ""
+    assert done.stderr.startswith("error: 10163: ") and "maximum of 100" in done.stderr
+    done = call("nosuch", "--data", "text=x")
+    assert done.returncode == 1 and "error: 10404: " in done.stderr and "nosuch" in done.stderr
+    done = call("stream_echo", "--session", "--data", "text:audio=AAAA")
+    assert done.returncode == 1 and "error: 10163: " in done.stderr, done.stderr
+
+
+def test_bad_flags_say_what_to_give(call: Call) -> None:
+    done = call("echo", "--data", "text")
+    assert done.returncode == 2 and "--data 'text': give NAME[:TYPE]=@FILE" in done.stderr
+    done = call("echo", "--data", "text=@/nonexistent/file")
+    assert done.returncode == 2 and "cannot read /nonexistent/file" in done.stderr
+    done = call("echo", "--data", "x:pdf=1")
+    assert done.returncode == 2 and "type 'pdf' is not one of text, audio" in done.stderr
+    done = call("echo", "--data", "text=x", "--attr", "nope.encoding=raw")
+    assert done.returncode == 2 and "one of the --data inputs (text)" in done.stderr
+
+
+def test_no_gateway_or_no_app_id_says_what_to_run(tmp_path: Path, gw: GatewayProcess) -> None:
+    done = asectl(tmp_path, "echo", "--data", "text=x", "--app-id", "test")
+    assert done.returncode == 1
+    assert "no gateway" in done.stderr and "--gateway" in done.stderr and "asectl init" in done.stderr
+    done = asectl(tmp_path, "echo", "--data", "text=x", env={"ASE_GATEWAY_URL": gw.url})
+    assert done.returncode == 1
+    assert "no app id" in done.stderr and "--app-id" in done.stderr and "asectl init" in done.stderr
+
+
+def test_gateway_and_credentials_from_the_environment_and_the_home(
+    tmp_path: Path, gw: GatewayProcess
+) -> None:
+    env = {"ASE_GATEWAY_URL": gw.url}
+    done = asectl(tmp_path, "echo", "--data", "text=env", env={**env, "ASE_APP_ID": "test"})
+    assert (done.returncode, done.stdout) == (0, "env\n"), done.stderr
+    (tmp_path / "credentials.json").write_text('{"app_id": "test", "api_key": "k", "api_secret": "s"}')
+    done = asectl(tmp_path, "echo", "--data", "text=home", env=env)
+    assert (done.returncode, done.stdout) == (0, "home\n"), done.stderr
+    (tmp_path / "credentials.json").write_text("{oops")
+    done = asectl(tmp_path, "echo", "--data", "text=x", env=env)
+    assert done.returncode == 1 and "credentials.json: unreadable" in done.stderr
+
+
+def test_an_unreachable_gateway_is_one_line_with_the_url(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+        done = asectl(tmp_path, "echo", "--gateway", url, "--app-id", "a", "--data", "text=x")
+    assert done.returncode == 1
+    assert (
+        done.stderr.count("\n") == 1 and f"cannot reach the gateway at {url}/openapi/echo.json" in done.stderr
+    )
