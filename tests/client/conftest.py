@@ -13,12 +13,13 @@ from tests.gateway.support import Cluster, GatewayProcess, once_body
 from tests.store.embedded_server import start_embedded
 from tests.support import WRAPPERS, wait_for
 
-#: echo with bounded parameters and a binary input beside the text one (the echo wrapper sends
-#: every input back under its own name and type).
+#: binecho: the test echo wrapper with bounded parameters and a binary input beside the text one
+#: (it sends every input back under its own name and type). The README's example calls the
+#: examples' echo and stream_echo, so they run here as they are.
 ECHO_YAML = """
 apiVersion: ase-serving/v1
 kind: ApiSchema
-metadata: {serviceName: echo, version: "1.0.0", name: echo}
+metadata: {serviceName: binecho, version: "1.0.0", name: binecho}
 spec:
   interface: once
   request:
@@ -43,8 +44,9 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     with start_embedded(tmp_path_factory.mktemp("centre") / "configd") as centre:
         c = Cluster(centre, Path(tmp_path_factory.mktemp("ase-home")))
         c.put_schema(ECHO_YAML)
-        c.loader(WRAPPERS / "echo", "--service", "echo")
-        # stream_echo pushes the schema of its own ai_api.yml.
+        c.loader(WRAPPERS / "echo", "--service", "binecho")
+        # The examples push the schemas of their own ai_api.yml.
+        c.loader(example_dir("echo"))
         c.loader(example_dir("stream_echo"), "--lic", "4")
         try:
             yield c
@@ -60,12 +62,13 @@ def gw(cluster: Cluster) -> Iterator[GatewayProcess]:
 
 
 def wait_ready(gateway: GatewayProcess) -> None:
-    """Both routes live and both loaders reachable through ``gateway``."""
-    for route in ("/v1/private/echo", "/v1/private/stream_echo"):
+    """Every route live and every loader reachable through ``gateway``."""
+    for route in ("/v1/private/binecho", "/v1/private/echo", "/v1/private/stream_echo"):
         gateway.wait_route(route)
-    wait_for(
-        lambda: gateway.post("/v1/private/echo", once_body()).json()["header"]["code"] != 11503,
-        20,
-        "the echo loader reachable through the gateway",
-    )
+    for service in ("binecho", "echo"):
+        wait_for(
+            lambda s=service: gateway.post(f"/v1/private/{s}", once_body()).json()["header"]["code"] != 11503,
+            20,
+            f"the {service} loader reachable through the gateway",
+        )
     gateway.wait_loaders("stream_echo", 1)

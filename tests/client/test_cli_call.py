@@ -62,7 +62,7 @@ def test_utf8_text_is_chunked_between_characters() -> None:
 
 
 def test_once_prints_the_text_output(call: Call) -> None:
-    done = call("echo", "--param", "upper=1", "--param", "speed=50", "--data", "text=hello ase")
+    done = call("binecho", "--param", "upper=1", "--param", "speed=50", "--data", "text=hello ase")
     assert done.returncode == 0, done.stderr
     assert done.stdout == "HELLO ASE\n"
 
@@ -70,13 +70,13 @@ def test_once_prints_the_text_output(call: Call) -> None:
 def test_data_from_a_file(call: Call, tmp_path: Path) -> None:
     src = tmp_path / "in.txt"
     src.write_text("from a file\nline 2 ✓")
-    done = call("echo", "--data", f"text=@{src}")
+    done = call("binecho", "--data", f"text=@{src}")
     assert done.returncode == 0, done.stderr
     assert done.stdout == "from a file\nline 2 ✓\n"
 
 
 def test_json_prints_the_response_with_decoded_text(call: Call) -> None:
-    done = call("echo", "--data", "text=hi", "--json")
+    done = call("binecho", "--data", "text=hi", "--json")
     assert done.returncode == 0, done.stderr
     doc = orjson.loads(done.stdout)
     assert doc["header"]["code"] == 0 and doc["header"]["sid"].startswith("ase")
@@ -88,7 +88,7 @@ def test_binary_outputs_are_sized_and_written_with_out(call: Call, tmp_path: Pat
     (tmp_path / "blob").write_bytes(blob)
     out = tmp_path / "out"
     done = call(
-        "echo", "--data", f"audio:audio=@{tmp_path / 'blob'}", "--attr", "audio.encoding=raw",
+        "binecho", "--data", f"audio:audio=@{tmp_path / 'blob'}", "--attr", "audio.encoding=raw",
         "--data", "text=x", "--out", str(out),
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
@@ -118,7 +118,7 @@ def test_a_session_with_json_prints_one_line_per_result(call: Call) -> None:
 
 
 def test_a_gateway_error_prints_its_code_and_message_and_exits_1(call: Call) -> None:
-    done = call("echo", "--param", "speed=500", "--data", "text=x")
+    done = call("binecho", "--param", "speed=500", "--data", "text=x")
     assert done.returncode == 1
     assert done.stdout == ""
     assert done.stderr.startswith("error: 10163: ") and "maximum of 100" in done.stderr
@@ -129,21 +129,21 @@ def test_a_gateway_error_prints_its_code_and_message_and_exits_1(call: Call) -> 
 
 
 def test_bad_flags_say_what_to_give(call: Call) -> None:
-    done = call("echo", "--data", "text")
+    done = call("binecho", "--data", "text")
     assert done.returncode == 2 and "--data 'text': give NAME[:TYPE]=@FILE" in done.stderr
-    done = call("echo", "--data", "text=@/nonexistent/file")
+    done = call("binecho", "--data", "text=@/nonexistent/file")
     assert done.returncode == 2 and "cannot read /nonexistent/file" in done.stderr
-    done = call("echo", "--data", "x:pdf=1")
+    done = call("binecho", "--data", "x:pdf=1")
     assert done.returncode == 2 and "type 'pdf' is not one of text, audio" in done.stderr
-    done = call("echo", "--data", "text=x", "--attr", "nope.encoding=raw")
+    done = call("binecho", "--data", "text=x", "--attr", "nope.encoding=raw")
     assert done.returncode == 2 and "one of the --data inputs (text)" in done.stderr
 
 
 def test_no_gateway_or_no_app_id_says_what_to_run(tmp_path: Path, gw: GatewayProcess) -> None:
-    done = asectl(tmp_path, "echo", "--data", "text=x", "--app-id", "test")
+    done = asectl(tmp_path, "binecho", "--data", "text=x", "--app-id", "test")
     assert done.returncode == 1
     assert "no gateway" in done.stderr and "--gateway" in done.stderr and "asectl init" in done.stderr
-    done = asectl(tmp_path, "echo", "--data", "text=x", env={"ASE_GATEWAY_URL": gw.url})
+    done = asectl(tmp_path, "binecho", "--data", "text=x", env={"ASE_GATEWAY_URL": gw.url})
     assert done.returncode == 1
     assert "no app id" in done.stderr and "--app-id" in done.stderr and "asectl init" in done.stderr
 
@@ -152,13 +152,13 @@ def test_gateway_and_credentials_from_the_environment_and_the_home(
     tmp_path: Path, gw: GatewayProcess
 ) -> None:
     env = {"ASE_GATEWAY_URL": gw.url}
-    done = asectl(tmp_path, "echo", "--data", "text=env", env={**env, "ASE_APP_ID": "test"})
+    done = asectl(tmp_path, "binecho", "--data", "text=env", env={**env, "ASE_APP_ID": "test"})
     assert (done.returncode, done.stdout) == (0, "env\n"), done.stderr
     (tmp_path / "credentials.json").write_text('{"app_id": "test", "api_key": "k", "api_secret": "s"}')
-    done = asectl(tmp_path, "echo", "--data", "text=home", env=env)
+    done = asectl(tmp_path, "binecho", "--data", "text=home", env=env)
     assert (done.returncode, done.stdout) == (0, "home\n"), done.stderr
     (tmp_path / "credentials.json").write_text("{oops")
-    done = asectl(tmp_path, "echo", "--data", "text=x", env=env)
+    done = asectl(tmp_path, "binecho", "--data", "text=x", env=env)
     assert done.returncode == 1 and "credentials.json: unreadable" in done.stderr
 
 
@@ -168,8 +168,9 @@ def test_an_unreachable_gateway_is_one_line_with_the_url(tmp_path: Path) -> None
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         url = f"http://127.0.0.1:{sock.getsockname()[1]}"
-        done = asectl(tmp_path, "echo", "--gateway", url, "--app-id", "a", "--data", "text=x")
+        done = asectl(tmp_path, "binecho", "--gateway", url, "--app-id", "a", "--data", "text=x")
     assert done.returncode == 1
     assert (
-        done.stderr.count("\n") == 1 and f"cannot reach the gateway at {url}/openapi/echo.json" in done.stderr
+        done.stderr.count("\n") == 1
+        and f"cannot reach the gateway at {url}/openapi/binecho.json" in done.stderr
     )

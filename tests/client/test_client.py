@@ -23,7 +23,7 @@ def api(request: pytest.FixtureRequest, gw: GatewayProcess) -> Api:
 
 
 def test_once_echo(api: Api) -> None:
-    result = api.once("echo", {"upper": 1, "speed": 50}, {"text": "hello ase"}, header={"uid": "u-42"})
+    result = api.once("binecho", {"upper": 1, "speed": 50}, {"text": "hello ase"}, header={"uid": "u-42"})
     assert (result.code, result.message, result.status) == (0, "success", 3)
     assert result.sid.startswith("ase")
     assert list(result.outputs) == ["text"]
@@ -32,13 +32,13 @@ def test_once_echo(api: Api) -> None:
 
 
 def test_once_by_route(api: Api) -> None:
-    assert api.once("/v1/private/echo", None, {"text": "by route"})["text"].text == "by route"
+    assert api.once("/v1/private/binecho", None, {"text": "by route"})["text"].text == "by route"
 
 
 def test_binary_bytes_go_out_and_come_back_base64(api: Api) -> None:
     blob = bytes(range(256)) * 3
     result = api.once(
-        "echo",
+        "binecho",
         payload={
             "text": {"text": blob, "encoding": "raw"},
             "audio": {"audio": blob[::-1], "encoding": "raw"},
@@ -54,7 +54,7 @@ def test_binary_bytes_go_out_and_come_back_base64(api: Api) -> None:
 
 def test_a_schema_violation_is_an_exception_with_the_code_and_message(api: Api) -> None:
     with pytest.raises(AseClientError) as info:
-        api.once("echo", {"speed": 500}, {"text": "x"})
+        api.once("binecho", {"speed": 500}, {"text": "x"})
     err = info.value
     assert (err.code, err.http_status) == (10163, 400)
     assert "speed" in err.message and "maximum of 100" in err.message
@@ -123,13 +123,13 @@ def test_an_unreachable_gateway_says_where_and_what_to_do(closed_port: int) -> N
     url = f"http://127.0.0.1:{closed_port}"
     for kind in ("sync", "async"):
         with pytest.raises(AseClientError) as info:
-            Api(kind, url, api_key=KEY, api_secret=SECRET).once("/v1/private/echo", None, {"text": "x"})
+            Api(kind, url, api_key=KEY, api_secret=SECRET).once("/v1/private/binecho", None, {"text": "x"})
         err = info.value
         assert err.code == -1 and err.http_status is None
-        assert f"{url}/v1/private/echo" in err.message and "asectl init" in err.message
+        assert f"{url}/v1/private/binecho" in err.message and "asectl init" in err.message
         with pytest.raises(AseClientError) as info:
-            Api(kind, url, api_key=KEY).session("/v1/private/echo", [("end", {"text": "x"})])
-        assert f"ws://127.0.0.1:{closed_port}/v1/private/echo" in info.value.message
+            Api(kind, url, api_key=KEY).session("/v1/private/binecho", [("end", {"text": "x"})])
+        assert f"ws://127.0.0.1:{closed_port}/v1/private/binecho" in info.value.message
         for exc in (err, info.value):
             assert KEY not in str(exc) and SECRET not in str(exc) and KEY not in repr(exc.args)
 
@@ -162,7 +162,7 @@ def test_an_answer_that_is_not_the_protocol_is_a_clear_error() -> None:
 def test_secrets_stay_out_of_reprs_and_errors(gw: GatewayProcess) -> None:
     with Client(gw.url, "test", KEY, SECRET) as client:
         with pytest.raises(AseClientError) as info:
-            client.once("echo", {"speed": 500}, {"text": "x"})
+            client.once("binecho", {"speed": 500}, {"text": "x"})
         with client.session("stream_echo") as s:
             s.send({"text": "a"})
             shown = [repr(client), repr(s), str(info.value), repr(info.value), repr(client.credentials)]
@@ -177,5 +177,5 @@ def test_the_route_is_looked_up_once(gw: GatewayProcess) -> None:
     with Client(gw.url, "test") as client:
         client._http.event_hooks["request"].append(lambda req: seen.append(f"{req.method} {req.url.path}"))
         for _ in range(3):
-            client.once("echo", payload={"text": "x"})
-    assert seen == ["GET /openapi/echo.json"] + ["POST /v1/private/echo"] * 3
+            client.once("binecho", payload={"text": "x"})
+    assert seen == ["GET /openapi/binecho.json"] + ["POST /v1/private/binecho"] * 3

@@ -24,7 +24,7 @@ Examples:
 
   asectl call echo --param speed=50 --data text="hello ASE"
 
-  asectl call ocr --data image:image=@page.jpg --attr image.encoding=jpg --json
+  asectl call ocr --data image1:image=@page.jpg --attr image1.encoding=jpg --json
 
   asectl call stream_echo --session --data text=@story.txt --chunk 1024
 
