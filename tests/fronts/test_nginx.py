@@ -3,7 +3,7 @@ once requests, WebSocket sessions, the body limit, and the headers it passes on 
 
 Real processes on loopback: an embedded config centre, loaders of the echo and stream_echo
 examples, a gateway, and Debian's nginx running the example's own files (ports and paths filled in
-by tests/fronts/nginx.py). A second nginx fronts a header mirror, to see exactly what reaches the
+by tests/fronts/support.py). A second nginx fronts a header mirror, to see exactly what reaches the
 upstream.
 """
 
@@ -26,7 +26,7 @@ from websockets.asyncio.client import connect
 
 from ase_serving.gateway.settings import GatewaySettings
 from examples.support import example_dir
-from tests.fronts.nginx import EXAMPLE, NGINX, Nginx, self_signed, start_nginx
+from tests.fronts.support import EXAMPLE, NGINX, Nginx, self_signed, start_nginx
 from tests.gateway.support import Cluster, GatewayProcess, api_yaml, b64, once_body, unb64
 
 pytestmark = pytest.mark.skipif(
@@ -261,7 +261,7 @@ def test_the_example_fits_the_gateways_defaults() -> None:
     def value(name: str) -> str:
         found = re.findall(rf"^\s*{name}\s+([^;]+);", conf, re.M)
         assert len(found) == 1, f"{name}: {found}"
-        return found[0].strip()
+        return str(found[0]).strip()
 
     assert int(value("client_max_body_size").removesuffix("m")) * 1024 * 1024 == d.max_body
     # Longer than any exchange the gateway itself ends: it sends the error, not nginx.
