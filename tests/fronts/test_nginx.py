@@ -13,6 +13,7 @@ import asyncio
 import http.server
 import re
 import socket
+import subprocess
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -269,3 +270,35 @@ def test_the_example_fits_the_gateways_defaults() -> None:
     assert read > d.session_timeout and read > d.once_timeout + d.queue_timeout
     assert value("proxy_set_header Host") == "$http_host"
     assert value("proxy_set_header X-Consumer-Custom-ID") == '""'
+
+
+DEBIAN_CONF = Path("/etc/nginx/nginx.conf")
+
+
+@pytest.mark.skipif(not DEBIAN_CONF.exists(), reason="no /etc/nginx/nginx.conf (Debian's nginx-common) here")
+def test_the_example_is_a_drop_in_for_debians_conf_d(tls: tuple[Path, Path], tmp_path: Path) -> None:
+    # As README.md says: ase-gateway.conf in conf.d/ of Debian's own nginx.conf (its paths moved
+    # under tmp_path, the default site left out) passes `nginx -t`.
+    etc = tmp_path / "etc"
+    (etc / "conf.d").mkdir(parents=True)
+    text = DEBIAN_CONF.read_text()
+    for old, new in (
+        ("/etc/nginx/conf.d/", f"{etc}/conf.d/"),
+        ("include /etc/nginx/sites-enabled/*;", ""),
+        ("/var/log/nginx/", f"{tmp_path}/"),
+        ("/run/nginx.pid", f"{tmp_path}/nginx.pid"),
+    ):
+        assert old in text, old
+        text = text.replace(old, new)
+    (etc / "nginx.conf").write_text(text)
+    cert, key = tls
+    conf = (EXAMPLE / "ase-gateway.conf").read_text()
+    conf = conf.replace("/etc/nginx/tls/ase-gateway.crt", str(cert)).replace(
+        "/etc/nginx/tls/ase-gateway.key", str(key)
+    )
+    (etc / "conf.d" / "ase-gateway.conf").write_text(conf)
+    assert NGINX is not None
+    cmd = [NGINX, "-t", "-p", str(tmp_path), "-c", str(etc / "nginx.conf"), "-e", str(tmp_path / "error.log")]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0, done.stderr
+    assert "test is successful" in done.stderr
