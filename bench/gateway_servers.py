@@ -216,7 +216,10 @@ class Cluster:
             assert loader.proc is not None
             self.pids[f"loader {project.name}"] = loader.proc.pid
         gw_cmd = [*pin0, py, "-m", "ase_serving.gateway", "--port", "0", "--workers", "1"]
-        gw_cmd += ["--config", cfg.target, "--account", "admin", "--password", password, *self.gateway_args]
+        gw_args = (
+            self.gateway_args if "--auth" in self.gateway_args else [*self.gateway_args, "--auth", "off"]
+        )
+        gw_cmd += ["--config", cfg.target, "--account", "admin", "--password", password, *gw_args]
         gw = self._start(gw_cmd)
         assert gw.proc is not None
         self.pids["gateway"] = gw.proc.pid

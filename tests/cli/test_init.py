@@ -81,6 +81,7 @@ def test_init_status_init_again_down(tmp_path: Path, home: Path) -> None:
     doc = json.loads(proc.stdout)
     url, lb, gw = f"http://127.0.0.1:{config_port}", f"127.0.0.1:{lb_port}", f"http://127.0.0.1:{gw_port}"
     comps = doc.pop("components")
+    consumer = doc.pop("consumer")
     assert doc == {
         "mode": "local",
         "address": url,
@@ -88,6 +89,7 @@ def test_init_status_init_again_down(tmp_path: Path, home: Path) -> None:
         "lb": lb,
         "settings": str(home / "cluster.json"),
     }
+    assert consumer["new"] and consumer["credentials"] == str(home / "credentials.json")
     assert [(c["name"], c["url"], c["started"]) for c in comps] == [
         ("config", url, True),
         ("lb", lb, True),
@@ -268,12 +270,29 @@ def test_a_loader_run_against_init_is_served_by_its_gateway(home: Path) -> None:
         )
         assert echo["urls"] == [f"{gateway}/v1/private/echo"]
         assert [(i["address"], i["lic_total"]) for i in echo["instances"]] == [(address, 2)]
-        body = {"header": {"app_id": "a"}, "payload": {"text": {"encoding": "utf8", "text": "aGk="}}}
+        # init made a first consumer; its credentials are in ASE_HOME, readable by the owner only.
+        made = json.loads(proc.stdout)["consumer"]
+        creds_file = home / "credentials.json"
+        assert made == {"app_id": made["app_id"], "credentials": str(creds_file), "new": True}
+        assert stat.S_IMODE(creds_file.stat().st_mode) == 0o600
+        creds = json.loads(creds_file.read_text())
+        assert creds["app_id"] == made["app_id"] and len(creds["api_key"]) == 32
+        body = {
+            "header": {"app_id": creds["app_id"]},
+            "payload": {"text": {"encoding": "utf8", "text": "aGk="}},
+        }
+        key = {"X-Api-Key": creds["api_key"]}
         end = time.monotonic() + 20
-        while (resp := httpx.post(f"{gateway}/v1/private/echo", json=body)).status_code != 200:
+        while (resp := httpx.post(f"{gateway}/v1/private/echo", json=body, headers=key)).status_code != 200:
             assert time.monotonic() < end, resp.text
             time.sleep(0.1)
         assert resp.json()["payload"]["echo"]["text"] == "aGk="
+        # Authentication is on by default.
+        assert httpx.post(f"{gateway}/v1/private/echo", json=body).json()["header"]["code"] == 10401
+        again = asectl(home, "init", "--config-port", "0", "--lb-port", "0", "--gateway-port", "0", "--json")
+        assert again.returncode == 0, again.stderr
+        assert json.loads(again.stdout)["consumer"] == {**made, "new": False}
+        assert json.loads(creds_file.read_text()) == creds
     finally:
         stop_group(run)
     assert asectl(home, "down").returncode == 0

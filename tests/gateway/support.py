@@ -19,12 +19,14 @@ import subprocess
 import sys
 import tempfile
 import textwrap
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import orjson
 
+from ase_serving.gateway.consumers import ConsumerStore
 from ase_serving.schema import from_yaml
 from ase_serving.store import ConfigKey
 from ase_serving.store.base import ConfigItem
@@ -32,6 +34,7 @@ from tests.store.embedded_server import EmbeddedServer
 from tests.support import LoaderProcess, read_ready_line, spawn, start_loader, stop_group, wait_for
 
 READY = "gateway serving on "
+T = TypeVar("T")
 
 
 def b64(data: bytes | str) -> str:
@@ -108,9 +111,12 @@ class GatewayProcess:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")[-6000:]
 
-    def post(self, path: str, body: Any, **kwargs: Any) -> httpx.Response:
+    def post(
+        self, path: str, body: Any, headers: dict[str, str] | None = None, **kwargs: Any
+    ) -> httpx.Response:
         content = body if isinstance(body, (bytes, str)) else orjson.dumps(body)
-        return self.client.post(path, content=content, headers={"content-type": "application/json"}, **kwargs)
+        sent = {"content-type": "application/json", **(headers or {})}
+        return self.client.post(path, content=content, headers=sent, **kwargs)
 
     def health(self) -> dict[str, Any]:
         resp = self.client.get("/health")
@@ -201,7 +207,27 @@ class Cluster:
         self.loaders.append(loader)
         return loader
 
-    def gateway(self, *args: str, timeout: float = 30.0) -> GatewayProcess:
+    def consumers(self, work: Callable[[ConsumerStore], Awaitable[T]]) -> T:
+        """``work(store)`` on the consumers of project default (add, rotate, update, remove)."""
+
+        async def go() -> T:
+            backend = self.centre.backend()
+            try:
+                return await work(ConsumerStore(backend.config.kv, "default"))  # type: ignore[attr-defined]
+            finally:
+                await backend.close()
+
+        return asyncio.run(go())
+
+    def consumer(self, **kw: Any) -> dict[str, str]:
+        """A new consumer of project default: ``{"app_id", "api_key", "api_secret"}``."""
+        return self.consumers(lambda store: store.add(**kw)).doc()
+
+    def gateway(self, *args: str, timeout: float = 30.0, auth: bool = False) -> GatewayProcess:
+        """A gateway on this cluster; without ``auth`` it runs with ``--auth off`` (the tests of
+        routing, sessions and limits; the auth tests turn it on)."""
+        if not auth and "--auth" not in args:
+            args = (*args, "--auth", "off")
         cmd = [sys.executable, "-m", "ase_serving.gateway", "--port", "0", "--config", self.centre.url, *args]
         proc, log = spawn(cmd, "ase-gateway-", self.env())
         try:

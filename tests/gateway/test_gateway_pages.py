@@ -6,6 +6,7 @@ from __future__ import annotations
 import shutil
 from collections.abc import Iterator
 
+import orjson
 import pytest
 from openapi_spec_validator import validate
 
@@ -107,5 +108,49 @@ def test_docs_page_renders_the_service_in_a_real_browser(gw: GatewayProcess) -> 
             operation.click()
             page.locator(".opblock-body", has_text="app_id").first.wait_for(timeout=10_000)
             assert outside == [], f"the page loaded from elsewhere: {outside}"
+        finally:
+            browser.close()
+
+
+@pytest.mark.timeout(120)
+def test_docs_page_authorizes_with_a_pasted_key_and_tries_a_call(
+    cluster: Cluster, gw: GatewayProcess
+) -> None:
+    from playwright.sync_api import sync_playwright
+
+    creds = cluster.consumer(name="docs page")
+    body = {
+        "header": {"app_id": creds["app_id"]},
+        "payload": {"text": {"encoding": "utf8", "status": 3, "text": "aGVsbG8gZG9jcw=="}},
+    }
+    with cluster.gateway(auth=True) as secured, sync_playwright() as pw:
+        secured.wait_route("/v1/private/echo")
+        wait_for(
+            lambda: (
+                secured.post("/v1/private/echo", body, headers={"X-Api-Key": creds["api_key"]}).status_code
+                == 200
+            ),
+            15,
+            "the consumer and the loader known",
+        )
+        browser = pw.chromium.launch(executable_path=_chromium(), args=["--no-sandbox"])
+        try:
+            page = browser.new_page()
+            page.goto(f"{secured.url}/docs?service=echo")
+            page.locator(".btn.authorize").first.click()
+            scheme = page.locator(".auth-container", has_text="X-Api-Key").first
+            scheme.locator("input").fill(creds["api_key"])
+            scheme.locator("button", has_text="Authorize").click()
+            page.locator("button.btn-done").first.click()
+            page.locator(".opblock-summary-path", has_text="/v1/private/echo").first.click()
+            editor = page.locator("textarea.body-param__text").first
+            editor.wait_for(timeout=10_000)
+            editor.fill(orjson.dumps(body).decode())
+            page.locator("button.execute").first.click()
+            live = page.locator(".live-responses-table .response .response-col_status").first
+            live.wait_for(timeout=15_000)
+            assert live.inner_text().strip().startswith("200"), live.inner_text()
+            answer = page.locator(".live-responses-table .response-col_description pre").first.inner_text()
+            assert '"code": 0' in answer and "aGVsbG8gZG9jcw==" in answer
         finally:
             browser.close()

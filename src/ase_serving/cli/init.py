@@ -91,6 +91,12 @@ def register(app: typer.Typer) -> None:
             typer.echo(f"{rec.name:<8} {rec.url:<32} {state} (pid {rec.pid}, log {rec.log})")
         if config:
             typer.echo(f"config   {config:<32} existing")
+        if result.consumer is not None:
+            what = "added" if result.consumer.new else "kept"
+            typer.echo(
+                f"consumer {result.consumer.app_id} {what}: its API key and secret are in "
+                f"{result.consumer.credentials}; `asectl consumer` manages consumers"
+            )
         typer.echo(f"saved to {result.settings_path}; `asectl cluster status` shows the cluster")
 
     @app.command("down", epilog="Example:\n\n  asectl down")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from ase_serving.cli import api, cluster, config, init, loader, setup
+from ase_serving.cli import api, cluster, config, consumer, init, loader, setup
 
 app = typer.Typer(
     name="asectl",
@@ -17,6 +17,7 @@ app.add_typer(loader.app, name="loader")
 app.add_typer(api.app, name="api")
 app.add_typer(config.app, name="config")
 app.add_typer(cluster.app, name="cluster")
+app.add_typer(consumer.app, name="consumer")
 setup.register(app)
 init.register(app)
 

@@ -18,10 +18,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ase_serving.cluster.access import check_access
+import orjson
+
+from ase_serving.cluster.access import check_access, run_with_backend
 from ase_serving.cluster.local import Component, LocalCluster, LocalError, Running
-from ase_serving.home import ClusterSettings, SettingsError, ase_home
-from ase_serving.store import StoreError, open_backend
+from ase_serving.home import ClusterSettings, SettingsError, ase_home, write_private
+from ase_serving.store import Backend, StoreError, open_backend
 
 CONFIG_PORT = 2390
 LB_PORT = 2391
@@ -45,10 +47,23 @@ class InitOptions:
 
 
 @dataclass
+class Consumer:
+    """The consumer ``asectl init`` made (or found) for this machine."""
+
+    app_id: str
+    credentials: Path
+    new: bool
+
+    def doc(self) -> dict[str, Any]:
+        return {"app_id": self.app_id, "credentials": str(self.credentials), "new": self.new}
+
+
+@dataclass
 class InitResult:
     settings: ClusterSettings
     settings_path: Path
     components: list[Running]
+    consumer: Consumer | None = None
 
     def doc(self) -> dict[str, Any]:
         return {
@@ -58,6 +73,7 @@ class InitResult:
             "lb": self.settings.lb,
             "components": [c.doc() for c in self.components],
             "settings": str(self.settings_path),
+            "consumer": self.consumer.doc() if self.consumer is not None else None,
         }
 
 
@@ -197,12 +213,50 @@ def init_local(opts: InitOptions, home: Path | None = None) -> InitResult:
             if comp.name == "lb":
                 settings.lb = rec.url
         path = settings.save(home)
+        consumer = first_consumer(settings, home)
     except BaseException:
         for rec in reversed(up):
             if rec.new:
                 cluster.stop(rec)
         raise
-    return InitResult(settings, path, up)
+    return InitResult(settings, path, up, consumer)
+
+
+CREDENTIALS_FILE = "credentials.json"
+
+
+def first_consumer(settings: ClusterSettings, home: Path) -> Consumer | None:
+    """The project's first consumer, added (its credentials saved in ``$ASE_HOME/credentials.json``,
+    0600) when the project has none; the saved one when it still exists; None when the project has
+    consumers of its own (then `asectl consumer add` makes one for this machine)."""
+    from ase_serving.gateway.consumers import ConsumerStore
+
+    path = home / CREDENTIALS_FILE
+
+    async def work(backend: Backend) -> Consumer | None:
+        kv = getattr(backend.config, "kv", None)
+        if kv is None:
+            return None
+        store = ConsumerStore(kv, settings.project)
+        saved = _saved_credentials(path)
+        records = await store.list()
+        if saved is not None and any(r.app_id == saved.get("app_id") for r in records):
+            return Consumer(str(saved["app_id"]), path, new=False)
+        if records:
+            return None
+        creds = await store.add(name="default")
+        write_private(path, orjson.dumps(creds.doc(), option=orjson.OPT_INDENT_2) + b"\n")
+        return Consumer(creds.app_id, path, new=True)
+
+    return run_with_backend(settings, work)
+
+
+def _saved_credentials(path: Path) -> dict[str, Any] | None:
+    try:
+        doc = orjson.loads(path.read_bytes())
+    except (OSError, orjson.JSONDecodeError):
+        return None
+    return doc if isinstance(doc, dict) else None
 
 
 def _admin_password(data: Path) -> str:

@@ -2,6 +2,7 @@
 
     python -m ase_serving.gateway [--host 127.0.0.1] [--port 2392] [--workers 1]
                                   [--config ADDRESS] [--account A] [--password P] [--lb HOST:PORT]
+                                  [--auth gateway|proxy|off] [--trusted-proxy ADDR ...]
 
 The config centre comes from ``--config``, else from the cluster settings (``asectl setup`` /
 ``asectl init``, ``ASE_CONFIG_*``). Prints one line when listening:
@@ -43,6 +44,28 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument(
         "--loop", default=d.loop, choices=("asyncio", "uvloop"), help="event loop (default uvloop)"
     )
+    ap.add_argument(
+        "--auth",
+        default=d.auth,
+        choices=("gateway", "proxy", "off"),
+        help="who checks callers: gateway (API keys, signatures; default), proxy (a front proxy's "
+        "consumer header), off",
+    )
+    ap.add_argument(
+        "--trusted-proxy",
+        action="append",
+        default=[],
+        metavar="ADDR",
+        help="with --auth proxy: an address or network of the front proxy (repeatable)",
+    )
+    ap.add_argument(
+        "--consumer-header",
+        default=d.consumer_header,
+        help=f"with --auth proxy: the header naming the caller's app id (default {d.consumer_header})",
+    )
+    ap.add_argument(
+        "--max-skew", type=float, default=d.max_skew, help="seconds a signature's date may be off (300)"
+    )
     ap.add_argument("--access-log", action="store_true", help="one INFO line per request, with its sid")
     ap.add_argument("--log-level", default=d.log_level, choices=("debug", "info", "warning", "error"))
     return ap.parse_args(argv)
@@ -65,6 +88,10 @@ def settings_from(args: argparse.Namespace) -> GatewaySettings:
         max_frame=args.max_frame,
         access_log=args.access_log,
         loop=args.loop,
+        auth=args.auth,
+        trusted_proxies=args.trusted_proxy,
+        consumer_header=args.consumer_header,
+        max_skew=args.max_skew,
         log_level="info" if args.access_log and args.log_level == "warning" else args.log_level,
     )
     if cluster is not None:

@@ -24,7 +24,7 @@ from starlette.staticfiles import StaticFiles
 from ase_serving import errors
 from ase_serving.errors import AseError, BadRequest, NoRoute, TooLarge
 from ase_serving.gateway import webgate
-from ase_serving.gateway.asgi import ClientGone, Receive, Scope, Send, error_body
+from ase_serving.gateway.asgi import ClientGone, Receive, Scope, Send, error_body, retry_headers
 from ase_serving.gateway.atom import to_request
 from ase_serving.gateway.auth import check_app_id
 from ase_serving.gateway.docs import docs_page, swagger_dir
@@ -40,8 +40,7 @@ _JSON = (b"content-type", b"application/json")
 
 
 def error_response(exc: AseError, sid: str, retry_after: int) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
-    headers = [(b"retry-after", str(retry_after).encode())] if exc.code == errors.NO_LICENCE else []
-    return exc.http, error_body(exc.code, exc.message, sid), headers
+    return exc.http, error_body(exc.code, exc.message, sid), retry_headers(exc, retry_after)
 
 
 async def _respond(send: Send, status: int, body: bytes, headers: Sequence[tuple[bytes, bytes]] = ()) -> None:
@@ -122,7 +121,8 @@ class GatewayApp:
         sid = gw.sids.next(svc.schema.sub)
         code, failure = 0, ""
         try:
-            consumer = await gw.auth.authenticate(scope)
+            consumer = gw.auth.authenticate(scope, svc.service_id)
+            gw.limits.request(consumer)
             if not svc.serves("once"):
                 raise BadRequest(
                     f"{svc.service_id} is served as sessions only: open a WebSocket on {scope['path']}",

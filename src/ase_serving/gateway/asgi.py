@@ -7,6 +7,8 @@ from typing import Any
 
 import orjson
 
+from ase_serving import errors
+
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
@@ -23,3 +25,10 @@ def error_body(code: int, message: str, sid: str = "", status: int | None = None
     if status is not None:
         header["status"] = status
     return orjson.dumps({"header": header})
+
+
+def retry_headers(exc: Exception, default: int) -> list[tuple[bytes, bytes]]:
+    """``Retry-After`` for a 10110 answer: the error's own wait (a consumer's limit) or ``default``."""
+    if getattr(exc, "code", None) != errors.NO_LICENCE:
+        return []
+    return [(b"retry-after", str(getattr(exc, "retry_after", default)).encode())]

@@ -1,40 +1,329 @@
-"""The auth stage (the role Kong plays in the seed): who calls, and may they.
+"""The auth stage (the role Kong plays in the seed): who calls, may they, and are they over a limit.
 
-Now a pass-through: :class:`NoAuth` lets every request in as an anonymous caller. The
-authentication issue fills in API keys and HMAC signatures behind the same two calls, so
-that the app does not change: :meth:`Auth.authenticate` before the body is read, and
-:func:`check_app_id` once the body's ``header.app_id`` is known.
+Three modes (``--auth``):
+
+``gateway`` (default)
+    The gateway checks the caller itself against the consumers in the config centre
+    (:mod:`.consumers`), by one of two schemes (PROTOCOL.md, "Authentication"):
+
+    - API key: header ``X-Api-Key`` or query parameter ``apikey``;
+    - HMAC-SHA256: ``signature = base64(hmac_sha256(api_secret, "host: H\\ndate: D\\nMETHOD PATH HTTP/1.1"))``
+      in ``Authorization: api_key="..", algorithm="hmac-sha256", headers="host date request-line",
+      signature=".."`` with ``Date`` and ``Host`` headers, or as the query parameters
+      ``authorization=base64(that)&date=..&host=..`` (what a browser's WebSocket can send).
+      ``PATH`` is the request's path without its query; a date more than ``max_skew`` (300) s
+      from the gateway's clock is refused.
+``proxy``
+    A front proxy (Kong, ...) has authenticated the caller and names its app id in a header
+    (``X-Consumer-Custom-ID``); the header is believed only from the networks ``trusted_proxies``
+    lists. A consumer record of that app id, if any, still gives its services and limits.
+``off``
+    Everyone is anonymous; ``header.app_id`` is not checked.
+
+Comparisons of keys and signatures are constant-time (:func:`hmac.compare_digest`). Error messages
+name what is wrong and what to send, never a key, a secret or a signature.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import base64
+import binascii
+import email.utils
+import hashlib
+import hmac
+import ipaddress
+import logging
+import math
+import re
+import time
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
+from urllib.parse import parse_qs
+
+import orjson
 
 from ase_serving import errors
 from ase_serving.errors import AseError
+from ase_serving.gateway.consumers import ConsumerRecord, key_digest
+from ase_serving.store.kv import KVEvent
+
+log = logging.getLogger("ase_serving.gateway")
+
+MODES = ("gateway", "proxy", "off")
+SIGNED_HEADERS = "host date request-line"
+_PAIR = re.compile(r'\s*([A-Za-z_]+)\s*=\s*"([^"]*)"\s*(?:,|$)')
+_HELP = "send X-Api-Key (or ?apikey=), or an HMAC-SHA256 signature (PROTOCOL.md, Authentication)"
+
+
+class AuthFailed(AseError):
+    def __init__(self, message: str) -> None:
+        super().__init__(message, errors.AUTH_FAILED, http=401)
+
+
+class Forbidden(AseError):
+    def __init__(self, message: str) -> None:
+        super().__init__(message, errors.FORBIDDEN, http=403)
+
+
+class OverLimit(AseError):
+    """A consumer over its own limit: 10110 / HTTP 429 with ``Retry-After: retry_after``."""
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message, errors.NO_LICENCE, http=429)
+        self.retry_after = retry_after
 
 
 @dataclass(frozen=True)
 class Consumer:
-    """An authenticated caller: an app with its app id."""
+    """An authenticated caller: an app with its app id, and what its record allows."""
 
     app_id: str
     name: str = ""
+    services: tuple[str, ...] = ()
+    rps: float = 0
+    sessions: int = 0
+
+    @classmethod
+    def of(cls, rec: ConsumerRecord) -> Consumer:
+        return cls(rec.app_id, rec.name, rec.services, rec.rps, rec.sessions)
 
 
 class Auth(Protocol):
-    async def authenticate(self, scope: Mapping[str, Any]) -> Consumer | None:
-        """The caller of an ASGI request (HTTP or WebSocket); raises 10401/10403 when refused."""
+    def authenticate(self, scope: Mapping[str, Any], service: str) -> Consumer | None:
+        """The caller of an ASGI request (HTTP or WebSocket) of ``service``; raises 10401/10403."""
         ...
 
 
 class NoAuth:
-    """Authentication off: every caller is anonymous (a front proxy may have checked it)."""
+    """Authentication off: every caller is anonymous."""
 
-    async def authenticate(self, scope: Mapping[str, Any]) -> Consumer | None:
+    def authenticate(self, scope: Mapping[str, Any], service: str) -> Consumer | None:
         return None
+
+
+class ConsumerBook:
+    """The consumers of the project, indexed by app id and by API key digest, kept current from
+    the config centre's watch events (:class:`~ase_serving.store.view.PrefixView`)."""
+
+    def __init__(self, records: Iterable[ConsumerRecord] = (), store: str | None = "memory") -> None:
+        self._by_key: dict[str, str] = {}  # key digest -> config key
+        self._records: dict[str, ConsumerRecord] = {}  # config key -> record
+        #: Where the records come from; None = nowhere (every key is refused, with that reason).
+        self.store = store
+        for rec in records:
+            self._put(rec.app_id, rec)
+
+    def __len__(self) -> int:
+        return len(self._records)
+
+    def _put(self, key: str, rec: ConsumerRecord) -> None:
+        self._drop(key)
+        self._records[key] = rec
+        self._by_key[rec.key_sha256] = key
+
+    def _drop(self, key: str) -> None:
+        old = self._records.pop(key, None)
+        if old is not None and self._by_key.get(old.key_sha256) == key:
+            del self._by_key[old.key_sha256]
+
+    def apply(self, events: list[KVEvent]) -> None:
+        for ev in events:
+            if ev.kind == "delete":
+                self._drop(ev.key)
+                continue
+            try:
+                self._put(ev.key, ConsumerRecord.from_json(ev.value))
+            except (orjson.JSONDecodeError, TypeError, KeyError) as exc:
+                log.warning("consumer record %s is not valid (%s): ignored", ev.key, exc)
+                self._drop(ev.key)
+
+    def by_key(self, api_key: str) -> ConsumerRecord | None:
+        digest = key_digest(api_key)
+        key = self._by_key.get(digest)
+        rec = self._records.get(key) if key is not None else None
+        if rec is None or not hmac.compare_digest(rec.key_sha256, digest):
+            return None
+        return rec
+
+    def by_app_id(self, app_id: str) -> ConsumerRecord | None:
+        for rec in self._records.values():
+            if rec.app_id == app_id:
+                return rec
+        return None
+
+
+def _headers(scope: Mapping[str, Any]) -> dict[bytes, bytes]:
+    return {bytes(k): bytes(v) for k, v in scope["headers"]}
+
+
+def _query(scope: Mapping[str, Any]) -> dict[str, str]:
+    raw = scope.get("query_string") or b""
+    if not raw:
+        return {}
+    return {k: v[0] for k, v in parse_qs(raw.decode("latin-1"), keep_blank_values=True).items()}
+
+
+def parse_authorization(text: str) -> dict[str, str]:
+    """``api_key="..", algorithm=".."...`` -> its fields; :class:`AuthFailed` when malformed."""
+    fields: dict[str, str] = {}
+    pos = 0
+    text = text.strip()
+    while pos < len(text):
+        m = _PAIR.match(text, pos)
+        if m is None:
+            raise AuthFailed(
+                'the authorization is malformed: expected api_key="..", algorithm="hmac-sha256", '
+                'headers="host date request-line", signature=".."'
+            )
+        fields[m.group(1).lower()] = m.group(2)
+        pos = m.end()
+    for name in ("api_key", "algorithm", "headers", "signature"):
+        if not fields.get(name):
+            raise AuthFailed(f"the authorization has no {name}: {_HELP}")
+    if fields["algorithm"].lower() != "hmac-sha256":
+        raise AuthFailed(
+            f"the authorization's algorithm {fields['algorithm']!r} is not supported: use hmac-sha256"
+        )
+    if fields["headers"].lower().split() != SIGNED_HEADERS.split():
+        raise AuthFailed(f'the authorization must sign headers="{SIGNED_HEADERS}", not {fields["headers"]!r}')
+    return fields
+
+
+def string_to_sign(host: str, date: str, method: str, path: str) -> str:
+    return f"host: {host}\ndate: {date}\n{method} {path} HTTP/1.1"
+
+
+def signature(secret: str, text: str) -> str:
+    return base64.b64encode(hmac.new(secret.encode(), text.encode(), hashlib.sha256).digest()).decode()
+
+
+class KeyAuth:
+    """``--auth gateway``: API keys and HMAC signatures against :class:`ConsumerBook`."""
+
+    def __init__(self, book: ConsumerBook, max_skew: float = 300.0, clock: Callable[[], float] = time.time):
+        self.book = book
+        self.max_skew = max_skew
+        self.clock = clock
+
+    def authenticate(self, scope: Mapping[str, Any], service: str) -> Consumer:
+        rec = self._identify(scope)
+        if not rec.may_call(service):
+            raise Forbidden(
+                f"app {rec.app_id} may not call {service}: its consumer allows "
+                f"{', '.join(rec.services)} (`asectl consumer set {rec.app_id} --service ...`)"
+            )
+        return Consumer.of(rec)
+
+    def _identify(self, scope: Mapping[str, Any]) -> ConsumerRecord:
+        if self.book.store is None:
+            raise AuthFailed(
+                "this gateway has no consumer store (a read-only config centre): run it with "
+                "--auth proxy behind a front proxy, or --auth off"
+            )
+        headers = _headers(scope)
+        query = _query(scope)
+        authorization = headers.get(b"authorization")
+        if authorization is not None:
+            text = authorization.decode("latin-1")
+            host = headers.get(b"host", b"").decode("latin-1")
+            return self._signed(scope, text, headers.get(b"date"), host, "header")
+        if "authorization" in query:
+            try:
+                text = base64.b64decode(query["authorization"], validate=True).decode()
+            except (binascii.Error, UnicodeDecodeError):
+                raise AuthFailed(
+                    "the authorization query parameter is not base64 of the authorization"
+                ) from None
+            host = query.get("host", "")
+            sent_host = headers.get(b"host", b"").decode("latin-1")
+            if host.lower() != sent_host.lower():
+                raise AuthFailed(
+                    f"the signed host {host!r} is not this request's Host {sent_host!r}: sign the host the "
+                    "request is sent to"
+                )
+            date = query.get("date")
+            return self._signed(
+                scope, text, date.encode("latin-1") if date is not None else None, host, "query"
+            )
+        api_key = headers.get(b"x-api-key")
+        key = api_key.decode("latin-1") if api_key is not None else query.get("apikey")
+        if key is None:
+            raise AuthFailed(f"authentication required: {_HELP}")
+        rec = self.book.by_key(key)
+        if rec is None:
+            raise AuthFailed("no consumer has this API key (it may have been rotated or removed)")
+        return rec
+
+    def _signed(
+        self, scope: Mapping[str, Any], text: str, date: bytes | None, host: str, form: str
+    ) -> ConsumerRecord:
+        fields = parse_authorization(text)
+        where = "a Date header" if form == "header" else "a date query parameter"
+        if not date:
+            raise AuthFailed(f"the signed request has no date: send {where} (RFC 1123, GMT)")
+        date_text = date.decode("latin-1")
+        try:
+            sent = email.utils.parsedate_to_datetime(date_text).timestamp()
+        except (TypeError, ValueError):
+            raise AuthFailed(
+                f"the date {date_text!r} is not an RFC 1123 date such as 'Wed, 02 Dec 2026 01:45:33 GMT'"
+            ) from None
+        skew = sent - self.clock()
+        if abs(skew) > self.max_skew:
+            raise AuthFailed(
+                f"the date {date_text!r} is {abs(skew):.0f} s {'ahead of' if skew > 0 else 'behind'} the "
+                f"gateway's clock (at most {self.max_skew:.0f} s): check the client's clock"
+            )
+        rec = self.book.by_key(fields["api_key"])
+        if rec is None:
+            raise AuthFailed(
+                "no consumer has the api_key of this signature (it may have been rotated or removed)"
+            )
+        method = "GET" if scope["type"] == "websocket" else str(scope["method"])
+        raw = scope.get("raw_path")
+        path = raw.decode("latin-1").split("?", 1)[0] if raw else str(scope["path"])
+        signed = string_to_sign(host, date_text, method, path)
+        if not hmac.compare_digest(signature(rec.secret, signed).encode(), fields["signature"].encode()):
+            raise AuthFailed(
+                f"the signature does not match this request: sign {signed!r} with the api_secret "
+                "(HMAC-SHA256, base64)"
+            )
+        return rec
+
+
+class ProxyAuth:
+    """``--auth proxy``: believe the front proxy's consumer header, from trusted addresses only."""
+
+    def __init__(self, book: ConsumerBook, trusted: Iterable[str], header: str) -> None:
+        self.book = book
+        self.trusted = [ipaddress.ip_network(n, strict=False) for n in trusted]
+        self.header = header.lower().encode()
+        self.header_name = header
+
+    def authenticate(self, scope: Mapping[str, Any], service: str) -> Consumer:
+        client = scope.get("client")
+        try:
+            addr = ipaddress.ip_address(client[0]) if client else None
+        except ValueError:
+            addr = None
+        if addr is None or not any(addr in net for net in self.trusted):
+            raise AuthFailed(
+                "this gateway takes requests only through its front proxy, and this one came from "
+                f"{client[0] if client else 'an unknown address'}: call the proxy's address"
+            )
+        value = _headers(scope).get(self.header)
+        if not value:
+            raise AuthFailed(f"the front proxy sent no {self.header_name} header: is its auth plugin on?")
+        app_id = value.decode("latin-1")
+        rec = self.book.by_app_id(app_id)
+        if rec is None:
+            return Consumer(app_id)
+        if not rec.may_call(service):
+            raise Forbidden(
+                f"app {app_id} may not call {service}: its consumer allows {', '.join(rec.services)}"
+            )
+        return Consumer.of(rec)
 
 
 def check_app_id(consumer: Consumer | None, body: Mapping[str, Any]) -> None:
@@ -45,7 +334,63 @@ def check_app_id(consumer: Consumer | None, body: Mapping[str, Any]) -> None:
     app_id = header.get("app_id") if isinstance(header, dict) else None
     if app_id != consumer.app_id:
         raise AseError(
-            f"header.app_id {app_id!r} is not the app id of the key used ({consumer.app_id!r})",
+            f"header.app_id {app_id!r} is not the app id of the credentials used ({consumer.app_id!r})",
             errors.APP_ID_MISMATCH,
             http=403,
         )
+
+
+class Limits:
+    """Each consumer's requests per second (a token bucket) and sessions open at once, in this
+    process. ``share`` is this process's part of a limit (1 / the number of gateway workers)."""
+
+    def __init__(self, share: float = 1.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self.share = share
+        self.clock = clock
+        self._buckets: dict[tuple[str, float], list[float]] = {}  # -> [tokens, last time]
+        self._open: dict[str, int] = {}
+
+    def request(self, consumer: Consumer | None) -> None:
+        """Count one request (a once request or a session start); :class:`OverLimit` when over."""
+        if consumer is None or consumer.rps <= 0:
+            return
+        rate = consumer.rps * self.share
+        now = self.clock()
+        bucket = self._buckets.get((consumer.app_id, consumer.rps))
+        if bucket is None:
+            bucket = self._buckets[(consumer.app_id, consumer.rps)] = [max(1.0, rate), now]
+        tokens = min(max(1.0, rate), bucket[0] + (now - bucket[1]) * rate)
+        bucket[1] = now
+        if tokens >= 1.0:
+            bucket[0] = tokens - 1.0
+            return
+        bucket[0] = tokens
+        raise OverLimit(
+            f"app {consumer.app_id} is over its limit of {consumer.rps:g} requests per second: slow down",
+            retry_after=max(1, math.ceil((1.0 - tokens) / rate)),
+        )
+
+    def open_session(self, consumer: Consumer | None) -> Callable[[], None]:
+        """Count one open session; returns its release. :class:`OverLimit` when at the limit."""
+        if consumer is None or consumer.sessions <= 0:
+            return _nothing
+        app = consumer.app_id
+        allowed = max(1, int(consumer.sessions * self.share))
+        if self._open.get(app, 0) >= allowed:
+            raise OverLimit(
+                f"app {app} has {consumer.sessions} sessions open, its limit: end one first", retry_after=1
+            )
+        self._open[app] = self._open.get(app, 0) + 1
+        released = False
+
+        def release() -> None:
+            nonlocal released
+            if not released:
+                released = True
+                self._open[app] -= 1
+
+        return release
+
+
+def _nothing() -> None:
+    return None

@@ -38,7 +38,9 @@ def docs_page(service: str = "") -> str:
       url: {orjson.dumps(url).decode()},
       dom_id: "#swagger-ui",
       deepLinking: true,
-      tryItOutEnabled: true
+      tryItOutEnabled: true,
+      // "Authorize" with an API key, then "Execute": the key is kept in this browser's storage.
+      persistAuthorization: true
     }});
   </script>
 </body>

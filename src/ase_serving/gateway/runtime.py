@@ -17,14 +17,15 @@ from typing import Any
 
 from ase_serving.errors import AseError
 from ase_serving.gateway.atom import Atom
-from ase_serving.gateway.auth import Auth, NoAuth
+from ase_serving.gateway.auth import Auth, ConsumerBook, KeyAuth, Limits, NoAuth, ProxyAuth
 from ase_serving.gateway.balance import LocalPicker, Picker, RemotePicker
+from ase_serving.gateway.consumers import prefix as consumers_prefix
 from ase_serving.gateway.metrics import GatewayMetrics
 from ase_serving.gateway.routes import RouteTable
 from ase_serving.gateway.settings import GatewaySettings
 from ase_serving.lb.balancer import NodeInfo
 from ase_serving.store import Backend, Scope, open_backend
-from ase_serving.store.view import ConfigView
+from ase_serving.store.view import ConfigView, PrefixView
 
 log = logging.getLogger("ase_serving.gateway")
 
@@ -41,15 +42,27 @@ class Sids:
         return f"{sub}{self._pid}{next(self._count) & 0xFFFFFFFF:08x}@{self._host}"
 
 
+def make_auth(settings: GatewaySettings, book: ConsumerBook) -> Auth:
+    if settings.auth == "gateway":
+        return KeyAuth(book, settings.max_skew)
+    if settings.auth == "proxy":
+        return ProxyAuth(book, settings.trusted_proxies, settings.consumer_header)
+    return NoAuth()
+
+
 class Gateway:
-    def __init__(self, settings: GatewaySettings, auth: Auth | None = None) -> None:
+    def __init__(self, settings: GatewaySettings) -> None:
         self.settings = settings
         self.table = RouteTable(settings)
         self.metrics = GatewayMetrics()
         self.sids = Sids()
-        self.auth: Auth = auth or NoAuth()
+        #: The consumers (filled by :attr:`consumers` once started with a config centre).
+        self.book = ConsumerBook(store=None)
+        self.auth: Auth = make_auth(settings, self.book)
+        self.limits = Limits(share=1.0 / settings.workers)
         self.backend: Backend | None = None
         self.view: ConfigView | None = None
+        self.consumers: PrefixView | None = None
         self.picker: Picker = LocalPicker(settings.strategy, settings.lb_ttl, None)
         self.atom = Atom(self.picker, settings.once_timeout)
         self.started = False
@@ -63,6 +76,13 @@ class Gateway:
                 self.backend.config, Scope(s.project, s.group), cache_file=cache, on_change=self.table.apply
             )
             await self.view.start()
+            kv = getattr(self.backend.config, "kv", None)
+            if kv is not None and s.auth != "off":
+                self.book.store = s.config
+                self.consumers = PrefixView(kv, consumers_prefix(s.project), on_change=self.book.apply)
+                await self.consumers.start()
+            elif s.auth == "gateway":
+                log.warning("%s holds no consumers: every request will be refused (10401)", s.config)
             if s.lb:
                 self.picker = RemotePicker(s.lb)
             else:
@@ -78,6 +98,8 @@ class Gateway:
         await self.picker.close()
         if self.view is not None:
             await self.view.close()
+        if self.consumers is not None:
+            await self.consumers.close()
         if self.backend is not None:
             await self.backend.close()
 
@@ -112,6 +134,12 @@ class Gateway:
                 }
                 for n in await self._nodes()
             ],
+            "auth": {
+                "mode": self.settings.auth,
+                "consumers": len(self.book),
+                "connected": self.consumers.connected if self.consumers is not None else False,
+                "last_error": self.consumers.last_error if self.consumers is not None else None,
+            },
             "problems": self.table.problems,
             "pid": os.getpid(),
         }

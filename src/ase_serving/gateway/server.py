@@ -74,7 +74,10 @@ def serve(settings: GatewaySettings, ready: Callable[[str], None] | None = None)
     os.environ[ENV] = settings.to_env()
     common: dict[str, Any] = {
         "log_level": settings.log_level,
+        # uvicorn's own access log would print query strings, and with them ?apikey= keys.
         "access_log": False,
+        # scope["client"] must be the peer itself: --auth proxy trusts a header by that address.
+        "proxy_headers": False,
         "ws_max_size": WS_MAX_SIZE,
         "timeout_graceful_shutdown": 10,
         "server_header": False,

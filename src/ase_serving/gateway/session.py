@@ -29,7 +29,7 @@ import orjson
 from ase_serving import errors
 from ase_serving.errors import AseError, BadRequest, Timeout, TooLarge
 from ase_serving.gateway import webgate
-from ase_serving.gateway.asgi import ClientGone, Message, Receive, Scope, Send, error_body
+from ase_serving.gateway.asgi import ClientGone, Message, Receive, Scope, Send, error_body, retry_headers
 from ase_serving.gateway.atom import to_request
 from ase_serving.gateway.auth import check_app_id
 from ase_serving.gateway.routes import Service
@@ -53,7 +53,7 @@ def error_frame(code: int, message: str, sid: str) -> str:
     return error_body(code, message, sid, status=2).decode()
 
 
-async def deny(scope: Scope, send: Send, exc: AseError, sid: str = "") -> None:
+async def deny(scope: Scope, send: Send, exc: AseError, sid: str = "", retry_after: int = 1) -> None:
     """Refuse a WebSocket before it is accepted: an HTTP answer where the server can send one,
     else accept, one error frame, close."""
     body = error_body(exc.code, exc.message, sid)
@@ -65,6 +65,7 @@ async def deny(scope: Scope, send: Send, exc: AseError, sid: str = "") -> None:
                 "headers": [
                     (b"content-type", b"application/json"),
                     (b"content-length", str(len(body)).encode()),
+                    *retry_headers(exc, retry_after),
                 ],
             }
         )
@@ -82,19 +83,24 @@ async def run_session(gw: Gateway, svc: Service, scope: Scope, receive: Receive,
         return
     sid = gw.sids.next(svc.schema.sub)
     try:
-        consumer = await gw.auth.authenticate(scope)
+        consumer = gw.auth.authenticate(scope, svc.service_id)
         if not svc.serves("session"):
             raise BadRequest(
                 f"{svc.service_id} is served as once requests only: POST the body to {scope['path']}",
                 http=405,
             )
+        gw.limits.request(consumer)
+        release = gw.limits.open_session(consumer)
     except AseError as exc:
-        await deny(scope, send, exc, sid)
+        await deny(scope, send, exc, sid, gw.settings.retry_after)
         gw.metrics.request(svc.service_id, "session", exc.code)
         return
-    await send({"type": "websocket.accept"})
-    conn = _Conn(gw, svc, sid, receive, send)
-    code = await conn.serve(consumer)
+    try:
+        await send({"type": "websocket.accept"})
+        conn = _Conn(gw, svc, sid, receive, send)
+        code = await conn.serve(consumer)
+    finally:
+        release()
     gw.metrics.request(svc.service_id, "session", code)
     if code > 0 and errors.http_status(code) >= 500:
         log.warning("sid=%s session %s failed with %d: %s", sid, svc.service_id, code, conn.failure)

@@ -55,6 +55,13 @@ class GatewaySettings:
     log_level: str = "warning"
     #: uvicorn's event loop: uvloop (default) or asyncio.
     loop: str = "uvloop"
+    #: Who checks callers: "gateway" (API keys and signatures of the config centre's consumers),
+    #: "proxy" (a front proxy did; its consumer header is believed from trusted_proxies), "off".
+    auth: str = "gateway"
+    trusted_proxies: list[str] = dataclasses.field(default_factory=list)
+    consumer_header: str = "X-Consumer-Custom-ID"
+    #: Seconds a signed request's date may be off the gateway's clock.
+    max_skew: float = 300.0
 
     def check(self) -> list[str]:
         """Every problem with these values (empty when fine)."""
@@ -72,9 +79,29 @@ class GatewaySettings:
                 out.append(f"{name} must be > 0 seconds, not {getattr(self, name)}")
         if self.loop not in ("asyncio", "uvloop"):
             out.append(f"loop must be asyncio or uvloop, not {self.loop!r}")
+        out += self._check_auth()
         for name in ("max_body", "max_frame"):
             if getattr(self, name) <= 0:
                 out.append(f"{name} must be > 0 bytes, not {getattr(self, name)}")
+        return out
+
+    def _check_auth(self) -> list[str]:
+        import ipaddress
+
+        from ase_serving.gateway.auth import MODES
+
+        out = []
+        if self.auth not in MODES:
+            out.append(f"auth must be one of {', '.join(MODES)}, not {self.auth!r}")
+        if self.auth == "proxy" and not self.trusted_proxies:
+            out.append("auth proxy needs --trusted-proxy: the addresses (or networks) of the front proxy")
+        for net in self.trusted_proxies:
+            try:
+                ipaddress.ip_network(net, strict=False)
+            except ValueError:
+                out.append(f"trusted proxy {net!r} is not an IP address or network (10.0.0.0/8, ::1)")
+        if self.max_skew <= 0:
+            out.append(f"max_skew must be > 0 seconds, not {self.max_skew}")
         return out
 
     def to_env(self) -> str:

@@ -252,6 +252,14 @@ def _components() -> dict[str, Any]:
     }
 
 
+AUTH_TEXT = (
+    "Every call needs credentials: an API key (header `X-Api-Key` or query `apikey`) or an "
+    "HMAC-SHA256 signature (header `Authorization` with `Date`, or the query parameters "
+    "`authorization`, `date`, `host`). To try a call here: **Authorize** with your API key, set "
+    "`header.app_id` in the body to your app id, then **Execute**."
+)
+
+
 def openapi_document(
     schemas: Iterable[ServiceSchema], *, title: str = "ASE serving", servers: list[str] | None = None
 ) -> dict[str, Any]:
@@ -268,7 +276,7 @@ def openapi_document(
             paths[route] = _operations(svc, route)
     doc: dict[str, Any] = {
         "openapi": "3.1.0",
-        "info": {"title": title, "version": "1"},
+        "info": {"title": title, "version": "1", "description": AUTH_TEXT},
         "paths": paths,
         "components": _components(),
         "security": [{"apiKey": []}, {"hmac": []}],

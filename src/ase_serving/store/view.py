@@ -54,6 +54,7 @@ from ase_serving.store.base import (
     StoreError,
     StoreUnavailable,
 )
+from ase_serving.store.kv import KV, KVEntry, KVEvent
 
 log = logging.getLogger(__name__)
 
@@ -444,3 +445,49 @@ class RegistryView(_View[tuple[str, str, str], Instance, InstanceEvent]):
 
     def _same(self, old: Instance, new: Instance) -> bool:
         return old.attrs == new.attrs
+
+
+class PrefixView(_View[str, KVEntry, KVEvent]):
+    """The raw entries under one key prefix of a :class:`~ase_serving.store.kv.KV`, kept current
+    (in memory only; the gateway's consumers use it)."""
+
+    what = "prefix"
+
+    def __init__(
+        self,
+        kv: KV,
+        prefix: str,
+        on_change: Callable[[list[KVEvent]], None] | None = None,
+        backoff: tuple[float, float] = (0.2, 5.0),
+    ) -> None:
+        super().__init__(on_change, backoff)
+        self.kv = kv
+        self.prefix = prefix
+
+    def entries(self) -> dict[str, KVEntry]:
+        return dict(self._items)
+
+    async def _list(self) -> tuple[dict[str, KVEntry], int]:
+        entries, revision = await self.kv.range(self.prefix)
+        return {e.key: e for e in entries}, revision
+
+    async def _watch(self, after: int) -> AsyncIterator[KVEvent]:
+        async for batch in self.kv.watch(self.prefix, after + 1):
+            for event in batch:
+                yield event
+
+    async def _probe(self) -> None:
+        await self.kv.status()
+
+    def _unpack(self, event: KVEvent) -> tuple[str, KVEntry | None, int]:
+        if event.kind == "delete":
+            return event.key, None, event.mod_revision
+        return event.key, KVEntry(event.key, event.value, event.mod_revision), event.mod_revision
+
+    def _event(self, key: str, value: KVEntry | None, revision: int) -> KVEvent:
+        if value is None:
+            return KVEvent("delete", key, b"", revision)
+        return KVEvent("put", key, value.value, value.mod_revision)
+
+    def _same(self, old: KVEntry, new: KVEntry) -> bool:
+        return old.mod_revision == new.mod_revision
