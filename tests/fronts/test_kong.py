@@ -7,6 +7,7 @@ an app_id, and the gateway command naming the header Kong sets."""
 from __future__ import annotations
 
 import re
+import shlex
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -14,7 +15,8 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
-from ase_serving.gateway.settings import DEFAULT_PORT
+from ase_serving.gateway.__main__ import parse_args
+from ase_serving.gateway.settings import DEFAULT_PORT, GatewaySettings
 from ase_serving.loader.project import load_project
 from ase_serving.loader.registrar import project_schemas
 from ase_serving.schema.loaded import load_service_schema
@@ -59,8 +61,6 @@ def test_it_is_a_kong_3_declarative_config_with_one_service(kong: dict[str, Any]
 
 
 def test_the_service_points_at_the_gateway_port_with_session_long_timeouts(kong: dict[str, Any]) -> None:
-    from ase_serving.gateway.settings import GatewaySettings
-
     svc = kong["services"][0]
     url = urlsplit(svc["url"])
     assert url.scheme == "http" and url.port == DEFAULT_PORT and url.path in ("", "/")
@@ -101,8 +101,27 @@ def test_every_consumer_has_a_custom_id_and_a_key(kong: dict[str, Any]) -> None:
         assert [k["key"] for k in c["keyauth_credentials"]], c
 
 
+def gateway_command(text: str) -> list[str]:
+    """The arguments of the one ``python -m ase_serving.gateway ...`` command in ``text`` (lines
+    continued with a backslash, comment marks of kong.yml dropped)."""
+    lines = [re.sub(r"^\s*#?\s*", "", line) for line in text.splitlines()]
+    starts = [n for n, line in enumerate(lines) if line.startswith("python -m ase_serving.gateway")]
+    assert len(starts) == 1, starts
+    words, n = "", starts[0]
+    while True:
+        line = lines[n]
+        words += " " + line.removesuffix("\\")
+        if not line.endswith("\\"):
+            return shlex.split(words)[3:]
+        n += 1
+
+
 @pytest.mark.parametrize("doc", [KONG / "kong.yml", KONG / "README.md"], ids=lambda p: Path(p).name)
 def test_the_gateway_command_trusts_the_header_kong_sets(doc: Path) -> None:
-    text = doc.read_text()
-    assert "--auth proxy" in text and "--trusted-proxy" in text
-    assert re.findall(r"--consumer-header (\S+)", text) == [KONG_CONSUMER_HEADER]
+    args = parse_args(gateway_command(doc.read_text()))
+    assert args.auth == "proxy" and args.trusted_proxy
+    assert args.consumer_header == KONG_CONSUMER_HEADER == GatewaySettings().consumer_header
+    settings = GatewaySettings(
+        auth=args.auth, trusted_proxies=args.trusted_proxy, consumer_header=args.consumer_header
+    )
+    assert settings.check() == []
