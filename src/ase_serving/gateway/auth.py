@@ -29,6 +29,7 @@ from __future__ import annotations
 import base64
 import binascii
 import email.utils
+import functools
 import hashlib
 import hmac
 import ipaddress
@@ -52,7 +53,8 @@ log = logging.getLogger("ase_serving.gateway")
 
 MODES = ("gateway", "proxy", "off")
 SIGNED_HEADERS = "host date request-line"
-_PAIR = re.compile(r'\s*([A-Za-z_]+)\s*=\s*"([^"]*)"\s*(?:,|$)')
+_PAIR = re.compile(r'([A-Za-z_]+)\s*=\s*"([^"]*)"')
+_AUTHORIZATION = re.compile(r'\s*[A-Za-z_]+\s*=\s*"[^"]*"(?:\s*,\s*[A-Za-z_]+\s*=\s*"[^"]*")*\s*')
 _HELP = "send X-Api-Key (or ?apikey=), or an HMAC-SHA256 signature (PROTOCOL.md, Authentication)"
 
 
@@ -166,18 +168,12 @@ def _query(scope: Mapping[str, Any]) -> dict[str, str]:
 
 def parse_authorization(text: str) -> dict[str, str]:
     """``api_key="..", algorithm=".."...`` -> its fields; :class:`AuthFailed` when malformed."""
-    fields: dict[str, str] = {}
-    pos = 0
-    text = text.strip()
-    while pos < len(text):
-        m = _PAIR.match(text, pos)
-        if m is None:
-            raise AuthFailed(
-                'the authorization is malformed: expected api_key="..", algorithm="hmac-sha256", '
-                'headers="host date request-line", signature=".."'
-            )
-        fields[m.group(1).lower()] = m.group(2)
-        pos = m.end()
+    if not _AUTHORIZATION.fullmatch(text):
+        raise AuthFailed(
+            'the authorization is malformed: expected api_key="..", algorithm="hmac-sha256", '
+            'headers="host date request-line", signature=".."'
+        )
+    fields = {name.lower(): value for name, value in _PAIR.findall(text)}
     for name in ("api_key", "algorithm", "headers", "signature"):
         if not fields.get(name):
             raise AuthFailed(f"the authorization has no {name}: {_HELP}")
@@ -188,6 +184,16 @@ def parse_authorization(text: str) -> dict[str, str]:
     if fields["headers"].lower().split() != SIGNED_HEADERS.split():
         raise AuthFailed(f'the authorization must sign headers="{SIGNED_HEADERS}", not {fields["headers"]!r}')
     return fields
+
+
+@functools.lru_cache(maxsize=1024)
+def _date_seconds(text: str) -> float | None:
+    """An RFC 1123 date in seconds (None if it is not one); cached: clients in the same second
+    send the same date."""
+    try:
+        return email.utils.parsedate_to_datetime(text).timestamp()
+    except (TypeError, ValueError):
+        return None
 
 
 def string_to_sign(host: str, date: str, method: str, path: str) -> str:
@@ -263,12 +269,11 @@ class KeyAuth:
         if not date:
             raise AuthFailed(f"the signed request has no date: send {where} (RFC 1123, GMT)")
         date_text = date.decode("latin-1")
-        try:
-            sent = email.utils.parsedate_to_datetime(date_text).timestamp()
-        except (TypeError, ValueError):
+        sent = _date_seconds(date_text)
+        if sent is None:
             raise AuthFailed(
                 f"the date {date_text!r} is not an RFC 1123 date such as 'Wed, 02 Dec 2026 01:45:33 GMT'"
-            ) from None
+            )
         skew = sent - self.clock()
         if abs(skew) > self.max_skew:
             raise AuthFailed(
