@@ -56,19 +56,30 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
 
 @pytest.fixture(scope="package")
 def gw(cluster: Cluster) -> Iterator[GatewayProcess]:
-    with cluster.gateway() as gateway:
-        wait_ready(gateway)
+    """The gateway with authentication on (``--auth gateway``): every test signs or sends a key."""
+    with cluster.gateway(auth=True) as gateway:
         yield gateway
 
 
-def wait_ready(gateway: GatewayProcess) -> None:
-    """Every route live and every loader reachable through ``gateway``."""
+@pytest.fixture(scope="package")
+def consumer(cluster: Cluster, gw: GatewayProcess) -> dict[str, str]:
+    """A consumer of the cluster (``{"app_id", "api_key", "api_secret"}``), known to ``gw`` and
+    with every loader reachable through it."""
+    creds = cluster.consumer(name="client-tests")
+    wait_ready(gw, creds)
+    return creds
+
+
+def wait_ready(gateway: GatewayProcess, creds: dict[str, str]) -> None:
+    """Every route live, ``creds`` accepted and every loader reachable through ``gateway``."""
     for route in ("/v1/private/binecho", "/v1/private/echo", "/v1/private/stream_echo"):
         gateway.wait_route(route)
+    body = once_body(app_id=creds["app_id"])
+    key = {"X-Api-Key": creds["api_key"]}
     for service in ("binecho", "echo"):
         wait_for(
-            lambda s=service: gateway.post(f"/v1/private/{s}", once_body()).json()["header"]["code"] != 11503,
+            lambda s=service: gateway.post(f"/v1/private/{s}", body, headers=key).status_code == 200,
             20,
-            f"the {service} loader reachable through the gateway",
+            f"the consumer accepted and the {service} loader reachable through the gateway",
         )
     gateway.wait_loaders("stream_echo", 1)

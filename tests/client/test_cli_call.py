@@ -31,13 +31,18 @@ def asectl(home: Path, *args: str, env: dict[str, str] | None = None) -> subproc
     )
 
 
+def flags(creds: dict[str, str]) -> list[str]:
+    return ["--app-id", creds["app_id"], "--api-key", creds["api_key"], "--api-secret", creds["api_secret"]]
+
+
 @pytest.fixture
-def call(gw: GatewayProcess, tmp_path: Path) -> Call:
+def call(gw: GatewayProcess, consumer: dict[str, str], tmp_path: Path) -> Call:
+    """``asectl call --gateway URL`` with the consumer's credentials as flags (HMAC signing)."""
     home = tmp_path / "home"
     home.mkdir()
 
     def run(*args: str) -> subprocess.CompletedProcess[str]:
-        return asectl(home, "--gateway", gw.url, "--app-id", "test", *args)
+        return asectl(home, "--gateway", gw.url, *flags(consumer), *args)
 
     return run
 
@@ -146,17 +151,32 @@ def test_no_gateway_or_no_app_id_says_what_to_run(tmp_path: Path, gw: GatewayPro
     done = asectl(tmp_path, "binecho", "--data", "text=x", env={"ASE_GATEWAY_URL": gw.url})
     assert done.returncode == 1
     assert "no app id" in done.stderr and "--app-id" in done.stderr and "asectl init" in done.stderr
+    assert "asectl consumer add" in done.stderr
 
 
-def test_gateway_and_credentials_from_the_environment_and_the_home(
-    tmp_path: Path, gw: GatewayProcess
+def test_credentials_from_the_environment(
+    tmp_path: Path, gw: GatewayProcess, consumer: dict[str, str]
 ) -> None:
+    env = {"ASE_GATEWAY_URL": gw.url, "ASE_APP_ID": consumer["app_id"], "ASE_API_KEY": consumer["api_key"]}
+    done = asectl(tmp_path, "binecho", "--data", "text=key", env=env)
+    assert (done.returncode, done.stdout) == (0, "key\n"), done.stderr
+    done = asectl(
+        tmp_path, "binecho", "--data", "text=signed", env={**env, "ASE_API_SECRET": consumer["api_secret"]}
+    )
+    assert (done.returncode, done.stdout) == (0, "signed\n"), done.stderr
+    done = asectl(tmp_path, "binecho", "--data", "text=x", env={**env, "ASE_API_SECRET": "wrong"})
+    assert done.returncode == 1 and "error: 10401: the signature does not match" in done.stderr
+    assert consumer["api_secret"] not in done.stderr + done.stdout
+
+
+def test_credentials_from_the_home(tmp_path: Path, gw: GatewayProcess, consumer: dict[str, str]) -> None:
     env = {"ASE_GATEWAY_URL": gw.url}
-    done = asectl(tmp_path, "binecho", "--data", "text=env", env={**env, "ASE_APP_ID": "test"})
-    assert (done.returncode, done.stdout) == (0, "env\n"), done.stderr
-    (tmp_path / "credentials.json").write_text('{"app_id": "test", "api_key": "k", "api_secret": "s"}')
-    done = asectl(tmp_path, "binecho", "--data", "text=home", env=env)
-    assert (done.returncode, done.stdout) == (0, "home\n"), done.stderr
+    (tmp_path / "credentials.json").write_bytes(orjson.dumps(consumer))
+    done = asectl(tmp_path, "stream_echo", "--session", "--data", "text=home", "--chunk", "2", env=env)
+    assert (done.returncode, done.stdout) == (0, "ho\nme\n"), done.stderr
+    # Another app id on the command line: the file's key and secret are not sent with it.
+    done = asectl(tmp_path, "binecho", "--app-id", "other", "--data", "text=x", env=env)
+    assert done.returncode == 1 and "error: 10401: authentication required" in done.stderr
     (tmp_path / "credentials.json").write_text("{oops")
     done = asectl(tmp_path, "binecho", "--data", "text=x", env=env)
     assert done.returncode == 1 and "credentials.json: unreadable" in done.stderr

@@ -17,9 +17,12 @@ from tests.gateway.support import GatewayProcess
 KEY, SECRET = "key-never-shown-5b1e", "secret-never-shown-90af"
 
 
-@pytest.fixture(params=["sync", "async"])
-def api(request: pytest.FixtureRequest, gw: GatewayProcess) -> Api:
-    return Api(request.param, gw.url)
+@pytest.fixture(params=["sync-hmac", "async-hmac", "sync-key", "async-key"])
+def api(request: pytest.FixtureRequest, gw: GatewayProcess, consumer: dict[str, str]) -> Api:
+    """Each client (sync, async) in each scheme: HMAC signatures, or the API key alone."""
+    kind, scheme = request.param.split("-")
+    secret = consumer["api_secret"] if scheme == "hmac" else None
+    return Api(kind, gw.url, consumer["app_id"], api_key=consumer["api_key"], api_secret=secret)
 
 
 def test_once_echo(api: Api) -> None:
@@ -159,8 +162,9 @@ def test_an_answer_that_is_not_the_protocol_is_a_clear_error() -> None:
         thread.join(5)
 
 
-def test_secrets_stay_out_of_reprs_and_errors(gw: GatewayProcess) -> None:
-    with Client(gw.url, "test", KEY, SECRET) as client:
+def test_secrets_stay_out_of_reprs_and_errors(gw: GatewayProcess, consumer: dict[str, str]) -> None:
+    key, secret = consumer["api_key"], consumer["api_secret"]
+    with Client(gw.url, consumer["app_id"], key, secret) as client:
         with pytest.raises(AseClientError) as info:
             client.once("binecho", {"speed": 500}, {"text": "x"})
         with client.session("stream_echo") as s:
@@ -168,13 +172,20 @@ def test_secrets_stay_out_of_reprs_and_errors(gw: GatewayProcess) -> None:
             shown = [repr(client), repr(s), str(info.value), repr(info.value), repr(client.credentials)]
             s.end()
             shown += [repr(r) for r in s]
+    with (
+        Client(gw.url, consumer["app_id"], key, "not-the-secret") as client,
+        pytest.raises(AseClientError) as info,
+    ):
+        client.once("binecho", None, {"text": "x"})
+    assert info.value.code == 10401
+    shown += [str(info.value), repr(info.value)]
     for text in shown:
-        assert KEY not in text and SECRET not in text, text
+        assert key not in text and secret not in text and "not-the-secret" not in text, text
 
 
-def test_the_route_is_looked_up_once(gw: GatewayProcess) -> None:
+def test_the_route_is_looked_up_once(gw: GatewayProcess, consumer: dict[str, str]) -> None:
     seen: list[str] = []
-    with Client(gw.url, "test") as client:
+    with Client(gw.url, consumer["app_id"], consumer["api_key"]) as client:
         client._http.event_hooks["request"].append(lambda req: seen.append(f"{req.method} {req.url.path}"))
         for _ in range(3):
             client.once("binecho", payload={"text": "x"})

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
 from pathlib import Path
+
+import orjson
 
 from tests.gateway.support import GatewayProcess
 
@@ -19,11 +22,14 @@ def example() -> str:
     return match.group(1)
 
 
-def test_the_readme_example_runs(gw: GatewayProcess) -> None:
+def test_the_readme_example_runs(gw: GatewayProcess, consumer: dict[str, str], tmp_path: Path) -> None:
     code = example()
     assert '"http://127.0.0.1:2392"' in code
     code = code.replace('"http://127.0.0.1:2392"', repr(gw.url))
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    # The home `asectl init` leaves: credentials.json with a consumer of the gateway's cluster.
+    (tmp_path / "credentials.json").write_bytes(orjson.dumps(consumer))
+    env = {**os.environ, "ASE_HOME": str(tmp_path)}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=env)
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
     assert len(lines) == 3, done.stdout

@@ -131,8 +131,8 @@ def credentials(
             api_secret = api_secret or doc.get("api_secret")
     if not app_id:
         abort(
-            "no app id: pass --app-id (with --api-key and --api-secret where the gateway checks them), "
-            f"set ASE_APP_ID, or run `asectl init`, which writes {path}"
+            "no app id: pass --app-id with --api-key and --api-secret (`asectl consumer add` makes "
+            f"them), set ASE_APP_ID/ASE_API_KEY/ASE_API_SECRET, or run `asectl init`, which writes {path}"
         )
     return str(app_id), api_key or None, api_secret or None
 
