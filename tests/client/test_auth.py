@@ -4,6 +4,7 @@ what a refusal looks like. (Every test of test_client.py also runs signed and wi
 from __future__ import annotations
 
 import asyncio
+import logging
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
@@ -97,3 +98,23 @@ def _known(api: Api) -> bool:
             return False
         raise
     return True
+
+
+def test_debug_logs_carry_no_credentials(
+    gw: GatewayProcess, consumer: dict[str, str], caplog: pytest.LogCaptureFixture
+) -> None:
+    for name in ("ase_serving.client", "httpx", "httpcore"):
+        caplog.set_level(logging.DEBUG, logger=name)
+    key, secret = consumer["api_key"], consumer["api_secret"]
+    for secret_or_none in (secret, None):
+        for query in (True, False):
+            with Client(gw.url, consumer["app_id"], key, secret_or_none, ws_query_auth=query) as client:
+                client.once("echo", payload={"text": "x"})
+                with client.session("stream_echo") as s:
+                    s.end({"text": "x"})
+                    assert [r.status for r in s] == [2]
+    text = caplog.text
+    assert "> GET /v1/private/stream_echo" in text and "HTTP Request: POST" in text  # it did log
+    assert "[redacted]" in text
+    for secret_text in (key, secret, "authorization=", "apikey=", "signature="):
+        assert secret_text not in text, secret_text

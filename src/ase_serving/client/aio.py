@@ -13,7 +13,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 
 from ase_serving.client.core import END, ClientCore, Payload, Result, decode_body, too_slow, unreachable
-from ase_serving.client.stream import SessionState
+from ase_serving.client.stream import WS_LOGGER, SessionState
 
 #: How long to wait for a frame that a closed connection still holds in its buffer.
 _DRAIN_TIMEOUT = 1.0
@@ -120,7 +120,11 @@ class AsyncSession:
             st = self._state
             try:
                 self._ws = await connect(
-                    st.url, additional_headers=st.headers, open_timeout=st.timeout, max_size=None
+                    st.url,
+                    additional_headers=st.headers,
+                    open_timeout=st.timeout,
+                    max_size=None,
+                    logger=WS_LOGGER,
                 )
             except InvalidStatus as exc:
                 raise st.refused(exc.response.status_code, exc.response.body) from None

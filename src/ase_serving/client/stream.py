@@ -6,6 +6,7 @@ frame rules of PROTOCOL.md ("Sessions over WebSocket") are written once.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from typing import Any
 
@@ -25,6 +26,27 @@ from ase_serving.client.core import (
     payload_body,
     service_key,
 )
+
+_SECRET_HEADERS = frozenset({"authorization", "x-api-key"})
+
+
+class _Redact(logging.Filter):
+    """At DEBUG, websockets logs the handshake: its request line (whose query may carry the
+    credentials) and headers. Those are cut out of what this logger lets through."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if isinstance(args, tuple) and args:
+            if record.msg == "> GET %s HTTP/1.1":
+                record.args = (str(args[0]).split("?", 1)[0] + "?...",) if "?" in str(args[0]) else args
+            elif record.msg == "> %s: %s" and str(args[0]).lower() in _SECRET_HEADERS:
+                record.args = (args[0], "[redacted]")
+        return True
+
+
+#: The logger the sessions' WebSocket connections log to (never with a key, secret or signature).
+WS_LOGGER = logging.getLogger("ase_serving.client.websocket")
+WS_LOGGER.addFilter(_Redact())
 
 
 class SessionState:

@@ -12,7 +12,7 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidSta
 from websockets.sync.client import ClientConnection, connect
 
 from ase_serving.client.core import END, ClientCore, Payload, Result, decode_body, too_slow, unreachable
-from ase_serving.client.stream import SessionState
+from ase_serving.client.stream import WS_LOGGER, SessionState
 
 
 class Client(ClientCore):
@@ -104,7 +104,11 @@ class Session:
             try:
                 # Entered as a context manager: websockets >= 17.1 warns about a bare connect().
                 self._ws = connect(
-                    st.url, additional_headers=st.headers, open_timeout=st.timeout, max_size=None
+                    st.url,
+                    additional_headers=st.headers,
+                    open_timeout=st.timeout,
+                    max_size=None,
+                    logger=WS_LOGGER,
                 ).__enter__()
             except InvalidStatus as exc:
                 raise st.refused(exc.response.status_code, exc.response.body) from None
