@@ -127,6 +127,8 @@ def test_a_gateway_error_prints_its_code_and_message_and_exits_1(call: Call) -> 
     assert done.returncode == 1
     assert done.stdout == ""
     assert done.stderr.startswith("error: 10163: ") and "maximum of 100" in done.stderr
+    done = call("binecho", "--param", "speed=500", "--data", "text=x", "--json")
+    assert done.returncode == 1 and orjson.loads(done.stdout)["header"]["code"] == 10163
     done = call("nosuch", "--data", "text=x")
     assert done.returncode == 1 and "error: 10404: " in done.stderr and "nosuch" in done.stderr
     done = call("stream_echo", "--session", "--data", "text:audio=AAAA")

@@ -223,13 +223,15 @@ class Cluster:
         """A new consumer of project default: ``{"app_id", "api_key", "api_secret"}``."""
         return self.consumers(lambda store: store.add(**kw)).doc()
 
-    def gateway(self, *args: str, timeout: float = 30.0, auth: bool = False) -> GatewayProcess:
+    def gateway(
+        self, *args: str, timeout: float = 30.0, auth: bool = False, env: dict[str, str] | None = None
+    ) -> GatewayProcess:
         """A gateway on this cluster; without ``auth`` it runs with ``--auth off`` (the tests of
         routing, sessions and limits; the auth tests turn it on)."""
         if not auth and "--auth" not in args:
             args = (*args, "--auth", "off")
         cmd = [sys.executable, "-m", "ase_serving.gateway", "--port", "0", "--config", self.centre.url, *args]
-        proc, log = spawn(cmd, "ase-gateway-", self.env())
+        proc, log = spawn(cmd, "ase-gateway-", {**self.env(), **(env or {})})
         try:
             line = read_ready_line(proc, lambda text: text.startswith(READY), timeout)
         except RuntimeError as exc:

@@ -145,26 +145,6 @@ def test_a_signed_request_in_the_header_form(gw: GatewayProcess, creds: dict[str
     assert echoed(post(gw, creds, signed_headers(creds, host_of(gw), ECHO, skew=250))) == "hi there"
 
 
-@pytest.mark.parametrize(
-    ("change", "words"),
-    [
-        ({"secret": "not-the-secret"}, "the signature does not match"),
-        ({"key": "0123456789abcdef0123456789abcdef"}, "no consumer has the api_key"),
-        ({"sign_path": "/v1/private/other"}, "the signature does not match"),
-        ({"sign_host": "evil.example:443"}, "the signature does not match"),
-    ],
-    ids=["wrong-secret", "wrong-key", "tampered-path", "other-host"],
-)
-def test_a_bad_signature_is_refused(
-    gw: GatewayProcess, creds: dict[str, str], change: dict[str, str], words: str
-) -> None:
-    headers = signed_headers(creds, host_of(gw), ECHO, **change)
-    message = refused(post(gw, creds, headers))
-    assert words in message
-    signature = headers["Authorization"].rsplit('signature="', 1)[1].rstrip('"')
-    assert signature not in message and creds["api_secret"] not in message
-
-
 def test_a_signature_without_date_or_too_far_off_is_refused(
     gw: GatewayProcess, creds: dict[str, str]
 ) -> None:
@@ -270,6 +250,79 @@ def test_a_session_with_another_app_id_ends_with_10313(gw: GatewayProcess, creds
     assert frames[-1]["header"]["code"] == 10313
 
 
+# -- every negative case, in both forms, over HTTP and over WebSocket ----------------------------
+
+CASES = {
+    # case: (what the gateway says, per form)
+    "wrong-secret": {"header": "the signature does not match", "query": "the signature does not match"},
+    "wrong-key": {"header": "no consumer has the api_key", "query": "no consumer has the api_key"},
+    "missing-date": {"header": "has no date: send a Date header", "query": "has no date: send a date query"},
+    "skew": {"header": "behind the gateway's clock", "query": "behind the gateway's clock"},
+    "tampered-path": {"header": "the signature does not match", "query": "the signature does not match"},
+    "other-host": {"header": "the signature does not match", "query": "is not this request's Host"},
+}
+
+
+def credentials(
+    creds: dict[str, str], host: str, method: str, path: str, form: str, case: str = "ok"
+) -> tuple[str, dict[str, str]]:
+    """(query string, headers) of a request signed as ``case`` says, in ``form``."""
+    key, secret, sign_host, sign_path, skew = creds["api_key"], creds["api_secret"], host, path, 0.0
+    if case == "wrong-secret":
+        secret = "not-the-secret"
+    elif case == "wrong-key":
+        key = "0123456789abcdef0123456789abcdef"
+    elif case == "tampered-path":
+        sign_path = "/v1/private/other"
+    elif case == "other-host":
+        sign_host = "evil.example:443"
+    elif case == "skew":
+        skew = -301.0
+    date = rfc1123(time.time() + skew)
+    auth = authorization(key, secret, sign_host, date, method, sign_path)
+    if form == "header":
+        headers = {"Authorization": auth, "Date": date}
+        if case == "missing-date":
+            del headers["Date"]
+        return "", headers
+    query = {"authorization": base64.b64encode(auth.encode()).decode(), "date": date, "host": sign_host}
+    if case == "missing-date":
+        del query["date"]
+    return "?" + urlencode(query), {}
+
+
+@pytest.mark.parametrize("form", ["header", "query"])
+@pytest.mark.parametrize("case", list(CASES))
+def test_every_bad_signature_is_refused_over_http(
+    gw: GatewayProcess, creds: dict[str, str], case: str, form: str
+) -> None:
+    query, headers = credentials(creds, host_of(gw), "POST", ECHO, form, case)
+    message = refused(post(gw, creds, headers, path=ECHO + query))
+    assert CASES[case][form] in message
+    assert creds["api_secret"] not in message
+
+
+@pytest.mark.parametrize("form", ["header", "query"])
+@pytest.mark.parametrize("case", list(CASES))
+def test_every_bad_signature_is_refused_in_the_websocket_handshake(
+    gw: GatewayProcess, creds: dict[str, str], case: str, form: str
+) -> None:
+    query, headers = credentials(creds, host_of(gw), "GET", STREAM, form, case)
+    status, doc = ws_refusal(f"{gw.ws_url}{STREAM}{query}", creds["app_id"], headers)
+    assert (status, doc["header"]["code"]) == (401, 10401)
+    assert CASES[case][form] in doc["header"]["message"]
+
+
+@pytest.mark.parametrize("form", ["header", "query"])
+def test_a_good_signature_passes_in_both_forms_over_both(
+    gw: GatewayProcess, creds: dict[str, str], form: str
+) -> None:
+    query, headers = credentials(creds, host_of(gw), "POST", ECHO, form)
+    assert echoed(post(gw, creds, headers, path=ECHO + query)) == "hi there"
+    query, headers = credentials(creds, host_of(gw), "GET", STREAM, form)
+    assert ws_text(asyncio.run(session(f"{gw.ws_url}{STREAM}{query}", creds["app_id"], headers))) == "over ws"
+
+
 # -- consumers change while the gateway runs ------------------------------------------------------
 
 
@@ -283,6 +336,12 @@ def test_rotate_retires_the_old_key_and_secret(cluster: Cluster, gw: GatewayProc
     wait_for(lambda: post(gw, new, {"X-Api-Key": new["api_key"]}).status_code == 200, 10, "rotated key known")
     refused(post(gw, old, {"X-Api-Key": old["api_key"]}))
     refused(post(gw, old, signed_headers(old, host_of(gw), ECHO)))
+    for form in ("header", "query"):
+        query, headers = credentials(old, host_of(gw), "GET", STREAM, form)
+        assert ws_refusal(f"{gw.ws_url}{STREAM}{query}", old["app_id"], headers)[0] == 401
+    assert ws_refusal(f"{gw.ws_url}{STREAM}", old["app_id"], {"X-Api-Key": old["api_key"]})[0] == 401
+    query, headers = credentials(new, host_of(gw), "GET", STREAM, "query")
+    assert ws_text(asyncio.run(session(f"{gw.ws_url}{STREAM}{query}", new["app_id"], headers))) == "over ws"
     assert echoed(post(gw, new, signed_headers(new, host_of(gw), ECHO))) == "hi there"
     cluster.consumers(lambda store: store.remove(old["app_id"]))
     wait_for(

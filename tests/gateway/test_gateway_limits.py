@@ -173,3 +173,16 @@ def test_proxy_mode_refuses_the_header_from_other_addresses(loaders: Cluster) ->
 def test_proxy_mode_without_trusted_addresses_is_refused_at_start(loaders: Cluster) -> None:
     with pytest.raises(RuntimeError, match="needs --trusted-proxy"):
         loaders.gateway("--auth", "proxy", auth=True, timeout=10)
+
+
+def test_a_gateway_that_cannot_read_its_consumers_says_so(loaders: Cluster) -> None:
+    # No account: the service schemas are open to read, the consumers are not.
+    with loaders.gateway(auth=True, env={"ASE_CONFIG_ACCOUNT": "", "ASE_CONFIG_PASSWORD": ""}) as gw:
+        gw.wait_route(ECHO)
+        creds = loaders.consumer(name="unreadable")
+        resp = gw.post(ECHO, once_body(app_id=creds["app_id"]), headers={"X-Api-Key": creds["api_key"]})
+        assert resp.status_code == 503 and resp.json()["header"]["code"] == 11503
+        message = resp.json()["header"]["message"]
+        assert "has not loaded its consumers" in message and "account" in message, message
+        health = gw.health()["auth"]
+        assert not health["connected"] and "account" in health["last_error"]

@@ -17,7 +17,8 @@ import pytest
 
 from ase_serving.store import ConfigEvent, ConfigKey, Instance, InstanceEvent, Scope, open_backend
 from ase_serving.store.backoff import Backoff
-from ase_serving.store.view import ConfigView, RegistryView
+from ase_serving.store.kv import Put
+from ase_serving.store.view import ConfigView, PrefixView, RegistryView
 from tests.store.embedded_server import start_embedded
 from tests.store.etcd_server import start_etcd
 
@@ -350,3 +351,43 @@ def test_config_view_lists_again_after_compaction(tmp_path: Path) -> None:
                 await proxy.close()
 
         asyncio.run(body())
+
+
+def test_prefix_view_keeps_the_gateways_consumers_through_an_outage(server: Any) -> None:
+    """The gateway's consumers: a PrefixView over /ase/consumers/<project>/ feeding a ConsumerBook."""
+    from ase_serving.gateway.auth import ConsumerBook
+    from ase_serving.gateway.consumers import ConsumerStore, prefix
+
+    async def body() -> None:
+        backend = server.backend()
+        kv = backend.config.kv
+        store = ConsumerStore(kv, "views")
+        book = ConsumerBook()
+        view = PrefixView(kv, prefix("views"), on_change=book.apply, backoff=QUICK)
+        try:
+            first = await store.add(name="first")
+            await kv.txn([Put("/ase/consumers/views-other/x", b"another project")])
+            await view.start(wait=DEADLINE)
+            assert view.connected and len(book) == 1
+            found = book.by_key(first.api_key)
+            assert found is not None and found.app_id == first.app_id and found.name == "first"
+
+            await asyncio.to_thread(server.stop)
+            await until(lambda: not view.connected, "the view to notice the store is gone")
+            assert book.by_key(first.api_key) is not None  # still known while the store is down
+            await asyncio.to_thread(server.start)
+            rotated = await store.rotate(first.app_id)
+            second = await store.add(name="second", services=["echo"], rps=2, sessions=1)
+            await until(lambda: book.by_key(second.api_key) is not None, "the added consumer")
+            await until(lambda: book.by_key(rotated.api_key) is not None, "the rotated key")
+            assert book.by_key(first.api_key) is None
+            rec = book.by_app_id(second.app_id)
+            assert rec is not None and (rec.services, rec.rps, rec.sessions) == (("echo",), 2, 1)
+            await store.remove(second.app_id)
+            await until(lambda: book.by_key(second.api_key) is None, "the removed consumer gone")
+            assert len(book) == 1 and view.connected
+        finally:
+            await view.close()
+            await backend.close()
+
+    asyncio.run(body())

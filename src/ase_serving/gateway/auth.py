@@ -113,6 +113,8 @@ class ConsumerBook:
         self._records: dict[str, ConsumerRecord] = {}  # config key -> record
         #: Where the records come from; None = nowhere (every key is refused, with that reason).
         self.store = store
+        #: Why the records are not loaded yet (the config centre's error), or None once they are.
+        self.unloaded: Callable[[], str | None] = lambda: None
         for rec in records:
             self._put(rec.app_id, rec)
 
@@ -226,6 +228,14 @@ class KeyAuth:
             raise AuthFailed(
                 "this gateway has no consumer store (a read-only config centre): run it with "
                 "--auth proxy behind a front proxy, or --auth off"
+            )
+        why = self.book.unloaded()
+        if why is not None:
+            # Not the caller's fault: a gateway that cannot read its consumers must not say "bad key".
+            raise AseError(
+                f"the gateway has not loaded its consumers from the config centre yet ({why}): try again",
+                errors.NO_LOADER,
+                http=503,
             )
         headers = _headers(scope)
         query = _query(scope)

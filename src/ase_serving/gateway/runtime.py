@@ -79,8 +79,9 @@ class Gateway:
             kv = getattr(self.backend.config, "kv", None)
             if kv is not None and s.auth != "off":
                 self.book.store = s.config
-                self.consumers = PrefixView(kv, consumers_prefix(s.project), on_change=self.book.apply)
-                await self.consumers.start()
+                view = self.consumers = PrefixView(kv, consumers_prefix(s.project), on_change=self.book.apply)
+                self.book.unloaded = lambda: None if view.revision else (view.last_error or "starting")
+                await view.start()
             elif s.auth == "gateway":
                 log.warning("%s holds no consumers: every request will be refused (10401)", s.config)
             if s.lb:
