@@ -22,13 +22,13 @@ from ase_serving.client.core import DATA_FIELDS, END
 _EPILOG = """\
 Examples:
 
-  asectl call echo --param speed=50 --data text="hello ASE"
+  asectl call echo --data text="hello ASE"
 
-  asectl call ocr --data image1:image=@page.jpg --attr image1.encoding=jpg --json
+  asectl call ocr --data image1:image=@page.jpg --attr image1.encoding=jpg --param min_score=0.5 --json
 
   asectl call stream_echo --session --data text=@story.txt --chunk 1024
 
-  asectl call tts --data text=hi --out ./out          # binary outputs go to ./out/NAME
+  asectl call tts --data text=hi --out ./out    # a service with binary outputs: ./out/NAME
 
 --param NAME=VALUE: VALUE is JSON when it parses (50, true, "50", [1, 2]), else a string.
 --data NAME[:TYPE]=@FILE (@- for stdin) or NAME[:TYPE]=TEXT: one input; TYPE is text (the
@@ -42,7 +42,7 @@ DIR/NAME). --json prints the response (one JSON line per result with --session),
 
 Gateway: --gateway, else $ASE_GATEWAY_URL, else the local cluster's (`asectl init`).
 Credentials: --app-id/--api-key/--api-secret, else $ASE_APP_ID/$ASE_API_KEY/$ASE_API_SECRET,
-else $ASE_HOME/credentials.json.
+else $ASE_HOME/credentials.json (a secret given as a flag shows in `ps`: prefer the other two).
 """
 
 CREDENTIALS_FILE = "credentials.json"
