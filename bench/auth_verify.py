@@ -32,8 +32,9 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from ase_serving.gateway.auth import ConsumerBook, KeyAuth, NoAuth, signature, string_to_sign
+from ase_serving.gateway.auth import ConsumerBook, KeyAuth, NoAuth
 from ase_serving.gateway.consumers import new_credentials, record_for
+from ase_serving.protocol.signing import authorization, signature, string_to_sign
 
 HOST = "127.0.0.1:2392"
 PATH = "/v1/private/echo"
@@ -69,8 +70,7 @@ def cases(consumers: int) -> dict[str, Callable[[], object]]:
     me = creds[consumers // 2]
     date = time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime())
     sig = signature(me.api_secret, string_to_sign(HOST, date, "POST", PATH))
-    origin = f'api_key="{me.api_key}", algorithm="hmac-sha256", headers="host date request-line", '
-    origin += f'signature="{sig}"'
+    origin = authorization(me.api_key, sig)
     query = urlencode(
         {"authorization": base64.b64encode(origin.encode()).decode(), "date": date, "host": HOST}
     )

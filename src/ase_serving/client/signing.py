@@ -12,22 +12,16 @@ from __future__ import annotations
 
 import base64
 import email.utils
-import hashlib
-import hmac
 from dataclasses import dataclass, field
 from urllib.parse import urlencode, urlsplit
+
+from ase_serving.protocol.signing import authorization, signature, string_to_sign
 
 _DEFAULT_PORTS = {"http": 80, "ws": 80, "https": 443, "wss": 443}
 
 
 def _authorization(method: str, host: str, path: str, api_key: str, api_secret: str, date: str) -> str:
-    signed = f"host: {host}\ndate: {date}\n{method.upper()} {path} HTTP/1.1"
-    digest = hmac.new(api_secret.encode(), signed.encode(), hashlib.sha256).digest()
-    signature = base64.b64encode(digest).decode("ascii")
-    return (
-        f'api_key="{api_key}", algorithm="hmac-sha256", headers="host date request-line", '
-        f'signature="{signature}"'
-    )
+    return authorization(api_key, signature(api_secret, string_to_sign(host, date, method, path)))
 
 
 def sign(

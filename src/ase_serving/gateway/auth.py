@@ -30,7 +30,6 @@ import base64
 import binascii
 import email.utils
 import functools
-import hashlib
 import hmac
 import ipaddress
 import logging
@@ -47,12 +46,12 @@ import orjson
 from ase_serving import errors
 from ase_serving.errors import AseError
 from ase_serving.gateway.consumers import ConsumerRecord, key_digest
+from ase_serving.protocol.signing import ALGORITHM, SIGNED_HEADERS, signature, string_to_sign
 from ase_serving.store.kv import KVEvent
 
 log = logging.getLogger("ase_serving.gateway")
 
 MODES = ("gateway", "proxy", "off")
-SIGNED_HEADERS = "host date request-line"
 _PAIR = re.compile(r'([A-Za-z_]+)\s*=\s*"([^"]*)"')
 _AUTHORIZATION = re.compile(r'\s*[A-Za-z_]+\s*=\s*"[^"]*"(?:\s*,\s*[A-Za-z_]+\s*=\s*"[^"]*")*\s*')
 _HELP = "send X-Api-Key (or ?apikey=), or an HMAC-SHA256 signature (PROTOCOL.md, Authentication)"
@@ -179,7 +178,7 @@ def parse_authorization(text: str) -> dict[str, str]:
     for name in ("api_key", "algorithm", "headers", "signature"):
         if not fields.get(name):
             raise AuthFailed(f"the authorization has no {name}: {_HELP}")
-    if fields["algorithm"].lower() != "hmac-sha256":
+    if fields["algorithm"].lower() != ALGORITHM:
         raise AuthFailed(
             f"the authorization's algorithm {fields['algorithm']!r} is not supported: use hmac-sha256"
         )
@@ -196,14 +195,6 @@ def _date_seconds(text: str) -> float | None:
         return email.utils.parsedate_to_datetime(text).timestamp()
     except (TypeError, ValueError):
         return None
-
-
-def string_to_sign(host: str, date: str, method: str, path: str) -> str:
-    return f"host: {host}\ndate: {date}\n{method} {path} HTTP/1.1"
-
-
-def signature(secret: str, text: str) -> str:
-    return base64.b64encode(hmac.new(secret.encode(), text.encode(), hashlib.sha256).digest()).decode()
 
 
 class KeyAuth:
