@@ -12,6 +12,7 @@ tested as something else.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import shutil
@@ -23,7 +24,13 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import orjson
+import websockets
+from websockets.asyncio.client import connect
+
+from tests.gateway.support import b64
 from tests.support import spawn, stop_group
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "fronts" / "nginx"
@@ -159,3 +166,32 @@ def start_nginx(prefix: Path, upstream: str, cert: Path, key: Path, timeout: flo
         yield front
     finally:
         front.stop()
+
+
+def stream_echo_over_wss(
+    url: str, tls: ssl.SSLContext, app_id: str, texts: tuple[str, ...]
+) -> tuple[list[dict[str, Any]], int | None]:
+    """One stream echo session: ``texts`` as frames 0, 1, ..., 2 (the first with ``app_id``), then
+    every result frame until the server closes, and the close code."""
+
+    def frame(status: int, text: str) -> str:
+        body: dict[str, Any] = {
+            "header": {"status": status},
+            "payload": {"text": {"encoding": "utf8", "status": status, "text": b64(text)}},
+        }
+        if status == 0:
+            body["header"]["app_id"] = app_id
+            body["parameter"] = {"stream_echo": {}}
+        return orjson.dumps(body).decode()
+
+    async def go() -> tuple[list[dict[str, Any]], int | None]:
+        got = []
+        async with connect(url, ssl=tls) as ws:
+            for i, text in enumerate(texts):
+                await ws.send(frame(0 if i == 0 else 2 if i == len(texts) - 1 else 1, text))
+            with contextlib.suppress(websockets.ConnectionClosed):
+                async for msg in ws:
+                    got.append(orjson.loads(msg))
+            return got, ws.close_code
+
+    return asyncio.run(asyncio.wait_for(go(), 30))

@@ -9,7 +9,6 @@ upstream.
 
 from __future__ import annotations
 
-import asyncio
 import http.server
 import re
 import socket
@@ -22,13 +21,11 @@ from typing import Any
 import httpx
 import orjson
 import pytest
-import websockets
-from websockets.asyncio.client import connect
 
 from ase_serving.gateway.settings import GatewaySettings
 from examples.support import example_dir
-from tests.fronts.support import EXAMPLE, NGINX, Nginx, self_signed, start_nginx
-from tests.gateway.support import Cluster, GatewayProcess, api_yaml, b64, once_body, unb64
+from tests.fronts.support import EXAMPLE, NGINX, Nginx, self_signed, start_nginx, stream_echo_over_wss
+from tests.gateway.support import Cluster, GatewayProcess, api_yaml, once_body, unb64
 
 pytestmark = pytest.mark.skipif(
     NGINX is None,
@@ -154,29 +151,9 @@ def test_a_once_echo_over_https(client: httpx.Client) -> None:
 
 
 def test_a_session_over_wss(front: Nginx) -> None:
-    def frame(status: int, text: str) -> str:
-        body: dict[str, Any] = {
-            "header": {"status": status},
-            "payload": {"text": {"encoding": "utf8", "status": status, "text": b64(text)}},
-        }
-        if status == 0:
-            body["header"]["app_id"] = "test"
-            body["parameter"] = {"stream_echo": {}}
-        return orjson.dumps(body).decode()
-
-    async def go() -> tuple[list[dict[str, Any]], int | None]:
-        got = []
-        async with connect(f"{front.wss_url}/v1/private/stream_echo", ssl=front.tls_context()) as ws:
-            for status, text in ((0, "one "), (1, "two "), (2, "three")):
-                await ws.send(frame(status, text))
-            try:
-                async for msg in ws:
-                    got.append(orjson.loads(msg))
-            except websockets.ConnectionClosed:
-                pass
-            return got, ws.close_code
-
-    got, close = asyncio.run(asyncio.wait_for(go(), 30))
+    got, close = stream_echo_over_wss(
+        f"{front.wss_url}/v1/private/stream_echo", front.tls_context(), "test", ("one ", "two ", "three")
+    )
     assert [r["header"]["code"] for r in got] == [0, 0, 0], got
     assert [r["header"]["status"] for r in got] == [0, 1, 2]
     assert b"".join(unb64(r["payload"]["echo"]["text"]) for r in got) == b"one two three"

@@ -10,7 +10,6 @@ straight to it.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import email.utils
 import hashlib
@@ -23,12 +22,10 @@ from urllib.parse import urlencode
 import httpx
 import orjson
 import pytest
-import websockets
-from websockets.asyncio.client import connect
 
 from examples.support import example_dir
-from tests.fronts.support import NGINX, Nginx, self_signed, start_nginx
-from tests.gateway.support import Cluster, GatewayProcess, b64, once_body, unb64
+from tests.fronts.support import NGINX, Nginx, self_signed, start_nginx, stream_echo_over_wss
+from tests.gateway.support import Cluster, GatewayProcess, once_body, unb64
 
 pytestmark = pytest.mark.skipif(
     NGINX is None,
@@ -148,29 +145,9 @@ def test_an_hmac_signed_session_over_wss_in_the_query_form(signed_front: Nginx, 
         {"authorization": base64.b64encode(origin.encode()).decode(), "date": date, "host": host}
     )
 
-    def frame(status: int, text: str) -> str:
-        body: dict[str, Any] = {
-            "header": {"status": status},
-            "payload": {"text": {"encoding": "utf8", "status": status, "text": b64(text)}},
-        }
-        if status == 0:
-            body["header"]["app_id"] = app["app_id"]
-            body["parameter"] = {"stream_echo": {}}
-        return orjson.dumps(body).decode()
-
-    async def go() -> tuple[list[dict[str, Any]], int | None]:
-        got = []
-        async with connect(f"{signed_front.wss_url}{STREAM}?{query}", ssl=signed_front.tls_context()) as ws:
-            for status, text in ((0, "a"), (1, "b"), (2, "c")):
-                await ws.send(frame(status, text))
-            try:
-                async for msg in ws:
-                    got.append(orjson.loads(msg))
-            except websockets.ConnectionClosed:
-                pass
-            return got, ws.close_code
-
-    got, close = asyncio.run(asyncio.wait_for(go(), 30))
+    got, close = stream_echo_over_wss(
+        f"{signed_front.wss_url}{STREAM}?{query}", signed_front.tls_context(), app["app_id"], ("a", "b", "c")
+    )
     assert [r["header"]["status"] for r in got] == [0, 1, 2], got
     assert b"".join(unb64(r["payload"]["echo"]["text"]) for r in got) == b"abc"
     assert close == 1000
