@@ -25,17 +25,9 @@ class AsyncClient(ClientCore):
     Use it as ``async with AsyncClient(...) as client:``, or ``await client.close()``.
     """
 
-    def __init__(
-        self,
-        base_url: str,
-        app_id: str,
-        api_key: str | None = None,
-        api_secret: str | None = None,
-        *,
-        timeout: float = 60.0,
-        ws_query_auth: bool = True,
-    ) -> None:
-        super().__init__(base_url, app_id, api_key, api_secret, timeout=timeout, ws_query_auth=ws_query_auth)
+    _http: httpx.AsyncClient
+
+    def _open_http(self, timeout: float) -> None:
         self._http = httpx.AsyncClient(timeout=timeout)
 
     async def _request(self, method: str, url: str, content: bytes | None = None) -> httpx.Response:

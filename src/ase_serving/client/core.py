@@ -237,6 +237,11 @@ class ClientCore:
         self.timeout = timeout
         self.ws_query_auth = ws_query_auth
         self._routes: dict[str, str] = {}
+        self._open_http(timeout)
+
+    def _open_http(self, timeout: float) -> None:
+        """Make the transport's HTTP client: :class:`~.Client` and :class:`~.AsyncClient` do (the
+        core alone has none, for building and decoding bodies without I/O)."""
 
     def __repr__(self) -> str:
         creds = self.credentials

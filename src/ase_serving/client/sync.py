@@ -25,17 +25,9 @@ class Client(ClientCore):
     Use it as a context manager, or call :meth:`close`.
     """
 
-    def __init__(
-        self,
-        base_url: str,
-        app_id: str,
-        api_key: str | None = None,
-        api_secret: str | None = None,
-        *,
-        timeout: float = 60.0,
-        ws_query_auth: bool = True,
-    ) -> None:
-        super().__init__(base_url, app_id, api_key, api_secret, timeout=timeout, ws_query_auth=ws_query_auth)
+    _http: httpx.Client
+
+    def _open_http(self, timeout: float) -> None:
         self._http = httpx.Client(timeout=timeout)
 
     def _request(self, method: str, url: str, content: bytes | None = None) -> httpx.Response:
