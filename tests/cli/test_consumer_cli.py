@@ -101,7 +101,10 @@ def test_add_list_set_rotate_remove(home: Path, centre: EmbeddedServer) -> None:
     text = ok(home, "consumer", "add")
     assert "api_key" in text and "api_secret" in text and "shown once" in text
     assert len(listed(home)) == 2
-    assert ok(home, "consumer", "remove", "demo-1") == "consumer demo-1 removed\n"
+    assert json.loads(ok(home, "consumer", "remove", "demo-1", "--json")) == {
+        "app_id": "demo-1",
+        "removed": True,
+    }
     assert [d["app_id"] for d in listed(home)] != ["demo-1"] and len(listed(home)) == 1
 
 
@@ -113,6 +116,9 @@ def test_clear_errors(home: Path) -> None:
     assert proc.returncode == 1 and "no consumer with app id 'nobody'" in one_line_error(proc)
     proc = asectl(home, "consumer", "add", "--app-id", "no spaces")
     assert proc.returncode == 1 and "is not valid" in one_line_error(proc)
+    assert ok(home, "consumer", "remove", "taken") == "consumer taken removed\n"
+    proc = asectl(home, "consumer", "remove", "taken")
+    assert proc.returncode == 1 and "no consumer with app id 'taken'" in one_line_error(proc)
     proc = asectl(home, "consumer", "set", "taken")
     assert proc.returncode == 2 and "nothing to change" in one_line_error(proc)
 

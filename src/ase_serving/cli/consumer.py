@@ -149,7 +149,10 @@ def rotate(app_id: AppId, project: Project = None, as_json: Json = False) -> Non
 
 
 @app.command("remove")
-def remove(app_id: AppId, project: Project = None) -> None:
+def remove(app_id: AppId, project: Project = None, as_json: Json = False) -> None:
     """Remove a consumer: its keys stop working at once."""
     _with_store(project, lambda s: s.remove(app_id))
-    typer.echo(f"consumer {app_id} removed")
+    if as_json:
+        print_json({"app_id": app_id, "removed": True})
+    else:
+        typer.echo(f"consumer {app_id} removed")
