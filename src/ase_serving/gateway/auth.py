@@ -41,8 +41,6 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 from urllib.parse import parse_qs
 
-import orjson
-
 from ase_serving import errors
 from ase_serving.errors import AseError
 from ase_serving.gateway.consumers import ConsumerRecord, key_digest
@@ -108,52 +106,54 @@ class ConsumerBook:
     the config centre's watch events (:class:`~ase_serving.store.view.PrefixView`)."""
 
     def __init__(self, records: Iterable[ConsumerRecord] = (), store: str | None = "memory") -> None:
-        self._by_key: dict[str, str] = {}  # key digest -> config key
-        self._records: dict[str, ConsumerRecord] = {}  # config key -> record
+        self._records: dict[str, ConsumerRecord] = {}  # app id -> record
+        self._by_key: dict[str, str] = {}  # key digest -> app id
         #: Where the records come from; None = nowhere (every key is refused, with that reason).
         self.store = store
         #: Why the records are not loaded yet (the config centre's error), or None once they are.
         self.unloaded: Callable[[], str | None] = lambda: None
         for rec in records:
-            self._put(rec.app_id, rec)
+            self._put(rec)
 
     def __len__(self) -> int:
         return len(self._records)
 
-    def _put(self, key: str, rec: ConsumerRecord) -> None:
-        self._drop(key)
-        self._records[key] = rec
-        self._by_key[rec.key_sha256] = key
+    def _put(self, rec: ConsumerRecord) -> None:
+        self._drop(rec.app_id)
+        self._records[rec.app_id] = rec
+        self._by_key[rec.key_sha256] = rec.app_id
 
-    def _drop(self, key: str) -> None:
-        old = self._records.pop(key, None)
-        if old is not None and self._by_key.get(old.key_sha256) == key:
-            del self._by_key[old.key_sha256]
+    def _drop(self, app_id: str) -> None:
+        old = self._records.pop(app_id, None)
+        if old is not None:
+            self._by_key.pop(old.key_sha256, None)
 
     def apply(self, events: list[KVEvent]) -> None:
         for ev in events:
+            app_id = ev.key.rsplit("/", 1)[-1]  # the key is /ase/consumers/<project>/<app_id>
+            self._drop(app_id)
             if ev.kind == "delete":
-                self._drop(ev.key)
                 continue
             try:
-                self._put(ev.key, ConsumerRecord.from_json(ev.value))
-            except (orjson.JSONDecodeError, TypeError, KeyError) as exc:
+                rec = ConsumerRecord.from_json(ev.value)
+            except (ValueError, TypeError, KeyError) as exc:
                 log.warning("consumer record %s is not valid (%s): ignored", ev.key, exc)
-                self._drop(ev.key)
+                continue
+            if rec.app_id != app_id:
+                log.warning("consumer record %s holds app id %r: ignored", ev.key, rec.app_id)
+                continue
+            self._put(rec)
 
     def by_key(self, api_key: str) -> ConsumerRecord | None:
         digest = key_digest(api_key)
-        key = self._by_key.get(digest)
-        rec = self._records.get(key) if key is not None else None
+        app_id = self._by_key.get(digest)
+        rec = self._records.get(app_id) if app_id is not None else None
         if rec is None or not hmac.compare_digest(rec.key_sha256, digest):
             return None
         return rec
 
     def by_app_id(self, app_id: str) -> ConsumerRecord | None:
-        for rec in self._records.values():
-            if rec.app_id == app_id:
-                return rec
-        return None
+        return self._records.get(app_id)
 
 
 def _headers(scope: Mapping[str, Any]) -> dict[bytes, bytes]:

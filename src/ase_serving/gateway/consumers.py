@@ -22,7 +22,7 @@ import hashlib
 import re
 import secrets
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
@@ -177,14 +177,16 @@ class ConsumerStore:
             )
         return creds
 
-    async def _replace(self, app_id: str, change: Any) -> ConsumerRecord:
+    async def _replace(
+        self, app_id: str, change: Callable[[ConsumerRecord], ConsumerRecord]
+    ) -> ConsumerRecord:
         """Apply ``change(record) -> record`` to the stored record, retrying on a concurrent write."""
         key = self._key(app_id)
         for _ in range(10):
             entry = await self.kv.get(key)
             if entry is None:
                 raise NotFound(f"no consumer with app id {app_id!r} (see `asectl consumer list`)")
-            new: ConsumerRecord = change(ConsumerRecord.from_json(entry.value))
+            new = change(ConsumerRecord.from_json(entry.value))
             if await self.kv.txn([Put(key, new.to_json())], if_mod={key: entry.mod_revision}) is not None:
                 return new
         raise StoreError(f"consumer {app_id!r} kept changing while it was written: try again")
