@@ -27,6 +27,8 @@ from ase_serving.store import Backend, open_backend
 from ase_serving.store.base import DEFAULT_GROUP, DEFAULT_PROJECT
 
 SETTINGS_FILE = "cluster.json"
+#: The consumer credentials `asectl init` saves for this machine (app_id, api_key, api_secret).
+CREDENTIALS_FILE = "credentials.json"
 
 
 class SettingsError(Exception):

@@ -45,8 +45,6 @@ Credentials: --app-id/--api-key/--api-secret, else $ASE_APP_ID/$ASE_API_KEY/$ASE
 else $ASE_HOME/credentials.json (a secret given as a flag shows in `ps`: prefer the other two).
 """
 
-CREDENTIALS_FILE = "credentials.json"
-
 
 def _pair(text: str, flag: str, form: str) -> tuple[str, str]:
     name, sep, value = text.partition("=")
@@ -112,7 +110,7 @@ def credentials(
 ) -> tuple[str, str | None, str | None]:
     """Flags, else environment, else $ASE_HOME/credentials.json (its key and secret only with
     its own app id)."""
-    from ase_serving.home import ase_home
+    from ase_serving.home import CREDENTIALS_FILE, ase_home
 
     app_id = app_id or os.environ.get("ASE_APP_ID")
     api_key = api_key or os.environ.get("ASE_API_KEY")

@@ -22,7 +22,7 @@ import orjson
 
 from ase_serving.cluster.access import check_access, run_with_backend
 from ase_serving.cluster.local import Component, LocalCluster, LocalError, Running
-from ase_serving.home import ClusterSettings, SettingsError, ase_home, write_private
+from ase_serving.home import CREDENTIALS_FILE, ClusterSettings, SettingsError, ase_home, write_private
 from ase_serving.store import Backend, StoreError, open_backend
 
 CONFIG_PORT = 2390
@@ -220,9 +220,6 @@ def init_local(opts: InitOptions, home: Path | None = None) -> InitResult:
                 cluster.stop(rec)
         raise
     return InitResult(settings, path, up, consumer)
-
-
-CREDENTIALS_FILE = "credentials.json"
 
 
 def first_consumer(settings: ClusterSettings, home: Path) -> Consumer | None:
