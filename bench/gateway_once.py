@@ -86,10 +86,12 @@ end
 """
 
 
-def write_lua(path: Path, body: bytes) -> Path:
+def write_lua(path: Path, body: bytes, headers: dict[str, str] | None = None) -> Path:
+    """The wrk script POSTing ``body`` with ``headers`` besides the content type."""
     text = body.decode()
     assert "]==]" not in text
-    path.write_text(LUA % text)
+    extra = "".join(f"wrk.headers[{json.dumps(k)}] = {json.dumps(v)}\n" for k, v in (headers or {}).items())
+    path.write_text((LUA % text).replace("\nfunction done", extra + "\nfunction done", 1))
     return path
 
 

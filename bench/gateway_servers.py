@@ -185,6 +185,7 @@ class Cluster:
         self.url = ""
         self.pids: dict[str, int] = {}
         self._env: dict[str, str | None] = {}
+        self.config, self.password = "", ""
 
     def _start(self, cmd: list[str]) -> loadgen.LoaderServer:
         server = loadgen.LoaderServer(cmd, None)
@@ -215,16 +216,19 @@ class Cluster:
             loader = self._start([*pin0, *loadgen.loader_cmd(project, extra)])
             assert loader.proc is not None
             self.pids[f"loader {project.name}"] = loader.proc.pid
-        gw_cmd = [*pin0, py, "-m", "ase_serving.gateway", "--port", "0", "--workers", "1"]
-        gw_args = (
-            self.gateway_args if "--auth" in self.gateway_args else [*self.gateway_args, "--auth", "off"]
-        )
-        gw_cmd += ["--config", cfg.target, "--account", "admin", "--password", password, *gw_args]
-        gw = self._start(gw_cmd)
+        self.config, self.password = cfg.target, password
+        gw = self.add_gateway(self.gateway_args)
         assert gw.proc is not None
         self.pids["gateway"] = gw.proc.pid
         self.url = gw.target
         return self
+
+    def add_gateway(self, args: list[str]) -> loadgen.LoaderServer:
+        """One more gateway on this cluster (one worker, pinned like the rest; ``--auth off`` unless
+        ``args`` name an ``--auth``)."""
+        cmd = [*taskset(SERVER_CPU, self.pin), sys.executable, "-m", "ase_serving.gateway", "--port", "0"]
+        cmd += ["--workers", "1", "--config", self.config, "--account", "admin", "--password", self.password]
+        return self._start([*cmd, *args, *([] if "--auth" in args else ["--auth", "off"])])
 
     def stop(self) -> None:
         for server in reversed(self.servers):  # the gateway first, the config centre last
@@ -280,12 +284,12 @@ def until(what: str, check: Callable[[], str | None], timeout_s: float = 60.0) -
     raise RuntimeError(f"{what} not ready within {timeout_s:g} s: {why}")
 
 
-def post_echo(url: str, body: bytes, text: bytes) -> str | None:
+def post_echo(url: str, body: bytes, text: bytes, headers: dict[str, str] | None = None) -> str | None:
     """POST the body once; None if the answer is code 0 with the same text, else what is wrong."""
     parts = urlsplit(url)
     conn = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port, timeout=10)
     try:
-        conn.request("POST", ONCE_ROUTE, body, {"Content-Type": "application/json"})
+        conn.request("POST", ONCE_ROUTE, body, {"Content-Type": "application/json", **(headers or {})})
         resp = conn.getresponse()
         raw = resp.read()
     finally:
