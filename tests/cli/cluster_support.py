@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import pty
+import re
 import select
 import subprocess
 import termios
@@ -57,6 +59,17 @@ def one_line_error(proc: subprocess.CompletedProcess[str]) -> str:
 def set_up(home: Path, address: str, account: str | None, password: str | None) -> None:
     """What `asectl setup` saves, written directly (setup itself is tested in test_setup.py)."""
     ClusterSettings(address, account, password).save(home)
+
+
+def project_home(tmp_path: Path, address: str, password: str) -> Path:
+    """A home set up for a config centre (account admin), in a project named after ``tmp_path``,
+    so that tests never share items or consumers."""
+    home = tmp_path / "home"
+    set_up(home, address, "admin", password)
+    settings = json.loads((home / "cluster.json").read_text())
+    settings["regions"]["default"]["project"] = re.sub(r"[^A-Za-z0-9]", "-", tmp_path.name)[:40]
+    (home / "cluster.json").write_text(json.dumps(settings))
+    return home
 
 
 def on_terminal(

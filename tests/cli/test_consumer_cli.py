@@ -13,19 +13,14 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.cli.cluster_support import asectl, one_line_error, set_up
+from tests.cli.cluster_support import asectl, one_line_error, project_home
 from tests.store.embedded_server import EmbeddedServer
 
 
 @pytest.fixture
 def home(tmp_path: Path, centre: EmbeddedServer) -> Path:
     """A home set up for the centre, in a project of this test's own."""
-    home = tmp_path / "home"
-    set_up(home, centre.url, "admin", centre.password)
-    settings = json.loads((home / "cluster.json").read_text())
-    settings["regions"]["default"]["project"] = re.sub(r"[^A-Za-z0-9]", "-", tmp_path.name)[:40]
-    (home / "cluster.json").write_text(json.dumps(settings))
-    return home
+    return project_home(tmp_path, centre.url, centre.password)
 
 
 def ok(home: Path, *args: str) -> str:
