@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from ase_serving.cli.common import abort, print_json
+from ase_serving.cluster import k8s
 from ase_serving.cluster.bringup import (
     CONFIG_PORT,
     GATEWAY_PORT,
@@ -29,6 +31,10 @@ Examples:
 
   asectl init --config etcd://127.0.0.1:2379    # use an existing etcd instead
 
+  asectl init --mode k8s --values my-values.yaml    # helm upgrade --install the packaged chart
+
+  asectl init --mode k8s --dry-run                  # print the manifests (helm template)
+
 Components run in the background (logs in $ASE_HOME/logs, pid files in $ASE_HOME/run); init
 returns once each is healthy and saves the address and credentials, so later commands with the
 same $ASE_HOME need no `asectl setup`. Running it again starts nothing twice. `asectl down` stops
@@ -39,7 +45,7 @@ them.
 def register(app: typer.Typer) -> None:
     @app.command("init", epilog=_INIT_EPILOG)
     def init(
-        mode: Annotated[str, typer.Option("--mode", help="local (compose and k8s come later).")] = "local",
+        mode: Annotated[str, typer.Option("--mode", help="local, or k8s (the Helm chart).")] = "local",
         host: Annotated[
             str, typer.Option("--host", help="Interface the components listen on.")
         ] = "127.0.0.1",
@@ -59,10 +65,34 @@ def register(app: typer.Typer) -> None:
         ] = 1,
         no_gateway: Annotated[bool, typer.Option("--no-gateway", help="Do not start the gateway.")] = False,
         as_json: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False,
+        values: Annotated[
+            list[Path] | None,
+            typer.Option("--values", "-f", help="k8s: a Helm values file (repeatable, later ones win)."),
+        ] = None,
+        set_values: Annotated[
+            list[str] | None, typer.Option("--set", help="k8s: one Helm value, KEY=VALUE (repeatable).")
+        ] = None,
+        release: Annotated[str, typer.Option("--release", help="k8s: the Helm release name.")] = k8s.DEFAULT_RELEASE,
+        namespace: Annotated[
+            str, typer.Option("--namespace", "-n", help="k8s: the namespace (created if absent).")
+        ] = k8s.DEFAULT_NAMESPACE,
+        dry_run: Annotated[
+            bool, typer.Option("--dry-run", help="k8s: print the manifests (helm template), install nothing.")
+        ] = False,
+        wait: Annotated[bool, typer.Option("--wait", help="k8s: wait until the pods are ready.")] = False,
     ) -> None:
         """Bring up the framework: config centre, LB and gateway as background processes, once healthy."""
         if mode not in _MODES:
             abort(f"--mode {mode!r} is not one of {', '.join(_MODES)}", 2)
+        if mode == "k8s":
+            opts_k8s = k8s.K8sOptions(
+                release, namespace, list(values or []), list(set_values or []), dry_run=dry_run, wait=wait
+            )
+            try:
+                k8s.run_helm(opts_k8s)
+            except k8s.K8sError as exc:
+                abort(exc.message, exc.code)
+            return
         if mode != "local":
             abort(f"--mode {mode} is not available yet: use --mode local", 2)
         opts = InitOptions(
