@@ -72,7 +72,9 @@ def register(app: typer.Typer) -> None:
         set_values: Annotated[
             list[str] | None, typer.Option("--set", help="k8s: one Helm value, KEY=VALUE (repeatable).")
         ] = None,
-        release: Annotated[str, typer.Option("--release", help="k8s: the Helm release name.")] = k8s.DEFAULT_RELEASE,
+        release: Annotated[
+            str, typer.Option("--release", help="k8s: the Helm release name.")
+        ] = k8s.DEFAULT_RELEASE,
         namespace: Annotated[
             str, typer.Option("--namespace", "-n", help="k8s: the namespace (created if absent).")
         ] = k8s.DEFAULT_NAMESPACE,

@@ -73,7 +73,9 @@ def find_helm() -> str | None:
 
 def check_options(opts: K8sOptions) -> None:
     if not (opts.chart / "Chart.yaml").is_file():
-        raise K8sError(f"the Helm chart is missing from this installation ({opts.chart}): reinstall ase-serving")
+        raise K8sError(
+            f"the Helm chart is missing from this installation ({opts.chart}): reinstall ase-serving"
+        )
     for path in opts.values:
         if not path.is_file():
             raise K8sError(f"--values {path}: no such file", 2)
@@ -122,4 +124,6 @@ def run_helm(opts: K8sOptions) -> int:
             "no Kubernetes cluster reachable (check kubectl's current context / KUBECONFIG); helm said:\n"
             f"  {err}\nthe command was:\n  {command_line(argv)}"
         )
-    raise K8sError(f"helm failed (exit {proc.returncode}):\n  {err}\nthe command was:\n  {command_line(argv)}")
+    raise K8sError(
+        f"helm failed (exit {proc.returncode}):\n  {err}\nthe command was:\n  {command_line(argv)}"
+    )
