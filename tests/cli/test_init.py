@@ -157,10 +157,6 @@ def test_init_that_fails_shows_the_log_and_leaves_nothing_running(home: Path) ->
     assert list((home / "run").glob("*.pid")) == []
     assert not (home / "cluster.json").exists()
 
-    proc = asectl(home, "init", "--mode", "k8s")
-    assert proc.returncode == 2
-    assert one_line_error(proc) == "error: --mode k8s is not available yet: use --mode local"
-
 
 def test_init_against_an_existing_etcd(tmp_path: Path, home: Path) -> None:
     with start_etcd(tmp_path / "etcd", auth=True) as etcd:
