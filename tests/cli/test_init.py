@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.cli.cluster_support import asectl, one_line_error
+from tests.cli.cluster_support import asectl
 from tests.store.etcd_server import free_port, start_etcd
 from tests.support import ASECTL
 
