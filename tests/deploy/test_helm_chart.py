@@ -108,7 +108,8 @@ def test_pods_run_as_non_root(values: str) -> None:
         for c in pod["containers"]:
             sc = c["securityContext"]
             assert sc["allowPrivilegeEscalation"] is False
-            assert sc["readOnlyRootFilesystem"] is True
+            # One loader of ingress-hpa-loaders.yaml turns it off (its own securityContext on top).
+            assert sc["readOnlyRootFilesystem"] is (c["image"] != "registry.example.com/asr-loader:0.1.0")
             assert sc["capabilities"]["drop"] == ["ALL"]
             assert "resources" in c or w["metadata"]["labels"]["app.kubernetes.io/component"].startswith(
                 "loader"
@@ -244,6 +245,8 @@ def test_ingress_hpa_and_loaders() -> None:
     assert "replicas" not in asr["spec"]
     ca = container(asr)
     assert "--workers=2" in ca["args"] and "--lic=4" in ca["args"]
+    assert ca["securityContext"]["readOnlyRootFilesystem"] is False
+    assert ca["securityContext"]["capabilities"]["drop"] == ["ALL"]  # the rest of the chart's stays
     assert ca["readinessProbe"]["httpGet"]["port"] == "metrics"
     assert hpas["loader-asr"]["spec"]["scaleTargetRef"]["name"] == asr["metadata"]["name"]
     assert hpas["loader-asr"]["spec"]["metrics"][0]["resource"]["target"]["averageUtilization"] == 60
