@@ -80,7 +80,10 @@ def pip_build_args() -> list[str]:
             found[env] = os.environ[env]
     args: list[str] = []
     for env, value in found.items():
-        args += ["--build-arg", f"{env}={value}"]
+        # Local paths (file:// indexes, find-links) do not exist inside a build.
+        urls = " ".join(u for u in value.split() if u.startswith(("http://", "https://")))
+        if urls or env == "PIP_TRUSTED_HOST":
+            args += ["--build-arg", f"{env}={urls or value}"]
     return args
 
 
