@@ -42,10 +42,47 @@ them.
 """
 
 
+def _init_compose(folder: Path, gateway_port: int, as_json: bool) -> None:
+    from ase_serving.cluster.compose import ComposeOptions, init_compose
+    from ase_serving.cluster.images import DockerError, check_engine
+
+    try:
+        check_engine()
+    except DockerError as exc:
+        abort(str(exc))
+    if not as_json:
+        typer.echo(f"writing the compose project to {folder} and starting it ...", err=True)
+    try:
+        result = init_compose(ComposeOptions(folder, gateway_port=gateway_port))
+    except (DockerError, StoreError, OSError) as exc:
+        abort(str(exc))
+    if as_json:
+        print_json(result.doc())
+        return
+    typer.echo(f"gateway  {result.gateway}")
+    typer.echo(f"config   {result.etcd}")
+    if result.credentials is not None:
+        typer.echo(f"consumer credentials (API key and secret) in {result.credentials}")
+    typer.echo(f"compose project in {result.folder}; `asectl down` stops it")
+
+
+def _down_compose() -> list[str]:
+    from ase_serving.cluster.compose import down_compose
+    from ase_serving.cluster.images import DockerError
+
+    try:
+        folder = down_compose()
+    except (DockerError, OSError) as exc:
+        abort(str(exc))
+    return [] if folder is None else [str(folder)]
+
+
 def register(app: typer.Typer) -> None:
     @app.command("init", epilog=_INIT_EPILOG)
     def init(
-        mode: Annotated[str, typer.Option("--mode", help="local, or k8s (the Helm chart).")] = "local",
+        mode: Annotated[
+            str, typer.Option("--mode", help="local, compose (docker compose) or k8s (the Helm chart).")
+        ] = "local",
         host: Annotated[
             str, typer.Option("--host", help="Interface the components listen on.")
         ] = "127.0.0.1",
@@ -64,6 +101,9 @@ def register(app: typer.Typer) -> None:
             int, typer.Option("--gateway-workers", min=1, help="Gateway worker processes.")
         ] = 1,
         no_gateway: Annotated[bool, typer.Option("--no-gateway", help="Do not start the gateway.")] = False,
+        folder: Annotated[
+            Path, typer.Option("--dir", help="compose: the folder the compose project is written to.")
+        ] = Path("ase-compose"),
         as_json: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False,
         values: Annotated[
             list[Path] | None,
@@ -95,8 +135,9 @@ def register(app: typer.Typer) -> None:
             except k8s.K8sError as exc:
                 abort(exc.message, exc.code)
             return
-        if mode != "local":
-            abort(f"--mode {mode} is not available yet: use --mode local", 2)
+        if mode == "compose":
+            _init_compose(folder, gateway_port, as_json)
+            return
         opts = InitOptions(
             host,
             config_port,
@@ -137,10 +178,14 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Stop what `asectl init --mode local` started (SIGTERM, then SIGKILL after a deadline)."""
         stopped = down_local()
+        composed = _down_compose()
         if as_json:
-            print_json({"stopped": [{**rec.doc(), "graceful": ok} for rec, ok in stopped]})
+            doc = {"stopped": [{**rec.doc(), "graceful": ok} for rec, ok in stopped], "compose": composed}
+            print_json(doc)
             return
-        if not stopped:
+        for folder in composed:
+            typer.echo(f"stopped the compose project in {folder}")
+        if not stopped and not composed:
             typer.echo("nothing to stop: no local cluster runs under this ASE_HOME")
         for rec, ok in stopped:
             how = "stopped" if ok else "killed (it did not stop in time)"

@@ -79,9 +79,20 @@ def register(app: typer.Typer) -> None:
     def test(
         folder: Annotated[Path, typer.Argument(metavar="DIR", help="the wrapper project folder")] = Path("."),
         as_json: Annotated[bool, typer.Option("--json", help="print one JSON document on stdout")] = False,
+        image: Annotated[
+            str | None,
+            typer.Option("--image", help="run the cases against this built image (docker) instead"),
+        ] = None,
     ) -> None:
         try:
-            if as_json:
+            if image is not None:
+                from ase_serving.cluster.images import DockerError, test_image
+
+                try:
+                    report = test_image(folder, image)
+                except DockerError as exc:
+                    abort(str(exc))
+            elif as_json:
                 with _stdout_to_stderr():
                     report = run_project(folder)
             else:

@@ -1,0 +1,36 @@
+"""``asectl loader build``: a loader image from a wrapper project, on top of the loader base image."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ase_serving.cli.common import abort
+from ase_serving.cluster.images import LOADER_BASE_IMAGE, DockerError, build_loader
+
+HELP = """Build a docker image of the wrapper project DIR: FROM the loader base image, DIR copied to
+/app, its requirements.txt pip-installed; the image serves it with `asectl loader run /app`.
+The tag defaults to ase-NAME:VERSION from ase.toml's [service].
+
+Example:
+
+    asectl loader build examples/echo            # ase-echo:1.0.0
+
+    asectl loader test examples/echo --image ase-echo:1.0.0
+"""
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("build", help=HELP)
+    def build(
+        folder: Annotated[Path, typer.Argument(metavar="DIR", help="the wrapper project folder")] = Path("."),
+        tag: Annotated[str | None, typer.Option("-t", "--tag", help="image tag")] = None,
+        base: Annotated[str, typer.Option("--base", help="loader base image")] = LOADER_BASE_IMAGE,
+    ) -> None:
+        try:
+            built = build_loader(folder, tag, base)
+        except DockerError as exc:
+            abort(str(exc))
+        typer.echo(f"built {built}; `asectl loader test {folder} --image {built}` tests it")

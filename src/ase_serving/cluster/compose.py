@@ -1,0 +1,216 @@
+"""``asectl init --mode compose``: a docker-compose project (etcd, LB, gateway, the echo loader)
+written to a folder and started; ``asectl down`` stops it.
+
+The compose folder is remembered in ``$ASE_HOME/compose.json`` so that ``down`` finds it. etcd's
+client port is published on 127.0.0.1 so that this machine can add the first consumer (its
+credentials in ``DIR/credentials.json``); the echo loader pushes its own schema on start.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+import yaml
+
+from ase_serving.cluster.images import FRAMEWORK_IMAGE, LOADER_PORT, DockerError, check_engine
+from ase_serving.home import ClusterSettings, ase_home, write_private
+from ase_serving.store.base import DEFAULT_GROUP, DEFAULT_PROJECT
+
+ETCD_IMAGE = "quay.io/coreos/etcd:v3.5.17"
+ECHO_IMAGE = "ase-echo:1.0.0"
+COMPOSE_FILE = "compose.yaml"
+MARKER = "compose.json"
+GATEWAY_PORT = 2392
+ETCD_PORT = 2379
+_UP_TIMEOUT = 600.0
+
+
+@dataclass(frozen=True)
+class ComposeOptions:
+    folder: Path
+    gateway_port: int = GATEWAY_PORT
+    etcd_port: int = ETCD_PORT
+    image: str = FRAMEWORK_IMAGE
+    loader_image: str = ECHO_IMAGE
+    etcd_image: str = ETCD_IMAGE
+    project: str = DEFAULT_PROJECT
+    group: str = DEFAULT_GROUP
+
+
+def _py_health(url: str) -> list[str]:
+    code = f"import urllib.request as u; u.urlopen('{url}', timeout=3)"
+    return ["CMD", "python3", "-c", code]
+
+
+def _tcp_health(port: int) -> list[str]:
+    code = f"import socket; socket.create_connection(('127.0.0.1', {port}), 3).close()"
+    return ["CMD", "python3", "-c", code]
+
+
+def compose_doc(opts: ComposeOptions) -> dict[str, Any]:
+    """The compose file, as a document."""
+    env = {
+        "ASE_CONFIG_ADDRESS": "etcd://etcd:2379",
+        "ASE_PROJECT": opts.project,
+        "ASE_GROUP": opts.group,
+    }
+    check = {"interval": "3s", "timeout": "5s", "retries": 40, "start_period": "5s"}
+    healthy = {"condition": "service_healthy"}
+    etcd_cmd = [
+        "etcd",
+        "--name=etcd",
+        "--data-dir=/etcd-data",
+        "--listen-client-urls=http://0.0.0.0:2379",
+        "--advertise-client-urls=http://etcd:2379",
+        "--listen-peer-urls=http://0.0.0.0:2380",
+    ]
+    return {
+        "name": "ase",
+        "services": {
+            "etcd": {
+                "image": opts.etcd_image,
+                "command": etcd_cmd,
+                "volumes": ["etcd-data:/etcd-data"],
+                "ports": [f"127.0.0.1:{opts.etcd_port}:2379"],
+                "healthcheck": {"test": ["CMD", "etcdctl", "endpoint", "health"], **check},
+                "restart": "unless-stopped",
+            },
+            "lb": {
+                "image": opts.image,
+                "command": [
+                    "python",
+                    "-m",
+                    "ase_serving.lb",
+                    "--host",
+                    "0.0.0.0",
+                    "--port",
+                    "2391",
+                    "--config",
+                    "etcd://etcd:2379",
+                ],
+                "environment": dict(env),
+                "depends_on": {"etcd": healthy},
+                "healthcheck": {"test": _tcp_health(2391), **check},
+                "restart": "unless-stopped",
+            },
+            "gateway": {
+                "image": opts.image,
+                "command": [
+                    *("python", "-m", "ase_serving.gateway", "--host", "0.0.0.0", "--port", "2392"),
+                    *("--config", "etcd://etcd:2379", "--lb", "lb:2391"),
+                ],
+                "environment": {**env, "ASE_LB": "lb:2391"},
+                "ports": [f"127.0.0.1:{opts.gateway_port}:2392"],
+                "depends_on": {"etcd": healthy, "lb": healthy},
+                "healthcheck": {"test": _py_health("http://127.0.0.1:2392/health"), **check},
+                "restart": "unless-stopped",
+            },
+            "echo": {
+                "image": opts.loader_image,
+                "command": ["--advertise", f"echo:{LOADER_PORT}"],
+                "environment": dict(env),
+                "depends_on": {"etcd": healthy},
+                "healthcheck": {"test": _tcp_health(LOADER_PORT), **check},
+                "restart": "unless-stopped",
+            },
+        },
+        "volumes": {"etcd-data": {}},
+    }
+
+
+def compose_command() -> list[str]:
+    """``docker compose`` (the plugin) or ``docker-compose``, whichever this machine has."""
+    exe = check_engine()
+    probe = subprocess.run([exe, "compose", "version"], capture_output=True, timeout=20, check=False)
+    if probe.returncode == 0:
+        return [exe, "compose"]
+    legacy = shutil.which("docker-compose")
+    if legacy:
+        return [legacy]
+    raise DockerError(
+        "docker compose: neither the `docker compose` plugin nor `docker-compose` is installed; "
+        "install one (apt-get install docker-compose) or use `asectl init --mode local`"
+    )
+
+
+def write_project(opts: ComposeOptions) -> Path:
+    opts.folder.mkdir(parents=True, exist_ok=True)
+    path = opts.folder / COMPOSE_FILE
+    path.write_text(yaml.safe_dump(compose_doc(opts), sort_keys=False))
+    return path
+
+
+def _gateway_healthy(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{url}/health", timeout=3) as resp:
+            return int(resp.status) == 200
+    except OSError:
+        return False
+
+
+@dataclass
+class ComposeResult:
+    folder: Path
+    gateway: str
+    etcd: str
+    credentials: Path | None
+
+    def doc(self) -> dict[str, Any]:
+        return {
+            "mode": "compose",
+            "folder": str(self.folder),
+            "gateway": self.gateway,
+            "address": self.etcd,
+            "credentials": str(self.credentials) if self.credentials else None,
+        }
+
+
+def init_compose(
+    opts: ComposeOptions, home: Path | None = None, timeout: float = _UP_TIMEOUT
+) -> ComposeResult:
+    """Write the project, ``up -d`` it, wait for the gateway's health, add the first consumer."""
+    from ase_serving.cluster.bringup import first_consumer
+
+    cmd = compose_command()
+    path = write_project(opts)
+    home = home or ase_home()
+    home.mkdir(parents=True, exist_ok=True)
+    folder = opts.folder.resolve()
+    write_private(home / MARKER, orjson.dumps({"folder": str(folder), "command": cmd}) + b"\n")
+    proc = subprocess.run([*cmd, "-f", str(path), "up", "-d"], cwd=folder, timeout=timeout, check=False)
+    if proc.returncode != 0:
+        raise DockerError(f"`{' '.join(cmd)} up -d` failed (exit {proc.returncode}) in {folder}")
+    gateway = f"http://127.0.0.1:{opts.gateway_port}"
+    deadline = time.monotonic() + timeout
+    while not _gateway_healthy(gateway):
+        if time.monotonic() > deadline:
+            raise DockerError(f"the gateway at {gateway} was not healthy within {timeout:.0f} s")
+        time.sleep(1.0)
+    etcd = f"etcd://127.0.0.1:{opts.etcd_port}"
+    settings = ClusterSettings(address=etcd, project=opts.project, group=opts.group)
+    consumer = first_consumer(settings, folder)
+    return ComposeResult(folder, gateway, etcd, consumer.credentials if consumer else None)
+
+
+def down_compose(home: Path | None = None, timeout: float = 300.0) -> Path | None:
+    """``compose down`` the project ``init --mode compose`` started under this home (None: none)."""
+    marker = (home or ase_home()) / MARKER
+    if not marker.is_file():
+        return None
+    doc = orjson.loads(marker.read_bytes())
+    folder = Path(doc["folder"])
+    cmd = [str(c) for c in doc["command"]]
+    proc = subprocess.run(
+        [*cmd, "-f", str(folder / COMPOSE_FILE), "down"], cwd=folder, timeout=timeout, check=False
+    )
+    if proc.returncode != 0:
+        raise DockerError(f"`{' '.join(cmd)} down` failed (exit {proc.returncode}) in {folder}")
+    marker.unlink()
+    return folder

@@ -1,0 +1,207 @@
+"""Docker images: the framework and loader base images, ``asectl loader build`` and
+``asectl loader test --image``.
+
+Every docker command runs with a timeout, and a missing CLI or an engine that does not answer is
+one clear :class:`DockerError` (what, why, what to do), never a hang. The machine's pip
+configuration (``pip config list`` and ``PIP_*`` variables) is passed to builds as build args,
+read at run time, so no index host is written into the repository.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+from ase_serving import __version__
+from ase_serving.loader.testcases import load_cases
+from ase_serving.loader.testrun import CaseResult, Report, check
+
+FRAMEWORK_IMAGE = f"ase-serving:{__version__}"
+LOADER_BASE_IMAGE = f"ase-serving-loader:{__version__}"
+LOADER_PORT = 50051
+_INFO_TIMEOUT = 20.0
+_PIP_ARGS = ("PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL", "PIP_TRUSTED_HOST")
+
+
+class DockerError(Exception):
+    """Docker cannot do what was asked; the message says what, why and what to do."""
+
+
+def docker_cli() -> str:
+    exe = shutil.which("docker")
+    if exe is None:
+        raise DockerError(
+            "docker: no docker command on PATH, so no image can be built or run; "
+            "install it (apt-get install docker.io) or use `asectl init --mode local`"
+        )
+    return exe
+
+
+def check_engine(timeout: float = _INFO_TIMEOUT) -> str:
+    """The docker CLI's path, once ``docker info`` shows an engine answering."""
+    exe = docker_cli()
+    try:
+        proc = subprocess.run(
+            [exe, "info", "--format", "{{.ServerVersion}}"], capture_output=True, text=True, timeout=timeout
+        )
+    except subprocess.TimeoutExpired:
+        raise DockerError(
+            f"docker: the engine did not answer `docker info` within {timeout:.0f} s; "
+            "check that dockerd is running (or DOCKER_HOST points at a live engine)"
+        ) from None
+    if proc.returncode != 0 or not proc.stdout.strip():
+        why = (proc.stderr.strip().splitlines() or ["no answer"])[-1]
+        raise DockerError(
+            f"docker: no Docker engine answers ({why}); start it (dockerd, or "
+            "`systemctl start docker`; scripts/docker-engine here) or set DOCKER_HOST"
+        )
+    return exe
+
+
+def pip_build_args() -> list[str]:
+    """``--build-arg`` options for the pip index of this machine (env first, then `pip config`)."""
+    found: dict[str, str] = {}
+    try:
+        out = subprocess.run(["pip", "config", "list"], capture_output=True, text=True, timeout=20).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        out = ""
+    for line in out.splitlines():
+        key, _, value = line.partition("=")
+        name = key.rsplit(".", 1)[-1].strip()
+        env = "PIP_" + name.upper().replace("-", "_")
+        if env in _PIP_ARGS:
+            found[env] = value.strip().strip("'\"")
+    for env in _PIP_ARGS:
+        if os.environ.get(env):
+            found[env] = os.environ[env]
+    args: list[str] = []
+    for env, value in found.items():
+        # Local paths (file:// indexes, find-links) do not exist inside a build.
+        urls = " ".join(u for u in value.split() if u.startswith(("http://", "https://")))
+        if urls or env == "PIP_TRUSTED_HOST":
+            args += ["--build-arg", f"{env}={urls or value}"]
+    return args
+
+
+def docker_build(context: Path, dockerfile: Path, tag: str, extra: list[str] | None = None) -> None:
+    """``docker build --network host``, its progress streamed to this process's output."""
+    exe = check_engine()
+    cmd = [exe, "build", "--network", "host", "-f", str(dockerfile), "-t", tag, *pip_build_args()]
+    cmd += [*(extra or []), str(context)]
+    proc = subprocess.run(cmd, check=False)
+    if proc.returncode != 0:
+        raise DockerError(f"docker build of {tag} failed (exit {proc.returncode}); its output is above")
+
+
+def build_framework(repo: Path, tag: str = FRAMEWORK_IMAGE) -> None:
+    docker_build(repo, repo / "docker" / "Dockerfile", tag)
+
+
+def build_loader_base(repo: Path, tag: str = LOADER_BASE_IMAGE, framework: str = FRAMEWORK_IMAGE) -> None:
+    docker_build(repo, repo / "docker" / "loader.Dockerfile", tag, ["--build-arg", f"FRAMEWORK={framework}"])
+
+
+def project_tag(folder: Path) -> str:
+    """``NAME:VERSION`` from ase.toml's [service] (else the folder name and 1.0.0)."""
+    from ase_serving.loader.project import load_project
+
+    settings = load_project(folder)
+    return f"ase-{settings.service.lower()}:{settings.version}"
+
+
+def loader_dockerfile(folder: Path, base: str = LOADER_BASE_IMAGE) -> str:
+    """The Dockerfile ``asectl loader build`` uses for a wrapper project."""
+    lines = [f"FROM {base}", "USER root"]
+    if (folder / "requirements.txt").is_file():
+        lines += [
+            "COPY requirements.txt /tmp/requirements.txt",
+            "RUN pip install --no-cache-dir -r /tmp/requirements.txt && rm /tmp/requirements.txt",
+        ]
+    lines += ["COPY --chown=10001:10001 . /app", "USER 10001", "WORKDIR /app"]
+    return "\n".join(lines) + "\n"
+
+
+def build_loader(folder: Path, tag: str | None = None, base: str = LOADER_BASE_IMAGE) -> str:
+    if not (folder / "wrapper.py").is_file():
+        raise DockerError(f"{folder}: no wrapper.py, so it is not a wrapper project")
+    tag = tag or project_tag(folder)
+    check_engine()
+    dockerfile = folder / ".ase-build.Dockerfile"
+    dockerfile.write_text(loader_dockerfile(folder, base))
+    try:
+        docker_build(folder, dockerfile, tag)
+    finally:
+        dockerfile.unlink(missing_ok=True)
+    return tag
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _wait_port(port: int, deadline: float) -> bool:
+    from ase_serving.loader.client import LoaderClient
+
+    while time.monotonic() < deadline:
+        try:
+            with LoaderClient(f"127.0.0.1:{port}", timeout=2.0) as client:
+                client.info(timeout=2.0)
+                return True
+        except Exception:
+            time.sleep(0.5)
+    return False
+
+
+def test_image(folder: Path, image: str, timeout: float = 120.0) -> Report:
+    """Run ``image`` (its port on 127.0.0.1), wait for the loader's health, run ``folder``'s cases
+    against it over gRPC, and remove the container whatever happens."""
+    from ase_serving.cli.loader_call import _call
+    from ase_serving.loader.client import LoaderClient
+
+    exe = check_engine()
+    port = free_port()
+    run = [exe, "run", "-d", "--rm", "-p", f"127.0.0.1:{port}:{LOADER_PORT}", image]
+    run.append("--standalone")
+    proc = subprocess.run(run, capture_output=True, text=True, timeout=60)
+    if proc.returncode != 0:
+        raise DockerError(f"docker run {image} failed: {proc.stderr.strip()}")
+    container = proc.stdout.strip()
+    report = Report(project=folder)
+    try:
+        if not _wait_port(port, time.monotonic() + timeout):
+            logs = subprocess.run([exe, "logs", container], capture_output=True, text=True, timeout=20)
+            tail = (logs.stdout + logs.stderr).strip()[-2000:]
+            raise DockerError(
+                f"the loader in {image} was not healthy within {timeout:.0f} s; its log:\n{tail}"
+            )
+        cases = load_cases(folder / "tests")
+        report.no_cases = not cases
+        with LoaderClient(f"127.0.0.1:{port}", timeout=30.0) as client:
+            for case in cases:
+                out = CaseResult(name=case.name, ok=False, file=str(case.file))
+                start = time.perf_counter()
+                if case.problem is not None:
+                    out.code, out.message, out.reason = -1, "invalid test case", case.problem
+                else:
+                    try:
+                        results = _call(client, case, 30.0)
+                    except Exception as exc:
+                        out.reason = f"call failed: {exc}"
+                    else:
+                        result = results[-1]
+                        for extra in results[:-1]:
+                            result.items[:0] = extra.items
+                        out.code, out.message = result.code, result.message
+                        out.reason = check(case, result)
+                        out.ok = not out.reason
+                out.ms = (time.perf_counter() - start) * 1000
+                report.cases.append(out)
+    finally:
+        subprocess.run([exe, "rm", "-f", container], capture_output=True, timeout=60, check=False)
+    return report
