@@ -61,14 +61,19 @@ def _no_docker_env(tmp_path: Path) -> dict[str, str]:
     return {"PATH": str(bindir), "HOME": str(tmp_path)}
 
 
-def test_no_docker_cli(tmp_path: Path) -> None:
-    env = _no_docker_env(tmp_path)
-    for args in (
+def _docker_commands(env: dict[str, str], tmp_path: Path) -> list[subprocess.CompletedProcess[str]]:
+    """Run each command that needs Docker (loader build, loader test --image, init --mode compose)."""
+    commands = (
         ["loader", "build", str(ECHO)],
         ["loader", "test", str(ECHO), "--image", "x:1"],
         ["init", "--mode", "compose", "--dir", str(tmp_path / "c")],
-    ):
-        proc = _asectl(args, env, tmp_path)
+    )
+    return [_asectl(args, env, tmp_path) for args in commands]
+
+
+def test_no_docker_cli(tmp_path: Path) -> None:
+    env = _no_docker_env(tmp_path)
+    for proc in _docker_commands(env, tmp_path):
         assert proc.returncode == 1, proc
         assert "no docker command on PATH" in proc.stderr
         assert "apt-get install docker.io" in proc.stderr
@@ -83,12 +88,7 @@ def test_dead_engine(tmp_path: Path) -> None:
 
         pytest.skip("no docker CLI here")
     env = {**os.environ, "DOCKER_HOST": f"unix://{tmp_path}/dead.sock"}
-    for args in (
-        ["loader", "build", str(ECHO)],
-        ["loader", "test", str(ECHO), "--image", "x:1"],
-        ["init", "--mode", "compose", "--dir", str(tmp_path / "c")],
-    ):
-        proc = _asectl(args, env, tmp_path)
+    for proc in _docker_commands(env, tmp_path):
         assert proc.returncode == 1, proc
         assert "no Docker engine answers" in proc.stderr
         assert "start it" in proc.stderr
