@@ -9,16 +9,22 @@ read at run time, so no index host is written into the repository.
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import socket
 import subprocess
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ase_serving import __version__
-from ase_serving.loader.testcases import load_cases
-from ase_serving.loader.testrun import CaseResult, Report, check
+from ase_serving.loader.testcases import TestCase, load_cases
+from ase_serving.loader.testrun import CaseResult, Report, run_case
+from ase_serving.protocol.items import Result
+
+if TYPE_CHECKING:
+    from ase_serving.loader.client import LoaderClient
 
 FRAMEWORK_IMAGE = f"ase-serving:{__version__}"
 LOADER_BASE_IMAGE = f"ase-serving-loader:{__version__}"
@@ -158,10 +164,20 @@ def _wait_port(port: int, deadline: float) -> bool:
     return False
 
 
+def _remote_result(client: LoaderClient, case: TestCase) -> Result:
+    """A case's result from a running loader: a session's frames folded into its last result."""
+    from ase_serving.cli.loader_call import _call
+
+    results = _call(client, case, 30.0)
+    result = results[-1]
+    for extra in results[:-1]:
+        result.items[:0] = extra.items
+    return result
+
+
 def test_image(folder: Path, image: str, timeout: float = 120.0) -> Report:
     """Run ``image`` (its port on 127.0.0.1), wait for the loader's health, run ``folder``'s cases
     against it over gRPC, and remove the container whatever happens."""
-    from ase_serving.cli.loader_call import _call
     from ase_serving.loader.client import LoaderClient
 
     exe = check_engine()
@@ -184,23 +200,13 @@ def test_image(folder: Path, image: str, timeout: float = 120.0) -> Report:
         report.no_cases = not cases
         with LoaderClient(f"127.0.0.1:{port}", timeout=30.0) as client:
             for case in cases:
-                out = CaseResult(name=case.name, ok=False, file=str(case.file))
                 start = time.perf_counter()
-                if case.problem is not None:
-                    out.code, out.message, out.reason = -1, "invalid test case", case.problem
-                else:
-                    try:
-                        results = _call(client, case, 30.0)
-                    except Exception as exc:
-                        out.reason = f"call failed: {exc}"
-                    else:
-                        result = results[-1]
-                        for extra in results[:-1]:
-                            result.items[:0] = extra.items
-                        out.code, out.message = result.code, result.message
-                        out.reason = check(case, result)
-                        out.ok = not out.reason
-                out.ms = (time.perf_counter() - start) * 1000
+                try:
+                    out = run_case(case, functools.partial(_remote_result, client, case))
+                except Exception as exc:
+                    out = CaseResult(name=case.name, ok=False, file=str(case.file))
+                    out.reason = f"call failed: {exc}"
+                    out.ms = (time.perf_counter() - start) * 1000
                 report.cases.append(out)
     finally:
         subprocess.run([exe, "rm", "-f", container], capture_output=True, timeout=60, check=False)

@@ -132,6 +132,22 @@ def run_project(folder: str | Path) -> Report:
     return report
 
 
+def run_case(case: TestCase, produce: Callable[[], Result]) -> CaseResult:
+    """One case's :class:`CaseResult`: ``produce()`` gives its result, which is checked against the
+    case's expectations (an invalid case is reported without calling ``produce``)."""
+    start = time.perf_counter()
+    out = CaseResult(name=case.name, ok=False, file=str(case.file))
+    if case.problem is not None:
+        out.code, out.message, out.reason = -1, "invalid test case", case.problem
+        return out
+    result = produce()
+    out.ms = (time.perf_counter() - start) * 1000
+    out.code, out.message = result.code, result.message
+    out.reason = check(case, result)
+    out.ok = not out.reason
+    return out
+
+
 class CaseRunner:
     """Runs cases against an initialised :class:`EngineHost`, one at a time."""
 
@@ -144,17 +160,7 @@ class CaseRunner:
 
     def run(self, case: TestCase) -> CaseResult:
         """Run one case and check its expectations; never raises for anything a wrapper does."""
-        start = time.perf_counter()
-        out = CaseResult(name=case.name, ok=False, file=str(case.file))
-        if case.problem is not None:
-            out.code, out.message, out.reason = -1, "invalid test case", case.problem
-            return out
-        result = self._once(case) if case.mode == ONCE else self._session(case)
-        out.ms = (time.perf_counter() - start) * 1000
-        out.code, out.message = result.code, result.message
-        out.reason = check(case, result)
-        out.ok = not out.reason
-        return out
+        return run_case(case, lambda: self._once(case) if case.mode == ONCE else self._session(case))
 
     def _request(self, body: dict[str, Any]) -> Any:
         parameter = body.get("parameter")
