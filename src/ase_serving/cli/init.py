@@ -42,8 +42,8 @@ them.
 """
 
 
-def _init_compose(folder: Path, gateway_port: int, as_json: bool) -> None:
-    from ase_serving.cluster.compose import ComposeOptions, init_compose
+def _init_compose(folder: Path, gateway_port: int, etcd_port: int | None, as_json: bool) -> None:
+    from ase_serving.cluster.compose import ETCD_PORT, ComposeOptions, init_compose
     from ase_serving.cluster.images import DockerError, check_engine
 
     try:
@@ -53,7 +53,8 @@ def _init_compose(folder: Path, gateway_port: int, as_json: bool) -> None:
     if not as_json:
         typer.echo(f"writing the compose project to {folder} and starting it ...", err=True)
     try:
-        result = init_compose(ComposeOptions(folder, gateway_port=gateway_port))
+        port = ETCD_PORT if etcd_port is None else etcd_port
+        result = init_compose(ComposeOptions(folder, gateway_port=gateway_port, etcd_port=port))
     except (DockerError, StoreError, OSError) as exc:
         abort(str(exc))
     if as_json:
@@ -63,15 +64,23 @@ def _init_compose(folder: Path, gateway_port: int, as_json: bool) -> None:
     typer.echo(f"config   {result.etcd}")
     if result.credentials is not None:
         typer.echo(f"consumer credentials (API key and secret) in {result.credentials}")
-    typer.echo(f"compose project in {result.folder}; `asectl down` stops it")
+    else:
+        typer.echo(
+            "the project has consumers already (its etcd data volume was kept): "
+            "`asectl consumer add` makes one for this machine"
+        )
+    typer.echo(f"saved to {result.settings_path}; `asectl cluster status` shows the cluster")
+    typer.echo(
+        f"compose project in {result.folder}; `asectl down` stops it (`--volumes` also deletes etcd's data)"
+    )
 
 
-def _down_compose() -> list[str]:
+def _down_compose(volumes: bool) -> list[str]:
     from ase_serving.cluster.compose import down_compose
     from ase_serving.cluster.images import DockerError
 
     try:
-        folder = down_compose()
+        folder = down_compose(volumes=volumes)
     except (DockerError, OSError) as exc:
         abort(str(exc))
     return [] if folder is None else [str(folder)]
@@ -87,8 +96,14 @@ def register(app: typer.Typer) -> None:
             str, typer.Option("--host", help="Interface the components listen on.")
         ] = "127.0.0.1",
         config_port: Annotated[
-            int, typer.Option("--config-port", help="Embedded config centre port.")
-        ] = CONFIG_PORT,
+            int | None,
+            typer.Option(
+                "--config-port",
+                help=f"Config centre port: local, the embedded one's (default {CONFIG_PORT}); "
+                "compose, etcd's client port published on 127.0.0.1 (default 2379).",
+                show_default=False,
+            ),
+        ] = None,
         lb_port: Annotated[int, typer.Option("--lb-port", help="LB service port.")] = LB_PORT,
         config: Annotated[
             str | None, typer.Option("--config", help="Use this config centre (e.g. etcd://H:P) instead.")
@@ -136,11 +151,11 @@ def register(app: typer.Typer) -> None:
                 abort(exc.message, exc.code)
             return
         if mode == "compose":
-            _init_compose(folder, gateway_port, as_json)
+            _init_compose(folder, gateway_port, config_port, as_json)
             return
         opts = InitOptions(
             host,
-            config_port,
+            CONFIG_PORT if config_port is None else config_port,
             lb_port,
             config,
             account,
@@ -174,11 +189,14 @@ def register(app: typer.Typer) -> None:
 
     @app.command("down", epilog="Example:\n\n  asectl down")
     def down(
+        volumes: Annotated[
+            bool, typer.Option("--volumes", help="compose: also delete the etcd data volume.")
+        ] = False,
         as_json: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False,
     ) -> None:
-        """Stop what `asectl init --mode local` started (SIGTERM, then SIGKILL after a deadline)."""
+        """Stop what `asectl init` started: local processes (SIGTERM, then SIGKILL), a compose project."""
         stopped = down_local()
-        composed = _down_compose()
+        composed = _down_compose(volumes)
         if as_json:
             doc = {"stopped": [{**rec.doc(), "graceful": ok} for rec, ok in stopped], "compose": composed}
             print_json(doc)

@@ -26,6 +26,9 @@ from ase_serving.store.base import DEFAULT_GROUP, DEFAULT_PROJECT
 ETCD_IMAGE = "quay.io/coreos/etcd:v3.5.17"
 ECHO_IMAGE = "ase-echo:1.0.0"
 COMPOSE_FILE = "compose.yaml"
+# The compose project's name: given with `-p` (docker-compose 1.x rejects a top-level `name:`) and
+# written to the folder's .env, so that `docker compose ps` run there by hand finds the same project.
+COMPOSE_PROJECT = "ase"
 MARKER = "compose.json"
 GATEWAY_PORT = 2392
 ETCD_PORT = 2379
@@ -72,7 +75,6 @@ def compose_doc(opts: ComposeOptions) -> dict[str, Any]:
         "--listen-peer-urls=http://0.0.0.0:2380",
     ]
     return {
-        "name": "ase",
         "services": {
             "etcd": {
                 "image": opts.etcd_image,
@@ -144,6 +146,7 @@ def write_project(opts: ComposeOptions) -> Path:
     opts.folder.mkdir(parents=True, exist_ok=True)
     path = opts.folder / COMPOSE_FILE
     path.write_text(yaml.safe_dump(compose_doc(opts), sort_keys=False))
+    (opts.folder / ".env").write_text(f"COMPOSE_PROJECT_NAME={COMPOSE_PROJECT}\n")
     return path
 
 
@@ -161,6 +164,7 @@ class ComposeResult:
     gateway: str
     etcd: str
     credentials: Path | None
+    settings_path: Path
 
     def doc(self) -> dict[str, Any]:
         return {
@@ -169,6 +173,7 @@ class ComposeResult:
             "gateway": self.gateway,
             "address": self.etcd,
             "credentials": str(self.credentials) if self.credentials else None,
+            "settings": str(self.settings_path),
         }
 
 
@@ -184,7 +189,9 @@ def init_compose(
     home.mkdir(parents=True, exist_ok=True)
     folder = opts.folder.resolve()
     write_private(home / MARKER, orjson.dumps({"folder": str(folder), "command": cmd}) + b"\n")
-    proc = subprocess.run([*cmd, "-f", str(path), "up", "-d"], cwd=folder, timeout=timeout, check=False)
+    proc = subprocess.run(
+        [*cmd, "-p", COMPOSE_PROJECT, "-f", str(path), "up", "-d"], cwd=folder, timeout=timeout, check=False
+    )
     if proc.returncode != 0:
         raise DockerError(f"`{' '.join(cmd)} up -d` failed (exit {proc.returncode}) in {folder}")
     gateway = f"http://127.0.0.1:{opts.gateway_port}"
@@ -194,13 +201,21 @@ def init_compose(
             raise DockerError(f"the gateway at {gateway} was not healthy within {timeout:.0f} s")
         time.sleep(1.0)
     etcd = f"etcd://127.0.0.1:{opts.etcd_port}"
-    settings = ClusterSettings(address=etcd, project=opts.project, group=opts.group)
+    settings = ClusterSettings(
+        address=etcd,
+        project=opts.project,
+        group=opts.group,
+        components={"config": etcd, "gateway": gateway},
+    )
     consumer = first_consumer(settings, folder)
-    return ComposeResult(folder, gateway, etcd, consumer.credentials if consumer else None)
+    # This machine's asectl (consumer, api, config, cluster status) now talks to this cluster.
+    saved = settings.save(home)
+    return ComposeResult(folder, gateway, etcd, consumer.credentials if consumer else None, saved)
 
 
-def down_compose(home: Path | None = None, timeout: float = 300.0) -> Path | None:
-    """``compose down`` the project ``init --mode compose`` started under this home (None: none)."""
+def down_compose(home: Path | None = None, timeout: float = 300.0, volumes: bool = False) -> Path | None:
+    """``compose down`` the project ``init --mode compose`` started under this home (None: none);
+    ``volumes`` also removes its etcd data volume."""
     marker = (home or ase_home()) / MARKER
     if not marker.is_file():
         return None
@@ -208,7 +223,10 @@ def down_compose(home: Path | None = None, timeout: float = 300.0) -> Path | Non
     folder = Path(doc["folder"])
     cmd = [str(c) for c in doc["command"]]
     proc = subprocess.run(
-        [*cmd, "-f", str(folder / COMPOSE_FILE), "down"], cwd=folder, timeout=timeout, check=False
+        [*cmd, "-p", COMPOSE_PROJECT, "-f", str(folder / COMPOSE_FILE), "down", *(["-v"] if volumes else [])],
+        cwd=folder,
+        timeout=timeout,
+        check=False,
     )
     if proc.returncode != 0:
         raise DockerError(f"`{' '.join(cmd)} down` failed (exit {proc.returncode}) in {folder}")
