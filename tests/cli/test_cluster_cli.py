@@ -61,6 +61,10 @@ def test_status_lists_components_services_and_instances(
             Instance("echo", "1.0", loader.address, {**lic, "metrics_url": loader.metrics_url}),
             Instance("echo", "1.0", "127.0.0.1:1", {**lic, "metrics_url": dead}),
             Instance("ocr", "2", "127.0.0.1:2", {"lic_total": 4, "lic_idle": 4, "live": False}),
+            # A name only a compose or Kubernetes network resolves (.invalid never resolves).
+            Instance(
+                "ocr", "2", "ocr.invalid:50051", {**lic, "metrics_url": "http://ocr.invalid:9100/metrics"}
+            ),
         ],
     )
     home = tmp_path / "home"
@@ -95,7 +99,14 @@ def test_status_lists_components_services_and_instances(
                         "lic_idle": 4,
                         "healthy": False,
                         "error": "not live (draining or not ready)",
-                    }
+                    },
+                    {
+                        "address": "ocr.invalid:50051",
+                        "lic_total": 2,
+                        "lic_idle": 1,
+                        "healthy": None,
+                        "error": "live; its /health host 'ocr.invalid' does not resolve from this machine",
+                    },
                 ],
             },
         ],
@@ -104,6 +115,7 @@ def test_status_lists_components_services_and_instances(
     assert table.returncode == 0, table.stderr
     for text in ("config", centre.url, "echo", "/v1/echo, /v2/echo", loader.address, "1/2", "ocr", "4/4"):
         assert text in table.stdout
+    assert "unknown" in table.stdout and "does not resolve from this machine" in table.stdout
 
 
 def test_unhealthy_components_exit_1_with_the_document(tmp_path: Path, centre: EmbeddedServer) -> None:

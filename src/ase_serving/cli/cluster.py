@@ -28,7 +28,9 @@ printed either way).
 """
 
 
-def _mark(ok: bool) -> str:
+def _mark(ok: bool | None) -> str:
+    if ok is None:
+        return "[yellow]unknown[/yellow]"
     return "[green]healthy[/green]" if ok else "[red]DOWN[/red]"
 
 
@@ -48,6 +50,7 @@ def _print_tables(doc: dict[str, Any]) -> None:
         "instance",
         "licences idle/total",
         "health",
+        "detail",
         box=None,
         title="services",
         title_justify="left",
@@ -55,7 +58,7 @@ def _print_tables(doc: dict[str, Any]) -> None:
     for s in doc["services"]:
         routes = ", ".join(s["routes"]) or "(no schema)"
         if not s["instances"]:
-            svcs.add_row(s["serviceId"], s["version"], routes, "(none)", "", "")
+            svcs.add_row(s["serviceId"], s["version"], routes, "(none)", "", "", "")
         for i, inst in enumerate(s["instances"]):
             first = i == 0
             svcs.add_row(
@@ -65,6 +68,7 @@ def _print_tables(doc: dict[str, Any]) -> None:
                 inst["address"],
                 f"{inst['lic_idle']}/{inst['lic_total']}",
                 _mark(inst["healthy"]),
+                inst.get("error", ""),
             )
     console.print(svcs)
 

@@ -11,14 +11,18 @@ The document (later issues add fields; these names stay)::
 
 Services are the union of the service schemas in the settings' (project, group) and the
 instances in the registry. An instance is healthy when its ``live`` attribute is true and, when it
-publishes a ``metrics_url``, that endpoint's ``/health`` answers 200.
+publishes a ``metrics_url``, that endpoint's ``/health`` answers 200; its health is null (unknown)
+when it is live but that URL's host does not resolve here (a name inside a compose or Kubernetes
+network).
 """
 
 from __future__ import annotations
 
 import asyncio
 import inspect
+import socket
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -106,13 +110,29 @@ async def _services(backend: Backend, settings: ClusterSettings, client: httpx.A
     return [services[k] for k in sorted(services)]
 
 
-async def _instance_health(client: httpx.AsyncClient, inst: Instance) -> tuple[bool, str | None]:
+async def _resolves(host: str) -> bool:
+    """Whether ``host`` resolves from this machine (False only for a definite "no such name")."""
+    try:
+        await asyncio.wait_for(asyncio.get_running_loop().getaddrinfo(host, None), HEALTH_TIMEOUT)
+    except socket.gaierror:
+        return False
+    except (TimeoutError, OSError):
+        pass  # the probe itself will report it
+    return True
+
+
+async def _instance_health(client: httpx.AsyncClient, inst: Instance) -> tuple[bool | None, str | None]:
+    """(True, None) healthy; (False, why) not; (None, why) unknown: live in the registry, but its
+    /health is under a name that only resolves inside the cluster's network (compose, Kubernetes)."""
     if inst.attrs.get("live") is not True:
         return False, "not live (draining or not ready)"
     url = inst.attrs.get("metrics_url")
-    if isinstance(url, str) and url:
-        return await http_healthy(client, url)
-    return True, None
+    if not (isinstance(url, str) and url):
+        return True, None
+    host = urlsplit(url).hostname
+    if host and not await _resolves(host):
+        return None, f"live; its /health host {host!r} does not resolve from this machine"
+    return await http_healthy(client, url)
 
 
 async def gather_status(settings: ClusterSettings) -> dict[str, Any]:
