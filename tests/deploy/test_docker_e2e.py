@@ -112,6 +112,12 @@ def test_loader_build_test_and_compose(images: None, env: dict[str, str], tmp_pa
         }
         answer = _call_echo(f"http://127.0.0.1:{port}", creds, body)
         assert base64.b64decode(answer["payload"]["echo"]["text"]) == b"hi"
+        # More calls than the loader has licences (2): each one's licence is free again after it.
+        for _ in range(6):
+            _call_echo(f"http://127.0.0.1:{port}", creds, body)
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=10) as resp:
+            loaders = json.loads(resp.read())["loaders"]
+        assert [(n["address"], n["lic_total"], n["lic_free"]) for n in loaders] == [("echo:50051", 2, 2)]
         # init saved the cluster for this machine's asectl: status reads the compose etcd.
         status = _asectl("cluster", "status", "--json", env=env, timeout=60)
         assert status.returncode == 0, status.stdout + status.stderr

@@ -96,6 +96,10 @@ def compose_doc(opts: ComposeOptions) -> dict[str, Any]:
                     "2391",
                     "--config",
                     "etcd://etcd:2379",
+                    # For gateways started with `--lb lb:2391`: exact counts when every pick goes
+                    # through this one LB (`load` trusts the loaders' reports, not per request).
+                    "--strategy",
+                    "loadMini",
                 ],
                 "environment": dict(env),
                 "depends_on": {"etcd": healthy},
@@ -106,9 +110,12 @@ def compose_doc(opts: ComposeOptions) -> dict[str, Any]:
                 "image": opts.image,
                 "command": [
                     *("python", "-m", "ase_serving.gateway", "--host", "0.0.0.0", "--port", "2392"),
-                    *("--config", "etcd://etcd:2379", "--lb", "lb:2391"),
+                    # Balances in-process (exact counts, as one gateway holds every licence it
+                    # picks), as `asectl init`'s gateway does: asking the LB service costs two gRPC
+                    # calls per request (bench/deploy_compose.py). More gateways: add `--lb lb:2391`.
+                    *("--config", "etcd://etcd:2379"),
                 ],
-                "environment": {**env, "ASE_LB": "lb:2391"},
+                "environment": dict(env),
                 "ports": [f"127.0.0.1:{opts.gateway_port}:2392"],
                 "depends_on": {"etcd": healthy, "lb": healthy},
                 "healthcheck": {"test": _py_health("http://127.0.0.1:2392/health"), **check},
