@@ -135,6 +135,9 @@ def lb_component(opts: InitOptions, settings: ClusterSettings) -> Component | No
         return None
     module = "ase_serving.lb"
     argv = [sys.executable, "-m", module, "--host", opts.host, "--port", str(opts.lb_port)]
+    # loadMini: exact counts for gateways started with `--lb` (each releases what it picks); `load`
+    # would wait for the loaders' next reports, which do not come per request.
+    argv += ["--strategy", "loadMini"]
     address = f"{opts.host}:{opts.lb_port}"
     env = _cluster_env(settings)
     return Component("lb", "LB service", [*argv, "--config", settings.address], address, lb_up, module, env)
