@@ -20,7 +20,6 @@ docs/deploy-compose.md).
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import json
 import os
@@ -33,13 +32,12 @@ from pathlib import Path
 from typing import Any
 
 import loadgen
-from gateway_once import HEADER, Row, measure, require_wrk, row_text, write_lua
+from gateway_auth import prepare
+from gateway_once import HEADER, Row, measure, row_text, write_lua
 from gateway_servers import (
     CLIENT_CPU,
     SERVER_CPU,
-    can_pin,
     finish,
-    install_signal_handlers,
     once_body,
     post_echo,
     run_header,
@@ -163,31 +161,11 @@ def proxy_pids() -> list[int]:
     return [int(p) for p in out.split()]
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--seconds", type=int, default=8, help="measured seconds per point (default 8)")
-    ap.add_argument("--warmup", type=int, default=2, help="warm-up seconds before each point (default 2)")
-    ap.add_argument("--concurrency", default="1,16", help="connections (default 1,16)")
-    ap.add_argument("--payload", type=int, default=768, help="text bytes (default 768 = 1 KiB of base64)")
-    ap.add_argument("--rounds", type=int, default=3, help="points per case and concurrency (default 3)")
-    ap.add_argument("--json", type=Path, help="also write every number to this file")
-    ap.add_argument("--no-pin", dest="pin", action="store_false", help="do not pin (default: pin)")
-    ap.add_argument("--quiet-wait", type=float, default=60.0, help="wait up to this long for a quiet machine")
-    args = ap.parse_args(argv)
-    args.levels = [int(c) for c in args.concurrency.split(",")]
-    return args
-
-
 def main(argv: list[str] | None = None) -> int:
     from ase_serving.cluster.images import check_engine, free_port
 
-    args = parse_args(argv)
-    require_wrk()
+    args = prepare(argv, __doc__)
     check_engine()
-    install_signal_handlers()
-    if args.pin and not can_pin():
-        print("warning: taskset or a second CPU is missing: nothing is pinned", file=sys.stderr)
-        args.pin = False
     info = loadgen.banner(args.quiet_wait)
     text = text_bytes(args.payload)
     print(f"servers on CPU {SERVER_CPU}, wrk on CPU {CLIENT_CPU}", flush=True)

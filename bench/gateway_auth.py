@@ -72,8 +72,9 @@ def signed(creds: Credentials, url: str) -> dict[str, str]:
     return {"Authorization": authorization(creds.api_key, sig), "Date": date}
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def parse_args(argv: list[str] | None, doc: str | None = __doc__) -> argparse.Namespace:
+    """The options of this bench and of ``deploy_compose.py`` (``doc``: the bench's docstring)."""
+    ap = argparse.ArgumentParser(description=(doc or "").split("\n\n")[0])
     ap.add_argument("--seconds", type=int, default=8, help="measured seconds per point (default 8)")
     ap.add_argument("--warmup", type=int, default=2, help="warm-up seconds before each point (default 2)")
     ap.add_argument("--concurrency", default="1,16", help="connections (default 1,16)")
@@ -87,13 +88,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
+def prepare(argv: list[str] | None, doc: str | None = __doc__) -> argparse.Namespace:
+    """Options parsed, wrk there, signals handled, pinning off where it cannot be done."""
+    args = parse_args(argv, doc)
     require_wrk()
     install_signal_handlers()
     if args.pin and not can_pin():
         print("warning: taskset or a second CPU is missing: nothing is pinned", file=sys.stderr)
         args.pin = False
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = prepare(argv)
     loop, gw_args = gateway_loop(None)
     info = loadgen.banner(args.quiet_wait)
     text = text_bytes(args.payload)
