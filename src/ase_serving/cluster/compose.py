@@ -157,6 +157,17 @@ def write_project(opts: ComposeOptions) -> Path:
     return path
 
 
+def _run_compose(cmd: list[str], folder: Path, args: list[str], timeout: float) -> None:
+    """``COMPOSE -p ase -f FOLDER/compose.yaml ARGS`` in ``folder``; DockerError when it fails."""
+    path = folder / COMPOSE_FILE
+    proc = subprocess.run(
+        [*cmd, "-p", COMPOSE_PROJECT, "-f", str(path), *args], cwd=folder, timeout=timeout, check=False
+    )
+    if proc.returncode != 0:
+        what = " ".join([*cmd, *args])
+        raise DockerError(f"`{what}` failed (exit {proc.returncode}) in {folder}")
+
+
 def _gateway_healthy(url: str) -> bool:
     try:
         with urllib.request.urlopen(f"{url}/health", timeout=3) as resp:
@@ -191,16 +202,12 @@ def init_compose(
     from ase_serving.cluster.bringup import first_consumer
 
     cmd = compose_command()
-    path = write_project(opts)
+    write_project(opts)
     home = home or ase_home()
     home.mkdir(parents=True, exist_ok=True)
     folder = opts.folder.resolve()
     write_private(home / MARKER, orjson.dumps({"folder": str(folder), "command": cmd}) + b"\n")
-    proc = subprocess.run(
-        [*cmd, "-p", COMPOSE_PROJECT, "-f", str(path), "up", "-d"], cwd=folder, timeout=timeout, check=False
-    )
-    if proc.returncode != 0:
-        raise DockerError(f"`{' '.join(cmd)} up -d` failed (exit {proc.returncode}) in {folder}")
+    _run_compose(cmd, folder, ["up", "-d"], timeout)
     gateway = f"http://127.0.0.1:{opts.gateway_port}"
     deadline = time.monotonic() + timeout
     while not _gateway_healthy(gateway):
@@ -229,13 +236,6 @@ def down_compose(home: Path | None = None, timeout: float = 300.0, volumes: bool
     doc = orjson.loads(marker.read_bytes())
     folder = Path(doc["folder"])
     cmd = [str(c) for c in doc["command"]]
-    proc = subprocess.run(
-        [*cmd, "-p", COMPOSE_PROJECT, "-f", str(folder / COMPOSE_FILE), "down", *(["-v"] if volumes else [])],
-        cwd=folder,
-        timeout=timeout,
-        check=False,
-    )
-    if proc.returncode != 0:
-        raise DockerError(f"`{' '.join(cmd)} down` failed (exit {proc.returncode}) in {folder}")
+    _run_compose(cmd, folder, ["down", *(["-v"] if volumes else [])], timeout)
     marker.unlink()
     return folder
