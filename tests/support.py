@@ -38,8 +38,11 @@ class LoaderProcess:
         self.proc = proc
         self.stderr_path = stderr_path
         self.line = line
-        # "loader NAME VERSION serving on HOST:PORT (...); metrics URL"
+        # "loader NAME VERSION serving on HOST:PORT (...); grpc HOST:PORT; metrics URL"
+        #: The data port (what the loader registers and gateways call).
         self.address = line.split(" serving on ", 1)[1].split(" ", 1)[0]
+        #: The gRPC interop port (what LoaderClient and `asectl loader call` use).
+        self.grpc = line.split("; grpc ", 1)[1].split(";", 1)[0].strip()
         self.metrics_url: str | None = (
             line.split("; metrics ", 1)[1].strip() if "; metrics " in line else None
         )
@@ -51,7 +54,7 @@ class LoaderProcess:
 
     def client(self, timeout: float | None = 30.0) -> LoaderClient:
         """A new client (closed when the loader is stopped)."""
-        c = LoaderClient(self.address, timeout=timeout)
+        c = LoaderClient(self.grpc, timeout=timeout)
         self._clients.append(c)
         return c
 

@@ -28,7 +28,7 @@ def call(*args: str) -> subprocess.CompletedProcess[str]:
 
 @pytest.mark.timeout(120)
 def test_call_once_prints_the_public_response(echo: LoaderProcess) -> None:
-    proc = call(echo.address, str(EXAMPLES / "echo/tests/hello.yml"), "--decode")
+    proc = call(echo.grpc, str(EXAMPLES / "echo/tests/hello.yml"), "--decode")
     assert proc.returncode == 0, proc.stderr
     doc = json.loads(proc.stdout)
     assert doc["header"]["code"] == 0
@@ -41,7 +41,7 @@ def test_call_once_prints_the_public_response(echo: LoaderProcess) -> None:
 def test_call_with_a_plain_body_and_an_error_code(echo: LoaderProcess, tmp_path: Path) -> None:
     body = tmp_path / "body.json"
     body.write_text(json.dumps({"header": {"app_id": "a"}, "parameter": {"echo": {}}, "payload": {}}))
-    proc = call(echo.address, str(body))
+    proc = call(echo.grpc, str(body))
     assert proc.returncode == 1
     assert json.loads(proc.stdout)["header"]["code"] == 20001
     assert proc.stderr.strip().splitlines() == [
@@ -54,7 +54,7 @@ def test_call_a_session_case() -> None:
     with start_loader(EXAMPLES / "stream_echo") as loader:
         cases = sorted((EXAMPLES / "stream_echo/tests").glob("*.y*ml"))
         ok_case = next(p for p in cases if "error" not in p.name)
-        proc = call(loader.address, str(ok_case))
+        proc = call(loader.grpc, str(ok_case))
     assert proc.returncode == 0, proc.stderr
     frames = json.loads(proc.stdout)
     assert isinstance(frames, list) and frames

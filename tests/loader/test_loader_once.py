@@ -27,7 +27,8 @@ def client(echo: LoaderProcess) -> LoaderClient:
 
 def test_ready_line_names_service_workers_and_metrics(echo: LoaderProcess) -> None:
     assert echo.line.startswith("loader echo 1.0.0 serving on 127.0.0.1:")
-    assert "(2 workers x 2 licences); metrics http://127.0.0.1:" in echo.line
+    assert "(2 workers x 2 licences); grpc 127.0.0.1:" in echo.line
+    assert "; metrics http://127.0.0.1:" in echo.line
 
 
 def test_once_echoes_items(client: LoaderClient) -> None:

@@ -158,7 +158,7 @@ def test_async_client_once_info_and_session(sync_loader: LoaderProcess, tmp_path
     from ase_serving.loader.client import AsyncLoaderClient
 
     async def scenario() -> None:
-        c = AsyncLoaderClient(sync_loader.address, timeout=10)
+        c = AsyncLoaderClient(sync_loader.grpc, timeout=10)
         try:
             assert (await c.info()).service_id == "session_sync"
             assert (await c.once(Request())).code == errors.UNSUPPORTED_MODE

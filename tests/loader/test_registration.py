@@ -110,6 +110,7 @@ def test_registers_its_licences_and_reports_their_use(loaders: StartLoader, clus
         "workers": 2,
         "modes": ["session"],
         "metrics_url": loader.metrics_url,
+        "grpc": loader.grpc,
     }
     assert f"registered {service} 1.0.0 at {loader.address} with {cluster.url}" in loader.stderr()
     c = loader.client()

@@ -55,8 +55,23 @@ def register(app: typer.Typer) -> None:
         lic: Annotated[
             int | None, typer.Option("--lic", help="Licence slots (concurrent calls/sessions) per worker.")
         ] = None,
-        port: Annotated[Optional[int], typer.Option("--port", help="gRPC port; 0 picks a free one.")] = None,  # noqa: UP045
+        port: Annotated[
+            Optional[int],  # noqa: UP045
+            typer.Option("--port", help="gRPC (interop) port; 0 picks a free one."),
+        ] = None,
         host: Annotated[Optional[str], typer.Option("--host", help="Address to listen on.")] = None,  # noqa: UP045
+        data_port: Annotated[
+            Optional[int],  # noqa: UP045
+            typer.Option("--data-port", help="Data port (what gateways call); 0 picks a free one."),
+        ] = None,
+        data_host: Annotated[
+            Optional[str],  # noqa: UP045
+            typer.Option(
+                "--data-host",
+                help="Address of the data port (default: --host). Beyond loopback, callers must "
+                "prove they know the cluster's secret.",
+            ),
+        ] = None,
         metrics_port: Annotated[
             int | None,
             typer.Option(
@@ -86,6 +101,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Serve a wrapper project: gRPC Once/Session/Info, N worker processes x L licences."""
         from ase_serving.loader.project import ProjectError, load_project
+        from ase_serving.loader.front import is_loopback
         from ase_serving.loader.serve import Ready, serve
 
         level = getattr(logging, log_level.upper(), None)
@@ -111,13 +127,17 @@ def register(app: typer.Typer) -> None:
             abort(str(exc))
         if metrics_port is not None and metrics_port < 0:
             settings.metrics_port = None
+        if data_port is not None:
+            settings.data_port = data_port
+        if data_host is not None:
+            settings.data_host = data_host
 
         def ready(info: Ready) -> None:
             s = info.settings
             line = (
-                f"loader {s.service} {s.version} serving on {info.address} "
+                f"loader {s.service} {s.version} serving on {info.data_address} "
                 f"({s.workers} worker{'s' if s.workers != 1 else ''} x {s.lic} "
-                f"licence{'s' if s.lic != 1 else ''})"
+                f"licence{'s' if s.lic != 1 else ''}); grpc {info.address}"
             )
             if info.metrics_url:
                 line += f"; metrics {info.metrics_url}"
@@ -125,6 +145,8 @@ def register(app: typer.Typer) -> None:
             sys.stdout.flush()
 
         registrar = None if standalone else _cluster_registrar(ttl, advertise)
+        if registrar is not None and not is_loopback(settings.data_host or settings.host):
+            settings.secret = _cluster_secret()
         gateway = _gateway_url() if registrar is not None else None
         try:
             serve(settings, ready=ready, registrar=registrar)
@@ -132,6 +154,39 @@ def register(app: typer.Typer) -> None:
             abort(exc.message)
         except KeyboardInterrupt:
             raise typer.Exit(0) from None
+
+
+def _cluster_secret() -> bytes:
+    """The cluster's secret (made now if the config centre has none), for a data port beyond loopback."""
+    import asyncio
+
+    from ase_serving.cluster.secret import ensure_secret
+    from ase_serving.home import ClusterSettings
+    from ase_serving.store import StoreError
+
+    cluster = ClusterSettings.load()
+    assert cluster is not None
+
+    async def fetch() -> bytes | None:
+        backend = cluster.open()
+        try:
+            return await ensure_secret(backend)
+        finally:
+            await backend.close()
+
+    try:
+        secret = asyncio.run(fetch())
+    except (StoreError, OSError) as exc:
+        abort(
+            f"cannot read the cluster's secret from {cluster.address}: {exc}; the data port listens beyond "
+            "loopback and needs it (or use --data-host 127.0.0.1)"
+        )
+    if secret is None:
+        abort(
+            f"the config centre at {cluster.address} cannot hold the cluster's secret: keep the data port "
+            "on loopback (--data-host 127.0.0.1)"
+        )
+    return secret
 
 
 def _gateway_url() -> str | None:

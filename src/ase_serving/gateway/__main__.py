@@ -36,6 +36,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--lb", help="ask the LB service at HOST:PORT (default: an LB in this process)")
     ap.add_argument("--strategy", default=d.strategy, help=f"in-process LB: {', '.join(strategy_names())}")
     ap.add_argument(
+        "--transport",
+        default=d.transport,
+        help="how loaders are called: lean (their data port, the default) or grpc (their interop port)",
+    )
+    ap.add_argument(
         "--queue-timeout", type=float, default=d.queue_timeout, help="seconds to wait for a licence"
     )
     ap.add_argument("--once-timeout", type=float, default=d.once_timeout, help="seconds a loader may take")
@@ -82,6 +87,7 @@ def settings_from(args: argparse.Namespace) -> GatewaySettings:
         password=password,
         lb=args.lb,
         strategy=args.strategy,
+        transport=args.transport,
         queue_timeout=args.queue_timeout,
         once_timeout=args.once_timeout,
         max_body=args.max_body,

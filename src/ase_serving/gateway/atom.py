@@ -15,7 +15,6 @@ parsed, checked body and returns a :class:`~ase_serving.protocol.items.Result`.
 
 from __future__ import annotations
 
-import contextlib
 import time
 from typing import Any
 
@@ -23,7 +22,7 @@ from ase_serving import errors
 from ase_serving.errors import NoLicence, NoLoader
 from ase_serving.gateway.balance import LicenceWaits, Picker
 from ase_serving.gateway.routes import Service
-from ase_serving.loader.client import AsyncClientSession, AsyncLoaderClient
+from ase_serving.gateway.transport import LoaderSession, LoaderTransport, make_transport
 from ase_serving.protocol.items import DataItem, DataType, OutputSpec, Request, Result
 from ase_serving.protocol.public import OUTPUT_DESC_KEYS, param_text
 
@@ -53,19 +52,13 @@ def to_request(svc: Service, body: dict[str, Any], items: list[DataItem], sid: s
 
 
 class Atom:
-    """Pick a loader for a service and call it; one client (gRPC channel) per loader address."""
+    """Pick a loader for a service and call it through a transport (``lean`` by default)."""
 
-    def __init__(self, picker: Picker, once_timeout: float) -> None:
+    def __init__(self, picker: Picker, once_timeout: float, transport: LoaderTransport | None = None) -> None:
         self.picker = picker
         self.once_timeout = once_timeout
         self.waits = LicenceWaits()
-        self._clients: dict[str, AsyncLoaderClient] = {}
-
-    def client(self, address: str) -> AsyncLoaderClient:
-        client = self._clients.get(address)
-        if client is None:
-            client = self._clients[address] = AsyncLoaderClient(address)
-        return client
+        self.transport = transport if transport is not None else make_transport("lean")
 
     async def release(self, svc: Service, address: str) -> None:
         await self.picker.release(svc.service_id, svc.version, address)
@@ -112,10 +105,14 @@ class Atom:
             address = await self._pick(svc, exclude, deadline, why)
             waited += time.monotonic() - t0
             try:
-                result = await self.client(address).once(req, timeout=self.once_timeout)
+                result = await self.transport.once(address, req, self.once_timeout)
             finally:
                 await self.release(svc, address)
-            if result.code == errors.NO_LOADER:  # unreachable, or draining: try another
+            if result.code == errors.NO_LOADER or (
+                result.code == errors.WORKER_DIED and self.transport.lost(address)
+            ):
+                # Unreachable or draining (the call never reached a worker), or the whole loader
+                # went away with the call (a worker crash keeps the connection: that is 10911).
                 exclude.add(address)
                 continue
             if result.code == errors.NO_LICENCE:  # the LB's view was stale: wait and pick again
@@ -126,7 +123,7 @@ class Atom:
                 continue
             return result, waited
 
-    async def open_session(self, svc: Service, first: Request) -> tuple[AsyncClientSession, str, float]:
+    async def open_session(self, svc: Service, first: Request) -> tuple[LoaderSession, str, float]:
         """Open a session on a loader with a free licence: (session, loader address, seconds waited).
 
         The first frame is sent here; a loader whose stream fails at once (unreachable) is
@@ -138,7 +135,7 @@ class Atom:
         why: list[str] = []
         while True:
             address = await self._pick(svc, exclude, deadline, why)
-            session = self.client(address).session(first, timeout=svc.session_timeout + 5.0)
+            session = self.transport.session(address, first, svc.session_timeout + 5.0)
             try:
                 await session.open()
             except BaseException:
@@ -152,7 +149,4 @@ class Atom:
             exclude.add(address)
 
     async def close(self) -> None:
-        clients, self._clients = self._clients, {}
-        for client in clients.values():
-            with contextlib.suppress(Exception):  # closing a channel to a dead loader must not stop the rest
-                await client.close()
+        await self.transport.close()

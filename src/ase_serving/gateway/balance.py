@@ -16,7 +16,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Collection
-from typing import Protocol
+from typing import Any, Protocol
 
 from ase_serving.lb.balancer import Balancer, NodeInfo
 from ase_serving.lb.client import LbClient
@@ -57,6 +57,10 @@ class LocalPicker:
 
     async def nodes(self) -> list[NodeInfo]:
         return self.balancer.nodes()
+
+    def attrs(self, address: str) -> dict[str, Any]:
+        """The registry attrs of the loader at ``address`` ({} when unknown)."""
+        return self.feed.attrs(address) if self.feed is not None else {}
 
     async def close(self) -> None:
         if self.feed is not None:

@@ -23,6 +23,7 @@ from ase_serving.gateway.consumers import prefix as consumers_prefix
 from ase_serving.gateway.metrics import GatewayMetrics
 from ase_serving.gateway.routes import RouteTable
 from ase_serving.gateway.settings import GatewaySettings
+from ase_serving.gateway.transport import TransportContext, make_transport
 from ase_serving.lb.balancer import NodeInfo
 from ase_serving.store import Backend, Scope, open_backend
 from ase_serving.store.view import ConfigView, PrefixView
@@ -90,9 +91,22 @@ class Gateway:
                 if self.backend.registry is None:
                     log.warning("%s has no registry: no loader can be found", s.config)
                 self.picker = LocalPicker(s.strategy, s.lb_ttl, self.backend.registry)
-            self.atom = Atom(self.picker, s.once_timeout)
+            context = TransportContext(secret=self.cluster_secret, attrs=self._attrs)
+            self.atom = Atom(self.picker, s.once_timeout, make_transport(s.transport, context))
             await self.picker.start()
         self.started = True
+
+    def _attrs(self, address: str) -> dict[str, Any]:
+        attrs = getattr(self.picker, "attrs", None)
+        return attrs(address) if attrs is not None else {}
+
+    async def cluster_secret(self) -> bytes | None:
+        """The cluster's secret from the config centre (for loaders that ask for it)."""
+        if self.backend is None:
+            return None
+        from ase_serving.cluster.secret import read_secret
+
+        return await read_secret(self.backend)
 
     async def close(self) -> None:
         await self.atom.close()

@@ -36,6 +36,8 @@ class GatewaySettings:
     lb: str | None = None
     #: The in-process Balancer's strategy: loadMini counts exactly what this gateway holds.
     strategy: str = "loadMini"
+    #: How loaders are called: ``lean`` (their data port) or ``grpc`` (see gateway/transport.py).
+    transport: str = "lean"
     lb_ttl: float = 10.0
     #: Seconds a once request (or a session's start) waits for a free licence before 10110.
     queue_timeout: float = 5.0
@@ -79,6 +81,8 @@ class GatewaySettings:
                 out.append(f"{name} must be > 0 seconds, not {getattr(self, name)}")
         if self.loop not in ("asyncio", "uvloop"):
             out.append(f"loop must be asyncio or uvloop, not {self.loop!r}")
+        if self.transport not in ("lean", "grpc"):
+            out.append(f"transport must be lean or grpc, not {self.transport!r}")
         out += self._check_auth()
         for name in ("max_body", "max_frame"):
             if getattr(self, name) <= 0:

@@ -77,6 +77,13 @@ class RegistryFeed:
                 self._known.pop(key, None)
                 self.balancer.remove(inst.service, inst.version, inst.address)
 
+    def attrs(self, address: str) -> dict[str, Any]:
+        """The attrs of a registered instance at ``address`` ({} when none is known)."""
+        for (_s, _v, addr), inst in self._known.items():
+            if addr == address:
+                return inst.attrs
+        return {}
+
     def _report(self, inst: Instance) -> None:
         total, idle, best, live = licences(inst)
         self.balancer.report(inst.service, inst.version, inst.address, total, idle, best, live)

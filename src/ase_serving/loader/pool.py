@@ -1,7 +1,7 @@
 """The supervisor's side of the worker processes: spawn, licence slots, calls, crashes, restarts.
 
-Each :class:`WorkerProc` owns one worker process and the non-blocking end of its socketpair, read
-with ``loop.add_reader``; answers resolve futures keyed by call id. A worker has ``lic`` slots: a
+Each :class:`WorkerProc` owns one worker process and the non-blocking end of its socketpair (the
+lean wire, :mod:`ase_serving.wire`), read with ``loop.add_reader``; answers resolve futures keyed by call id. A worker has ``lic`` slots: a
 once call holds one until the worker answers (also after the caller timed out: the engine is
 still busy), a session holds one until ``wrapperDestroy`` returned. When a worker dies, every call
 and session on it ends with 10911 and the worker is started again (with a backoff while it keeps
@@ -25,10 +25,11 @@ from typing import Any
 
 import orjson
 
-from ase_serving import errors
+from ase_serving import errors, wire
 from ase_serving.errors import AseError
-from ase_serving.loader import convert, ipc
+from ase_serving.loader import ipc
 from ase_serving.loader.settings import LoaderSettings
+from ase_serving.protocol.items import Status
 
 log = logging.getLogger("ase_serving.loader")
 
@@ -63,8 +64,8 @@ class PoolSession:
         self.worker = worker
         self.id = sess_id
         self.generation = generation
-        #: (SessionResponse bytes or b"", ends the session)
-        self.results: asyncio.Queue[tuple[bytes, bool]] = asyncio.Queue()
+        #: (code, encoded Result or b"", ends the session)
+        self.results: asyncio.Queue[tuple[int, bytes, bool]] = asyncio.Queue()
         self.ack: asyncio.Future[int] | None = None
         self.ended = False
         self.closed = False
@@ -74,13 +75,13 @@ class PoolSession:
         if end:
             self.ended = True
         if payload or end:
-            self.results.put_nowait((payload, end))
+            self.results.put_nowait((code, payload, end))
         if is_ack and self.ack is not None and not self.ack.done():
             self.ack.set_result(code)
 
     def die(self, payload: bytes) -> None:
         self.ended = True
-        self.results.put_nowait((payload, True))
+        self.results.put_nowait((errors.WORKER_DIED, payload, True))
         if self.ack is not None and not self.ack.done():
             self.ack.set_result(errors.WORKER_DIED)
 
@@ -123,6 +124,7 @@ class WorkerProc:
         self.sessions: dict[int, PoolSession] = {}
         self._frames = ipc.FrameBuffer()
         self._wbuf = bytearray()
+        self._out: list[bytes] = []
         self._started: asyncio.Future[str] | None = None  # "" = ready, else the reason
         self._fini: asyncio.Future[None] | None = None
         self._exited: asyncio.Event = asyncio.Event()
@@ -157,6 +159,7 @@ class WorkerProc:
         self.state = STARTING if self.state == STARTING else RESTARTING
         self._frames = ipc.FrameBuffer()
         self._wbuf = bytearray()
+        self._out = []
         self._exited = asyncio.Event()
         parent.setblocking(False)
         self.sock = parent
@@ -170,23 +173,39 @@ class WorkerProc:
         return await self._started
 
     def send(self, op: int, call_id: int, payload: bytes = b"", code: int = 0) -> None:
-        sock = self.sock
-        if sock is None:
+        """Queue a frame; the frames of one loop turn leave in one send (see :meth:`_write`)."""
+        if self.sock is None:
             return
-        head = ipc.HEADER.pack(op, 0, 0, call_id, code, len(payload))
-        if self._wbuf:
-            self._wbuf += head + payload
+        out = self._out
+        if not out:
+            self.pool.loop.call_soon(self._write)
+        out.append(ipc.HEADER.pack(op, 0, 0, call_id, code, len(payload)))
+        if payload:
+            out.append(payload)
+
+    def _write(self) -> None:
+        out = self._out
+        sock = self.sock
+        if not out or sock is None:
+            out.clear()
+            return
+        if self._wbuf:  # still waiting for the socket to take the last write
+            for part in out:
+                self._wbuf += part
+            out.clear()
             return
         try:
-            n = sock.sendmsg((head, payload)) if payload else sock.send(head)
+            n = sock.sendmsg(out) if len(out) <= 512 else sock.send(b"".join(out))
         except BlockingIOError:
             n = 0
         except OSError:
+            out.clear()
             return  # the worker is gone; the reader sees EOF and ends its calls
-        total = len(head) + len(payload)
+        total = sum(len(p) for p in out)
         if n < total:
-            self._wbuf += (head + payload)[n:]
+            self._wbuf += b"".join(out)[n:]
             self.pool.loop.add_writer(sock.fileno(), self._flush)
+        out.clear()
 
     def _flush(self) -> None:
         sock = self.sock
@@ -282,12 +301,12 @@ class WorkerProc:
         if not stopping:
             msg += "; it is being restarted"
             log.error("engine worker %d (pid %d) died (%s); restarting it", self.index, proc.pid, how)
-        once_answer = convert.once_error(errors.WORKER_DIED, msg)
+        once_answer = wire.error_result(errors.WORKER_DIED, msg)
         for fut in self.pending.values():
             if not fut.done():
                 fut.set_result((errors.WORKER_DIED, once_answer))
         self.pending.clear()
-        sess_answer = convert.session_error(errors.WORKER_DIED, msg)
+        sess_answer = wire.error_result(errors.WORKER_DIED, msg, status=Status.END)
         for sess in self.sessions.values():
             sess.die(sess_answer)
         self.sessions.clear()

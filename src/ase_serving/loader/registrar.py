@@ -267,6 +267,7 @@ class ClusterRegistrar:
         self._live = True
         self._written_idle: int | None = None
         self._metrics_url: str | None = None
+        self._grpc = ""
         self._schemas_done = False
         self._ever_registered = False
         self._down = False
@@ -340,8 +341,10 @@ class ClusterRegistrar:
             log.warning("the config centre at %s keeps no registry: serving unregistered", self.url)
             return
         address = await asyncio.to_thread(
-            advertised_address, ready.host, ready.port, self.url, self.advertise
+            advertised_address, ready.data_host or ready.host, ready.data_port, self.url, self.advertise
         )
+        adv_host = address.rsplit(":", 1)[0] if self.advertise else None
+        self._grpc = await asyncio.to_thread(advertised_address, ready.host, ready.port, self.url, adv_host)
         try:
             self._instance = Instance(ready.settings.service, ready.settings.version, address)
         except InvalidName as exc:
@@ -419,6 +422,7 @@ class ClusterRegistrar:
             "workers": s.workers,
             "modes": list(ready.modes),
             "metrics_url": self._metrics_url,
+            "grpc": self._grpc,
         }
 
     def _idle(self) -> int:

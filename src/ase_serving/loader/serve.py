@@ -1,12 +1,13 @@
-"""``serve()``: run one loader (gRPC server + worker processes + metrics) until SIGTERM/SIGINT.
+"""``serve()``: run one loader (data port + gRPC port + worker processes + metrics) until SIGTERM/SIGINT.
 
-Start-up order: bind the gRPC port (fail fast when it is taken), start the workers and wait for
-every ``wrapperInit``, start the metrics endpoint, then report ready. Shutdown: new calls get
+Start-up order: bind the data port and the gRPC port (fail fast when one is taken), start the
+workers and wait for every ``wrapperInit``, start the metrics endpoint, then report ready. The
+loop is uvloop's where it is installed. Shutdown: new calls get
 11503 "loader is draining", in-flight work gets ``drain_timeout_s`` to finish, then every worker
 runs ``wrapperFini`` and exits.
 
-Registration with a cluster: a :class:`Registrar` is awaited with the ready loader (address,
-licence counters) and again at the start of the drain, BEFORE new calls are refused, so that
+Registration with a cluster: a :class:`Registrar` is awaited with the ready loader (its data
+address, which gateways call, and the gRPC address, licence counters) and again at the start of the drain, BEFORE new calls are refused, so that
 gateways stop picking this loader first; the default does nothing.
 """
 
@@ -17,7 +18,7 @@ import contextlib
 import logging
 import signal
 import threading
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -25,9 +26,10 @@ import grpc
 
 from ase_serving.errors import AseError
 from ase_serving.loader.client import MAX_MESSAGE
+from ase_serving.loader.front import DRAINING, DataServer, Front, is_loopback
 from ase_serving.loader.metrics import LoaderMetrics, MetricsServer
 from ase_serving.loader.pool import Pool
-from ase_serving.loader.server import DRAINING, LoaderService, add_to_server
+from ase_serving.loader.server import LoaderService, add_to_server
 from ase_serving.loader.settings import LoaderSettings
 from ase_serving.rpc import BindError, bind, host_port
 
@@ -55,10 +57,19 @@ class Ready:
     lic_total: int = 0
     #: Licence slots in use now (call it from the loader's event loop).
     busy: Callable[[], int] = field(repr=False, default=lambda: 0)
+    #: The data port (the lean wire) and the host it listens on.
+    data_host: str = ""
+    data_port: int = 0
 
     @property
     def address(self) -> str:
+        """The gRPC (interop) address."""
         return host_port(self.host, self.port)
+
+    @property
+    def data_address(self) -> str:
+        """The data port's address: what gateways call, and what the loader registers."""
+        return host_port(self.data_host or self.host, self.data_port)
 
 
 class Registrar(Protocol):
@@ -98,7 +109,17 @@ def serve(
     Raises :class:`ServeError` when it cannot start. Signal handlers are installed only when called
     from the main thread; from another thread, stop it with ``Ready.stop``.
     """
-    asyncio.run(_serve(settings, ready, registrar or NoRegistrar()))
+    run(_serve(settings, ready, registrar or NoRegistrar()))
+
+
+def run(main: Awaitable[None]) -> None:
+    """``asyncio.run`` on uvloop where it is installed."""
+    try:
+        import uvloop
+    except ImportError:  # Windows
+        asyncio.run(main)  # type: ignore[arg-type]
+        return
+    uvloop.run(main)  # type: ignore[arg-type]
 
 
 async def _serve(
@@ -111,7 +132,8 @@ async def _serve(
             loop.add_signal_handler(sig, stop.set)
     metrics = LoaderMetrics(settings.service, settings.version)
     pool = Pool(settings, loop, on_restart=metrics.restarted)
-    service = LoaderService(pool, settings, metrics)
+    front = Front(pool, settings, metrics)
+    service = LoaderService(front)
     metrics.bind(pool.lic_total, pool.busy, pool.sessions)
     # so_reuseport off: a second loader on the same port must fail, not share it silently.
     server = grpc.aio.server(
@@ -126,6 +148,13 @@ async def _serve(
         port = bind(server, settings.host, settings.port, "loader")
     except BindError as exc:
         raise ServeError(str(exc)) from None
+    data = _data_server(front, settings)
+    try:
+        await data.start()
+    except OSError as exc:
+        raise ServeError(
+            f"cannot listen on data port {data.host}:{data.port}: {exc.strerror or exc}; choose another --data-port"
+        ) from None
     metrics_server: MetricsServer | None = None
     await server.start()
     try:
@@ -151,7 +180,7 @@ async def _serve(
             starting.result()
         except AseError as exc:
             raise ServeError(exc.message) from None
-        service.serving()
+        front.serving()
         metrics_url = None
         if metrics_server is not None:
             metrics_url = f"http://{settings.host}:{metrics_server.port}/metrics"
@@ -164,27 +193,57 @@ async def _serve(
             stop=lambda: _call_soon(loop, stop.set),
             lic_total=pool.lic_total(),
             busy=pool.busy,
+            data_host=data.host,
+            data_port=data.port,
         )
         await registrar.on_ready(info)
         if ready is not None:
             ready(info)
         await stop.wait()
         await registrar.on_draining()
-        service.state = DRAINING
+        front.state = DRAINING
         log.info("draining: %d licence(s) busy", pool.busy())
         if not await pool.wait_idle(settings.drain_timeout_s):
             log.warning("drain timeout (%g s): cancelling the calls still running", settings.drain_timeout_s)
         await server.stop(grace=0.5)
+        await data.close()
         await pool.wait_idle(2.0)  # cancelled sessions run wrapperDestroy
         await pool.stop(drain_timeout=0)
     finally:
         with contextlib.suppress(Exception):
             await registrar.on_stopped()
         await server.stop(grace=None)
+        await data.close()
         if metrics_server is not None:
             metrics_server.stop()
         if not pool.stopping:
             await pool.stop(drain_timeout=0, fini_timeout=2.0)
+
+
+def _data_server(front: Front, settings: LoaderSettings) -> DataServer:
+    """The data port: loopback unless told otherwise; elsewhere callers must know the secret."""
+    host = settings.data_host or settings.host
+    tls = None
+    if settings.data_tls_cert is not None:
+        import ssl
+
+        tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        try:
+            tls.load_cert_chain(settings.data_tls_cert, settings.data_tls_key)
+        except (OSError, ssl.SSLError) as exc:
+            raise ServeError(
+                f"cannot load the data port's TLS certificate {settings.data_tls_cert}: {exc}"
+            ) from None
+    secret = None
+    if not is_loopback(host):
+        if settings.secret is None:
+            raise ServeError(
+                f"the data port would listen on {host}, beyond this host, with no cluster secret to "
+                "check callers against: run the loader with a config centre (--config), or keep it on "
+                "127.0.0.1 (--data-host 127.0.0.1)"
+            )
+        secret = settings.secret
+    return DataServer(front, host, settings.data_port, secret=secret, tls=tls)
 
 
 def _call_soon(loop: asyncio.AbstractEventLoop, func: Callable[[], None]) -> None:

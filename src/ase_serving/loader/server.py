@@ -1,9 +1,9 @@
-"""The loader's gRPC adapter (``ase.loader.v1.Loader``): forwards bytes to the pool, never parses bodies.
+"""The loader's gRPC adapter (``ase.loader.v1.Loader``): the interop port, off the gateway's path.
 
-The methods are registered with identity (de)serializers: a OnceRequest goes to a worker as the
-bytes that came off the wire and the worker's serialized OnceResponse goes back the same way. The
-only things decided here are admission (state, free slot -> 10110 at once), timeouts, the life of
-a session stream, and metrics.
+Other languages and ``asectl loader call`` use it; its proto (``loader.proto``) is the source of
+truth for this port. Calls are converted between protobuf and the workers' MessagePack here and
+then run by the same :class:`~ase_serving.loader.front.Front` as the data port's, so admission,
+timeouts, session limits and metrics are the same on both ports.
 """
 
 from __future__ import annotations
@@ -11,48 +11,42 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from typing import Any
 
 import grpc
 
-from ase_serving import errors
+from ase_serving import errors, wire
 from ase_serving.loader import convert
-from ase_serving.loader.metrics import LoaderMetrics
-from ase_serving.loader.pool import OnceAnswer, Pool, PoolSession
+from ase_serving.loader.front import DRAINING, SERVING, STARTING, Front
 from ase_serving.loader.proto import loader_pb2 as pb
-from ase_serving.loader.settings import LoaderSettings
+from ase_serving.protocol.items import Frame
 
 log = logging.getLogger("ase_serving.loader")
 
 SERVICE = "ase.loader.v1.Loader"
-STARTING, SERVING, DRAINING = "starting", "serving", "draining"
+__all__ = ["DRAINING", "SERVING", "STARTING", "LoaderService", "add_to_server"]
 _EOF: Any = grpc.aio.EOF  # type: ignore[attr-defined]  # missing from the stubs
 
 
+def _once_response(out: bytes) -> bytes:
+    return convert.once_response(wire.decode_result(out)).SerializeToString()
+
+
+def _session_response(out: bytes) -> bytes:
+    return convert.session_response(wire.decode_result(out)).SerializeToString()
+
+
 class LoaderService:
-    """Once, Session and Info over the worker pool."""
+    """Once, Session and Info over the front's pool."""
 
-    def __init__(self, pool: Pool, settings: LoaderSettings, metrics: LoaderMetrics) -> None:
-        self.pool = pool
-        self.settings = settings
-        self.metrics = metrics
-        self.state = STARTING
-        self._no_lic = convert.once_error(errors.NO_LICENCE, "every engine licence of this loader is busy")
-        self._not_serving = {
-            STARTING: convert.once_error(errors.NO_LOADER, "loader is starting"),
-            DRAINING: convert.once_error(errors.NO_LOADER, "loader is draining"),
-        }
-        self._no_once = convert.once_error(
-            errors.UNSUPPORTED_MODE, "this service takes sessions only (no wrapperOnceExec)"
-        )
-        self._once_ok = self._session_ok = False
+    def __init__(self, front: Front) -> None:
+        self.front = front
+        self.pool = front.pool
+        self.settings = front.settings
 
-    def serving(self) -> None:
-        """Start taking calls (every worker has run wrapperInit; the modes are known)."""
-        modes = self.pool.modes
-        self._once_ok, self._session_ok = "once" in modes, "session" in modes
-        self.state = SERVING
+    @property
+    def state(self) -> str:
+        return self.front.state
 
     def handlers(self) -> dict[str, grpc.RpcMethodHandler[Any, Any]]:
         return {
@@ -63,29 +57,15 @@ class LoaderService:
 
     # -- once -------------------------------------------------------------------------------
     async def once(self, body: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> bytes:
-        t0 = time.perf_counter()
-        if self.state != SERVING:
-            self.metrics.count("once", errors.NO_LOADER)
-            return self._not_serving[self.state]
-        if not self._once_ok:
-            self.metrics.count("once", errors.UNSUPPORTED_MODE)
-            return self._no_once
-        fut = self.pool.submit_once(body)
-        if fut is None:
-            self.metrics.count("once", errors.NO_LICENCE)
-            return self._no_lic
-        timeout = self.settings.once_timeout_s
-        left = context.time_remaining()
-        if left is not None and left < timeout:
-            timeout = max(left, 0.0)
-        timer = self.pool.loop.call_later(timeout, _expire, fut, timeout)
         try:
-            code, out = await fut
-        finally:
-            timer.cancel()
-        self.metrics.count("once", code)
-        self.metrics.observe_once(time.perf_counter() - t0)
-        return out
+            req = convert.request_from_once(pb.OnceRequest.FromString(body))
+        except Exception as exc:  # protobuf's DecodeError
+            return convert.once_error(errors.SCHEMA_MISMATCH, f"not a OnceRequest: {exc}")
+        left = context.time_remaining()
+        answer = self.front.once(wire.encode(req), left if left is not None else 0.0)
+        if not isinstance(answer, tuple):
+            answer = await answer
+        return _once_response(answer[1])
 
     # -- sessions ---------------------------------------------------------------------------
     async def session(self, _requests: Any, context: grpc.aio.ServicerContext[Any, Any]) -> None:
@@ -93,71 +73,22 @@ class LoaderService:
         if first is _EOF:
             return
         assert isinstance(first, bytes)
-        if self.state != SERVING:
-            self.metrics.count("session", errors.NO_LOADER)
-            await context.write(convert.session_error(errors.NO_LOADER, f"loader is {self.state}"))
-            return
-        if not self._session_ok:
-            self.metrics.count("session", errors.UNSUPPORTED_MODE)
-            msg = "this service takes once requests only (no wrapperCreate)"
-            await context.write(convert.session_error(errors.UNSUPPORTED_MODE, msg))
-            return
-        sess = self.pool.open_session(first)
-        if sess is None:
-            self.metrics.count("session", errors.NO_LICENCE)
-            await context.write(convert.session_error(errors.NO_LICENCE, "every engine licence is busy"))
-            return
-        loop = self.pool.loop
-        s = self.settings
-        started = loop.time()
-        activity = [started]  # last frame from the caller or result from the engine
-        pump = loop.create_task(self._pump(sess, context, activity))
-        code = 0
         try:
-            while True:
-                now = loop.time()
-                idle_left = activity[0] + s.read_timeout_s - now
-                total_left = started + s.session_timeout_s - now
-                if idle_left <= 0 or total_left <= 0:
-                    code = errors.TIMEOUT
-                    if total_left <= 0:
-                        why = f"session longer than {s.session_timeout_s:g} s (session_timeout)"
-                    else:
-                        why = f"no frame for {s.read_timeout_s:g} s (read_timeout)"
-                    await context.write(convert.session_error(code, f"timeout: {why}"))
-                    break
-                try:
-                    payload, end = await asyncio.wait_for(sess.results.get(), min(idle_left, total_left))
-                except asyncio.TimeoutError:
-                    continue
-                activity[0] = loop.time()
-                if payload:
-                    if end:
-                        code = pb.SessionResponse.FromString(payload).code
-                    await context.write(payload)
-                if end:
-                    break
-        finally:
-            pump.cancel()
-            sess.close()
-            self.metrics.count("session", code)
-
-    async def _pump(
-        self, sess: PoolSession, context: grpc.aio.ServicerContext[Any, Any], activity: list[float]
-    ) -> None:
-        """Caller frames -> the worker, one at a time (the next is read when the last one ran)."""
-        assert sess.ack is not None
-        if await sess.ack or sess.ended:
+            req = convert.request_from_session(pb.SessionRequest.FromString(first))
+        except Exception as exc:
+            await context.write(convert.session_error(errors.SCHEMA_MISMATCH, f"not a SessionRequest: {exc}"))
             return
-        loop = self.pool.loop
-        while not sess.ended:
-            msg = await context.read()
-            if msg is _EOF:
-                return
-            assert isinstance(msg, bytes)
-            activity[0] = loop.time()
-            if await sess.frame(msg):
-                return
+        inbox: asyncio.Queue[bytes | None] = asyncio.Queue()
+
+        async def emit(_code: int, payload: bytes, _end: bool) -> None:
+            await context.write(_session_response(payload))
+
+        reader = asyncio.get_running_loop().create_task(_read_frames(context, inbox))
+        try:
+            left = context.time_remaining()
+            await self.front.session(wire.encode(req), inbox, emit, left if left is not None else 0.0)
+        finally:
+            reader.cancel()
 
     # -- info -------------------------------------------------------------------------------
     def info_message(self) -> pb.InfoResponse:
@@ -192,15 +123,20 @@ class LoaderService:
         }
 
 
-def _expire(fut: asyncio.Future[OnceAnswer], timeout: float) -> None:
-    if fut.done():
-        return
-    log.warning(
-        "a once call got no answer within %g s; its licence stays busy until the engine returns", timeout
-    )
-    fut.set_result(
-        (errors.TIMEOUT, convert.once_error(errors.TIMEOUT, f"engine did not answer within {timeout:g} s"))
-    )
+async def _read_frames(
+    context: grpc.aio.ServicerContext[Any, Any], inbox: asyncio.Queue[bytes | None]
+) -> None:
+    """The caller's later SessionRequests -> encoded Frames in ``inbox`` (None at its end)."""
+    try:
+        while True:
+            msg = await context.read()
+            if msg is _EOF:
+                return
+            assert isinstance(msg, bytes)
+            frame = pb.SessionRequest.FromString(msg)
+            inbox.put_nowait(wire.encode(Frame(frame.status, convert.items_from_proto(frame.data))))
+    finally:
+        inbox.put_nowait(None)
 
 
 def add_to_server(server: grpc.aio.Server, service: LoaderService) -> None:

@@ -20,7 +20,16 @@ class LoaderSettings:
     #: Preferred concurrency of the whole loader, reported to the LB; None = workers x lic.
     lic_best: int | None = None
     host: str = "127.0.0.1"
-    port: int = 0  # 0 = a free port
+    port: int = 0  # 0 = a free port (the gRPC interop port)
+    #: The data port (the lean wire the gateways use); None = ``host``. 0 = a free port.
+    data_host: str | None = None
+    data_port: int = 0
+    #: The cluster's secret: callers of a data port that is not on loopback must prove they know
+    #: it. Set by the cluster registrar from the config centre; None = no proof asked.
+    secret: bytes | None = None
+    #: TLS on the data port: a PEM certificate chain and its key.
+    data_tls_cert: Path | None = None
+    data_tls_key: Path | None = None
     #: HTTP /metrics and /health; None = off, 0 = a free port.
     metrics_port: int | None = 0
     once_timeout_s: float = 30.0

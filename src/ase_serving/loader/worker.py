@@ -25,10 +25,9 @@ from typing import Any, NoReturn
 
 import orjson
 
-from ase_serving import errors
-from ase_serving.loader import convert, ipc
+from ase_serving import errors, wire
+from ase_serving.loader import ipc
 from ase_serving.loader.host import EngineHost, SessionState
-from ase_serving.loader.proto import loader_pb2 as pb
 from ase_serving.protocol.items import DataItem, Result, Status
 from ase_serving.wrapper.plugin import PluginError, load_plugin
 
@@ -106,20 +105,18 @@ class Worker:
     # -- once -------------------------------------------------------------------------------
     def once(self, call_id: int, payload: bytes) -> None:
         try:
-            req = convert.request_from_once(pb.OnceRequest.FromString(payload))
-            result = self.host.once(req)
-            out = convert.once_response(result).SerializeToString()
+            result = self.host.once(wire.decode_request(payload))
+            out = wire.encode(result)
         except BaseException as exc:  # SystemExit from a wrapper must not kill this thread silently
             result = Result(errors.WRAPPER_EXCEPTION, errors.describe(exc))
-            out = convert.once_error(result.code, result.message)
+            out = wire.error_result(result.code, result.message)
         self.chan.send(ipc.OP_ONCE_DONE, call_id, result.code, out)
 
     # -- sessions ---------------------------------------------------------------------------
     def create(self, sess_id: int, payload: bytes) -> None:
         sid = ""
         try:
-            msg = pb.SessionRequest.FromString(payload)
-            req = convert.request_from_session(msg)
+            req = wire.decode_request(payload)
             sid = req.sid
             handle = self.host.create(req)
         except errors.AseError as exc:
@@ -142,11 +139,11 @@ class Worker:
             self._ack_exc(sess_id, errors.frame_after_end())
             return
         try:
-            msg = pb.SessionRequest.FromString(payload)
+            msg = wire.decode_frame(payload)
         except Exception as exc:
             self._ack_error(sess_id, errors.SCHEMA_MISMATCH, f"bad session frame: {exc}", sess.sid)
             return
-        self._run_frame(sess_id, sess, msg.status, convert.items_from_proto(msg.data))
+        self._run_frame(sess_id, sess, msg.status, msg.items)
 
     def _run_frame(self, sess_id: int, sess: _Session, status: int, items: list[DataItem]) -> None:
         with sess.lock:
@@ -169,7 +166,7 @@ class Worker:
             payload = b""
             if out or ended:
                 res = Result(items=out, status=sess.status_of_next(ended), sid=sess.sid)
-                payload = convert.session_response(res).SerializeToString()
+                payload = wire.encode(res)
             self.chan.send(ipc.OP_SESSION_ACK, sess_id, 0, payload, ipc.FLAG_END if ended else 0)
 
     def push(self, handle: str, items: list[DataItem], code: int, message: str) -> None:
@@ -185,12 +182,12 @@ class Worker:
                 return
             if code != 0:
                 sess.state.ended = True
-                out = convert.session_error(code, message, sess.sid)
+                out = wire.error_result(code, message, sess.sid, Status.END)
                 self.chan.send(ipc.OP_SESSION_PUSH, sess_id, code, out, ipc.FLAG_END)
                 return
             ended = sess.state.push(items)
             res = Result(items=items, status=sess.status_of_next(ended), sid=sess.sid)
-            out = convert.session_response(res).SerializeToString()
+            out = wire.encode(res)
             self.chan.send(ipc.OP_SESSION_PUSH, sess_id, 0, out, ipc.FLAG_END if ended else 0)
 
     def destroy(self, sess_id: int) -> None:
@@ -208,7 +205,7 @@ class Worker:
         self._ack_error(sess_id, exc.code, exc.message, sid)
 
     def _ack_error(self, sess_id: int, code: int, message: str, sid: str = "") -> None:
-        out = convert.session_error(code, message, sid)
+        out = wire.error_result(code, message, sid, Status.END)
         self.chan.send(ipc.OP_SESSION_ACK, sess_id, code, out, ipc.FLAG_END)
 
 

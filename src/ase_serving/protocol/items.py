@@ -1,9 +1,16 @@
-"""The internal request model: what the gateway's atom stage hands to a loader, transport-free."""
+"""The internal request model: what the gateway's atom stage hands to a loader, transport-free.
+
+The types are :mod:`msgspec` structs encoded as MessagePack arrays: the lean wire
+(:mod:`ase_serving.wire`) sends them between the gateway, the loader and its workers as they
+are, with no conversion step. Field order is the wire order: add fields only at the end, with a
+default.
+"""
 
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
+
+import msgspec
 
 
 class Status(enum.IntEnum):
@@ -37,50 +44,53 @@ class DataType(enum.IntEnum):
             return None
 
 
-@dataclass(slots=True)
-class DataItem:
+class DataItem(msgspec.Struct, array_like=True):
     """One data item: an input frame of one stream, or one result."""
 
     key: str
     data: bytes = b""
     status: int = Status.ONCE
     type: int = DataType.TEXT
-    desc: dict[str, str] = field(default_factory=dict)
+    desc: dict[str, str] = {}
     seq: int = 0
 
 
-@dataclass(slots=True)
-class OutputSpec:
+class OutputSpec(msgspec.Struct, array_like=True):
     """An output the caller asks for, with the wanted encoding/compress/format."""
 
     key: str
     type: int = DataType.TEXT
-    desc: dict[str, str] = field(default_factory=dict)
+    desc: dict[str, str] = {}
 
 
-@dataclass(slots=True)
-class Request:
+class Request(msgspec.Struct, array_like=True):
     """A once request, or the first frame of a session (then ``items`` is that frame's data)."""
 
     service_id: str = ""
     version: str = ""
     sid: str = ""
-    headers: dict[str, str] = field(default_factory=dict)
-    params: dict[str, str] = field(default_factory=dict)
-    expect: list[OutputSpec] = field(default_factory=list)
-    psr_ids: list[str] = field(default_factory=list)
-    items: list[DataItem] = field(default_factory=list)
+    headers: dict[str, str] = {}
+    params: dict[str, str] = {}
+    expect: list[OutputSpec] = []
+    psr_ids: list[str] = []
+    items: list[DataItem] = []
     status: int = Status.ONCE
     timeout_s: float = 0.0
 
 
-@dataclass(slots=True)
-class Result:
+class Frame(msgspec.Struct, array_like=True):
+    """A session frame after the first: its status (1 continue, 2 last) and data items."""
+
+    status: int = Status.CONTINUE
+    items: list[DataItem] = []
+
+
+class Result(msgspec.Struct, array_like=True):
     """A once result, or one result frame of a session."""
 
     code: int = 0
     message: str = "success"
-    items: list[DataItem] = field(default_factory=list)
+    items: list[DataItem] = []
     status: int = Status.ONCE
     sid: str = ""
 

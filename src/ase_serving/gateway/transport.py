@@ -1,0 +1,248 @@
+"""How the gateway reaches a loader: transports registered by name, each offering once, session, close.
+
+* ``lean`` (the default): the loader's data port, the lean wire (:mod:`ase_serving.wire`), one
+  persistent connection per loader with calls multiplexed on it.
+* ``grpc``: the loader's gRPC interop port (the address a loader registers as ``grpc`` in its
+  registry attrs; else the address itself).
+* ``inprocess``: an :class:`~ase_serving.loader.host.EngineHost` in this process, for fast
+  gateway tests: no process, no socket, the same results.
+
+A transport is built once per gateway process with a :class:`TransportContext` and keeps its own
+connections. :func:`register_transport` adds one, as the config-centre backends are registered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from ase_serving import errors
+from ase_serving.loader.host import EngineHost, SessionState
+from ase_serving.protocol.items import DataItem, Request, Result, Status
+
+
+class LoaderSession(Protocol):
+    """One open session on a loader (see :class:`~ase_serving.loader.wire_client.WireSession`)."""
+
+    ended: bool
+
+    async def open(self) -> None: ...
+
+    async def send(self, status: int, items: Iterable[DataItem] = ()) -> None: ...
+
+    async def recv(self) -> Result | None: ...
+
+    async def close(self) -> None: ...
+
+
+class LoaderTransport(Protocol):
+    async def once(self, address: str, req: Request, timeout: float | None) -> Result: ...
+
+    def lost(self, address: str) -> bool:
+        """Whether the connection to ``address`` is down now (the loader itself went away)."""
+        ...
+
+    def session(self, address: str, first: Request, timeout: float | None) -> LoaderSession: ...
+
+    async def close(self) -> None: ...
+
+
+@dataclass
+class TransportContext:
+    """What a transport may need from its gateway."""
+
+    #: The cluster's secret, for loaders whose data port asks for it (None: none known).
+    secret: Callable[[], Awaitable[bytes | None]] | None = None
+    #: A registered loader's attrs by address (e.g. ``grpc``), {} when unknown.
+    attrs: Callable[[str], dict[str, Any]] = field(default=lambda _address: {})
+    #: For ``inprocess``: the engine hosts by address.
+    hosts: dict[str, EngineHost] = field(default_factory=dict)
+
+
+_TRANSPORTS: dict[str, Callable[[TransportContext], LoaderTransport]] = {}
+
+
+def register_transport(name: str, factory: Callable[[TransportContext], LoaderTransport]) -> None:
+    _TRANSPORTS[name] = factory
+
+
+def transport_names() -> list[str]:
+    return sorted(_TRANSPORTS)
+
+
+def make_transport(name: str, context: TransportContext | None = None) -> LoaderTransport:
+    factory = _TRANSPORTS.get(name)
+    if factory is None:
+        raise ValueError(f"unknown loader transport {name!r}: use one of {', '.join(transport_names())}")
+    return factory(context or TransportContext())
+
+
+class _PerAddress:
+    """A client per loader address, closed together."""
+
+    def __init__(self, make: Callable[[str], Any]) -> None:
+        self._make = make
+        self._clients: dict[str, Any] = {}
+
+    def client(self, address: str) -> Any:
+        client = self._clients.get(address)
+        if client is None:
+            client = self._clients[address] = self._make(address)
+        return client
+
+    async def close(self) -> None:
+        clients, self._clients = self._clients, {}
+        for client in clients.values():
+            with contextlib.suppress(Exception):  # a dead loader must not stop closing the rest
+                await client.close()
+
+
+class LeanTransport(_PerAddress):
+    def __init__(self, context: TransportContext) -> None:
+        from ase_serving.loader.wire_client import WireLoaderClient
+
+        super().__init__(lambda address: WireLoaderClient(address, secret=context.secret))
+
+    async def once(self, address: str, req: Request, timeout: float | None) -> Result:
+        result: Result = await self.client(address).once(req, timeout)
+        return result
+
+    def session(self, address: str, first: Request, timeout: float | None) -> LoaderSession:
+        session: LoaderSession = self.client(address).session(first, timeout)
+        return session
+
+    def lost(self, address: str) -> bool:
+        client = self._clients.get(address)
+        return client is not None and not client.connected
+
+
+class GrpcTransport(_PerAddress):
+    def __init__(self, context: TransportContext) -> None:
+        from ase_serving.loader.client import AsyncLoaderClient
+
+        def make(address: str) -> Any:
+            return AsyncLoaderClient(str(context.attrs(address).get("grpc") or address))
+
+        super().__init__(make)
+
+    async def once(self, address: str, req: Request, timeout: float | None) -> Result:
+        result: Result = await self.client(address).once(req, timeout=timeout)
+        return result
+
+    def session(self, address: str, first: Request, timeout: float | None) -> LoaderSession:
+        session: LoaderSession = self.client(address).session(first, timeout=timeout)
+        return session
+
+    def lost(self, address: str) -> bool:
+        return False  # gRPC reports an unreachable loader as 11503 itself
+
+
+class InProcessTransport:
+    """Engine hosts in this process; a call runs in a thread (wrappers may block)."""
+
+    def __init__(self, context: TransportContext) -> None:
+        self.hosts = context.hosts
+
+    def _host(self, address: str) -> EngineHost | Result:
+        host = self.hosts.get(address)
+        if host is None:
+            return Result(errors.NO_LOADER, f"no in-process engine at {address}", status=Status.END)
+        return host
+
+    async def once(self, address: str, req: Request, timeout: float | None) -> Result:
+        host = self._host(address)
+        if isinstance(host, Result):
+            return host
+        try:
+            return await asyncio.wait_for(asyncio.to_thread(host.once, req), timeout)
+        except asyncio.TimeoutError:
+            return Result(errors.TIMEOUT, "loader did not answer before the deadline", status=Status.END)
+
+    def session(self, address: str, first: Request, timeout: float | None) -> LoaderSession:
+        return _InProcessSession(self._host(address), first)
+
+    def lost(self, address: str) -> bool:
+        return address not in self.hosts
+
+    async def close(self) -> None:
+        pass
+
+
+class _InProcessSession:
+    def __init__(self, host: EngineHost | Result, first: Request) -> None:
+        self.host = host
+        self.first: Request | None = first
+        self.ended = False
+        self.state: SessionState | None = None
+        self.results: asyncio.Queue[Result] = asyncio.Queue()
+        self.lock = threading.Lock()
+        self.sent = 0
+
+    def _status(self, ended: bool) -> int:
+        status = Status.END if ended else (Status.BEGIN if self.sent == 0 else Status.CONTINUE)
+        self.sent += 1
+        return status
+
+    def _run(self, status: int, items: list[DataItem]) -> Result | None:
+        assert self.state is not None
+        with self.lock:
+            try:
+                out, ended, _wait = self.state.frame(status, items)
+            except errors.AseError as exc:
+                self.state.ended = True
+                return Result(exc.code, exc.message, status=Status.END)
+        if out or ended:
+            return Result(items=out, status=self._status(ended))
+        return None
+
+    async def open(self) -> None:
+        first, self.first = self.first, None
+        if first is None:
+            return
+        if isinstance(self.host, Result):
+            self.ended = True
+            return
+        host = self.host
+        try:
+            handle = await asyncio.to_thread(host.create, first)
+        except errors.AseError as exc:
+            self.results.put_nowait(Result(exc.code, exc.message, status=Status.END))
+            return
+        self.state = SessionState(host, handle)
+        if first.items or first.status == Status.END:
+            await self._frame(first.status, first.items)
+
+    async def _frame(self, status: int, items: list[DataItem]) -> None:
+        res = await asyncio.to_thread(self._run, status, items)
+        if res is not None:
+            self.results.put_nowait(res)
+
+    async def send(self, status: int, items: Iterable[DataItem] = ()) -> None:
+        if self.ended:
+            raise errors.frame_after_end()
+        await self.open()
+        await self._frame(status, list(items))
+
+    async def recv(self) -> Result | None:
+        await self.open()
+        if self.state is None and self.results.empty():
+            return None
+        res = await self.results.get()
+        if res.code != 0 or res.status == Status.END:
+            self.ended = True
+        return res
+
+    async def close(self) -> None:
+        self.ended = True
+        if self.state is not None:
+            state, self.state = self.state, None
+            await asyncio.to_thread(state.destroy)
+
+
+register_transport("lean", LeanTransport)
+register_transport("grpc", GrpcTransport)
+register_transport("inprocess", InProcessTransport)

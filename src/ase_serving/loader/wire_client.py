@@ -1,0 +1,343 @@
+"""The asyncio client of a loader's data port (the lean wire, :mod:`ase_serving.wire`).
+
+One persistent connection per loader, opened on first use and again after it was lost; once
+calls and sessions are multiplexed on it by call id. Failures are results with protocol codes,
+never exceptions:
+
+* the connection cannot be opened (refused, unreachable, handshake refused): 11503 (no loader):
+  the call provably never reached a worker, so the gateway may try another loader;
+* the connection is lost with calls in flight: each ends with 10911 at once;
+* no answer before the call's deadline: 10114 (the late answer is dropped).
+
+At most ``max_inflight`` calls and sessions are open on a connection; more wait for one to end,
+and new work also waits while the loader is not reading (the transport's buffer is full).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import ssl
+from collections.abc import Callable, Iterable
+
+from ase_serving import errors, wire
+from ase_serving.protocol.items import DataItem, Frame, Request, Result, Status
+
+#: A secret for the handshake: the bytes, or a coroutine function that fetches them.
+SecretSource = Callable[[], "asyncio.Future[bytes | None] | bytes | None"]
+
+
+def split_address(address: str) -> tuple[str, int] | str:
+    """``host:port`` -> (host, port); ``unix:/path`` -> the path."""
+    if address.startswith("unix:"):
+        return address[5:]
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit():
+        raise ValueError(f"loader address {address!r} is not host:port or unix:/path")
+    return host.strip("[]"), int(port)
+
+
+class _Conn(wire.Connection):
+    def __init__(self, client: WireLoaderClient) -> None:
+        super().__init__()
+        self.client = client
+        self.pending: dict[int, asyncio.Future[tuple[int, bytes]]] = {}
+        self.sessions: dict[int, WireSession] = {}
+        self.ready: asyncio.Future[str] = self.loop.create_future()  # "" or why not
+        self.lost_why = ""
+
+    def on_frame(self, op: int, flags: int, call_id: int, code: int, payload: bytes) -> None:
+        if op == wire.OP_ONCE_DONE:
+            fut = self.pending.pop(call_id, None)
+            if fut is not None and not fut.done():
+                fut.set_result((code, payload))
+        elif op == wire.OP_SESSION_PUSH:
+            sess = self.sessions.get(call_id)
+            if sess is not None:
+                sess._push(code, payload, bool(flags & wire.FLAG_END))
+        elif op == wire.OP_HELLO:
+            self._hello(payload)
+        elif op == wire.OP_AUTH_OK:
+            self._set_ready("")
+        elif op == wire.OP_AUTH_FAILED:
+            self._set_ready(f"the loader refused the connection: {payload.decode(errors='replace')}")
+            self.abort()
+
+    def _hello(self, payload: bytes) -> None:
+        try:
+            nonce = wire.read_hello(payload)
+        except wire.ProtocolError as exc:
+            self._set_ready(str(exc))
+            self.abort()
+            return
+        if not nonce:
+            self._set_ready("")
+            return
+        self.loop.create_task(self._auth(nonce))
+
+    async def _auth(self, nonce: bytes) -> None:
+        secret = await self.client.secret()
+        if secret is None:
+            self._set_ready(
+                "the loader's data port asks for the cluster secret and this side has none: give the "
+                "gateway the config centre (--config) that holds it"
+            )
+            self.abort()
+            return
+        self.send(wire.OP_AUTH, 0, 0, wire.proof(secret, nonce))
+
+    def _set_ready(self, why: str) -> None:
+        if not self.ready.done():
+            self.ready.set_result(why)
+
+    def on_lost(self, exc: Exception | None) -> None:
+        why = (
+            self.lost_why or f"connection to the loader at {self.client.address} lost ({wire.describe(exc)})"
+        )
+        self._set_ready(why)
+        if self.client._conn is self:
+            self.client._conn = None
+        pending, self.pending = self.pending, {}
+        if pending:
+            answer = wire.error_result(errors.WORKER_DIED, why)
+            for fut in pending.values():
+                if not fut.done():
+                    fut.set_result((errors.WORKER_DIED, answer))
+        sessions, self.sessions = self.sessions, {}
+        if sessions:
+            answer = wire.error_result(errors.WORKER_DIED, why, status=Status.END)
+            for sess in sessions.values():
+                sess._push(errors.WORKER_DIED, answer, True)
+
+
+class WireLoaderClient:
+    """Calls to one loader's data port at ``address`` (``host:port`` or ``unix:/path``)."""
+
+    def __init__(
+        self,
+        address: str,
+        secret: SecretSource | bytes | None = None,
+        max_inflight: int = 4096,
+        connect_timeout: float = 5.0,
+        tls: ssl.SSLContext | None = None,
+    ) -> None:
+        self.address = address
+        self.target = split_address(address)
+        self._secret = secret
+        self.max_inflight = max_inflight
+        self.connect_timeout = connect_timeout
+        self.tls = tls
+        self._conn: _Conn | None = None
+        self._connecting: asyncio.Future[_Conn | str] | None = None
+        self._ids = itertools.count(1)
+        self.inflight = 0
+        self._slots: asyncio.Condition | None = None
+
+    @property
+    def connected(self) -> bool:
+        """Whether a connection is open now."""
+        return self._conn is not None and not self._conn.closed
+
+    async def secret(self) -> bytes | None:
+        source = self._secret
+        if source is None or isinstance(source, bytes):
+            return source
+        value = source()
+        if asyncio.isfuture(value) or asyncio.iscoroutine(value):
+            value = await value
+        return value  # type: ignore[return-value]
+
+    # -- the connection ---------------------------------------------------------------------
+    async def _connection(self) -> _Conn | str:
+        """The open connection, or why there is none (the call never left)."""
+        conn = self._conn
+        if conn is not None and not conn.closed:
+            return conn
+        if self._connecting is None:
+            self._connecting = asyncio.ensure_future(self._connect())
+        fut = self._connecting
+        try:
+            return await asyncio.shield(fut)
+        finally:
+            if fut.done() and self._connecting is fut:
+                self._connecting = None
+
+    async def _connect(self) -> _Conn | str:
+        try:
+            conn = await asyncio.wait_for(self._open(), self.connect_timeout)
+        except (OSError, asyncio.TimeoutError, ssl.SSLError) as exc:
+            return f"loader unreachable at {self.address}: {wire.describe(exc) or 'timed out'}"
+        why = conn.ready.result()
+        if why:
+            conn.abort()
+            return why
+        self._conn = conn
+        return conn
+
+    async def _open(self) -> _Conn:
+        loop = asyncio.get_running_loop()
+        target = self.target
+        if isinstance(target, str):
+            _t, conn = await loop.create_unix_connection(lambda: _Conn(self), target, ssl=self.tls)
+        else:
+            _t, conn = await loop.create_connection(lambda: _Conn(self), *target, ssl=self.tls)
+        try:
+            await conn.ready
+        except BaseException:
+            conn.abort()
+            raise
+        return conn
+
+    async def _slot(self) -> None:
+        if self.inflight >= self.max_inflight:
+            if self._slots is None:
+                self._slots = asyncio.Condition()
+            async with self._slots:
+                await self._slots.wait_for(lambda: self.inflight < self.max_inflight)
+        self.inflight += 1
+
+    def _free(self) -> None:
+        self.inflight -= 1
+        slots = self._slots
+        if slots is not None and not slots.locked():
+            asyncio.get_running_loop().create_task(_notify(slots))
+
+    # -- calls ------------------------------------------------------------------------------
+    async def once(self, req: Request, timeout: float | None = None) -> Result:
+        """Run one once request; never raises for loader-side failures (see ``Result.code``)."""
+        if req.timeout_s > 0 and (timeout is None or req.timeout_s < timeout):
+            timeout = req.timeout_s
+        conn = self._conn
+        if conn is None or conn.closed:
+            got = await self._connection()
+            if isinstance(got, str):
+                return Result(errors.NO_LOADER, got, status=Status.END)
+            conn = got
+        await self._slot()
+        try:
+            if not conn.writable.is_set():
+                await conn.writable.wait()
+            if conn.closed:
+                return Result(
+                    errors.WORKER_DIED, conn.lost_why or "connection to the loader lost", status=Status.END
+                )
+            call_id = next(self._ids) & 0xFFFFFFFF
+            loop = conn.loop
+            fut: asyncio.Future[tuple[int, bytes]] = loop.create_future()
+            conn.pending[call_id] = fut
+            conn.send(wire.OP_ONCE, call_id, wire.deadline_ms(timeout), wire.encode(req))
+            timer = loop.call_later(timeout, _expire, fut) if timeout else None
+            try:
+                _code, payload = await fut
+            finally:
+                if timer is not None:
+                    timer.cancel()
+                conn.pending.pop(call_id, None)
+        finally:
+            self._free()
+        return wire.decode_result(payload)
+
+    def session(self, first: Request, timeout: float | None = None) -> WireSession:
+        """A session; ``first`` carries the meta and the first frame. Call :meth:`WireSession.open`."""
+        return WireSession(self, first, timeout)
+
+    async def close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.lost_why = f"the client of the loader at {self.address} was closed"
+            conn.close()
+
+
+_TIMED_OUT = wire.error_result(errors.TIMEOUT, "loader did not answer before the deadline")
+
+
+def _expire(fut: asyncio.Future[tuple[int, bytes]]) -> None:
+    if not fut.done():
+        fut.set_result((errors.TIMEOUT, _TIMED_OUT))
+
+
+async def _notify(cond: asyncio.Condition) -> None:
+    async with cond:
+        cond.notify()
+
+
+class WireSession:
+    """One session on the data port: ``await open()``, ``send``, ``recv``, ``close``.
+
+    A result with status 2 or a non-zero code is the last one; ``send`` after it raises
+    :class:`~ase_serving.errors.BadRequest` (10202).
+    """
+
+    def __init__(self, client: WireLoaderClient, first: Request, timeout: float | None) -> None:
+        self.client = client
+        self._first: Request | None = first
+        self.timeout = timeout
+        self.ended = False
+        self._conn: _Conn | None = None
+        self._id = 0
+        self._results: asyncio.Queue[tuple[int, bytes, bool]] = asyncio.Queue()
+        self._closed = False
+        self._held = False
+
+    async def open(self) -> None:
+        """Open the session on the loader (sends the first frame). When the loader cannot be
+        reached, ``ended`` is True afterwards and nothing reached a worker."""
+        first, self._first = self._first, None
+        if first is None:
+            return
+        got = await self.client._connection()
+        if isinstance(got, str):
+            self.ended = True
+            self._results.put_nowait(
+                (errors.NO_LOADER, wire.error_result(errors.NO_LOADER, got, status=Status.END), True)
+            )
+            return
+        await self.client._slot()
+        self._held = True
+        conn = self._conn = got
+        if not conn.writable.is_set():
+            await conn.writable.wait()
+        self._id = next(self.client._ids) & 0xFFFFFFFF
+        conn.sessions[self._id] = self
+        conn.send(wire.OP_CREATE, self._id, wire.deadline_ms(self.timeout), wire.encode(first))
+
+    def _push(self, code: int, payload: bytes, end: bool) -> None:
+        if end and self._conn is not None:
+            self._conn.sessions.pop(self._id, None)
+        self._results.put_nowait((code, payload, end))
+
+    async def send(self, status: int, items: Iterable[DataItem] = ()) -> None:
+        if self.ended:
+            raise errors.frame_after_end()
+        await self.open()
+        conn = self._conn
+        if self.ended or conn is None:
+            return
+        if not conn.writable.is_set():
+            await conn.writable.wait()
+        conn.send(wire.OP_FRAME, self._id, 0, wire.encode(Frame(status, list(items))))
+
+    async def recv(self) -> Result | None:
+        """The next result, None when the session is over."""
+        await self.open()
+        if self._results.empty() and self._closed:
+            return None
+        code, payload, end = await self._results.get()
+        res = wire.decode_result(payload)
+        if end or code != 0 or res.status == Status.END:
+            self.ended = True
+        return res
+
+    async def close(self) -> None:
+        """End the session (the loader runs ``wrapperDestroy`` and frees the licence)."""
+        self.ended = True
+        if self._closed:
+            return
+        self._closed = True
+        conn = self._conn
+        if conn is not None and not conn.closed:
+            if conn.sessions.pop(self._id, None) is not None:
+                conn.send(wire.OP_DESTROY, self._id)
+        if self._held:
+            self._held = False
+            self.client._free()

@@ -1,0 +1,266 @@
+"""The lean wire: gateway <-> loader data port, and loader supervisor <-> worker.
+
+One persistent stream connection (TCP, or a socketpair / Unix socket) carries many calls at once,
+multiplexed by call id. Every frame is a 16-byte little-endian header and ``length`` payload
+bytes::
+
+    op (u8) | flags (u8) | reserved (u16) | call id (u32) | code (i32) | length (u32) | payload
+
+* ``op``: what the frame is (the ``OP_*`` constants below); ``flags``: ``FLAG_END`` on the last
+  result of a session.
+* ``call id``: chosen by the side that starts a call (a once call or a session); every answer
+  carries it back. Ids are per connection: a relay (the loader front) rewrites only this field.
+* ``code``: on an answer, the result's code (0 = ok), so a relay or a metrics counter never has
+  to decode a payload; on a call (``OP_ONCE``, ``OP_CREATE``), the caller's deadline in
+  milliseconds (0 = none).
+* ``payload``: a MessagePack array of one of :mod:`ase_serving.protocol.items`' structs:
+  ``Request`` (``OP_ONCE``, ``OP_CREATE``), ``Frame`` (``OP_FRAME``), ``Result`` (answers), or
+  small control documents. At most :data:`MAX_PAYLOAD` bytes: a longer frame is a protocol error
+  that closes the connection.
+
+Data-port handshake (gateway <-> loader): the loader speaks first with ``OP_HELLO``, whose payload
+is ``[WIRE_VERSION, nonce]``. An empty nonce means no proof is needed (a loopback port); otherwise
+the caller must answer ``OP_AUTH`` with HMAC-SHA256(cluster secret, b"ase-wire-v1" + nonce) and
+wait for ``OP_AUTH_OK`` before any call; a wrong or missing proof gets ``OP_AUTH_FAILED`` (payload:
+why) and the connection is closed. The supervisor <-> worker socketpair has no handshake.
+
+Writes are coalesced: the frames written during one event-loop turn leave in one ``send``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import logging
+import socket
+import struct
+from collections.abc import Callable
+
+import msgspec
+
+from ase_serving.protocol.items import Frame, Request, Result, Status
+
+log = logging.getLogger("ase_serving.wire")
+
+HEADER = struct.Struct("<BBHIiI")
+HEADER_SIZE = HEADER.size
+WIRE_VERSION = 1
+#: The largest payload either way (images and audio; the gateway checks its own limits first).
+MAX_PAYLOAD = 256 * 1024 * 1024
+
+# caller -> callee (gateway -> loader front -> worker)
+OP_ONCE = 1  # call id; code: deadline ms; payload: Request
+OP_CREATE = 2  # call id = session id; code: deadline ms; payload: the first frame as a Request
+OP_FRAME = 3  # session id; payload: Frame
+OP_DESTROY = 4  # session id: the caller ends the session (wrapperDestroy runs)
+OP_FINI = 5  # supervisor -> worker only: run wrapperFini, answer, exit
+
+# worker -> supervisor only
+OP_READY = 20  # payload: JSON {"pid", "modes"}
+OP_INIT_FAILED = 21  # code + payload: the reason (UTF-8)
+OP_SESSION_ACK = 23  # answer to CREATE/FRAME: code, flags, payload: Result or empty
+OP_DESTROYED = 25  # answer to DESTROY
+OP_FINI_DONE = 26  # code + payload: the reason when wrapperFini failed
+
+# callee -> caller
+OP_ONCE_DONE = 22  # call id, code, payload: Result
+OP_SESSION_PUSH = 24  # a session result: code, flags (FLAG_END on the last), payload: Result
+
+# data-port handshake
+OP_HELLO = 40  # loader -> caller, first frame: [WIRE_VERSION, nonce]
+OP_AUTH = 41  # caller -> loader: the HMAC proof
+OP_AUTH_OK = 42
+OP_AUTH_FAILED = 43  # payload: why (UTF-8); the loader closes the connection
+
+FLAG_END = 1
+
+_ENC = msgspec.msgpack.Encoder()
+encode = _ENC.encode
+decode_request = msgspec.msgpack.Decoder(Request).decode
+decode_result = msgspec.msgpack.Decoder(Result).decode
+decode_frame = msgspec.msgpack.Decoder(Frame).decode
+_decode_hello = msgspec.msgpack.Decoder(tuple[int, bytes]).decode
+
+
+def pack(op: int, call_id: int, code: int = 0, payload: bytes = b"", flags: int = 0) -> bytes:
+    """Header + payload as one bytes object."""
+    return HEADER.pack(op, flags, 0, call_id, code, len(payload)) + payload
+
+
+def error_result(code: int, message: str, sid: str = "", status: int = Status.ONCE) -> bytes:
+    """An encoded :class:`Result` carrying only an error."""
+    return encode(Result(code=code, message=message, sid=sid, status=status))
+
+
+def deadline_ms(timeout: float | None) -> int:
+    """A timeout in seconds as the header's deadline field (0 = none; at least 1 ms)."""
+    if timeout is None or timeout <= 0:
+        return 0
+    return max(1, min(int(timeout * 1000), 2**31 - 1))
+
+
+def proof(secret: bytes, nonce: bytes) -> bytes:
+    """The handshake's answer to ``nonce``."""
+    return hmac.new(secret, b"ase-wire-v1" + nonce, hashlib.sha256).digest()
+
+
+class ProtocolError(Exception):
+    """The peer sent something that is not this wire (a frame too large, a bad handshake)."""
+
+
+#: (op, flags, call id, code, payload)
+FrameHandler = Callable[[int, int, int, int, bytes], None]
+
+
+class FrameBuffer:
+    """Incremental frame parser: feed it what a read returned, get whole frames."""
+
+    def __init__(self, limit: int = MAX_PAYLOAD) -> None:
+        self._buf = bytearray()
+        self.limit = limit
+
+    def feed(self, data: bytes, handle: FrameHandler) -> None:
+        """Add received bytes and call ``handle`` for every complete frame.
+
+        Raises :class:`ProtocolError` for a frame longer than ``limit``."""
+        buf = self._buf
+        if not buf and len(data) >= HEADER_SIZE:
+            # Common case: the read holds one or more whole frames; no copy into the buffer.
+            pos = 0
+            end = len(data)
+            while end - pos >= HEADER_SIZE:
+                op, flags, _, call_id, code, length = HEADER.unpack_from(data, pos)
+                if length > self.limit:
+                    raise ProtocolError(f"frame of {length} bytes is over the limit of {self.limit}")
+                stop = pos + HEADER_SIZE + length
+                if stop > end:
+                    break
+                handle(op, flags, call_id, code, data[pos + HEADER_SIZE : stop])
+                pos = stop
+            if pos < end:
+                buf += data[pos:]
+            return
+        buf += data
+        while len(buf) >= HEADER_SIZE:
+            op, flags, _, call_id, code, length = HEADER.unpack_from(buf, 0)
+            if length > self.limit:
+                raise ProtocolError(f"frame of {length} bytes is over the limit of {self.limit}")
+            stop = HEADER_SIZE + length
+            if len(buf) < stop:
+                break
+            payload = bytes(buf[HEADER_SIZE:stop])
+            del buf[:stop]
+            handle(op, flags, call_id, code, payload)
+
+    @property
+    def pending(self) -> int:
+        """Bytes of an incomplete frame held now."""
+        return len(self._buf)
+
+
+class Connection(asyncio.Protocol):
+    """One end of a wire connection on an asyncio (uvloop) transport.
+
+    Subclasses implement :meth:`on_frame` and :meth:`on_lost`. :meth:`send` queues a frame; the
+    frames queued in one loop turn are written together. When the peer does not read (the
+    transport's buffer is over its high-water mark) :attr:`writable` is cleared: callers that
+    start new work wait on it, and a server stops reading new calls (:meth:`pause_writing`).
+    """
+
+    def __init__(self) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.transport: asyncio.Transport | None = None
+        self.frames = FrameBuffer()
+        self._out: list[bytes] = []
+        self.writable = asyncio.Event()
+        self.writable.set()
+        self.closed = False
+
+    # -- asyncio.Protocol -------------------------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]  # uvloop's are not asyncio.Transport
+        sock = transport.get_extra_info("socket")
+        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            self.frames.feed(data, self.on_frame)
+        except ProtocolError as exc:
+            peer = self.transport.get_extra_info("peername") if self.transport is not None else None
+            log.warning("lean wire: closing the connection with %s: %s", peer, exc)
+            self.abort(str(exc))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self.transport = None
+        self._out.clear()
+        self.writable.set()  # nobody may wait forever on a dead connection
+        self.on_lost(exc)
+
+    def pause_writing(self) -> None:
+        self.writable.clear()
+
+    def resume_writing(self) -> None:
+        self.writable.set()
+
+    # -- sending ----------------------------------------------------------------------------
+    def send(self, op: int, call_id: int, code: int = 0, payload: bytes = b"", flags: int = 0) -> None:
+        if self.transport is None:
+            return
+        out = self._out
+        if not out:
+            self.loop.call_soon(self._flush)
+        out.append(HEADER.pack(op, flags, 0, call_id, code, len(payload)))
+        if payload:
+            out.append(payload)
+
+    def _flush(self) -> None:
+        out = self._out
+        if not out or self.transport is None:
+            out.clear()
+            return
+        data = out[0] if len(out) == 1 else b"".join(out)
+        out.clear()
+        self.transport.write(data)
+
+    def abort(self, why: str = "") -> None:
+        """Close now (unsent frames are dropped)."""
+        if self.transport is not None:
+            self.transport.abort()
+
+    def close(self) -> None:
+        """Close after the queued frames are written."""
+        if self.transport is not None:
+            self._flush()
+            self.transport.close()
+
+    # -- for subclasses ---------------------------------------------------------------------
+    def on_frame(self, op: int, flags: int, call_id: int, code: int, payload: bytes) -> None:
+        raise NotImplementedError
+
+    def on_lost(self, exc: Exception | None) -> None:
+        pass
+
+
+def hello(nonce: bytes) -> bytes:
+    """The payload of ``OP_HELLO``."""
+    return encode((WIRE_VERSION, nonce))
+
+
+def read_hello(payload: bytes) -> bytes:
+    """The nonce of an ``OP_HELLO`` payload (empty: no proof needed)."""
+    try:
+        version, nonce = _decode_hello(payload)
+    except msgspec.DecodeError as exc:
+        raise ProtocolError(f"not an ASE wire greeting: {exc}") from None
+    if version != WIRE_VERSION:
+        raise ProtocolError(f"the loader speaks wire version {version}, this side {WIRE_VERSION}")
+    return nonce
+
+
+def describe(exc: BaseException | None) -> str:
+    if exc is None:
+        return "closed by the peer"
+    return getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
