@@ -10,6 +10,8 @@ import asyncio
 import itertools
 import os
 import signal
+import socket
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -28,7 +30,7 @@ from ase_serving.store.kvstore import INSTANCES, KVRegistry
 from tests.conftest import StartLoader
 from tests.store.embedded_server import EmbeddedServer, start_embedded
 from tests.store.etcd_server import start_etcd
-from tests.support import WRAPPERS, project_copy, wait_for
+from tests.support import ASECTL, WRAPPERS, project_copy, wait_for
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -411,3 +413,64 @@ def test_project_schemas_prefer_the_definition_and_skip_a_broken_one(
     (tmp_path / "ai_api.yml").write_text(API_YAML.format(service="y").replace("maximum: 5", "maximum: 0"))
     assert dict(project_schemas(settings)) == {"api.json": b'{"meta": {"stale": true}}'}
     assert "minimum 1 > maximum 0" in caplog.text
+
+
+# -- the data port beyond loopback: the cluster's secret -----------------------------------------
+def test_a_data_port_beyond_loopback_refuses_callers_without_the_secret(
+    loaders: StartLoader, cluster: Cluster
+) -> None:
+    from ase_serving import wire
+    from ase_serving.cluster.secret import read_secret
+    from ase_serving.loader.wire_client import WireLoaderClient
+    from ase_serving.protocol.items import DataItem
+
+    service = unique("sec")
+    env = {**cluster.env, "ASE_LOADER_ADVERTISE": "127.0.0.1"}
+    loader = loaders(WRAPPERS / "echo", "--service", service, "--host", "0.0.0.0", env=env)
+    secret = cluster.call(read_secret)
+    assert secret is not None and len(secret) == 64  # made by the loader, 32 random bytes in hex
+    req = Request(sid="s1", items=[DataItem(key="text", data=b"hi")])
+
+    async def call(with_secret: bytes | None) -> Any:
+        client = WireLoaderClient(loader.address, secret=with_secret)
+        try:
+            return await client.once(req, 10)
+        finally:
+            await client.close()
+
+    none = asyncio.run(call(None))
+    assert none.code == 11503 and "asks for the cluster secret and this side has none" in none.message
+    wrong = asyncio.run(call(b"not the secret"))
+    assert wrong.code == 11503 and "refused the connection: wrong cluster secret" in wrong.message
+    ok = asyncio.run(call(secret))
+    assert ok.code == 0 and ok.items[0].data == b"hi"
+    assert "connection from" in loader.stderr() and "wrong cluster secret" in loader.stderr()
+
+    # A caller that skips the handshake gets no call through: refused, connection closed.
+    host, port = loader.address.rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=10) as s:
+        s.sendall(wire.pack(wire.OP_ONCE, 1, 0, wire.encode(req)))
+        got = b""
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            got += chunk
+    ops: list[tuple[int, bytes]] = []
+    wire.FrameBuffer().feed(got, lambda op, _f, _c, _code, payload: ops.append((op, bytes(payload))))
+    assert [op for op, _ in ops] == [wire.OP_HELLO, wire.OP_AUTH_FAILED]
+    assert b"before the handshake" in ops[1][1]
+
+
+def test_a_data_port_beyond_loopback_needs_a_cluster(loaders: StartLoader, tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [*ASECTL, "loader", "run", str(WRAPPERS / "echo"), "--standalone", "--host", "0.0.0.0"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "ASE_HOME": str(tmp_path)},
+        check=False,
+    )
+    assert proc.returncode != 0
+    assert "no cluster secret to check callers against" in proc.stderr
+    assert "--data-host 127.0.0.1" in proc.stderr
