@@ -44,6 +44,7 @@ class _Conn(wire.Connection):
         self.pending: dict[int, asyncio.Future[tuple[int, bytes]]] = {}
         self.sessions: dict[int, WireSession] = {}
         self.ready: asyncio.Future[str] = self.loop.create_future()  # "" or why not
+        self.gone: asyncio.Future[None] = self.loop.create_future()
         self.lost_why = ""
 
     def on_frame(self, op: int, flags: int, call_id: int, code: int, payload: bytes) -> None:
@@ -95,6 +96,8 @@ class _Conn(wire.Connection):
             self.lost_why or f"connection to the loader at {self.client.address} lost ({wire.describe(exc)})"
         )
         self._set_ready(why)
+        if not self.gone.done():
+            self.gone.set_result(None)
         if self.client._conn is self:
             self.client._conn = None
         pending, self.pending = self.pending, {}
@@ -188,12 +191,11 @@ class WireLoaderClient:
             raise
         return conn
 
-    async def _slot(self) -> None:
-        if self.inflight >= self.max_inflight:
-            if self._slots is None:
-                self._slots = asyncio.Condition()
-            async with self._slots:
-                await self._slots.wait_for(lambda: self.inflight < self.max_inflight)
+    async def _wait_slot(self) -> None:
+        if self._slots is None:
+            self._slots = asyncio.Condition()
+        async with self._slots:
+            await self._slots.wait_for(lambda: self.inflight < self.max_inflight)
         self.inflight += 1
 
     def _free(self) -> None:
@@ -213,7 +215,10 @@ class WireLoaderClient:
             if isinstance(got, str):
                 return Result(errors.NO_LOADER, got, status=Status.END)
             conn = got
-        await self._slot()
+        if self.inflight < self.max_inflight:
+            self.inflight += 1
+        else:
+            await self._wait_slot()
         try:
             if not conn.writable.is_set():
                 await conn.writable.wait()
@@ -242,10 +247,15 @@ class WireLoaderClient:
         return WireSession(self, first, timeout)
 
     async def close(self) -> None:
+        """Close the connection (calls still in flight end with 10911)."""
         conn, self._conn = self._conn, None
-        if conn is not None:
+        if conn is not None and not conn.closed:
             conn.lost_why = f"the client of the loader at {self.address} was closed"
             conn.close()
+            try:
+                await asyncio.wait_for(asyncio.shield(conn.gone), 1.0)
+            except asyncio.TimeoutError:
+                conn.abort()
 
 
 _TIMED_OUT = wire.error_result(errors.TIMEOUT, "loader did not answer before the deadline")
@@ -292,7 +302,11 @@ class WireSession:
                 (errors.NO_LOADER, wire.error_result(errors.NO_LOADER, got, status=Status.END), True)
             )
             return
-        await self.client._slot()
+        client = self.client
+        if client.inflight < client.max_inflight:
+            client.inflight += 1
+        else:
+            await client._wait_slot()
         self._held = True
         conn = self._conn = got
         if not conn.writable.is_set():
