@@ -38,17 +38,19 @@ def _output_spec(name: str, accept: dict[str, Any], wanted: Any) -> OutputSpec:
 def to_request(svc: Service, body: dict[str, Any], items: list[DataItem], sid: str, status: int) -> Request:
     """A checked public body (or first frame) -> the loader's request."""
     header = body.get("header") or {}
-    parameter = body.get("parameter") or {}
+    parameter = body.get("parameter")
     params = parameter.get(svc.service_id) or {} if isinstance(parameter, dict) else {}
-    req = Request(service_id=svc.service_id, version=svc.version, sid=sid, status=status, items=items)
-    req.headers = {k: param_text(v) for k, v in header.items() if v is not None}
-    req.headers["sid"] = sid
+    headers = {k: v if type(v) is str else param_text(v) for k, v in header.items() if v is not None}
+    headers["sid"] = sid
     accepts = svc.schema.accepts
-    for key, value in params.items():
-        if key not in accepts and value is not None:
-            req.params[key] = param_text(value)
-    req.expect = [_output_spec(name, accept, params.get(name)) for name, accept in accepts.items()]
-    return req
+    if not params:  # the common case: every output with the schema's defaults (built once)
+        expect = svc.cache.get("expect")
+        if expect is None:
+            expect = svc.cache["expect"] = [_output_spec(name, accept, None) for name, accept in accepts.items()]
+        return Request(svc.service_id, svc.version, sid, headers, {}, expect, [], items, status)
+    req_params = {k: param_text(v) for k, v in params.items() if k not in accepts and v is not None}
+    expect = [_output_spec(name, accept, params.get(name)) for name, accept in accepts.items()]
+    return Request(svc.service_id, svc.version, sid, headers, req_params, expect, [], items, status)
 
 
 class Atom:
@@ -64,11 +66,13 @@ class Atom:
         await self.picker.release(svc.service_id, svc.version, address)
         self.waits.freed(svc.service_id, svc.version)
 
-    async def _pick(self, svc: Service, exclude: set[str], deadline: float, why: list[str]) -> str:
-        """An address with a free licence (as far as the LB knows), waiting until ``deadline``."""
+    async def _pick(self, svc: Service, exclude: set[str], deadline: float, why: list[str]) -> tuple[str, float]:
+        """An address with a free licence (as far as the LB knows), waiting until ``deadline``;
+        and the seconds it waited."""
+        waited = 0.0
         while True:
             try:
-                return await self.picker.pick(svc.service_id, svc.version, exclude)
+                return await self.picker.pick(svc.service_id, svc.version, exclude), waited
             except NoLicence as exc:
                 why.append(exc.message)
             except NoLoader as exc:
@@ -78,7 +82,9 @@ class Atom:
                         f"{', '.join(sorted(exclude))}"
                     ) from None
                 raise
+            t0 = time.monotonic()
             await self._wait(svc, deadline, why)
+            waited += time.monotonic() - t0
 
     async def _wait(self, svc: Service, deadline: float, why: list[str]) -> None:
         left = deadline - time.monotonic()
@@ -101,9 +107,8 @@ class Atom:
         why: list[str] = []
         waited = 0.0
         while True:
-            t0 = time.monotonic()
-            address = await self._pick(svc, exclude, deadline, why)
-            waited += time.monotonic() - t0
+            address, pick_wait = await self._pick(svc, exclude, deadline, why)
+            waited += pick_wait
             try:
                 result = await self.transport.once(address, req, self.once_timeout)
             finally:
@@ -133,8 +138,10 @@ class Atom:
         deadline = start + svc.queue_timeout
         exclude: set[str] = set()
         why: list[str] = []
+        waited = 0.0
         while True:
-            address = await self._pick(svc, exclude, deadline, why)
+            address, pick_wait = await self._pick(svc, exclude, deadline, why)
+            waited += pick_wait
             session = self.transport.session(address, first, svc.session_timeout + 5.0)
             try:
                 await session.open()
@@ -143,7 +150,7 @@ class Atom:
                 await self.release(svc, address)
                 raise
             if not session.ended:
-                return session, address, time.monotonic() - start
+                return session, address, waited
             await session.close()
             await self.release(svc, address)
             exclude.add(address)

@@ -65,6 +65,8 @@ class Service:
     max_frame: int
     #: ``Host`` names the route answers for (without port); empty = any.
     hosts: frozenset[str] = field(default_factory=frozenset)
+    #: What the request path derives from the schema once (e.g. the default expected outputs).
+    cache: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def service_id(self) -> str:

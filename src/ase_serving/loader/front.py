@@ -56,6 +56,9 @@ class Front:
         self._no_once = wire.error_result(
             errors.UNSUPPORTED_MODE, "this service takes sessions only (no wrapperOnceExec)"
         )
+        #: Once calls' deadlines (one timer for all) and start times.
+        self.deadlines = wire.Deadlines(_expire)
+        self._started: dict[asyncio.Future[OnceAnswer], float] = {}
         self._not_serving = {
             STARTING: wire.error_result(errors.NO_LOADER, "loader is starting"),
             DRAINING: wire.error_result(errors.NO_LOADER, "loader is draining"),
@@ -83,18 +86,18 @@ class Front:
         timeout = self.settings.once_timeout_s
         if 0 < deadline_s < timeout:
             timeout = deadline_s
-        timer = self.pool.loop.call_later(timeout, _expire, fut, timeout)
-        t0 = time.perf_counter()
-        metrics = self.metrics
-
-        def done(f: asyncio.Future[OnceAnswer]) -> None:
-            timer.cancel()
-            if not f.cancelled():
-                metrics.count("once", f.result()[0])
-                metrics.observe_once(time.perf_counter() - t0)
-
-        fut.add_done_callback(done)
+        self.deadlines.add(fut, timeout, timeout)
+        fut.add_done_callback(self._once_done)
+        self._started[fut] = time.perf_counter()
         return fut
+
+    def _once_done(self, fut: asyncio.Future[OnceAnswer]) -> None:
+        self.deadlines.discard(fut)
+        t0 = self._started.pop(fut, None)
+        if not fut.cancelled():
+            self.metrics.count("once", fut.result()[0])
+            if t0 is not None:
+                self.metrics.observe_once(time.perf_counter() - t0)
 
     # -- sessions ---------------------------------------------------------------------------
     async def session(

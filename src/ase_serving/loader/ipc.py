@@ -8,6 +8,7 @@ results by code without decoding a payload. This module adds the worker's blocki
 
 from __future__ import annotations
 
+import collections
 import socket
 import threading
 
@@ -37,30 +38,63 @@ _JOIN_LIMIT = 1 << 16
 
 
 class BlockingChannel:
-    """The worker's end: blocking reads by one thread at a time, writes under a lock.
+    """The worker's end of the socketpair: blocking reads, writes under a lock.
 
-    Any thread may call :meth:`send` (request threads, wrapper threads pushing callbacks).
+    :meth:`fill` reads what the socket has (blocking until something comes) and parses it into
+    :attr:`frames`; one thread at a time reads (``read_lock``). Any thread may :meth:`send`
+    (the serving threads, wrapper threads pushing callbacks). A thread that :meth:`hold` s keeps
+    its frames until :meth:`flush`: the answers to a batch of calls leave in one send.
     """
 
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
-        self._rfile = sock.makefile("rb", buffering=1 << 16)
+        self.frames: collections.deque[tuple[int, int, int, int, bytes]] = collections.deque()
+        self._parser = FrameBuffer()
         self.read_lock = threading.Lock()
         self._write_lock = threading.Lock()
+        self._held = threading.local()
+
+    def fill(self) -> bool:
+        """Read once (blocking) and queue the whole frames in :attr:`frames`; False at EOF."""
+        with self.read_lock:
+            if self.frames:
+                return True
+            data = self.sock.recv(1 << 18)
+            if not data:
+                return False
+            self._parser.feed(data, self._add)
+            return True
+
+    def _add(self, op: int, flags: int, call_id: int, code: int, payload: bytes) -> None:
+        self.frames.append((op, flags, call_id, code, payload))
 
     def read(self) -> tuple[int, int, int, int, bytes] | None:
-        """The next frame as (op, flags, call id, code, payload); None at EOF. Hold ``read_lock``."""
-        head = self._rfile.read(HEADER_SIZE)
-        if len(head) < HEADER_SIZE:
-            return None
-        op, flags, _, call_id, code, length = HEADER.unpack(head)
-        payload = self._rfile.read(length) if length else b""
-        if len(payload) < length:
-            return None
-        return op, flags, call_id, code, payload
+        """The next frame as (op, flags, call id, code, payload); None at EOF."""
+        while not self.frames:
+            if not self.fill():
+                return None
+        return self.frames.popleft()
+
+    def hold(self) -> None:
+        """Keep this thread's frames until :meth:`flush`."""
+        if getattr(self._held, "out", None) is None:
+            self._held.out = []
+
+    def flush(self) -> None:
+        """Send what this thread held, in one write, and stop holding."""
+        out = getattr(self._held, "out", None)
+        self._held.out = None
+        if out:
+            with self._write_lock:
+                self.sock.sendall(b"".join(out))
 
     def send(self, op: int, call_id: int, code: int, payload: bytes = b"", flags: int = 0) -> None:
         head = HEADER.pack(op, flags, 0, call_id, code, len(payload))
+        out = getattr(self._held, "out", None)
+        if out is not None and len(payload) <= _JOIN_LIMIT:
+            out.append(head)
+            out.append(payload)
+            return
         with self._write_lock:
             if len(payload) <= _JOIN_LIMIT:
                 self.sock.sendall(head + payload)

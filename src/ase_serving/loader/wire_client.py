@@ -45,6 +45,7 @@ class _Conn(wire.Connection):
         self.sessions: dict[int, WireSession] = {}
         self.ready: asyncio.Future[str] = self.loop.create_future()  # "" or why not
         self.gone: asyncio.Future[None] = self.loop.create_future()
+        self.deadlines = wire.Deadlines(self._expire)
         self.lost_why = ""
 
     def on_frame(self, op: int, flags: int, call_id: int, code: int, payload: bytes) -> None:
@@ -87,6 +88,11 @@ class _Conn(wire.Connection):
             return
         self.send(wire.OP_AUTH, 0, 0, wire.proof(secret, nonce))
 
+    def _expire(self, call_id: int, _arg: object) -> None:
+        fut = self.pending.pop(call_id, None)
+        if fut is not None and not fut.done():
+            fut.set_result((errors.TIMEOUT, _TIMED_OUT))
+
     def _set_ready(self, why: str) -> None:
         if not self.ready.done():
             self.ready.set_result(why)
@@ -98,6 +104,7 @@ class _Conn(wire.Connection):
         self._set_ready(why)
         if not self.gone.done():
             self.gone.set_result(None)
+        self.deadlines.close()
         if self.client._conn is self:
             self.client._conn = None
         pending, self.pending = self.pending, {}
@@ -227,16 +234,16 @@ class WireLoaderClient:
                     errors.WORKER_DIED, conn.lost_why or "connection to the loader lost", status=Status.END
                 )
             call_id = next(self._ids) & 0xFFFFFFFF
-            loop = conn.loop
-            fut: asyncio.Future[tuple[int, bytes]] = loop.create_future()
+            fut: asyncio.Future[tuple[int, bytes]] = conn.loop.create_future()
             conn.pending[call_id] = fut
             conn.send(wire.OP_ONCE, call_id, wire.deadline_ms(timeout), wire.encode(req))
-            timer = loop.call_later(timeout, _expire, fut) if timeout else None
+            if timeout:
+                conn.deadlines.add(call_id, timeout)
             try:
                 _code, payload = await fut
             finally:
-                if timer is not None:
-                    timer.cancel()
+                if timeout:
+                    conn.deadlines.discard(call_id)
                 conn.pending.pop(call_id, None)
         finally:
             self._free()
@@ -259,11 +266,6 @@ class WireLoaderClient:
 
 
 _TIMED_OUT = wire.error_result(errors.TIMEOUT, "loader did not answer before the deadline")
-
-
-def _expire(fut: asyncio.Future[tuple[int, bytes]]) -> None:
-    if not fut.done():
-        fut.set_result((errors.TIMEOUT, _TIMED_OUT))
 
 
 async def _notify(cond: asyncio.Condition) -> None:

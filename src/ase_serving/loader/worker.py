@@ -2,9 +2,17 @@
 
 Started by :mod:`ase_serving.loader.pool` as ``python -m ase_serving.loader.worker --fd N --config
 JSON``. It loads ``wrapper.py``, runs ``wrapperInit`` and answers READY (or INIT_FAILED), then
-``lic + 1`` threads serve frames leader/follower style: a thread takes the read lock, reads one
-frame, releases the lock, runs the frame and writes the answer itself, so no frame is handed from
-one thread to another. The spare thread keeps DESTROY/FINI moving while every slot runs a call.
+serves frames with ``lic + 1`` threads, of which one at a time is the *reader*:
+
+* the reader reads what the socket holds, runs the frames itself one after the other (no frame
+  is handed to another thread: no wake-up, no GIL hand-over per call) and sends their answers
+  together before it reads again;
+* the other threads are parked. A watchdog looks every millisecond: when the reader has been in
+  one call for longer than that (a wrapper that blocks: sleep, I/O, C code that releases the GIL),
+  it wakes a parked thread, which becomes the reader, so up to ``lic`` calls run at once; the old
+  reader parks when its call returns. Fast wrappers never pay for a thread switch; wrappers that
+  block keep their concurrency. The spare thread keeps DESTROY/FINI moving while every slot runs
+  a call.
 
 The worker ignores SIGINT/SIGTERM: shutdown is the supervisor's call (FINI). When the supervisor
 goes away (EOF on the socket) the worker runs ``wrapperFini`` and exits.
@@ -20,6 +28,7 @@ import signal
 import socket
 import sys
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
@@ -61,27 +70,93 @@ class Worker:
         self.stop_reason = ""
         host.install_callback(self.push)
 
-    # -- thread loop ------------------------------------------------------------------------
+    # -- threads ------------------------------------------------------------------------------
     def serve(self, threads: int) -> str:
         """Serve until FINI or EOF; returns the reason ("fini" or "eof")."""
+        self._threads = threads
+        self._parked = 0
+        self._count_lock = threading.Lock()
+        self._wake = threading.Semaphore(0)
+        self._reader: int | None = None
+        self._call = 0  # calls run by readers so far
+        self._running = 0  # the number of the call the reader runs now, 0 = none
+        self._active = threading.Event()
+        self._active.set()
         for i in range(threads):
-            threading.Thread(target=self._loop, name=f"ase-worker-{i}", daemon=True).start()
+            threading.Thread(target=self._serve, args=(i == 0,), name=f"ase-worker-{i}", daemon=True).start()
+        threading.Thread(target=self._watch, name="ase-worker-watch", daemon=True).start()
         self.stop.wait()
+        self._active.set()
+        for _ in range(threads):
+            self._wake.release()
         return self.stop_reason
 
-    def _loop(self) -> None:
+    def _serve(self, first: bool) -> None:
+        me = threading.get_ident()
+        if first:
+            self._reader = me
         chan = self.chan
+        frames = chan.frames
         while not self.stop.is_set():
-            with chan.read_lock:
-                frame = chan.read()
-            if frame is None:
-                self._finish("eof")
-                return
+            if self._reader != me:
+                with self._count_lock:
+                    self._parked += 1
+                self._wake.acquire()
+                with self._count_lock:
+                    self._parked -= 1
+                if self.stop.is_set():
+                    return
+                self._reader = me
             try:
-                self.dispatch(*frame)
+                if not frames:
+                    chan.flush()
+                    if not chan.fill():
+                        self._finish("eof")
+                        return
+                    continue
+                try:
+                    frame = frames.popleft()
+                except IndexError:  # another thread took it (a reader change)
+                    continue
+                chan.hold()
+                if not self._active.is_set():
+                    self._active.set()
+                self._call += 1
+                self._running = self._call
+                try:
+                    self.dispatch(*frame)
+                finally:
+                    self._running = 0
+                if self._reader != me:  # the watchdog made another thread the reader meanwhile
+                    chan.flush()
             except OSError:  # the supervisor went away while we answered
                 self._finish("eof")
                 return
+
+    def _watch(self, tick: float = 0.001, rest_after: int = 1000) -> None:
+        """Make a parked thread the reader when the reader is stuck in one call (see the module doc).
+
+        It looks every ``tick`` seconds while calls come, and rests after ``rest_after`` looks
+        without a new call, until the reader wakes it again."""
+        seen = 0
+        quiet = 0
+        last = self._call
+        while not self.stop.is_set():
+            if quiet >= rest_after:
+                self._active.clear()
+                if self._call == last:
+                    self._active.wait()
+                quiet = 0
+            time.sleep(tick)
+            running = self._running
+            if running and running == seen and self._parked > 0 and self._reader is not None:
+                self._reader = None  # the stuck reader parks when its call returns
+                self._wake.release()
+                seen = 0
+            else:
+                seen = running
+            quiet = quiet + 1 if self._call == last else 0
+            last = self._call
 
     def _finish(self, reason: str) -> None:
         if not self.stop_reason:

@@ -5,11 +5,11 @@ The gateway adds schema checks on top; ``asectl loader test`` uses this directly
 
 from __future__ import annotations
 
-import base64
 import binascii
 from typing import Any
 
 import orjson
+import pybase64
 
 from ase_serving import errors
 from ase_serving.errors import BadRequest
@@ -20,6 +20,7 @@ OUTPUT_DESC_KEYS = frozenset({"encoding", "compress", "format"})
 #: Payload attributes that are not passed on as the item's ``desc``.
 _ITEM_FIELDS = frozenset({"status", "seq"})
 _DATA_FIELDS = tuple(t.field for t in DataType)
+_FIELD_TYPES = {t.field: int(t) for t in DataType}
 
 
 def parse_body(raw: bytes | str) -> dict[str, Any]:
@@ -72,37 +73,40 @@ def _service_params(parameter: dict[str, Any], service_id: str) -> tuple[str, di
 
 def decode_item(name: str, entry: Any, default_status: int) -> DataItem:
     """One ``payload.<name>`` entry -> a data item (base64 decoded; bad base64 is 10161)."""
-    where = f"payload.{name}"
     if not isinstance(entry, dict):
-        raise BadRequest(f"'{where}' must be a JSON object")
-    fields = [f for f in _DATA_FIELDS if f in entry]
-    if len(fields) != 1:
-        raise BadRequest(
-            f"'{where}' must hold exactly one data field named after its type "
-            f"({', '.join(_DATA_FIELDS)}); found {', '.join(fields) or 'none'}"
-        )
-    field = fields[0]
+        raise BadRequest(f"'payload.{name}' must be a JSON object")
+    field = ""
+    desc: dict[str, str] = {}
+    for key, value in entry.items():
+        if key in _FIELD_TYPES:
+            if field:
+                raise _fields_problem(name, entry)
+            field = key
+        elif key not in _ITEM_FIELDS and value is not None:
+            desc[key] = value if type(value) is str else param_text(value)
+    if not field:
+        raise _fields_problem(name, entry)
     encoded = entry[field]
     if not isinstance(encoded, str):
-        raise BadRequest(f"'{where}.{field}' must be a base64 string")
+        raise BadRequest(f"'payload.{name}.{field}' must be a base64 string")
     try:
-        data = base64.b64decode(encoded, validate=True)
-    except (binascii.Error, ValueError) as exc:
-        raise BadRequest(f"'{where}.{field}' is not valid base64 ({exc})", errors.BAD_BASE64) from None
+        data = pybase64.b64decode(encoded, validate=True)
+    except (binascii.Error, ValueError, TypeError) as exc:
+        raise BadRequest(
+            f"'payload.{name}.{field}' is not valid base64 ({exc})", errors.BAD_BASE64
+        ) from None
     status = entry.get("status", default_status)
     if status not in (0, 1, 2, 3):
-        raise BadRequest(f"'{where}.status' must be 0, 1, 2 or 3, not {status!r}")
-    desc = {
-        k: param_text(v) for k, v in entry.items() if k != field and k not in _ITEM_FIELDS and v is not None
-    }
+        raise BadRequest(f"'payload.{name}.status' must be 0, 1, 2 or 3, not {status!r}")
     seq = entry.get("seq", 0)
-    return DataItem(
-        key=name,
-        data=data,
-        status=int(status),
-        type=int(DataType[field.upper()]),
-        desc=desc,
-        seq=int(seq) if isinstance(seq, int) else 0,
+    return DataItem(name, data, int(status), _FIELD_TYPES[field], desc, seq if type(seq) is int else 0)
+
+
+def _fields_problem(name: str, entry: dict[str, Any]) -> BadRequest:
+    fields = [f for f in _DATA_FIELDS if f in entry]
+    return BadRequest(
+        f"'payload.{name}' must hold exactly one data field named after its type "
+        f"({', '.join(_DATA_FIELDS)}); found {', '.join(fields) or 'none'}"
     )
 
 
@@ -146,11 +150,9 @@ def item_to_public(item: DataItem) -> dict[str, Any]:
     """A result item -> its ``payload.<key>`` entry (data base64-encoded under its type's name)."""
     entry: dict[str, Any] = dict(item.desc)
     entry["status"] = item.status
-    try:
-        field = DataType(item.type).field
-    except ValueError:
-        field = DataType.OTHER.field
-    entry[field] = base64.b64encode(item.data).decode("ascii")
+    kind = item.type
+    field = _DATA_FIELDS[kind] if 0 <= kind < len(_DATA_FIELDS) else "other"
+    entry[field] = pybase64.b64encode_as_string(item.data)
     return entry
 
 
