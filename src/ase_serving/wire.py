@@ -36,7 +36,6 @@ import logging
 import socket
 import struct
 from collections.abc import Callable
-from typing import Any
 
 import msgspec
 
@@ -243,54 +242,6 @@ class Connection(asyncio.Protocol):
 
     def on_lost(self, exc: Exception | None) -> None:
         pass
-
-
-class Deadlines:
-    """The deadlines of many calls, checked by one timer every ``tick`` seconds.
-
-    A timer per call (``loop.call_later``) costs several microseconds, as much as the rest of a
-    call's bookkeeping; a call's deadline may instead fire up to ``tick`` late.
-    """
-
-    def __init__(self, on_expire: Callable[[Any, Any], None], tick: float = 0.05) -> None:
-        self.on_expire = on_expire
-        self.tick = tick
-        self._at: dict[Any, tuple[float, Any]] = {}
-        self._timer: asyncio.TimerHandle | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-
-    def add(self, key: Any, timeout: float, arg: Any = None) -> None:
-        """``on_expire(key, arg)`` once ``timeout`` seconds passed, unless :meth:`discard` came first."""
-        loop = self._loop
-        if loop is None:
-            loop = self._loop = asyncio.get_running_loop()
-        self._at[key] = (loop.time() + timeout, arg)
-        if self._timer is None:
-            self._timer = loop.call_later(self.tick, self._sweep)
-
-    def discard(self, key: Any) -> None:
-        self._at.pop(key, None)
-
-    def __len__(self) -> int:
-        return len(self._at)
-
-    def _sweep(self) -> None:
-        self._timer = None
-        loop = self._loop
-        assert loop is not None
-        now = loop.time()
-        due = [(k, arg) for k, (at, arg) in self._at.items() if at <= now]
-        for key, arg in due:
-            del self._at[key]
-            self.on_expire(key, arg)
-        if self._at and self._timer is None:
-            self._timer = loop.call_later(self.tick, self._sweep)
-
-    def close(self) -> None:
-        self._at.clear()
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
 
 
 def hello(nonce: bytes) -> bytes:

@@ -73,7 +73,9 @@ def test_once_through_the_app_in_process() -> None:
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gw") as client:
             # More requests than licences: they wait for one and all succeed.
             return list(
-                await asyncio.gather(*(client.post("/v1/private/echo", content=_body(f"hi {i}")) for i in range(6)))
+                await asyncio.gather(
+                    *(client.post("/v1/private/echo", content=_body(f"hi {i}")) for i in range(6))
+                )
             )
 
     answers = asyncio.run(main())
@@ -91,7 +93,9 @@ def test_a_bad_body_is_refused_before_the_engine() -> None:
     async def main() -> httpx.Response:
         app = GatewayApp(gw)
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gw") as client:
-            return await client.post("/v1/private/echo", content=b'{"header": {"app_id": "a1"}, "payload": 7}')
+            return await client.post(
+                "/v1/private/echo", content=b'{"header": {"app_id": "a1"}, "payload": 7}'
+            )
 
     resp = asyncio.run(main())
     assert resp.status_code == 400

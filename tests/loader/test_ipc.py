@@ -7,26 +7,27 @@ import threading
 
 import pytest
 
+from ase_serving import wire
 from ase_serving.loader import ipc
 
 
 def _collect(chunks: list[bytes]) -> list[tuple[int, int, int, int, bytes]]:
     out: list[tuple[int, int, int, int, bytes]] = []
-    buf = ipc.FrameBuffer()
+    buf = wire.FrameBuffer()
     for chunk in chunks:
         buf.feed(chunk, lambda *frame: out.append(frame))
     return out
 
 
 FRAMES = [
-    (ipc.OP_ONCE, 0, 1, 0, b"hello"),
-    (ipc.OP_SESSION_ACK, ipc.FLAG_END, 2, 10114, b""),
-    (ipc.OP_ONCE_DONE, 0, 2**32 - 1, -5, bytes(range(256)) * 300),
+    (wire.OP_ONCE, 0, 1, 0, b"hello"),
+    (wire.OP_SESSION_ACK, wire.FLAG_END, 2, 10114, b""),
+    (wire.OP_ONCE_DONE, 0, 2**32 - 1, -5, bytes(range(256)) * 300),
 ]
 
 
 def _stream() -> bytes:
-    return b"".join(ipc.pack(op, cid, code, payload, flags) for op, flags, cid, code, payload in FRAMES)
+    return b"".join(wire.pack(op, cid, code, payload, flags) for op, flags, cid, code, payload in FRAMES)
 
 
 def test_frames_in_one_read() -> None:
@@ -48,7 +49,7 @@ def test_blocking_channel_round_trip_with_many_writers() -> None:
 
     def writer(n: int) -> None:
         for i in range(50):
-            peer.send(ipc.OP_ONCE, n * 1000 + i, 0, b"x" * (i * 1000))
+            peer.send(wire.OP_ONCE, n * 1000 + i, 0, b"x" * (i * 1000))
 
     threads = [threading.Thread(target=writer, args=(n,)) for n in range(4)]
     for t in threads:
@@ -58,7 +59,7 @@ def test_blocking_channel_round_trip_with_many_writers() -> None:
         frame = chan.read()
         assert frame is not None
         op, _flags, cid, _code, payload = frame
-        assert op == ipc.OP_ONCE and len(payload) == (cid % 1000) * 1000
+        assert op == wire.OP_ONCE and len(payload) == (cid % 1000) * 1000
         seen.add(cid)
     for t in threads:
         t.join(5)

@@ -45,9 +45,16 @@ def test_framing_split_at_every_byte() -> None:
             buf = wire.FrameBuffer()
             for part in (stream[:cut], stream[cut:second], stream[second:]):
                 if part:
-                    buf.feed(part, lambda *f: got.append((f[0], f[1], f[2], f[3], bytes(f[4]))))
+                    buf.feed(part, _collect(got))
             assert got == frames, (cut, second)
             assert buf.pending == 0
+
+
+def _collect(got: list[tuple[int, int, int, int, bytes]]) -> wire.FrameHandler:
+    def handle(op: int, flags: int, call_id: int, code: int, payload: bytes) -> None:
+        got.append((op, flags, call_id, code, bytes(payload)))
+
+    return handle
 
 
 def test_framing_one_byte_at_a_time() -> None:
@@ -69,7 +76,7 @@ def test_a_frame_over_the_limit_is_a_protocol_error() -> None:
 def test_payloads_round_trip() -> None:
     req = Request(
         service_id="svc", version="1.0.0", sid="s", headers={"app_id": "a"}, params={"p": "1"},
-        items=[DataItem(key="k", data=b"\x00\xff", status=Status.END, type=2, desc={"encoding": "jpg"}, seq=3)],
+        items=[DataItem(key="k", data=b"\x00\xff", status=Status.END, type=2, desc={"x": "y"}, seq=3)],
         timeout_s=1.5,
     )  # fmt: skip
     assert wire.decode_request(wire.encode(req)) == req
@@ -99,7 +106,9 @@ def test_once_and_many_calls_on_one_connection(echo: LoaderProcess) -> None:
     async def main() -> list[Result]:
         client = WireLoaderClient(echo.address)
         try:
-            reqs = [Request(sid=f"s{i}", items=[DataItem(key="text", data=f"n{i}".encode())]) for i in range(40)]
+            reqs = [
+                Request(sid=f"s{i}", items=[DataItem(key="text", data=f"n{i}".encode())]) for i in range(40)
+            ]
             out = []
             for batch in range(0, 40, 2):  # two licences: two calls at a time
                 out += await asyncio.gather(*(client.once(r, 10) for r in reqs[batch : batch + 2]))
@@ -121,7 +130,9 @@ def test_more_calls_than_licences_get_10110_at_once(slow: LoaderProcess, tmp_pat
         try:
             started = str(tmp_path / "started")
             busy = [
-                asyncio.ensure_future(client.once(Request(sid=f"b{i}", params={"gate": str(gate), "started": started}), 30))
+                asyncio.ensure_future(
+                    client.once(Request(sid=f"b{i}", params={"gate": str(gate), "started": started}), 30)
+                )
                 for i in range(2)
             ]
             await _until(lambda: len(list(tmp_path.glob("started.*"))) == 2)
@@ -175,7 +186,9 @@ def test_a_lost_connection_ends_its_calls_with_10911_at_once(loaders: StartLoade
     async def main() -> tuple[list[Result], float]:
         client = WireLoaderClient(loader.address)
         calls = [
-            asyncio.ensure_future(client.once(Request(sid=f"c{i}", params={"sleep": "60", "started": started}), 120))
+            asyncio.ensure_future(
+                client.once(Request(sid=f"c{i}", params={"sleep": "60", "started": started}), 120)
+            )
             for i in range(2)
         ]
         await _until(lambda: len(list(tmp_path.glob("started.*"))) == 2)
@@ -228,7 +241,9 @@ def test_sessions_over_the_data_port(module_loaders: StartLoader) -> None:
     async def main() -> list[Result]:
         client = WireLoaderClient(loader.address)
         try:
-            sess = client.session(Request(sid="s1", status=Status.BEGIN, items=[DataItem(key="a", data=b"1")]), 30)
+            sess = client.session(
+                Request(sid="s1", status=Status.BEGIN, items=[DataItem(key="a", data=b"1")]), 30
+            )
             await sess.open()
             out = []
             for i, status in enumerate((Status.CONTINUE, Status.END)):

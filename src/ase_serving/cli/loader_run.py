@@ -100,8 +100,8 @@ def register(app: typer.Typer) -> None:
         ] = "info",
     ) -> None:
         """Serve a wrapper project: gRPC Once/Session/Info, N worker processes x L licences."""
-        from ase_serving.loader.project import ProjectError, load_project
         from ase_serving.loader.front import is_loopback
+        from ase_serving.loader.project import ProjectError, load_project
         from ase_serving.loader.serve import Ready, serve
 
         level = getattr(logging, log_level.upper(), None)

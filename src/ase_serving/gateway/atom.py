@@ -46,7 +46,9 @@ def to_request(svc: Service, body: dict[str, Any], items: list[DataItem], sid: s
     if not params:  # the common case: every output with the schema's defaults (built once)
         expect = svc.cache.get("expect")
         if expect is None:
-            expect = svc.cache["expect"] = [_output_spec(name, accept, None) for name, accept in accepts.items()]
+            expect = svc.cache["expect"] = [
+                _output_spec(name, accept, None) for name, accept in accepts.items()
+            ]
         return Request(svc.service_id, svc.version, sid, headers, {}, expect, [], items, status)
     req_params = {k: param_text(v) for k, v in params.items() if k not in accepts and v is not None}
     expect = [_output_spec(name, accept, params.get(name)) for name, accept in accepts.items()]
@@ -66,7 +68,9 @@ class Atom:
         await self.picker.release(svc.service_id, svc.version, address)
         self.waits.freed(svc.service_id, svc.version)
 
-    async def _pick(self, svc: Service, exclude: set[str], deadline: float, why: list[str]) -> tuple[str, float]:
+    async def _pick(
+        self, svc: Service, exclude: set[str], deadline: float, why: list[str]
+    ) -> tuple[str, float]:
         """An address with a free licence (as far as the LB knows), waiting until ``deadline``;
         and the seconds it waited."""
         waited = 0.0

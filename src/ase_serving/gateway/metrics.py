@@ -79,7 +79,8 @@ class _Tally:
                 running, buckets = 0, []
                 for bound, n in zip([*bounds, float("inf")], counts, strict=True):
                     running += n
-                    buckets.append(("+Inf" if bound == float("inf") else floatToGoString(bound), running))
+                    le = "+Inf" if bound == float("inf") else floatToGoString(bound)  # type: ignore[no-untyped-call]
+                    buckets.append((le, running))
                 hfamily.add_metric([str(k) for k in key], buckets, total)
             yield hfamily
 
@@ -152,7 +153,7 @@ class GatewayMetrics:
             self._t_frames = tally.counter(
                 "ase_gateway_session_frames", _DOCS["frames"], ["service", "direction"]
             )
-            reg.register(tally)  # type: ignore[arg-type]
+            reg.register(tally)
 
     def _child(self, metric: Any, *labels: str) -> Any:
         key = (id(metric), *labels)

@@ -21,19 +21,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from ase_serving import errors
+from ase_serving.clock import Expired, SessionClock
 from ase_serving.errors import AseError, BadRequest, Timeout, TooLarge
 from ase_serving.gateway import webgate
 from ase_serving.gateway.asgi import ClientGone, Message, Receive, Scope, Send, error_body, retry_headers
 from ase_serving.gateway.atom import to_request
 from ase_serving.gateway.auth import check_app_id
 from ase_serving.gateway.routes import Service
-from ase_serving.loader.client import AsyncClientSession
+from ase_serving.gateway.transport import LoaderSession
 from ase_serving.protocol.items import Status
 from ase_serving.protocol.public import result_to_public
 
@@ -120,7 +120,8 @@ class _Conn:
         self.closed = False
         # Bounded: a client that sends faster than the loader takes frames is slowed down by TCP.
         self.inbox: asyncio.Queue[Message] = asyncio.Queue(maxsize=32)
-        self.deadline = time.monotonic() + svc.session_timeout
+        #: The session's read and total limits (made on the first wait, in the event loop).
+        self.clock: SessionClock | None = None
         self.client_done = False
         #: The message of the error that ended the session (for the log).
         self.failure = ""
@@ -158,16 +159,19 @@ class _Conn:
     async def next_frame(self, first: bool) -> dict[str, Any]:
         """The next client frame, parsed and checked; raises ClientGone, Timeout, AseError."""
         svc = self.svc
-        left = self.deadline - time.monotonic()
-        wait = left if self.client_done else min(svc.read_timeout, left)
+        clock = self.clock
+        if clock is None:
+            clock = self.clock = SessionClock(svc.read_timeout, svc.session_timeout)
+        clock.idle_on = not self.client_done  # after the last frame, only the session's limit
         try:
-            msg = await asyncio.wait_for(self.inbox.get(), max(wait, 0.0))
-        except asyncio.TimeoutError:  # not the built-in TimeoutError before Python 3.11
-            if wait >= left:
+            msg = await clock.get(self.inbox)
+        except Expired as exc:
+            if exc.kind == "total":
                 raise Timeout(
                     f"the session lasted longer than {svc.session_timeout:g} s (session_timeout)"
                 ) from None
             raise Timeout(f"no frame from the client for {svc.read_timeout:g} s (read_timeout)") from None
+        clock.touch()
         if msg["type"] == "websocket.disconnect":
             raise ClientGone
         if self.client_done:
@@ -188,6 +192,8 @@ class _Conn:
         try:
             return await self._serve(consumer)
         finally:
+            if self.clock is not None:
+                self.clock.close()
             reader.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await reader
@@ -220,7 +226,7 @@ class _Conn:
             await gw.atom.release(svc, address)
             gw.metrics.session_closed(svc.service_id)
 
-    async def _relay(self, session: AsyncClientSession) -> int:
+    async def _relay(self, session: LoaderSession) -> int:
         up = asyncio.create_task(self._upstream(session))
         down = asyncio.create_task(self._downstream(session))
         try:
@@ -241,7 +247,7 @@ class _Conn:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
 
-    async def _upstream(self, session: AsyncClientSession) -> None:
+    async def _upstream(self, session: LoaderSession) -> None:
         """Client frames -> the loader, until an error or the client leaves."""
         while True:
             body = await self.next_frame(first=False)
@@ -256,7 +262,7 @@ class _Conn:
             if status == Status.END:
                 self.client_done = True
 
-    async def _downstream(self, session: AsyncClientSession) -> int:
+    async def _downstream(self, session: LoaderSession) -> int:
         """Loader results -> the client; returns the session's code once it ended."""
         svc = self.svc
         while True:

@@ -16,12 +16,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from ase_serving import errors
 from ase_serving.loader.host import EngineHost, SessionState
+from ase_serving.loader.wire_client import SecretSource
 from ase_serving.protocol.items import DataItem, Request, Result, Status
 
 
@@ -56,7 +57,7 @@ class TransportContext:
     """What a transport may need from its gateway."""
 
     #: The cluster's secret, for loaders whose data port asks for it (None: none known).
-    secret: Callable[[], Awaitable[bytes | None]] | None = None
+    secret: SecretSource | None = None
     #: A registered loader's attrs by address (e.g. ``grpc``), {} when unknown.
     attrs: Callable[[str], dict[str, Any]] = field(default=lambda _address: {})
     #: For ``inprocess``: the engine hosts by address.

@@ -26,6 +26,7 @@ import time
 from collections.abc import Awaitable, Callable
 
 from ase_serving import errors, wire
+from ase_serving.clock import Deadlines, Expired, SessionClock
 from ase_serving.loader.metrics import LoaderMetrics
 from ase_serving.loader.pool import OnceAnswer, Pool, PoolSession
 from ase_serving.loader.settings import LoaderSettings
@@ -57,7 +58,7 @@ class Front:
             errors.UNSUPPORTED_MODE, "this service takes sessions only (no wrapperOnceExec)"
         )
         #: Once calls' deadlines (one timer for all) and start times.
-        self.deadlines = wire.Deadlines(_expire)
+        self.deadlines = Deadlines(_expire)
         self._started: dict[asyncio.Future[OnceAnswer], float] = {}
         self._not_serving = {
             STARTING: wire.error_result(errors.NO_LOADER, "loader is starting"),
@@ -122,35 +123,27 @@ class Front:
             self.metrics.count("session", errors.NO_LICENCE)
             await emit(errors.NO_LICENCE, _end(errors.NO_LICENCE, "every engine licence is busy"), True)
             return
-        loop = self.pool.loop
         s = self.settings
         total = s.session_timeout_s
         if 0 < deadline_s < total:
             total = deadline_s
-        started = loop.time()
-        activity = [started]  # last frame from the caller or result from the engine
-        pump = loop.create_task(_pump(sess, inbox, activity))
+        # Idle: no frame from the caller and no result from the engine for read_timeout.
+        clock = SessionClock(s.read_timeout_s, total)
+        pump = self.pool.loop.create_task(_pump(sess, inbox, clock))
         code = 0
         try:
             while True:
-                now = loop.time()
-                idle_left = activity[0] + s.read_timeout_s - now
-                total_left = started + total - now
-                if idle_left <= 0 or total_left <= 0:
+                try:
+                    rcode, payload, end = await clock.get(sess.results)
+                except Expired as exc:
                     code = errors.TIMEOUT
-                    if total_left <= 0:
+                    if exc.kind == "total":
                         why = f"session longer than {total:g} s (session_timeout)"
                     else:
                         why = f"no frame for {s.read_timeout_s:g} s (read_timeout)"
                     await emit(code, _end(code, f"timeout: {why}"), True)
                     break
-                try:
-                    rcode, payload, end = await asyncio.wait_for(
-                        sess.results.get(), min(idle_left, total_left)
-                    )
-                except asyncio.TimeoutError:
-                    continue
-                activity[0] = loop.time()
+                clock.touch()
                 if payload:
                     if end:
                         code = rcode
@@ -158,22 +151,22 @@ class Front:
                 if end:
                     break
         finally:
+            clock.close()
             pump.cancel()
             sess.close()
             self.metrics.count("session", code)
 
 
-async def _pump(sess: PoolSession, inbox: asyncio.Queue[bytes | None], activity: list[float]) -> None:
+async def _pump(sess: PoolSession, inbox: asyncio.Queue[bytes | None], clock: SessionClock) -> None:
     """Caller frames -> the worker, one at a time (the next goes when the last one ran)."""
     assert sess.ack is not None
     if await sess.ack or sess.ended:
         return
-    loop = asyncio.get_running_loop()
     while not sess.ended:
         msg = await inbox.get()
         if msg is None:
             return
-        activity[0] = loop.time()
+        clock.touch()
         if await sess.frame(msg):
             return
 

@@ -12,26 +12,7 @@ import collections
 import socket
 import threading
 
-from ase_serving.wire import (  # noqa: F401  (re-exported: the ops of this hop)
-    FLAG_END,
-    HEADER,
-    HEADER_SIZE,
-    OP_CREATE,
-    OP_DESTROY,
-    OP_DESTROYED,
-    OP_FINI,
-    OP_FINI_DONE,
-    OP_FRAME,
-    OP_INIT_FAILED,
-    OP_ONCE,
-    OP_ONCE_DONE,
-    OP_READY,
-    OP_SESSION_ACK,
-    OP_SESSION_PUSH,
-    FrameBuffer,
-    FrameHandler,
-    pack,
-)
+from ase_serving.wire import HEADER, FrameBuffer
 
 #: Payloads up to this size are joined with their header into one send() (one syscall).
 _JOIN_LIMIT = 1 << 16

@@ -1,11 +1,12 @@
 """The supervisor's side of the worker processes: spawn, licence slots, calls, crashes, restarts.
 
-Each :class:`WorkerProc` owns one worker process and the non-blocking end of its socketpair (the
-lean wire, :mod:`ase_serving.wire`), read with ``loop.add_reader``; answers resolve futures keyed by call id. A worker has ``lic`` slots: a
-once call holds one until the worker answers (also after the caller timed out: the engine is
-still busy), a session holds one until ``wrapperDestroy`` returned. When a worker dies, every call
-and session on it ends with 10911 and the worker is started again (with a backoff while it keeps
-dying before it is ready); its slots come back when ``wrapperInit`` succeeded.
+Each :class:`WorkerProc` owns one worker process and the non-blocking end of its socketpair
+(the lean wire, :mod:`ase_serving.wire`), read with ``loop.add_reader``; answers resolve futures
+keyed by call id. A worker has ``lic`` slots: a once call holds one until the worker answers
+(also after the caller timed out: the engine is still busy), a session holds one until
+``wrapperDestroy`` returned. When a worker dies, every call and session on it ends with 10911
+and the worker is started again (with a backoff while it keeps dying before it is ready); its
+slots come back when ``wrapperInit`` succeeded.
 """
 
 from __future__ import annotations
@@ -27,7 +28,6 @@ import orjson
 
 from ase_serving import errors, wire
 from ase_serving.errors import AseError
-from ase_serving.loader import ipc
 from ase_serving.loader.settings import LoaderSettings
 from ase_serving.protocol.items import Status
 
@@ -71,7 +71,7 @@ class PoolSession:
         self.closed = False
 
     def on_answer(self, code: int, flags: int, payload: bytes, is_ack: bool) -> None:
-        end = bool(flags & ipc.FLAG_END)
+        end = bool(flags & wire.FLAG_END)
         if end:
             self.ended = True
         if payload or end:
@@ -89,7 +89,7 @@ class PoolSession:
         """Send one caller frame and wait until the worker ran it (frames of a session run in order)."""
         ack: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         self.ack = ack
-        self.worker.send(ipc.OP_FRAME, self.id, payload)
+        self.worker.send(wire.OP_FRAME, self.id, payload)
         return await ack
 
     def close(self) -> None:
@@ -100,7 +100,7 @@ class PoolSession:
         self.ended = True
         w = self.worker
         if w.generation == self.generation and w.state == READY:
-            w.send(ipc.OP_DESTROY, self.id)
+            w.send(wire.OP_DESTROY, self.id)
         else:
             w.sessions.pop(self.id, None)
 
@@ -122,7 +122,7 @@ class WorkerProc:
         self.sock: socket.socket | None = None
         self.pending: dict[int, asyncio.Future[OnceAnswer]] = {}
         self.sessions: dict[int, PoolSession] = {}
-        self._frames = ipc.FrameBuffer()
+        self._frames = wire.FrameBuffer()
         self._wbuf = bytearray()
         self._out: list[bytes] = []
         self._started: asyncio.Future[str] | None = None  # "" = ready, else the reason
@@ -157,7 +157,7 @@ class WorkerProc:
         self.pid = self.proc.pid
         self.generation += 1
         self.state = STARTING if self.state == STARTING else RESTARTING
-        self._frames = ipc.FrameBuffer()
+        self._frames = wire.FrameBuffer()
         self._wbuf = bytearray()
         self._out = []
         self._exited = asyncio.Event()
@@ -179,7 +179,7 @@ class WorkerProc:
         out = self._out
         if not out:
             self.pool.loop.call_soon(self._write)
-        out.append(ipc.HEADER.pack(op, 0, 0, call_id, code, len(payload)))
+        out.append(wire.HEADER.pack(op, 0, 0, call_id, code, len(payload)))
         if payload:
             out.append(payload)
 
@@ -238,21 +238,21 @@ class WorkerProc:
         self._frames.feed(data, self._on_frame)
 
     def _on_frame(self, op: int, flags: int, call_id: int, code: int, payload: bytes) -> None:
-        if op == ipc.OP_ONCE_DONE:
+        if op == wire.OP_ONCE_DONE:
             fut = self.pending.pop(call_id, None)
             self.busy -= 1
             self.pool.slot_freed()
             if fut is not None and not fut.done():
                 fut.set_result((code, payload))
-        elif op == ipc.OP_SESSION_ACK or op == ipc.OP_SESSION_PUSH:
+        elif op == wire.OP_SESSION_ACK or op == wire.OP_SESSION_PUSH:
             sess = self.sessions.get(call_id)
             if sess is not None:
-                sess.on_answer(code, flags, payload, op == ipc.OP_SESSION_ACK)
-        elif op == ipc.OP_DESTROYED:
+                sess.on_answer(code, flags, payload, op == wire.OP_SESSION_ACK)
+        elif op == wire.OP_DESTROYED:
             if self.sessions.pop(call_id, None) is not None:
                 self.busy -= 1
                 self.pool.slot_freed()
-        elif op == ipc.OP_READY:
+        elif op == wire.OP_READY:
             info = orjson.loads(payload)
             self.modes = list(info.get("modes", []))
             self.busy = 0
@@ -260,10 +260,10 @@ class WorkerProc:
             if self._started is not None and not self._started.done():
                 self._started.set_result("")
             self.pool.slot_freed()
-        elif op == ipc.OP_INIT_FAILED:
+        elif op == wire.OP_INIT_FAILED:
             if self._started is not None and not self._started.done():
                 self._started.set_result(payload.decode(errors="replace"))
-        elif op == ipc.OP_FINI_DONE:
+        elif op == wire.OP_FINI_DONE:
             if code:
                 log.warning("worker %d: wrapperFini failed: %s", self.index, payload.decode(errors="replace"))
             if self._fini is not None and not self._fini.done():
@@ -340,7 +340,7 @@ class WorkerProc:
             return
         if was_ready and self.sock is not None:
             self._fini = self.pool.loop.create_future()
-            self.send(ipc.OP_FINI, 0)
+            self.send(wire.OP_FINI, 0)
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._exited.wait(), timeout)
         if proc.poll() is None:
@@ -433,7 +433,7 @@ class Pool:
         call_id = next(self._ids)
         fut: asyncio.Future[OnceAnswer] = self.loop.create_future()
         w.pending[call_id] = fut
-        w.send(ipc.OP_ONCE, call_id, payload)
+        w.send(wire.OP_ONCE, call_id, payload)
         return fut
 
     def open_session(self, first: bytes) -> PoolSession | None:
@@ -445,7 +445,7 @@ class Pool:
         sess = PoolSession(w, next(self._ids), w.generation)
         sess.ack = self.loop.create_future()
         w.sessions[sess.id] = sess
-        w.send(ipc.OP_CREATE, sess.id, first)
+        w.send(wire.OP_CREATE, sess.id, first)
         return sess
 
     # -- state ------------------------------------------------------------------------------

@@ -7,8 +7,9 @@ loop is uvloop's where it is installed. Shutdown: new calls get
 runs ``wrapperFini`` and exits.
 
 Registration with a cluster: a :class:`Registrar` is awaited with the ready loader (its data
-address, which gateways call, and the gRPC address, licence counters) and again at the start of the drain, BEFORE new calls are refused, so that
-gateways stop picking this loader first; the default does nothing.
+address, which gateways call, and the gRPC address, licence counters) and again at the start of
+the drain, BEFORE new calls are refused, so that gateways stop picking this loader first; the
+default does nothing.
 """
 
 from __future__ import annotations
@@ -153,7 +154,8 @@ async def _serve(
         await data.start()
     except OSError as exc:
         raise ServeError(
-            f"cannot listen on data port {data.host}:{data.port}: {exc.strerror or exc}; choose another --data-port"
+            f"cannot listen on data port {data.host}:{data.port}: {exc.strerror or exc}; "
+            "choose another --data-port"
         ) from None
     metrics_server: MetricsServer | None = None
     await server.start()

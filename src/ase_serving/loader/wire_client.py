@@ -18,13 +18,14 @@ from __future__ import annotations
 import asyncio
 import itertools
 import ssl
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 
 from ase_serving import errors, wire
+from ase_serving.clock import Deadlines
 from ase_serving.protocol.items import DataItem, Frame, Request, Result, Status
 
-#: A secret for the handshake: the bytes, or a coroutine function that fetches them.
-SecretSource = Callable[[], "asyncio.Future[bytes | None] | bytes | None"]
+#: Where the handshake's secret comes from: a coroutine function that fetches it.
+SecretSource = Callable[[], Awaitable[bytes | None]]
 
 
 def split_address(address: str) -> tuple[str, int] | str:
@@ -45,7 +46,7 @@ class _Conn(wire.Connection):
         self.sessions: dict[int, WireSession] = {}
         self.ready: asyncio.Future[str] = self.loop.create_future()  # "" or why not
         self.gone: asyncio.Future[None] = self.loop.create_future()
-        self.deadlines = wire.Deadlines(self._expire)
+        self.deadlines = Deadlines(self._expire)
         self.lost_why = ""
 
     def on_frame(self, op: int, flags: int, call_id: int, code: int, payload: bytes) -> None:
@@ -152,10 +153,7 @@ class WireLoaderClient:
         source = self._secret
         if source is None or isinstance(source, bytes):
             return source
-        value = source()
-        if asyncio.isfuture(value) or asyncio.iscoroutine(value):
-            value = await value
-        return value  # type: ignore[return-value]
+        return await source()
 
     # -- the connection ---------------------------------------------------------------------
     async def _connection(self) -> _Conn | str:
@@ -351,9 +349,8 @@ class WireSession:
             return
         self._closed = True
         conn = self._conn
-        if conn is not None and not conn.closed:
-            if conn.sessions.pop(self._id, None) is not None:
-                conn.send(wire.OP_DESTROY, self._id)
+        if conn is not None and not conn.closed and conn.sessions.pop(self._id, None) is not None:
+            conn.send(wire.OP_DESTROY, self._id)
         if self._held:
             self._held = False
             self.client._free()

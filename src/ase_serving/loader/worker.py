@@ -164,15 +164,15 @@ class Worker:
         self.stop.set()
 
     def dispatch(self, op: int, flags: int, call_id: int, code: int, payload: bytes) -> None:
-        if op == ipc.OP_ONCE:
+        if op == wire.OP_ONCE:
             self.once(call_id, payload)
-        elif op == ipc.OP_CREATE:
+        elif op == wire.OP_CREATE:
             self.create(call_id, payload)
-        elif op == ipc.OP_FRAME:
+        elif op == wire.OP_FRAME:
             self.frame(call_id, payload)
-        elif op == ipc.OP_DESTROY:
+        elif op == wire.OP_DESTROY:
             self.destroy(call_id)
-        elif op == ipc.OP_FINI:
+        elif op == wire.OP_FINI:
             self._finish("fini")
         else:
             log.error("unknown frame op %d from the supervisor", op)
@@ -185,7 +185,7 @@ class Worker:
         except BaseException as exc:  # SystemExit from a wrapper must not kill this thread silently
             result = Result(errors.WRAPPER_EXCEPTION, errors.describe(exc))
             out = wire.error_result(result.code, result.message)
-        self.chan.send(ipc.OP_ONCE_DONE, call_id, result.code, out)
+        self.chan.send(wire.OP_ONCE_DONE, call_id, result.code, out)
 
     # -- sessions ---------------------------------------------------------------------------
     def create(self, sess_id: int, payload: bytes) -> None:
@@ -206,7 +206,7 @@ class Worker:
         if req.items or req.status == Status.END:
             self._run_frame(sess_id, sess, req.status, req.items)
         else:
-            self.chan.send(ipc.OP_SESSION_ACK, sess_id, 0)
+            self.chan.send(wire.OP_SESSION_ACK, sess_id, 0)
 
     def frame(self, sess_id: int, payload: bytes) -> None:
         sess = self.sessions.get(sess_id)
@@ -242,7 +242,7 @@ class Worker:
             if out or ended:
                 res = Result(items=out, status=sess.status_of_next(ended), sid=sess.sid)
                 payload = wire.encode(res)
-            self.chan.send(ipc.OP_SESSION_ACK, sess_id, 0, payload, ipc.FLAG_END if ended else 0)
+            self.chan.send(wire.OP_SESSION_ACK, sess_id, 0, payload, wire.FLAG_END if ended else 0)
 
     def push(self, handle: str, items: list[DataItem], code: int, message: str) -> None:
         """The ``callback`` sink: an async result from any wrapper thread."""
@@ -258,12 +258,12 @@ class Worker:
             if code != 0:
                 sess.state.ended = True
                 out = wire.error_result(code, message, sess.sid, Status.END)
-                self.chan.send(ipc.OP_SESSION_PUSH, sess_id, code, out, ipc.FLAG_END)
+                self.chan.send(wire.OP_SESSION_PUSH, sess_id, code, out, wire.FLAG_END)
                 return
             ended = sess.state.push(items)
             res = Result(items=items, status=sess.status_of_next(ended), sid=sess.sid)
             out = wire.encode(res)
-            self.chan.send(ipc.OP_SESSION_PUSH, sess_id, 0, out, ipc.FLAG_END if ended else 0)
+            self.chan.send(wire.OP_SESSION_PUSH, sess_id, 0, out, wire.FLAG_END if ended else 0)
 
     def destroy(self, sess_id: int) -> None:
         sess = self.sessions.pop(sess_id, None)
@@ -274,14 +274,14 @@ class Worker:
             code = res.code
             if self.by_handle.get(sess.state.handle) == sess_id:
                 del self.by_handle[sess.state.handle]
-        self.chan.send(ipc.OP_DESTROYED, sess_id, code)
+        self.chan.send(wire.OP_DESTROYED, sess_id, code)
 
     def _ack_exc(self, sess_id: int, exc: errors.AseError, sid: str = "") -> None:
         self._ack_error(sess_id, exc.code, exc.message, sid)
 
     def _ack_error(self, sess_id: int, code: int, message: str, sid: str = "") -> None:
         out = wire.error_result(code, message, sid, Status.END)
-        self.chan.send(ipc.OP_SESSION_ACK, sess_id, code, out, ipc.FLAG_END)
+        self.chan.send(wire.OP_SESSION_ACK, sess_id, code, out, wire.FLAG_END)
 
 
 def _start(config: dict[str, Any], chan: ipc.BlockingChannel) -> EngineHost | None:
@@ -296,17 +296,17 @@ def _start(config: dict[str, Any], chan: ipc.BlockingChannel) -> EngineHost | No
         wrapper_config.setdefault("ase_lic", str(config["lic"]))
         host.init(wrapper_config)
     except PluginError as exc:
-        chan.send(ipc.OP_INIT_FAILED, 0, errors.WRAPPER_INIT, str(exc).encode())
+        chan.send(wire.OP_INIT_FAILED, 0, errors.WRAPPER_INIT, str(exc).encode())
         return None
     except errors.AseError as exc:
         reason = exc.message if exc.code == errors.WRAPPER_EXCEPTION else f"{exc.message} (code {exc.code})"
-        chan.send(ipc.OP_INIT_FAILED, 0, exc.code, reason.encode())
+        chan.send(wire.OP_INIT_FAILED, 0, exc.code, reason.encode())
         return None
     except BaseException as exc:
-        chan.send(ipc.OP_INIT_FAILED, 0, errors.WRAPPER_INIT, errors.describe(exc).encode())
+        chan.send(wire.OP_INIT_FAILED, 0, errors.WRAPPER_INIT, errors.describe(exc).encode())
         return None
     info = {"pid": os.getpid(), "modes": sorted(plugin.modes)}
-    chan.send(ipc.OP_READY, 0, 0, orjson.dumps(info))
+    chan.send(wire.OP_READY, 0, 0, orjson.dumps(info))
     return host
 
 
@@ -337,7 +337,7 @@ def main(argv: list[str] | None = None) -> NoReturn:
         except errors.AseError as exc:
             code, text = exc.code, exc.message.encode()
         if reason == "fini":
-            chan.send(ipc.OP_FINI_DONE, 0, code, text)
+            chan.send(wire.OP_FINI_DONE, 0, code, text)
     except OSError:
         pass  # the supervisor is gone; nothing left to tell
     _exit(0)

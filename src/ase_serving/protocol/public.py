@@ -92,9 +92,7 @@ def decode_item(name: str, entry: Any, default_status: int) -> DataItem:
     try:
         data = pybase64.b64decode(encoded, validate=True)
     except (binascii.Error, ValueError, TypeError) as exc:
-        raise BadRequest(
-            f"'payload.{name}.{field}' is not valid base64 ({exc})", errors.BAD_BASE64
-        ) from None
+        raise BadRequest(f"'payload.{name}.{field}' is not valid base64 ({exc})", errors.BAD_BASE64) from None
     status = entry.get("status", default_status)
     if status not in (0, 1, 2, 3):
         raise BadRequest(f"'payload.{name}.status' must be 0, 1, 2 or 3, not {status!r}")
