@@ -30,6 +30,7 @@ Writes are coalesced: the frames written during one event-loop turn leave in one
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import hmac
 import logging
@@ -242,6 +243,28 @@ class Connection(asyncio.Protocol):
 
     def on_lost(self, exc: Exception | None) -> None:
         pass
+
+
+@functools.lru_cache(maxsize=1)
+def host_id() -> str:
+    """This host (and container): the hostname and the kernel's boot id. A loader registers it
+    with its Unix socket; a gateway with the same id may use that socket instead of TCP."""
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as fh:
+            boot = fh.read().strip()
+    except OSError:
+        boot = ""
+    return f"{socket.gethostname()}/{boot}"
+
+
+def uds_path(name: str) -> str:
+    """Where a loader's data port listens on a Unix socket: a folder of this user's, 0700."""
+    import os
+    import tempfile
+
+    folder = os.path.join(tempfile.gettempdir(), f"ase-{os.getuid()}")
+    os.makedirs(folder, mode=0o700, exist_ok=True)
+    return os.path.join(folder, f"{name}-{os.getpid()}.sock")
 
 
 def hello(nonce: bytes) -> bytes:

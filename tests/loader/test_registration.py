@@ -21,6 +21,7 @@ from typing import Any
 import orjson
 import pytest
 
+from ase_serving import wire
 from ase_serving.home import ClusterSettings
 from ase_serving.loader.registrar import advertised_address, project_schemas
 from ase_serving.loader.settings import LoaderSettings
@@ -113,6 +114,8 @@ def test_registers_its_licences_and_reports_their_use(loaders: StartLoader, clus
         "modes": ["session"],
         "metrics_url": loader.metrics_url,
         "grpc": loader.grpc,
+        "uds": inst.attrs["uds"],
+        "host": wire.host_id(),
     }
     assert f"registered {service} 1.0.0 at {loader.address} with {cluster.url}" in loader.stderr()
     c = loader.client()
@@ -474,3 +477,33 @@ def test_a_data_port_beyond_loopback_needs_a_cluster(loaders: StartLoader, tmp_p
     assert proc.returncode != 0
     assert "no cluster secret to check callers against" in proc.stderr
     assert "--data-host 127.0.0.1" in proc.stderr
+
+
+def test_a_gateway_on_the_same_host_uses_the_loaders_unix_socket(
+    loaders: StartLoader, cluster: Cluster
+) -> None:
+    from ase_serving.gateway.transport import TransportContext, local_path
+    from ase_serving.loader.wire_client import WireLoaderClient
+    from ase_serving.protocol.items import DataItem
+
+    service = unique("uds")
+    loader = loaders(WRAPPERS / "echo", "--service", service, env=cluster.env)
+    inst = wait_for(lambda: cluster.one(service), 20, "the loader registered", 0.05)
+    path = str(inst.attrs["uds"])
+    assert Path(path).exists() and Path(path).parent.stat().st_mode & 0o077 == 0  # this user's only
+    context = TransportContext(attrs=lambda address: inst.attrs if address == inst.address else {})
+    assert local_path(inst.address, context) == f"unix:{path}"
+    other_host = {**inst.attrs, "host": "elsewhere/0"}
+    assert local_path(inst.address, TransportContext(attrs=lambda _a: other_host)) is None
+
+    async def call() -> Result:
+        client = WireLoaderClient(f"unix:{path}")
+        try:
+            return await client.once(Request(sid="u1", items=[DataItem(key="text", data=b"by uds")]), 10)
+        finally:
+            await client.close()
+
+    res = asyncio.run(call())
+    assert res.code == 0 and res.items[0].data == b"by uds"
+    loader.stop()
+    assert not Path(path).exists()  # removed when the loader stops

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -103,10 +104,15 @@ class _PerAddress:
 
 
 class LeanTransport(_PerAddress):
+    """The data port; its Unix socket instead of TCP when the loader runs on this host."""
+
     def __init__(self, context: TransportContext) -> None:
         from ase_serving.loader.wire_client import WireLoaderClient
 
-        super().__init__(lambda address: WireLoaderClient(address, secret=context.secret))
+        def make(address: str) -> Any:
+            return WireLoaderClient(local_path(address, context) or address, secret=context.secret)
+
+        super().__init__(make)
 
     async def once(self, address: str, req: Request, timeout: float | None) -> Result:
         result: Result = await self.client(address).once(req, timeout)
@@ -119,6 +125,17 @@ class LeanTransport(_PerAddress):
     def lost(self, address: str) -> bool:
         client = self._clients.get(address)
         return client is not None and not client.connected
+
+
+def local_path(address: str, context: TransportContext) -> str | None:
+    """``unix:PATH`` of the loader at ``address`` when it registered a Unix socket on this host."""
+    from ase_serving import wire
+
+    attrs = context.attrs(address)
+    path = attrs.get("uds")
+    if isinstance(path, str) and attrs.get("host") == wire.host_id() and os.path.exists(path):
+        return f"unix:{path}"
+    return None
 
 
 class GrpcTransport(_PerAddress):

@@ -195,12 +195,13 @@ def is_loopback(host: str) -> bool:
 class _Conn(wire.Connection):
     """One caller's connection to the data port."""
 
-    def __init__(self, server: DataServer) -> None:
+    def __init__(self, server: DataServer, local: bool = False) -> None:
         super().__init__()
         self.server = server
         self.front = server.front
-        self.nonce = os.urandom(16) if server.secret is not None else b""
-        self.authed = server.secret is None
+        ask = server.secret is not None and not local
+        self.nonce = os.urandom(16) if ask else b""
+        self.authed = not ask
         #: session id -> (task, inbox)
         self.sessions: dict[int, tuple[asyncio.Task[None], asyncio.Queue[bytes | None]]] = {}
 
@@ -296,8 +297,13 @@ class DataServer:
         port: int,
         secret: bytes | None = None,
         tls: ssl.SSLContext | None = None,
+        uds: str | None = None,
     ) -> None:
         self.front = front
+        #: A Unix socket path to listen on as well (callers on this host; no secret asked there:
+        #: the folder is this user's only).
+        self.uds = uds
+        self._uds_server: asyncio.Server | None = None
         self.host = host
         self.port = port
         self.secret = secret
@@ -318,9 +324,17 @@ class DataServer:
         )
         sock = self.server.sockets[0]
         self.port = sock.getsockname()[1]
+        if self.uds is not None:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.uds)
+            self._uds_server = await loop.create_unix_server(lambda: _Conn(self, local=True), self.uds)
         return self.port
 
     async def close(self) -> None:
+        if self._uds_server is not None:
+            self._uds_server.close()
+            with contextlib.suppress(OSError):
+                os.unlink(self.uds or "")
         if self.server is not None:
             self.server.close()
         for conn in list(self.conns):

@@ -55,6 +55,7 @@ from urllib.parse import urlsplit
 
 import orjson
 
+from ase_serving import wire
 from ase_serving.home import ClusterSettings
 from ase_serving.loader.project import find_api_yaml
 from ase_serving.loader.serve import Ready
@@ -423,6 +424,7 @@ class ClusterRegistrar:
             "modes": list(ready.modes),
             "metrics_url": self._metrics_url,
             "grpc": self._grpc,
+            **({"uds": ready.data_uds, "host": wire.host_id()} if ready.data_uds else {}),
         }
 
     def _idle(self) -> int:

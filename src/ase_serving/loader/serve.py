@@ -25,6 +25,7 @@ from typing import Protocol
 
 import grpc
 
+from ase_serving import wire
 from ase_serving.errors import AseError
 from ase_serving.loader.client import MAX_MESSAGE
 from ase_serving.loader.front import DRAINING, DataServer, Front, is_loopback
@@ -61,6 +62,8 @@ class Ready:
     #: The data port (the lean wire) and the host it listens on.
     data_host: str = ""
     data_port: int = 0
+    #: The data port's Unix socket (callers on this host), or None.
+    data_uds: str | None = None
 
     @property
     def address(self) -> str:
@@ -197,6 +200,7 @@ async def _serve(
             busy=pool.busy,
             data_host=data.host,
             data_port=data.port,
+            data_uds=data.uds,
         )
         await registrar.on_ready(info)
         if ready is not None:
@@ -245,7 +249,8 @@ def _data_server(front: Front, settings: LoaderSettings) -> DataServer:
                 "127.0.0.1 (--data-host 127.0.0.1)"
             )
         secret = settings.secret
-    return DataServer(front, host, settings.data_port, secret=secret, tls=tls)
+    uds = wire.uds_path(f"{settings.service}-{settings.version}") if settings.data_uds else None
+    return DataServer(front, host, settings.data_port, secret=secret, tls=tls, uds=uds)
 
 
 def _call_soon(loop: asyncio.AbstractEventLoop, func: Callable[[], None]) -> None:

@@ -24,6 +24,8 @@ class LoaderSettings:
     #: The data port (the lean wire the gateways use); None = ``host``. 0 = a free port.
     data_host: str | None = None
     data_port: int = 0
+    #: Also listen on a Unix socket, which gateways on this host use instead of TCP.
+    data_uds: bool = True
     #: The cluster's secret: callers of a data port that is not on loopback must prove they know
     #: it. Set by the cluster registrar from the config centre; None = no proof asked.
     secret: bytes | None = None
