@@ -1,6 +1,7 @@
 """End to end with a real Docker engine: the framework and loader images, `asectl loader build` and
-`loader test --image` of examples/echo, `asectl init --mode compose`, a call through the gateway with
-the first consumer's key, `asectl down`.
+`loader test --image` of examples/echo (over gRPC), `asectl init --mode compose`, calls through the
+gateway with the first consumer's key (to the loader's data port, echo:50052, with the cluster's
+secret from etcd), `asectl down`.
 
 Skipped (with the reason) when no engine answers `docker info`; scripts/docker-engine starts one and
 scripts/docker-base makes the base images locally (no registry needed).
@@ -8,6 +9,7 @@ scripts/docker-base makes the base images locally (no registry needed).
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import os
@@ -25,6 +27,8 @@ from ase_serving.cluster.compose import ECHO_IMAGE
 from ase_serving.cluster.images import (
     FRAMEWORK_IMAGE,
     LOADER_BASE_IMAGE,
+    LOADER_DATA_PORT,
+    LOADER_PORT,
     DockerError,
     build_framework,
     build_loader_base,
@@ -117,18 +121,58 @@ def test_loader_build_test_and_compose(images: None, env: dict[str, str], tmp_pa
             _call_echo(f"http://127.0.0.1:{port}", creds, body)
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=10) as resp:
             loaders = json.loads(resp.read())["loaders"]
-        assert [(n["address"], n["lic_total"], n["lic_free"]) for n in loaders] == [("echo:50051", 2, 2)]
+        # The gateway calls the loader's data port (the lean wire), registered as echo:50052.
+        data = f"echo:{LOADER_DATA_PORT}"
+        assert [(n["address"], n["lic_total"], n["lic_free"]) for n in loaders] == [(data, 2, 2)]
         # init saved the cluster for this machine's asectl: status reads the compose etcd.
         status = _asectl("cluster", "status", "--json", env=env, timeout=60)
         assert status.returncode == 0, status.stdout + status.stderr
         services = {s["serviceId"]: s for s in json.loads(status.stdout)["services"]}
-        assert [i["address"] for i in services["echo"]["instances"]] == ["echo:50051"], services
+        assert [i["address"] for i in services["echo"]["instances"]] == [data], services
+        # The gRPC port beside it, and the cluster secret the data port (on 0.0.0.0) checks callers
+        # against, made in etcd by the loader.
+        attrs, secret = asyncio.run(_registry_and_secret(Path(env["ASE_HOME"])))
+        assert attrs.get("grpc") == f"echo:{LOADER_PORT}", attrs
+        assert secret, "no cluster secret in etcd"
+        # Its healthcheck (the data port answers the wire's HELLO, /health says serving) passes.
+        _wait_healthy("echo")
     finally:
         down = _asectl("down", "--volumes", env=env, timeout=300)
     assert down.returncode == 0, down.stdout + down.stderr
     assert "stopped the compose project" in down.stdout
     volumes = subprocess.run(["docker", "volume", "ls", "-q"], capture_output=True, text=True, timeout=60)
     assert "ase_etcd-data" not in volumes.stdout.split(), volumes.stdout
+
+
+async def _registry_and_secret(home: Path) -> tuple[dict[str, Any], bytes | None]:
+    """The echo instance's attributes in the compose cluster's registry, and the cluster's secret."""
+    from ase_serving.cluster.secret import read_secret
+    from ase_serving.home import ClusterSettings
+
+    settings = ClusterSettings.load(home)
+    assert settings is not None
+    backend = settings.open()
+    try:
+        assert backend.registry is not None
+        instances, _ = await backend.registry.instances("echo")
+        assert len(instances) == 1, instances
+        return dict(instances[0].attrs), await read_secret(backend)
+    finally:
+        await backend.close()
+
+
+def _wait_healthy(service: str, timeout: float = 120.0) -> None:
+    """Poll the compose service's container until docker reports its healthcheck passing."""
+    argv = ["docker", "ps", "--filter", "label=com.docker.compose.project=ase"]
+    argv += ["--filter", f"label=com.docker.compose.service={service}", "--format", "{{.Status}}"]
+    deadline = time.monotonic() + timeout
+    status = ""
+    while time.monotonic() < deadline:
+        status = subprocess.run(argv, capture_output=True, text=True, timeout=30).stdout.strip()
+        if "(healthy)" in status:
+            return
+        time.sleep(1)
+    raise AssertionError(f"{service} was not healthy within {timeout:.0f} s: {status!r}")
 
 
 def _call_echo(gateway: str, creds: dict[str, str], body: dict[str, object]) -> dict[str, Any]:

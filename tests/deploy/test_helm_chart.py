@@ -231,20 +231,42 @@ def test_ingress_hpa_and_loaders() -> None:
     c = container(echo)
     assert c["image"] == "registry.example.com/echo-loader:1.0.0"
     assert c["command"] == ["asectl", "loader", "run"]
-    assert c["args"][:4] == ["/app", "--host=0.0.0.0", "--port=50051", "--metrics-port=9090"]
+    assert c["args"][:5] == [
+        "/app",
+        "--host=0.0.0.0",
+        "--port=50051",
+        "--data-port=50052",
+        "--metrics-port=9090",
+    ]
+    assert not any(a.startswith("--data-host") for a in c["args"])  # 0.0.0.0: the secret from etcd
     assert "--service=echo" in c["args"] and "--version=1.0.0" in c["args"]
     assert c["readinessProbe"]["httpGet"] == {"path": "/health", "port": "metrics"}
     assert c["resources"]["requests"] == {"cpu": "500m", "memory": "256Mi"}
     env = env_of(c)
-    assert env["ASE_LOADER_ADVERTISE"] == "$(POD_IP):50051" and env["ECHO_PREFIX"] == "hi "
+    # The host only: the loader registers POD_IP:50052 (its data port), gRPC POD_IP:50051 in attrs.
+    assert env["ASE_LOADER_ADVERTISE"] == "$(POD_IP)" and env["ECHO_PREFIX"] == "hi "
+    assert env["POD_IP"] == {"fieldRef": {"fieldPath": "status.podIP"}}
+    assert [(p["name"], p["containerPort"]) for p in c["ports"]] == [
+        ("grpc", 50051),
+        ("data", 50052),
+        ("metrics", 9090),
+    ]
     svc = one(docs, "Service", "loader-echo")
     assert svc["spec"]["clusterIP"] == "None"
     assert svc["spec"]["selector"] == echo["spec"]["selector"]["matchLabels"]
+    ports = {p["name"]: p for p in svc["spec"]["ports"]}
+    assert ports["data"]["port"] == 50052 and ports["data"]["targetPort"] == "data"
+    assert ports["grpc"]["port"] == 50051 and ports["metrics"]["port"] == 9090
 
     asr = one(docs, "Deployment", "loader-asr")
     assert "replicas" not in asr["spec"]
     ca = container(asr)
     assert "--workers=2" in ca["args"] and "--lic=4" in ca["args"]
+    # Its gRPC port is 50052, so its data port defaults to the next one.
+    assert "--port=50052" in ca["args"] and "--data-port=50053" in ca["args"]
+    assert {p["name"]: p["containerPort"] for p in ca["ports"]}["data"] == 50053
+    asr_svc = {p["name"]: p["port"] for p in one(docs, "Service", "loader-asr")["spec"]["ports"]}
+    assert asr_svc == {"grpc": 50052, "data": 50053, "metrics": 9091}
     assert ca["securityContext"]["readOnlyRootFilesystem"] is False
     assert ca["securityContext"]["capabilities"]["drop"] == ["ALL"]  # the rest of the chart's stays
     assert ca["readinessProbe"]["httpGet"]["port"] == "metrics"
@@ -252,6 +274,52 @@ def test_ingress_hpa_and_loaders() -> None:
     assert hpas["loader-asr"]["spec"]["metrics"][0]["resource"]["target"]["averageUtilization"] == 60
     # Selectors of the two loaders do not overlap.
     assert echo["spec"]["selector"] != asr["spec"]["selector"]
+
+
+_ONE_LOADER = ("--set", "loaders[0].name=echo", "--set", "loaders[0].image.repository=r/echo")
+
+
+@needs_helm
+def test_loader_data_port() -> None:
+    """A loader's dataPort (default 50052 next to gRPC 50051) is a flag, a container port and a
+    port of its headless Service; one that clashes with another port of the loader fails."""
+    docs = render(None, *_ONE_LOADER, "--set", "loaders[0].dataPort=6000")
+    c = container(one(docs, "Deployment", "loader-echo"))
+    assert "--port=50051" in c["args"] and "--data-port=6000" in c["args"]
+    assert {p["name"]: p["containerPort"] for p in c["ports"]} == {
+        "grpc": 50051,
+        "data": 6000,
+        "metrics": 9090,
+    }
+    svc = {p["name"]: p["port"] for p in one(docs, "Service", "loader-echo")["spec"]["ports"]}
+    assert svc == {"grpc": 50051, "data": 6000, "metrics": 9090}
+    assert env_of(c)["ASE_LOADER_ADVERTISE"] == "$(POD_IP)"
+
+    default = container(one(render(None, *_ONE_LOADER), "Deployment", "loader-echo"))
+    assert "--data-port=50052" in default["args"]
+
+    assert HELM is not None
+    for clash in ("loaders[0].dataPort=50051", "loaders[0].dataPort=9090"):
+        argv = [HELM, "template", "ase", str(CHART_DIR), *_ONE_LOADER, "--set", clash]
+        proc = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)
+        assert proc.returncode != 0, clash
+        assert "dataPort" in proc.stderr and "must differ" in proc.stderr, proc.stderr
+
+
+@needs_helm
+def test_configmap_mode_keeps_loader_data_ports_on_loopback() -> None:
+    """No key-value store, so no cluster secret: a loader's data port stays on 127.0.0.1 (it starts
+    and serves gRPC; with no registry it is not registered anyway)."""
+    docs = render("configmap.yaml", *_ONE_LOADER)
+    for doc in docs:
+        kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
+    c = container(one(docs, "Deployment", "loader-echo"))
+    assert "--data-port=50052" in c["args"] and "--data-host=127.0.0.1" in c["args"]
+    assert c["livenessProbe"]["tcpSocket"] == {"port": "grpc"}  # not the data port: loopback only
+    etcd_docs = render(None, *_ONE_LOADER)
+    assert not any(
+        a.startswith("--data-host") for a in container(one(etcd_docs, "Deployment", "loader-echo"))["args"]
+    )
 
 
 def test_cli_without_helm(tmp_path: Path) -> None:

@@ -4,6 +4,12 @@ written to a folder and started; ``asectl down`` stops it.
 The compose folder is remembered in ``$ASE_HOME/compose.json`` so that ``down`` finds it. etcd's
 client port is published on 127.0.0.1 so that this machine can add the first consumer (its
 credentials in ``DIR/credentials.json``); the echo loader pushes its own schema on start.
+
+The gateway calls the echo loader on its data port (:data:`LOADER_DATA_PORT`, the lean wire) over
+the compose network: the loader registers ``echo:50052`` (its gRPC port, 50051, goes into the
+registration's attributes). That port listens on 0.0.0.0, so callers must prove they know the
+cluster's secret; the loader makes it in etcd (``/ase/secrets/wire``) before it starts, and the
+gateway reads it from there.
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ from typing import Any
 import orjson
 import yaml
 
-from ase_serving.cluster.images import FRAMEWORK_IMAGE, LOADER_PORT, DockerError, check_engine
+from ase_serving.cluster.images import FRAMEWORK_IMAGE, LOADER_DATA_PORT, DockerError, check_engine
 from ase_serving.home import ClusterSettings, ase_home, write_private
 from ase_serving.store.base import DEFAULT_GROUP, DEFAULT_PROJECT
 
@@ -32,6 +38,8 @@ COMPOSE_PROJECT = "ase"
 MARKER = "compose.json"
 GATEWAY_PORT = 2392
 ETCD_PORT = 2379
+#: The echo loader's /metrics and /health port inside the compose network (its healthcheck asks it).
+LOADER_METRICS_PORT = 9090
 _UP_TIMEOUT = 600.0
 
 
@@ -54,6 +62,18 @@ def _py_health(url: str) -> list[str]:
 
 def _tcp_health(port: int) -> list[str]:
     code = f"import socket; socket.create_connection(('127.0.0.1', {port}), 3).close()"
+    return ["CMD", "python3", "-c", code]
+
+
+def _loader_health(data_port: int, metrics_port: int) -> list[str]:
+    """What the gateway needs of a loader: its data port answering the lean wire (the first frame,
+    the handshake's HELLO, arrives) and its /health saying it serves with a worker ready."""
+    code = (
+        "import socket, urllib.request as u; "
+        f"s = socket.create_connection(('127.0.0.1', {data_port}), 3); s.settimeout(3); "
+        "assert s.recv(1), 'no HELLO'; s.close(); "
+        f"u.urlopen('http://127.0.0.1:{metrics_port}/health', timeout=3)"
+    )
     return ["CMD", "python3", "-c", code]
 
 
@@ -123,10 +143,17 @@ def compose_doc(opts: ComposeOptions) -> dict[str, Any]:
             },
             "echo": {
                 "image": opts.loader_image,
-                "command": ["--advertise", f"echo:{LOADER_PORT}"],
+                # After the image's entry point (`asectl loader run /app --host 0.0.0.0 --port
+                # 50051`): the data port, fixed and registered under the service's name here.
+                "command": [
+                    *("--data-port", str(LOADER_DATA_PORT)),
+                    *("--metrics-port", str(LOADER_METRICS_PORT)),
+                    *("--advertise", f"echo:{LOADER_DATA_PORT}"),
+                ],
                 "environment": dict(env),
+                "expose": [str(LOADER_DATA_PORT)],
                 "depends_on": {"etcd": healthy},
-                "healthcheck": {"test": _tcp_health(LOADER_PORT), **check},
+                "healthcheck": {"test": _loader_health(LOADER_DATA_PORT, LOADER_METRICS_PORT), **check},
                 "restart": "unless-stopped",
             },
         },

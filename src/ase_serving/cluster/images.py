@@ -28,7 +28,10 @@ if TYPE_CHECKING:
 
 FRAMEWORK_IMAGE = f"ase-serving:{__version__}"
 LOADER_BASE_IMAGE = f"ase-serving-loader:{__version__}"
+#: The loader image's ports: gRPC (interop, `loader test --image`) and data (the lean wire the
+#: gateways call; what a loader in compose or Kubernetes registers).
 LOADER_PORT = 50051
+LOADER_DATA_PORT = 50052
 _INFO_TIMEOUT = 20.0
 _PIP_ARGS = ("PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL", "PIP_TRUSTED_HOST")
 
@@ -176,14 +179,17 @@ def _remote_result(client: LoaderClient, case: TestCase) -> Result:
 
 
 def test_image(folder: Path, image: str, timeout: float = 120.0) -> Report:
-    """Run ``image`` (its port on 127.0.0.1), wait for the loader's health, run ``folder``'s cases
-    against it over gRPC, and remove the container whatever happens."""
+    """Run ``image`` (its gRPC port on 127.0.0.1), wait for the loader's health, run ``folder``'s cases
+    against it over gRPC, and remove the container whatever happens.
+
+    Standalone, there is no config centre and so no cluster secret: the data port stays on the
+    container's loopback (``--data-host 127.0.0.1``), as a data port beyond it requires one."""
     from ase_serving.loader.client import LoaderClient
 
     exe = check_engine()
     port = free_port()
     run = [exe, "run", "-d", "--rm", "-p", f"127.0.0.1:{port}:{LOADER_PORT}", image]
-    run.append("--standalone")
+    run += ["--standalone", "--data-host", "127.0.0.1"]
     proc = subprocess.run(run, capture_output=True, text=True, timeout=60)
     if proc.returncode != 0:
         raise DockerError(f"docker run {image} failed: {proc.stderr.strip()}")
