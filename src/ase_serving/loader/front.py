@@ -325,9 +325,13 @@ class DataServer:
         sock = self.server.sockets[0]
         self.port = sock.getsockname()[1]
         if self.uds is not None:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(self.uds)
-            self._uds_server = await loop.create_unix_server(lambda: _Conn(self, local=True), self.uds)
+            try:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(self.uds)
+                self._uds_server = await loop.create_unix_server(lambda: _Conn(self, local=True), self.uds)
+            except OSError as exc:
+                log.warning("no Unix socket for the data port at %s (%s): gateways here use TCP", self.uds, exc)
+                self.uds = None
         return self.port
 
     async def close(self) -> None:

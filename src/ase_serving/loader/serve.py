@@ -249,7 +249,12 @@ def _data_server(front: Front, settings: LoaderSettings) -> DataServer:
                 "127.0.0.1 (--data-host 127.0.0.1)"
             )
         secret = settings.secret
-    uds = wire.uds_path(f"{settings.service}-{settings.version}") if settings.data_uds else None
+    uds = None
+    if settings.data_uds:
+        try:
+            uds = wire.uds_path(f"{settings.service}-{settings.version}")
+        except OSError as exc:  # a read-only /tmp: gateways on this host use TCP then
+            log.warning("no Unix socket for the data port (%s): gateways here use TCP", exc)
     return DataServer(front, host, settings.data_port, secret=secret, tls=tls, uds=uds)
 
 
