@@ -330,7 +330,9 @@ class DataServer:
                     os.unlink(self.uds)
                 self._uds_server = await loop.create_unix_server(lambda: _Conn(self, local=True), self.uds)
             except OSError as exc:
-                log.warning("no Unix socket for the data port at %s (%s): gateways here use TCP", self.uds, exc)
+                log.warning(
+                    "no Unix socket for the data port at %s (%s): gateways here use TCP", self.uds, exc
+                )
                 self.uds = None
         return self.port
 
