@@ -19,18 +19,23 @@ if TYPE_CHECKING:
 _EPILOG = """\
 Example:
 
-  asectl loader run examples/echo --workers 2 --lic 4 --port 50051
+  asectl loader run examples/echo --workers 2 --lic 4 --port 50051 --data-port 50052
 
 Prints one line once every worker has run wrapperInit, e.g.
-`loader echo 1.0.0 serving on 127.0.0.1:50051 (2 workers x 4 licences); metrics
-http://127.0.0.1:9100/metrics`. SIGTERM or Ctrl-C deregisters, drains in-flight work, runs
-wrapperFini and exits 0.
+`loader echo 1.0.0 serving on 127.0.0.1:50052 (2 workers x 4 licences); grpc
+127.0.0.1:50051; metrics http://127.0.0.1:9100/metrics`: the data port (the lean wire
+gateways call; also a Unix socket for gateways on this host), the gRPC interop port
+(`asectl loader call`, other languages) and the metrics. SIGTERM or Ctrl-C deregisters,
+drains in-flight work, runs wrapperFini and exits 0.
 
 With a cluster set up (`asectl init` or `asectl setup`, or ASE_CONFIG_ADDRESS), the
-loader registers its address and licences in the cluster's registry, keeps the
-registration alive, and pushes the project's schemas/*.json when the config centre
-lacks them. A loader listening on 0.0.0.0 registers --advertise HOST[:PORT] (or
-ASE_LOADER_ADVERTISE), else this host's address towards the config centre.
+loader registers its data address and licences in the cluster's registry (the gRPC
+address as the `grpc` attribute), keeps the registration alive, and pushes the
+project's schemas/*.json when the config centre lacks them. A loader listening on
+0.0.0.0 registers --advertise HOST[:PORT] (a PORT there is the data port; or
+ASE_LOADER_ADVERTISE), else this host's address towards the config centre. A data port
+beyond loopback asks every caller to prove it knows the cluster's secret (kept in the
+config centre).
 """
 
 
