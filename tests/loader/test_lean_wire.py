@@ -11,6 +11,8 @@ import asyncio
 import os
 import signal
 import socket
+import ssl
+import subprocess
 import time
 from pathlib import Path
 
@@ -312,3 +314,28 @@ def _rss_kb(pid: int) -> int:
         if line.startswith("VmRSS:"):
             return int(line.split()[1])
     raise AssertionError("no VmRSS")
+
+
+def test_tls_on_the_data_port(loaders: StartLoader, tmp_path: Path) -> None:
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
+         "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True, timeout=60,
+    )  # fmt: skip
+    loader = loaders(WRAPPERS / "echo", "--data-tls-cert", str(cert), "--data-tls-key", str(key))
+    req = Request(sid="t1", items=[DataItem(key="text", data=b"over tls")])
+
+    async def call(tls: ssl.SSLContext | None) -> Result:
+        client = WireLoaderClient(loader.address, tls=tls, connect_timeout=5)
+        try:
+            return await client.once(req, 10)
+        finally:
+            await client.close()
+
+    ok = run(call(ssl.create_default_context(cafile=str(cert))))
+    assert ok.code == 0 and ok.items[0].data == b"over tls"
+    plain = run(call(None))  # a caller speaking plain TCP to a TLS port gets no call through
+    assert plain.code == errors.NO_LOADER
+    untrusted = run(call(ssl.create_default_context()))  # the system CAs do not know this certificate
+    assert untrusted.code == errors.NO_LOADER and "CERTIFICATE_VERIFY_FAILED" in untrusted.message

@@ -69,6 +69,14 @@ def register(app: typer.Typer) -> None:
             Optional[int],  # noqa: UP045
             typer.Option("--data-port", help="Data port (what gateways call); 0 picks a free one."),
         ] = None,
+        data_tls_cert: Annotated[
+            Optional[Path],  # noqa: UP045
+            typer.Option("--data-tls-cert", help="TLS on the data port: a PEM certificate chain."),
+        ] = None,
+        data_tls_key: Annotated[
+            Optional[Path],  # noqa: UP045
+            typer.Option("--data-tls-key", help="The key of --data-tls-cert (if not in that file)."),
+        ] = None,
         data_host: Annotated[
             Optional[str],  # noqa: UP045
             typer.Option(
@@ -136,6 +144,8 @@ def register(app: typer.Typer) -> None:
             settings.data_port = data_port
         if data_host is not None:
             settings.data_host = data_host
+        if data_tls_cert is not None:
+            settings.data_tls_cert, settings.data_tls_key = data_tls_cert, data_tls_key
 
         def ready(info: Ready) -> None:
             s = info.settings

@@ -36,6 +36,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--lb", help="ask the LB service at HOST:PORT (default: an LB in this process)")
     ap.add_argument("--strategy", default=d.strategy, help=f"in-process LB: {', '.join(strategy_names())}")
     ap.add_argument(
+        "--loader-ca",
+        default=d.loader_ca,
+        help="call loaders' data ports over TLS, trusting this CA file (their --data-tls-cert)",
+    )
+    ap.add_argument(
         "--transport",
         default=d.transport,
         help="how loaders are called: lean (their data port, the default) or grpc (their interop port)",
@@ -88,6 +93,7 @@ def settings_from(args: argparse.Namespace) -> GatewaySettings:
         lb=args.lb,
         strategy=args.strategy,
         transport=args.transport,
+        loader_ca=args.loader_ca,
         queue_timeout=args.queue_timeout,
         once_timeout=args.once_timeout,
         max_body=args.max_body,

@@ -91,7 +91,12 @@ class Gateway:
                 if self.backend.registry is None:
                     log.warning("%s has no registry: no loader can be found", s.config)
                 self.picker = LocalPicker(s.strategy, s.lb_ttl, self.backend.registry)
-            context = TransportContext(secret=self.cluster_secret, attrs=self._attrs)
+            tls = None
+            if s.loader_ca:
+                import ssl
+
+                tls = ssl.create_default_context(cafile=s.loader_ca)
+            context = TransportContext(secret=self.cluster_secret, attrs=self._attrs, tls=tls)
             self.atom = Atom(self.picker, s.once_timeout, make_transport(s.transport, context))
             await self.picker.start()
         self.started = True

@@ -38,6 +38,8 @@ class GatewaySettings:
     strategy: str = "loadMini"
     #: How loaders are called: ``lean`` (their data port) or ``grpc`` (see gateway/transport.py).
     transport: str = "lean"
+    #: A CA file: call loaders' data ports over TLS, trusting this CA (their ``--data-tls-cert``).
+    loader_ca: str | None = None
     lb_ttl: float = 10.0
     #: Seconds a once request (or a session's start) waits for a free licence before 10110.
     queue_timeout: float = 5.0
@@ -81,6 +83,11 @@ class GatewaySettings:
                 out.append(f"{name} must be > 0 seconds, not {getattr(self, name)}")
         if self.loop not in ("asyncio", "uvloop"):
             out.append(f"loop must be asyncio or uvloop, not {self.loop!r}")
+        if self.loader_ca and not os.path.isfile(self.loader_ca):
+            out.append(
+                f"--loader-ca {self.loader_ca}: no such file (the PEM file of the CA that signed "
+                "the loaders' certificates)"
+            )
         if self.transport not in ("lean", "grpc"):
             out.append(f"transport must be lean or grpc, not {self.transport!r}")
         out += self._check_auth()

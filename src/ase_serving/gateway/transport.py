@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import ssl
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -61,6 +62,8 @@ class TransportContext:
     secret: SecretSource | None = None
     #: A registered loader's attrs by address (e.g. ``grpc``), {} when unknown.
     attrs: Callable[[str], dict[str, Any]] = field(default=lambda _address: {})
+    #: TLS towards loaders' data ports over TCP (None: plain TCP).
+    tls: ssl.SSLContext | None = None
     #: For ``inprocess``: the engine hosts by address.
     hosts: dict[str, EngineHost] = field(default_factory=dict)
 
@@ -110,7 +113,10 @@ class LeanTransport(_PerAddress):
         from ase_serving.loader.wire_client import WireLoaderClient
 
         def make(address: str) -> Any:
-            return WireLoaderClient(local_path(address, context) or address, secret=context.secret)
+            local = local_path(address, context)
+            if local is not None:  # this host's Unix socket: no TLS there
+                return WireLoaderClient(local, secret=context.secret)
+            return WireLoaderClient(address, secret=context.secret, tls=context.tls)
 
         super().__init__(make)
 
