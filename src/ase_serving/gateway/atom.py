@@ -9,7 +9,9 @@ parsed, checked body and returns a :class:`~ase_serving.protocol.items.Result`.
 * the payload's data items (decoded by webgate) with their attributes;
 * **once**: pick a loader, call it; a loader that is unreachable or draining is excluded and
   another is tried; with every licence busy (the LB says so, or a loader answers 10110) the
-  request waits for one up to the service's queue timeout, then fails with 10110;
+  request waits in line for one (first come, first served: :class:`LicenceQueue`; after a
+  loader's 10110 it goes back to its place) up to the service's queue timeout, then fails with
+  10110;
 * **session**: the same pick and wait to open it; the session stays on that loader for its life.
 """
 
@@ -21,7 +23,7 @@ from typing import Any
 
 from ase_serving import errors
 from ase_serving.errors import NoLicence, NoLoader
-from ase_serving.gateway.balance import LicenceWaits, Picker
+from ase_serving.gateway.balance import LicenceQueue, Picker
 from ase_serving.gateway.routes import Service
 from ase_serving.loader.client import AsyncClientSession, AsyncLoaderClient
 from ase_serving.protocol.items import DataItem, DataType, OutputSpec, Request, Result
@@ -58,7 +60,7 @@ class Atom:
     def __init__(self, picker: Picker, once_timeout: float) -> None:
         self.picker = picker
         self.once_timeout = once_timeout
-        self.waits = LicenceWaits()
+        self.waits = LicenceQueue(picker)
         self._clients: dict[str, AsyncLoaderClient] = {}
 
     def client(self, address: str) -> AsyncLoaderClient:
@@ -68,34 +70,43 @@ class Atom:
         return client
 
     async def release(self, svc: Service, address: str) -> None:
-        await self.picker.release(svc.service_id, svc.version, address)
-        self.waits.freed(svc.service_id, svc.version)
+        """The licence on ``address`` is free: to the oldest request waiting for it, else the LB."""
+        await self.waits.release(svc.service_id, svc.version, address)
 
-    async def _pick(self, svc: Service, exclude: set[str], deadline: float, why: list[str]) -> str:
-        """An address with a free licence (as far as the LB knows), waiting until ``deadline``."""
-        while True:
-            try:
-                return await self.picker.pick(svc.service_id, svc.version, exclude)
-            except NoLicence as exc:
-                why.append(exc.message)
-            except NoLoader as exc:
-                if exclude:
-                    raise NoLoader(
-                        f"{exc.message}; tried {len(exclude)} loader(s) that did not answer: "
-                        f"{', '.join(sorted(exclude))}"
-                    ) from None
-                raise
-            await self._wait(svc, deadline, why)
+    async def _give_back(self, svc: Service, address: str, result: Result | None) -> None:
+        # A loader that did not serve the call (unreachable, draining, every licence busy) frees
+        # no licence a waiter could use: back to the LB only.
+        served = result is None or result.code not in (errors.NO_LOADER, errors.NO_LICENCE)
+        await self.waits.release(svc.service_id, svc.version, address, hand_over=served)
 
-    async def _wait(self, svc: Service, deadline: float, why: list[str]) -> None:
-        left = deadline - time.monotonic()
-        if left <= 0:
+    async def _pick(
+        self,
+        svc: Service,
+        exclude: set[str],
+        deadline: float,
+        why: list[str],
+        ticket: int,
+        requeue: bool = False,
+    ) -> str:
+        """An address with a free licence (as far as the LB knows), waiting in line until ``deadline``."""
+        try:
+            address = await self.waits.acquire(
+                svc.service_id, svc.version, exclude, ticket, deadline, why, requeue=requeue
+            )
+        except NoLoader as exc:
+            if exclude:
+                raise NoLoader(
+                    f"{exc.message}; tried {len(exclude)} loader(s) that did not answer: "
+                    f"{', '.join(sorted(exclude))}"
+                ) from None
+            raise
+        if address is None:
             raise NoLicence(
                 f"every licence of {svc.service_id} {svc.version} stayed busy for "
                 f"{svc.queue_timeout:g} s (the queue timeout): {why[-1] if why else 'overloaded'}; "
                 "retry later"
             )
-        await self.waits.wait(svc.service_id, svc.version, left)
+        return address
 
     async def once(self, svc: Service, req: Request) -> tuple[Result, float]:
         """Run a once request: (result, seconds it waited for a licence).
@@ -107,22 +118,24 @@ class Atom:
         exclude: set[str] = set()
         why: list[str] = []
         waited = 0.0
+        ticket = self.waits.ticket()
+        requeue = False
         while True:
             t0 = time.monotonic()
-            address = await self._pick(svc, exclude, deadline, why)
+            address = await self._pick(svc, exclude, deadline, why, ticket, requeue)
             waited += time.monotonic() - t0
+            result: Result | None = None
             try:
                 result = await self.client(address).once(req, timeout=self.once_timeout)
             finally:
-                await self.release(svc, address)
+                await self._give_back(svc, address, result)
             if result.code == errors.NO_LOADER:  # unreachable, or draining: try another
                 exclude.add(address)
+                requeue = False
                 continue
-            if result.code == errors.NO_LICENCE:  # the LB's view was stale: wait and pick again
+            if result.code == errors.NO_LICENCE:  # the LB's view was stale: back to our place in line
                 why.append(result.message)
-                t0 = time.monotonic()
-                await self._wait(svc, deadline, why)
-                waited += time.monotonic() - t0
+                requeue = True
                 continue
             return result, waited
 
@@ -136,8 +149,9 @@ class Atom:
         deadline = start + svc.queue_timeout
         exclude: set[str] = set()
         why: list[str] = []
+        ticket = self.waits.ticket()
         while True:
-            address = await self._pick(svc, exclude, deadline, why)
+            address = await self._pick(svc, exclude, deadline, why, ticket)
             session = self.client(address).session(first, timeout=svc.session_timeout + 5.0)
             try:
                 await session.open()
@@ -148,10 +162,11 @@ class Atom:
             if not session.ended:
                 return session, address, time.monotonic() - start
             await session.close()
-            await self.release(svc, address)
+            await self.waits.release(svc.service_id, svc.version, address, hand_over=False)  # unreachable
             exclude.add(address)
 
     async def close(self) -> None:
+        await self.waits.close()
         clients, self._clients = self._clients, {}
         for client in clients.values():
             with contextlib.suppress(Exception):  # closing a channel to a dead loader must not stop the rest
