@@ -115,7 +115,8 @@ class Line:
         t = self.queue.ticket() if ticket is None else ticket
 
         async def wait() -> str | None:
-            got = await self.queue.acquire(SVC, VER, exclude, t, time.monotonic() + deadline, [])
+            got, waited = await self.queue.acquire(SVC, VER, exclude, t, time.monotonic() + deadline, [])
+            assert waited > 0.0
             self.got.append((name, got))
             return got
 
@@ -128,8 +129,8 @@ class Line:
 
 async def hold(queue: LicenceQueue) -> str:
     """Take a licence as a request that arrived first (the queue is empty)."""
-    got = await queue.acquire(SVC, VER, (), queue.ticket(), time.monotonic() + LONG, [])
-    assert got is not None
+    got, waited = await queue.acquire(SVC, VER, (), queue.ticket(), time.monotonic() + LONG, [])
+    assert got is not None and waited == 0.0
     return got
 
 
@@ -239,7 +240,7 @@ def test_a_requeued_request_goes_back_to_its_place() -> None:
         picker = CountingPicker()
         queue = setup(picker, {A: 1})
         first = queue.ticket()
-        assert await queue.acquire(SVC, VER, (), first, time.monotonic() + LONG, []) == A
+        assert await queue.acquire(SVC, VER, (), first, time.monotonic() + LONG, []) == (A, 0.0)
         line = Line(queue)
         await line.join("w1")
         await line.join("w2")
@@ -251,7 +252,7 @@ def test_a_requeued_request_goes_back_to_its_place() -> None:
             queue.acquire(SVC, VER, (), first, time.monotonic() + LONG, [], requeue=True)
         )
         # The LB has A free again; the queue learns by its retry timer (the view was stale).
-        assert await asyncio.wait_for(again, LONG) == A
+        assert (await asyncio.wait_for(again, LONG))[0] == A
         await settle()
         assert line.got == [] and queue.waiting(SVC, VER) == 2
         await queue.release(SVC, VER, A)

@@ -90,7 +90,7 @@ class Atom:
     ) -> str:
         """An address with a free licence (as far as the LB knows), waiting in line until ``deadline``."""
         try:
-            address = await self.waits.acquire(
+            address, _queued = await self.waits.acquire(
                 svc.service_id, svc.version, exclude, ticket, deadline, why, requeue=requeue
             )
         except NoLoader as exc:

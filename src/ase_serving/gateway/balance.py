@@ -198,9 +198,10 @@ class LicenceQueue:
         deadline: float,
         why: list[str],
         requeue: bool = False,
-    ) -> str | None:
-        """An address with a licence for the request holding ``ticket``; None once ``deadline``
-        (``time.monotonic()``) passed without one.
+    ) -> tuple[str | None, float]:
+        """(an address with a licence for the request holding ``ticket``, or None once
+        ``deadline`` (``time.monotonic()``) passed without one; the seconds it waited in the queue,
+        0.0 when it did not queue).
 
         ``exclude``: addresses the request must not get. ``why`` gets the LB's refusals.
         ``requeue``: a loader answered 10110; wait at the ticket's place, without picking first.
@@ -211,15 +212,16 @@ class LicenceQueue:
         if not requeue and not (queue and queue[0].ticket < ticket):
             picked = True
             try:
-                return await self.picker.pick(service, version, exclude)
+                return await self.picker.pick(service, version, exclude), 0.0
             except NoLicence as exc:
                 why.append(exc.message)
                 self._refused[key] = exc.message
         elif not why and key in self._refused:
             why.append(self._refused[key])
-        left = deadline - time.monotonic()
+        now = time.monotonic()
+        left = deadline - now
         if left <= 0:
-            return None
+            return None, 0.0
         waiter = _Waiter(ticket, exclude, why, asyncio.get_running_loop().create_future())
         queue = self._queues.setdefault(key, [])
         bisect.insort(queue, waiter)
@@ -233,10 +235,11 @@ class LicenceQueue:
         except BaseException:  # cancelled: the client went away
             self._leave(key, waiter)
             raise
+        waited = time.monotonic() - now
         if not waiter.future.done():  # the deadline passed
             self._leave(key, waiter)
-            return None
-        return waiter.future.result()
+            return None, waited
+        return waiter.future.result(), waited
 
     def _remove(self, key: Key, waiter: _Waiter) -> None:
         if not waiter.queued:
