@@ -9,7 +9,9 @@ parsed, checked body and returns a :class:`~ase_serving.protocol.items.Result`.
 * the payload's data items (decoded by webgate) with their attributes;
 * **once**: pick a loader, call it; a loader that is unreachable or draining is excluded and
   another is tried; with every licence busy (the LB says so, or a loader answers 10110) the
-  request waits for one up to the service's queue timeout, then fails with 10110;
+  request waits in line for one (first come, first served: :class:`LicenceQueue`; after a
+  loader's 10110 it goes back to its place) up to the service's queue timeout, then fails with
+  10110;
 * **session**: the same pick and wait to open it; the session stays on that loader for its life.
 """
 
@@ -20,7 +22,7 @@ from typing import Any
 
 from ase_serving import errors
 from ase_serving.errors import NoLicence, NoLoader
-from ase_serving.gateway.balance import LicenceWaits, Picker
+from ase_serving.gateway.balance import LicenceQueue, Picker
 from ase_serving.gateway.routes import Service
 from ase_serving.gateway.transport import LoaderSession, LoaderTransport, make_transport
 from ase_serving.protocol.items import DataItem, DataType, OutputSpec, Request, Result
@@ -61,44 +63,51 @@ class Atom:
     def __init__(self, picker: Picker, once_timeout: float, transport: LoaderTransport | None = None) -> None:
         self.picker = picker
         self.once_timeout = once_timeout
-        self.waits = LicenceWaits()
+        self.waits = LicenceQueue(picker)
         self.transport = transport if transport is not None else make_transport("lean")
 
     async def release(self, svc: Service, address: str) -> None:
-        await self.picker.release(svc.service_id, svc.version, address)
-        self.waits.freed(svc.service_id, svc.version)
+        """The licence on ``address`` is free: to the oldest request waiting for it, else the LB."""
+        await self.waits.release(svc.service_id, svc.version, address)
+
+    async def _give_back(self, svc: Service, address: str, result: Result | None) -> None:
+        # A loader that did not serve the call (unreachable, draining, gone, every licence busy)
+        # frees no licence a waiter could use: back to the LB only.
+        served = result is None or not (
+            result.code in (errors.NO_LOADER, errors.NO_LICENCE)
+            or (result.code == errors.WORKER_DIED and self.transport.lost(address))
+        )
+        await self.waits.release(svc.service_id, svc.version, address, hand_over=served)
 
     async def _pick(
-        self, svc: Service, exclude: set[str], deadline: float, why: list[str]
+        self,
+        svc: Service,
+        exclude: set[str],
+        deadline: float,
+        why: list[str],
+        ticket: int,
+        requeue: bool = False,
     ) -> tuple[str, float]:
-        """An address with a free licence (as far as the LB knows), waiting until ``deadline``;
-        and the seconds it waited."""
-        waited = 0.0
-        while True:
-            try:
-                return await self.picker.pick(svc.service_id, svc.version, exclude), waited
-            except NoLicence as exc:
-                why.append(exc.message)
-            except NoLoader as exc:
-                if exclude:
-                    raise NoLoader(
-                        f"{exc.message}; tried {len(exclude)} loader(s) that did not answer: "
-                        f"{', '.join(sorted(exclude))}"
-                    ) from None
-                raise
-            t0 = time.monotonic()
-            await self._wait(svc, deadline, why)
-            waited += time.monotonic() - t0
-
-    async def _wait(self, svc: Service, deadline: float, why: list[str]) -> None:
-        left = deadline - time.monotonic()
-        if left <= 0:
+        """An address with a free licence (as far as the LB knows), waiting in line until
+        ``deadline``; and the seconds it waited."""
+        try:
+            address, waited = await self.waits.acquire(
+                svc.service_id, svc.version, exclude, ticket, deadline, why, requeue=requeue
+            )
+        except NoLoader as exc:
+            if exclude:
+                raise NoLoader(
+                    f"{exc.message}; tried {len(exclude)} loader(s) that did not answer: "
+                    f"{', '.join(sorted(exclude))}"
+                ) from None
+            raise
+        if address is None:
             raise NoLicence(
                 f"every licence of {svc.service_id} {svc.version} stayed busy for "
                 f"{svc.queue_timeout:g} s (the queue timeout): {why[-1] if why else 'overloaded'}; "
                 "retry later"
             )
-        await self.waits.wait(svc.service_id, svc.version, left)
+        return address, waited
 
     async def once(self, svc: Service, req: Request) -> tuple[Result, float]:
         """Run a once request: (result, seconds it waited for a licence).
@@ -110,25 +119,27 @@ class Atom:
         exclude: set[str] = set()
         why: list[str] = []
         waited = 0.0
+        ticket = self.waits.ticket()
+        requeue = False
         while True:
-            address, pick_wait = await self._pick(svc, exclude, deadline, why)
+            address, pick_wait = await self._pick(svc, exclude, deadline, why, ticket, requeue)
             waited += pick_wait
+            result: Result | None = None
             try:
                 result = await self.transport.once(address, req, self.once_timeout)
             finally:
-                await self.release(svc, address)
+                await self._give_back(svc, address, result)
             if result.code == errors.NO_LOADER or (
                 result.code == errors.WORKER_DIED and self.transport.lost(address)
             ):
                 # Unreachable or draining (the call never reached a worker), or the whole loader
                 # went away with the call (a worker crash keeps the connection: that is 10911).
                 exclude.add(address)
+                requeue = False
                 continue
-            if result.code == errors.NO_LICENCE:  # the LB's view was stale: wait and pick again
+            if result.code == errors.NO_LICENCE:  # the LB's view was stale: back to our place in line
                 why.append(result.message)
-                t0 = time.monotonic()
-                await self._wait(svc, deadline, why)
-                waited += time.monotonic() - t0
+                requeue = True
                 continue
             return result, waited
 
@@ -143,8 +154,9 @@ class Atom:
         exclude: set[str] = set()
         why: list[str] = []
         waited = 0.0
+        ticket = self.waits.ticket()
         while True:
-            address, pick_wait = await self._pick(svc, exclude, deadline, why)
+            address, pick_wait = await self._pick(svc, exclude, deadline, why, ticket)
             waited += pick_wait
             session = self.transport.session(address, first, svc.session_timeout + 5.0)
             try:
@@ -156,8 +168,9 @@ class Atom:
             if not session.ended:
                 return session, address, waited
             await session.close()
-            await self.release(svc, address)
+            await self.waits.release(svc.service_id, svc.version, address, hand_over=False)  # unreachable
             exclude.add(address)
 
     async def close(self) -> None:
+        await self.waits.close()
         await self.transport.close()

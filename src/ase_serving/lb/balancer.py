@@ -51,6 +51,11 @@ class Balancer:
     :func:`~ase_serving.lb.strategies.register_strategy`. ``ttl``: a node whose last report is
     older than this is dropped (lazily on pick, or by :meth:`purge`). ``clock``: monotonic
     seconds (injectable for tests).
+
+    :attr:`on_capacity`, when set, is called with (service, version) whenever a change may have
+    made licences of that pair pickable: a report of a live node with licences to spare, a node
+    added, a node's live flag changed, a node removed (then pickers learn there may be none).
+    Callers waiting for a licence use it instead of polling.
     """
 
     def __init__(
@@ -63,6 +68,7 @@ class Balancer:
         self.ttl = float(ttl)
         self._clock = clock
         self._pools: dict[tuple[str, str], Pool] = {}
+        self.on_capacity: Callable[[str, str], None] | None = None
 
     # -- reports ----------------------------------------------------------------------------
     def report(
@@ -105,6 +111,8 @@ class Balancer:
         self._strategy.reported(node)
         if changed:
             pool.rebuild()
+        if self.on_capacity is not None and (changed or (node.live and node.avail > 0)):
+            self.on_capacity(service, version)
 
     def remove(self, service: str, version: str, address: str) -> bool:
         """Forget a node (its loader deregistered); False if it was not known."""
@@ -115,6 +123,8 @@ class Balancer:
             pool.rebuild()
         else:
             del self._pools[(service, version)]
+        if self.on_capacity is not None:
+            self.on_capacity(service, version)
         return True
 
     # -- picks ------------------------------------------------------------------------------
