@@ -234,7 +234,8 @@ def peer_versions(py: Path, peer: Peer) -> dict[str, str]:
         "    except m.PackageNotFoundError: pass\n"
         "print(json.dumps(out))\n"
     )
-    res = subprocess.run([str(py), "-c", code, peer.package, *PEER_DEPS], capture_output=True, text=True)
+    cmd = [str(py), "-c", code, peer.package, *PEER_DEPS]
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
     doc: dict[str, str] = json.loads(res.stdout) if res.returncode == 0 else {}
     return doc
 
