@@ -83,6 +83,8 @@ from gateway_servers import (
 
 DEFAULT_CACHE = Path.home() / ".cache" / "ase-bench" / "peers"
 UID = "u1"
+#: "other CPU" (% of one core) above which a point counts as noisy
+NOISY_PCT = 20.0
 
 
 # -- the peers ------------------------------------------------------------------------------------
@@ -545,6 +547,11 @@ def print_tables(out: dict[str, Any], meds: list[Median], labels: dict[str, str]
         print(f"| {q.what} | {'-' if v is None else f'{v:.3f}'} | {aim} | {verdict(q, v)} |")
     for key, why in out["skipped"].items():
         print(f"\nNOT MEASURED {key}: {why}")
+    if out["noisy_points"]:
+        print(
+            f"\nNOISY: in {out['noisy_points']} of {len(out['points'])} points other programs used over "
+            f"{NOISY_PCT:g} % of a CPU (the 'other CPU' column): compare ratios, rerun on a quiet machine"
+        )
 
 
 # -- main -----------------------------------------------------------------------------------------
@@ -649,6 +656,7 @@ def main(argv: list[str] | None = None) -> int:
     out["medians"] = [vars(m) for m in meds]
     out["ratios"] = ratio_values(meds)
     out["aims"] = {q.key: verdict(q, out["ratios"][q.key]) for q in RATIOS if q.aim}
+    out["noisy_points"] = sum(row.other_pct > NOISY_PCT for _, row in rows)
     print_tables(out, meds, KEYS)
     return finish(out, args.json)
 
