@@ -95,9 +95,11 @@ def write_lua(path: Path, body: bytes, headers: dict[str, str] | None = None) ->
     return path
 
 
-def run_wrk(url: str, lua: Path, conc: int, seconds: int, pin: bool, threads: int = 1) -> dict[str, Any]:
+def run_wrk(
+    url: str, lua: Path, conc: int, seconds: int, pin: bool, threads: int = 1, route: str = ONCE_ROUTE
+) -> dict[str, Any]:
     cmd = [*taskset(CLIENT_CPU, pin), "wrk", f"-t{min(threads, conc)}", f"-c{conc}", f"-d{seconds}s"]
-    cmd += ["--timeout", "10s", "-s", str(lua), url + ONCE_ROUTE]
+    cmd += ["--timeout", "10s", "-s", str(lua), url + route]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 60)
     for line in out.stdout.splitlines():
         if line.startswith("WRK "):
@@ -173,12 +175,20 @@ def _children_cpu_s() -> float:
     return ru.ru_utime + ru.ru_stime
 
 
-def measure(name: str, url: str, pids: dict[str, int], lua: Path, c: int, args: argparse.Namespace) -> Row:
+def measure(
+    name: str,
+    url: str,
+    pids: dict[str, int],
+    lua: Path,
+    c: int,
+    args: argparse.Namespace,
+    route: str = ONCE_ROUTE,
+) -> Row:
     if args.warmup > 0:
-        run_wrk(url, lua, c, args.warmup, args.pin)
+        run_wrk(url, lua, c, args.warmup, args.pin, route=route)
     window = Window(pids).start()
     cpu0 = _children_cpu_s()
-    res = run_wrk(url, lua, c, args.seconds, args.pin)
+    res = run_wrk(url, lua, c, args.seconds, args.pin, route=route)
     return Row(name, c, res, window.stop(), _children_cpu_s() - cpu0)
 
 

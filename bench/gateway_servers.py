@@ -44,10 +44,10 @@ def text_bytes(n: int, seed: int = 0) -> bytes:
     return bytes(rnd.choice(b"abcdefghijklmnopqrstuvwxyz      ") for _ in range(n))
 
 
-def once_body(text: bytes) -> bytes:
-    """The public once request for the echo service, compact JSON."""
+def once_body(text: bytes, uid: str | None = None) -> bytes:
+    """The public once request for the echo service, compact JSON (``header.uid`` when given)."""
     doc = {
-        "header": {"app_id": "bench"},
+        "header": {"app_id": "bench", **({"uid": uid} if uid is not None else {})},
         "payload": {"text": {"encoding": "utf8", "text": base64.b64encode(text).decode()}},
     }
     return json.dumps(doc, separators=(",", ":")).encode()
@@ -284,12 +284,15 @@ def until(what: str, check: Callable[[], str | None], timeout_s: float = 60.0) -
     raise RuntimeError(f"{what} not ready within {timeout_s:g} s: {why}")
 
 
-def post_echo(url: str, body: bytes, text: bytes, headers: dict[str, str] | None = None) -> str | None:
-    """POST the body once; None if the answer is code 0 with the same text, else what is wrong."""
+def post_echo(
+    url: str, body: bytes, text: bytes, headers: dict[str, str] | None = None, route: str = ONCE_ROUTE
+) -> str | None:
+    """POST the body once to ``route``; None if the answer is code 0 with the same text, else what is
+    wrong."""
     parts = urlsplit(url)
     conn = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port, timeout=10)
     try:
-        conn.request("POST", ONCE_ROUTE, body, {"Content-Type": "application/json", **(headers or {})})
+        conn.request("POST", route, body, {"Content-Type": "application/json", **(headers or {})})
         resp = conn.getresponse()
         raw = resp.read()
     finally:
