@@ -31,6 +31,7 @@ from ase_serving.protocol.items import DataItem, Request
 
 ROOT = Path(__file__).resolve().parent.parent
 _SERVING = re.compile(r"serving on (\S+):(\d+)")
+_GRPC = re.compile(r"; grpc (\S+:\d+)")
 _TICK = os.sysconf("SC_CLK_TCK")
 
 
@@ -246,6 +247,7 @@ class LoaderServer:
         self.cmd = cmd
         self.cpus = cpus
         self.target = ""
+        self.data_target = ""
         self._lines: list[str] = []
         self._found = threading.Event()
         self.proc: subprocess.Popen[str] | None = None
@@ -257,6 +259,11 @@ class LoaderServer:
             m = _SERVING.search(line)
             if m and not self._found.is_set():
                 self.target = f"{m.group(1)}:{m.group(2)}"
+                # A loader: "serving on DATA (...); grpc HOST:PORT". The gRPC clients here
+                # call the gRPC port; data_target is the lean wire's port.
+                g = _GRPC.search(line)
+                if g:
+                    self.data_target, self.target = self.target, g.group(1)
                 self._found.set()
 
     def start(self, timeout_s: float = 60.0) -> str:
