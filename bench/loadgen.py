@@ -246,6 +246,8 @@ class LoaderServer:
         self.cmd = cmd
         self.cpus = cpus
         self.target = ""
+        #: The ready line (the one that said ``serving on``).
+        self.line = ""
         self._lines: list[str] = []
         self._found = threading.Event()
         self.proc: subprocess.Popen[str] | None = None
@@ -257,6 +259,7 @@ class LoaderServer:
             m = _SERVING.search(line)
             if m and not self._found.is_set():
                 self.target = f"{m.group(1)}:{m.group(2)}"
+                self.line = line.rstrip()
                 self._found.set()
 
     def start(self, timeout_s: float = 60.0) -> str:
