@@ -106,8 +106,8 @@ def local_cluster(tmp: Path, port: int, pin: bool) -> Iterator[list[Case]]:
             [*pin0, sys.executable, "-m", "ase_serving.lb", "--port", "0", "--strategy", "loadMini", *login],
             [*pin0, sys.executable, "-m", "ase_serving.gateway", "--port", "0", "--workers", "1", *login],
         ):
-            if servers:
-                cmd += ["--lb", servers[0].target.removeprefix("http://")]
+            if servers:  # the gateway asks the LB on its lean-wire port, from its ready line
+                cmd += ["--lb", servers[0].line.rsplit(" lean wire on ", 1)[1]]
             server = loadgen.LoaderServer(cmd, None)
             servers.append(server)
             server.start(timeout_s=90.0)

@@ -1,35 +1,44 @@
-"""Picks per second from the LB: in-process (the gateway's default) against the LB service over gRPC.
+"""Picks per second from the LB: in-process (the gateway's default) against the LB service, over
+gRPC and over the lean wire.
 
-    python bench/lb_picks.py            # 3 s per point (about 1.5 minutes in all)
+    python bench/lb_picks.py            # 3 s per point (about 2.5 minutes in all)
     python bench/lb_picks.py --quick    # 1 s per point, for a smoke run
 
 In-process: ``Balancer.pick`` called back to back in this process (pinned to CPU 0), for each
 strategy with 1, 10 and 100 loader instances of one (service, version). Every instance reports
 a licence count large enough that no pick is refused, so the rows measure choosing, not refusing.
 
-As a service: ``python -m ase_serving.lb --port 0 --strategy S`` pinned to CPU 0, the client
-(``LbClient.pick`` on one asyncio loop: one gRPC channel, ``--concurrency`` tasks calling in a
-loop) pinned to CPU 1; instances reported through ``LbClient.report`` first. ``load`` with 1, 10
-and 100 instances, ``poll`` and ``loadMini`` with 10.
+As a service: ``python -m ase_serving.lb --port 0 --strategy S`` pinned to CPU 0, the client on
+one uvloop loop (the gateway's) pinned to CPU 1, ``--concurrency`` tasks calling in a loop: first
+``LbClient.pick`` (its gRPC port, one channel), then ``LbWireClient.pick`` (its lean-wire port,
+one connection: what a gateway started with ``--lb`` uses), against the same LB process;
+instances reported through ``LbClient.report`` first. ``load`` with 1, 10 and 100 instances,
+``poll`` and ``loadMini`` with 10; ``loadMini`` also with a release after every pick (what a
+gateway does per request; a point counts the picks).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
 import os
+import re
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import loadgen
+import uvloop
 from loadgen import Point
 
 from ase_serving.lb import Balancer
 from ase_serving.lb.client import LbClient
+from ase_serving.lb.wire_client import LbWireClient
 
 SERVICE, VERSION = "bench", "1.0"
 #: Licences per instance: enough that no pick in a point is refused (int32 on the wire).
@@ -75,12 +84,29 @@ def inprocess(strategy: str, count: int, args: argparse.Namespace) -> Point:
     return point
 
 
+#: A path to the LB: its name in the rows, and the client for the LB's ready line.
+CLIENTS: list[tuple[str, Callable[[str], LbClient | LbWireClient]]] = [
+    ("gRPC", lambda line: LbClient(line.split()[3], timeout=10.0)),
+    ("lean wire", lambda line: LbWireClient(_wire(line), timeout=10.0)),
+]
+
+
+def _wire(line: str) -> str:
+    found = re.search(r"lean wire on (\S+)", line)
+    if found is None:
+        raise RuntimeError(f"no lean-wire address on the LB's ready line: {line!r}")
+    return found.group(1)
+
+
 async def _service_point(
-    target: str, strategy: str, count: int, conc: int, args: argparse.Namespace, pid: int
+    make: Callable[[], LbClient | LbWireClient],
+    name: str,
+    conc: int,
+    args: argparse.Namespace,
+    pid: int,
+    release: bool,
 ) -> Point:
-    async with LbClient(target, timeout=10.0) as client:
-        for addr in addresses(count):
-            await client.report(SERVICE, VERSION, addr, total=PLENTY, idle=PLENTY)
+    async with make() as client:  # made on this loop: a gRPC channel stays on the loop it was made on
         lat: list[int] = []
         errors = 0
         first_error = ""
@@ -98,7 +124,9 @@ async def _service_point(
                     return
                 a = clock()
                 try:
-                    await client.pick(SERVICE, VERSION)
+                    got = await client.pick(SERVICE, VERSION)
+                    if release:
+                        await client.release(SERVICE, VERSION, got[0])
                 except Exception as exc:
                     if measuring[0]:
                         errors += 1
@@ -124,28 +152,37 @@ async def _service_point(
         win = asyncio.create_task(window())
         await asyncio.gather(*(caller() for _ in range(conc)))
         seconds, server_cpu, client_cpu, busy = await win
-    name = f"service `{strategy}`, {count} instance(s)"
     point = Point(name, conc, seconds, lat, errors, first_error)
     point.server_cpu_s, point.client_cpu_s, point.machine_busy_s = server_cpu, client_cpu, busy
     return point
 
 
-def service(strategy: str, counts: list[int], args: argparse.Namespace, cpus: tuple[Any, Any]) -> list[Point]:
+async def _report(target: str, count: int) -> None:
+    async with LbClient(target, timeout=10.0) as client:
+        for addr in addresses(count):
+            await client.report(SERVICE, VERSION, addr, total=PLENTY, idle=PLENTY)
+
+
+def service(
+    strategy: str, counts: list[int], args: argparse.Namespace, cpus: tuple[Any, Any], release: bool = False
+) -> list[Point]:
     server_cpus, client_cpus = cpus
     points = []
     for count in counts:
         # A fresh LB per instance count: each row starts from the same state.
         with loadgen.serving([*LB_CMD, "--strategy", strategy], server_cpus) as server:
             assert server.proc is not None
+            uvloop.run(_report(server.target, count))
             before = os.sched_getaffinity(0) if client_cpus else None
             loadgen.pin(client_cpus)
             try:
-                for conc in args.levels:
-                    point = asyncio.run(
-                        _service_point(server.target, strategy, count, conc, args, server.proc.pid)
-                    )
-                    points.append(point)
-                    print(row(point), flush=True)
+                for path, make in CLIENTS:
+                    name = f"`{strategy}`, {count} instance(s), {path}" + (" + release" if release else "")
+                    made = functools.partial(make, server.line)
+                    for conc in args.levels:
+                        point = uvloop.run(_service_point(made, name, conc, args, server.proc.pid, release))
+                        points.append(point)
+                        print(row(point), flush=True)
             finally:
                 if before is not None:
                     os.sched_setaffinity(0, before)
@@ -199,11 +236,13 @@ def main(argv: list[str] | None = None) -> int:
         if before is not None:
             os.sched_setaffinity(0, before)
 
-    print(f"\n## LB service over gRPC (LB on CPU 0, client on CPU 1)\n\n{HEADER}", flush=True)
+    title = "LB service over gRPC and over the lean wire (LB on CPU 0, client on CPU 1)"
+    print(f"\n## {title}\n\n{HEADER}", flush=True)
     points += service("load", args.node_counts, args, cpus)
     mid = [c for c in args.node_counts if c == 10] or args.node_counts[:1]
     points += service("poll", mid, args, cpus)
     points += service("loadMini", mid, args, cpus)
+    points += service("loadMini", mid, args, cpus, release=True)
 
     if args.json:
         doc = {"machine": info, "commit": loadgen.commit(), "points": [p.summary() for p in points]}

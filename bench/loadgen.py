@@ -248,6 +248,8 @@ class LoaderServer:
         self.cpus = cpus
         self.target = ""
         self.data_target = ""
+        #: The ready line (the one that said ``serving on``).
+        self.line = ""
         self._lines: list[str] = []
         self._found = threading.Event()
         self.proc: subprocess.Popen[str] | None = None
@@ -264,6 +266,7 @@ class LoaderServer:
                 g = _GRPC.search(line)
                 if g:
                     self.data_target, self.target = self.target, g.group(1)
+                self.line = line.rstrip()
                 self._found.set()
 
     def start(self, timeout_s: float = 60.0) -> str:

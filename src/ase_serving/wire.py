@@ -6,8 +6,8 @@ bytes::
 
     op (u8) | flags (u8) | reserved (u16) | call id (u32) | code (i32) | length (u32) | payload
 
-* ``op``: what the frame is (the ``OP_*`` constants below); ``flags``: ``FLAG_END`` on the last
-  result of a session.
+* ``op``: what the frame is (the ``OP_*`` constants below; 60 and up are the LB service's, see
+  :mod:`ase_serving.lb.lean`); ``flags``: ``FLAG_END`` on the last result of a session.
 * ``call id``: chosen by the side that starts a call (a once call or a session); every answer
   carries it back. Ids are per connection: a relay (the loader front) rewrites only this field.
 * ``code``: on an answer, the result's code (0 = ok), so a relay or a metrics counter never has

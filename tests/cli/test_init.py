@@ -54,7 +54,7 @@ def home(tmp_path: Path) -> Iterator[Path]:
 
 
 def test_init_status_init_again_down(tmp_path: Path, home: Path) -> None:
-    config_port, lb_port, gw_port = free_port(), free_port(), free_port()
+    config_port, lb_port, gw_port, wire_port = free_port(), free_port(), free_port(), free_port()
     # Stale pid files from a crashed earlier run: a dead pid, and a live pid that is not ours.
     (home / "run").mkdir(parents=True)
     done = subprocess.run(
@@ -72,6 +72,8 @@ def test_init_status_init_again_down(tmp_path: Path, home: Path) -> None:
         str(config_port),
         "--lb-port",
         str(lb_port),
+        "--lb-wire-port",
+        str(wire_port),
         "--gateway-port",
         str(gw_port),
     )
@@ -99,6 +101,8 @@ def test_init_status_init_again_down(tmp_path: Path, home: Path) -> None:
     assert all(_alive(p) for p in pids) and os.getpid() not in pids
     for c in comps:
         assert Path(c["log"]).parent == home / "logs" and (home / "run" / f"{c['name']}.pid").is_file()
+    # The LB's lean-wire port (what a gateway's --lb names) is the one asked for.
+    assert f"; lean wire on 127.0.0.1:{wire_port}" in Path(comps[1]["log"]).read_text()
     # The settings hold what later commands need, readable by the owner only.
     assert stat.S_IMODE((home / "cluster.json").stat().st_mode) == 0o600
     entry = json.loads((home / "cluster.json").read_text())["regions"]["default"]
@@ -170,6 +174,8 @@ def test_init_against_an_existing_etcd(tmp_path: Path, home: Path) -> None:
             "root",
             "--lb-port",
             str(lb_port),
+            "--lb-wire-port",
+            str(free_port()),
             "--no-gateway",
         )
         proc = asectl(home, *base, "--password", "wrong")

@@ -47,6 +47,8 @@ def test_compose_file(tmp_path: Path) -> None:
     assert "/health" in services["gateway"]["healthcheck"]["test"][-1]
     assert services["gateway"]["ports"] == ["127.0.0.1:18080:2392"]
     assert services["gateway"]["command"][:3] == ["python", "-m", "ase_serving.gateway"]
+    lb = services["lb"]["command"]
+    assert lb[lb.index("--port") + 1] == "2391" and lb[lb.index("--wire-port") + 1] == "2393"
 
 
 def test_compose_loader_serves_on_its_data_port(tmp_path: Path) -> None:

@@ -130,7 +130,7 @@ def test_default_etcd_mode() -> None:
     assert c["image"] == "ase-serving:0.1.0"  # the chart's appVersion
     assert c["command"] == ["python", "-m", "ase_serving.gateway"]
     assert "--host=0.0.0.0" in c["args"] and "--port=2392" in c["args"]
-    assert "--lb=ase-ase-serving-lb:2391" in c["args"]
+    assert "--lb=ase-ase-serving-lb:2393" in c["args"]  # the LB's lean-wire port
     env = env_of(c)
     assert env["ASE_CONFIG_ADDRESS"] == "etcd://ase-ase-serving-etcd:2379"
     assert env["ASE_PROJECT"] == "default" and env["ASE_GROUP"] == "default"
@@ -150,7 +150,9 @@ def test_default_etcd_mode() -> None:
 
     lb = one(docs, "Deployment", "lb")
     assert container(lb)["command"] == ["python", "-m", "ase_serving.lb"]
-    assert one(docs, "Service", "lb")["spec"]["ports"][0]["port"] == 2391
+    assert "--port=2391" in container(lb)["args"] and "--wire-port=2393" in container(lb)["args"]
+    ports = {p["name"]: (p["port"], p["targetPort"]) for p in one(docs, "Service", "lb")["spec"]["ports"]}
+    assert ports == {"grpc": (2391, "grpc"), "wire": (2393, "wire")}
     assert not kinds(docs, "Ingress") and not kinds(docs, "HorizontalPodAutoscaler")
     assert not kinds(docs, "ConfigMap") and not kinds(docs, "Secret")
     assert gw["spec"]["replicas"] == 2

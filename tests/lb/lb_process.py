@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -14,13 +15,16 @@ READY = "lb serving on "
 
 
 class LbProcess:
-    """A running LB service: ``address``, ``stderr()``, ``stop()`` (SIGTERM) and ``kill()``."""
+    """A running LB service: ``address`` (gRPC), ``wire`` (its lean-wire port), ``stderr()``,
+    ``stop()`` (SIGTERM) and ``kill()``."""
 
     def __init__(self, proc: subprocess.Popen[str], err: Path, line: str) -> None:
         self.proc = proc
         self.err = err
         self.line = line
         self.address = line[len(READY) :].split(" ", 1)[0]
+        found = re.search(r"; lean wire on (\S+)$", line)
+        self.wire = found.group(1) if found else ""
 
     def stderr(self) -> str:
         return self.err.read_text(errors="replace")
@@ -57,7 +61,8 @@ def run_lb(
 
 
 def start_lb(*args: str, env: dict[str, str] | None = None, timeout: float = 30.0) -> LbProcess:
-    """``python -m ase_serving.lb --port 0 ARGS`` until its ready line; RuntimeError with its stderr."""
+    """``python -m ase_serving.lb --port 0 ARGS`` (so a free lean-wire port too, unless ARGS name one)
+    until its ready line; RuntimeError with its stderr."""
     proc, err = spawn([sys.executable, "-m", "ase_serving.lb", "--port", "0", *args], "ase-lb-", env)
     try:
         line = read_ready_line(proc, lambda text: text.startswith(READY), timeout)

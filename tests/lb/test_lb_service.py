@@ -42,7 +42,8 @@ async def until(check: Callable[[], Awaitable[bool]], timeout: float, what: str)
 @pytest.mark.timeout(60)
 def test_report_then_pick_over_grpc() -> None:
     with start_lb("--strategy", "load") as lb:
-        assert lb.line == f"lb serving on {lb.address} (strategy load)"
+        assert lb.line == f"lb serving on {lb.address} (strategy load); lean wire on {lb.wire}"
+        assert lb.wire.startswith("127.0.0.1:") and lb.wire != lb.address
         assert "serving from Report calls only" in lb.stderr()
 
         async def scenario() -> None:
@@ -128,10 +129,21 @@ def test_start_up_errors_are_one_line() -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         s.listen()
-        taken = run_lb("--port", str(s.getsockname()[1]))
+        port = s.getsockname()[1]
+        taken = run_lb("--port", str(port), "--wire-port", "0")
+        wire_taken = run_lb("--port", "0", "--wire-port", str(port))
     assert taken.returncode == 1
     assert "cannot listen on 127.0.0.1:" in taken.stderr
     assert "Traceback" not in taken.stderr
+    assert wire_taken.returncode == 1
+    assert wire_taken.stderr.splitlines()[-1] == (
+        f"error: cannot listen on 127.0.0.1:{port} (lean wire): Address already in use; "
+        "choose another --wire-port"
+    )
+    assert "Traceback" not in wire_taken.stderr
+    bad_port = run_lb("--wire-port", "70000")
+    assert bad_port.returncode == 2
+    assert bad_port.stderr.strip() == "error: --wire-port 70000 is not 0..65535"
 
 
 @pytest.mark.timeout(90)

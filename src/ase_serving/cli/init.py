@@ -13,6 +13,7 @@ from ase_serving.cluster.bringup import (
     CONFIG_PORT,
     GATEWAY_PORT,
     LB_PORT,
+    LB_WIRE_PORT,
     InitOptions,
     down_local,
     init_local,
@@ -104,7 +105,16 @@ def register(app: typer.Typer) -> None:
                 show_default=False,
             ),
         ] = None,
-        lb_port: Annotated[int, typer.Option("--lb-port", help="LB service port.")] = LB_PORT,
+        lb_port: Annotated[int, typer.Option("--lb-port", help="LB service port (gRPC).")] = LB_PORT,
+        lb_wire_port: Annotated[
+            int | None,
+            typer.Option(
+                "--lb-wire-port",
+                help=f"LB service lean-wire port, the one a gateway's --lb names (default {LB_WIRE_PORT}; "
+                "a free one when --lb-port is 0).",
+                show_default=False,
+            ),
+        ] = None,
         config: Annotated[
             str | None, typer.Option("--config", help="Use this config centre (e.g. etcd://H:P) instead.")
         ] = None,
@@ -161,6 +171,7 @@ def register(app: typer.Typer) -> None:
             account,
             password,
             lb=not no_lb,
+            lb_wire_port=lb_wire_port,
             gateway_port=gateway_port,
             gateway=not no_gateway,
             gateway_workers=gateway_workers,

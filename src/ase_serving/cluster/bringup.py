@@ -28,6 +28,8 @@ from ase_serving.store import Backend, StoreError, open_backend
 CONFIG_PORT = 2390
 LB_PORT = 2391
 GATEWAY_PORT = 2392
+#: The LB's lean-wire port: what ``python -m ase_serving.gateway --lb`` names.
+LB_WIRE_PORT = 2393
 _PROBE_TIMEOUT = 2.0
 
 
@@ -41,6 +43,8 @@ class InitOptions:
     account: str | None = None
     password: str | None = None
     lb: bool = True
+    #: The LB's lean-wire port; None: the LB's default (2393, or a free one when ``lb_port`` is 0).
+    lb_wire_port: int | None = None
     gateway_port: int = GATEWAY_PORT
     gateway: bool = True
     gateway_workers: int = 1
@@ -135,8 +139,10 @@ def lb_component(opts: InitOptions, settings: ClusterSettings) -> Component | No
         return None
     module = "ase_serving.lb"
     argv = [sys.executable, "-m", module, "--host", opts.host, "--port", str(opts.lb_port)]
-    # loadMini: exact counts for gateways started with `--lb` (each releases what it picks); `load`
-    # would wait for the loaders' next reports, which do not come per request.
+    if opts.lb_wire_port is not None:
+        argv += ["--wire-port", str(opts.lb_wire_port)]
+    # loadMini: exact counts for gateways started with `--lb HOST:WIRE_PORT` (each releases what it
+    # picks); `load` would wait for the loaders' next reports, which do not come per request.
     argv += ["--strategy", "loadMini"]
     address = f"{opts.host}:{opts.lb_port}"
     env = _cluster_env(settings)

@@ -114,9 +114,12 @@ def compose_doc(opts: ComposeOptions) -> dict[str, Any]:
                     "0.0.0.0",
                     "--port",
                     "2391",
+                    # The lean-wire port: what a gateway's `--lb lb:2393` names (2391: gRPC).
+                    "--wire-port",
+                    "2393",
                     "--config",
                     "etcd://etcd:2379",
-                    # For gateways started with `--lb lb:2391`: exact counts when every pick goes
+                    # For gateways started with `--lb lb:2393`: exact counts when every pick goes
                     # through this one LB (`load` trusts the loaders' reports, not per request).
                     "--strategy",
                     "loadMini",
@@ -131,8 +134,9 @@ def compose_doc(opts: ComposeOptions) -> dict[str, Any]:
                 "command": [
                     *("python", "-m", "ase_serving.gateway", "--host", "0.0.0.0", "--port", "2392"),
                     # Balances in-process (exact counts, as one gateway holds every licence it
-                    # picks), as `asectl init`'s gateway does: asking the LB service costs two gRPC
-                    # calls per request (bench/deploy_compose.py). More gateways: add `--lb lb:2391`.
+                    # picks), as `asectl init`'s gateway does: no LB hop per request. More gateways
+                    # sharing exact counts: add `--lb lb:2393` (a pick and a batched release on the
+                    # LB's lean wire per request; bench/deploy_compose.py, bench/lb_picks.py).
                     *("--config", "etcd://etcd:2379"),
                 ],
                 "environment": dict(env),

@@ -33,7 +33,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--password", help="config centre password (default: the cluster settings)")
     ap.add_argument("--project", help="project whose service schemas to serve (default: settings)")
     ap.add_argument("--group", help="group whose service schemas to serve (default: settings)")
-    ap.add_argument("--lb", help="ask the LB service at HOST:PORT (default: an LB in this process)")
+    ap.add_argument(
+        "--lb",
+        help="ask the LB service at HOST:PORT, its lean-wire port (2393; grpc://HOST:PORT: its gRPC "
+        "port, 2391) (default: an LB in this process)",
+    )
     ap.add_argument("--strategy", default=d.strategy, help=f"in-process LB: {', '.join(strategy_names())}")
     ap.add_argument(
         "--loader-ca",

@@ -25,6 +25,7 @@ from ase_serving.errors import NoLicence
 from ase_serving.lb.balancer import Balancer, NodeInfo
 from ase_serving.lb.client import LbClient
 from ase_serving.lb.feed import RegistryFeed
+from ase_serving.lb.wire_client import LbWireClient
 from ase_serving.store.base import Registry
 
 log = logging.getLogger("ase_serving.gateway")
@@ -98,10 +99,15 @@ class LocalPicker:
 
 
 class RemotePicker:
-    """An LB service at ``address`` (``python -m ase_serving.lb``)."""
+    """An LB service (``python -m ase_serving.lb``): ``HOST:PORT`` names its lean-wire port (2393),
+    ``grpc://HOST:PORT`` its gRPC port (2391; two gRPC calls per request, for interop)."""
 
     def __init__(self, address: str) -> None:
-        self.client = LbClient(address)
+        self.client: LbClient | LbWireClient
+        if address.startswith("grpc://"):
+            self.client = LbClient(address.removeprefix("grpc://"))
+        else:
+            self.client = LbWireClient(address)
 
     async def start(self) -> None:
         pass

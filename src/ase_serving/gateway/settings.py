@@ -32,7 +32,8 @@ class GatewaySettings:
     password: str | None = None
     project: str = DEFAULT_PROJECT
     group: str = DEFAULT_GROUP
-    #: host:port of an LB service to ask; None = a Balancer in this process fed by the registry.
+    #: host:port of an LB service's lean-wire port to ask (``grpc://host:port``: its gRPC port);
+    #: None = a Balancer in this process fed by the registry.
     lb: str | None = None
     #: The in-process Balancer's strategy: loadMini counts exactly what this gateway holds.
     strategy: str = "loadMini"
@@ -88,6 +89,8 @@ class GatewaySettings:
                 f"--loader-ca {self.loader_ca}: no such file (the PEM file of the CA that signed "
                 "the loaders' certificates)"
             )
+        if self.lb is not None and not _host_port(self.lb.removeprefix("grpc://")):
+            out.append(f"lb must be HOST:PORT (or grpc://HOST:PORT), not {self.lb!r}")
         if self.transport not in ("lean", "grpc"):
             out.append(f"transport must be lean or grpc, not {self.transport!r}")
         out += self._check_auth()
@@ -127,3 +130,8 @@ class GatewaySettings:
         doc: dict[str, Any] = orjson.loads(raw)
         known = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in doc.items() if k in known})
+
+
+def _host_port(address: str) -> bool:
+    host, sep, port = address.rpartition(":")
+    return bool(sep and host and port.isdigit())

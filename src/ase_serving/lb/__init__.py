@@ -2,8 +2,9 @@
 
 - :mod:`.balancer` — :class:`Balancer`: reports in, addresses out; strategies in :mod:`.strategies`.
 - :mod:`.feed` — :class:`~ase_serving.lb.feed.RegistryFeed` keeps a Balancer fed from the registry.
-- :mod:`.service` / :mod:`.client` — the LB as its own gRPC service (``python -m ase_serving.lb``)
-  and its asyncio client, for several gateways sharing one view.
+- :mod:`.service` — the LB as its own service (``python -m ase_serving.lb``), for several gateways
+  sharing one view: a gRPC port (:mod:`.client`) and a lean-wire port (:mod:`.lean`, the protocol;
+  :mod:`.wire_client`, what a gateway's ``--lb`` uses).
 """
 
 from __future__ import annotations

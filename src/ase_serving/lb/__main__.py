@@ -1,11 +1,14 @@
 """``python -m ase_serving.lb``: run the LB service in the foreground (``asectl init`` starts it too).
 
-    python -m ase_serving.lb [--host 127.0.0.1] [--port 2391] [--strategy load] [--ttl 10]
-                             [--config ADDRESS] [--account A] [--password P]
+    python -m ase_serving.lb [--host 127.0.0.1] [--port 2391] [--wire-port 2393] [--strategy load]
+                             [--ttl 10] [--config ADDRESS] [--account A] [--password P]
 
-The registry feed comes from ``--config``, else from the cluster settings (``asectl setup`` /
+Two ports on one Balancer: ``--port``, gRPC (``ase.lb.v1.Balancer``, for interop and health
+checks), and ``--wire-port``, the lean wire (:mod:`ase_serving.lb.lean`) that a gateway's ``--lb``
+names. The registry feed comes from ``--config``, else from the cluster settings (``asectl setup`` /
 ``asectl init``, ``ASE_CONFIG_*``); with neither, the LB serves from Report calls only and says
-so. Prints one line when ready: ``lb serving on HOST:PORT (strategy load)``. SIGTERM/SIGINT: exit 0.
+so. Prints one line when ready: ``lb serving on HOST:PORT (strategy load); lean wire on HOST:PORT``
+(the gRPC address first). SIGTERM/SIGINT: exit 0.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import logging
 import sys
 
 from ase_serving.home import ClusterSettings, SettingsError
+from ase_serving.lb.lean import DEFAULT_WIRE_PORT
 from ase_serving.lb.service import DEFAULT_PORT, LbError, LbReady, open_registry, serve
 from ase_serving.lb.strategies import strategy_names
 from ase_serving.store import Backend
@@ -25,7 +29,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         prog="python -m ase_serving.lb", description="Run the ASE LB service (the bypass load balancer)."
     )
     ap.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
-    ap.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT}; 0 = any)")
+    ap.add_argument(
+        "--port", type=int, default=DEFAULT_PORT, help=f"gRPC port (default {DEFAULT_PORT}; 0 = any)"
+    )
+    ap.add_argument(
+        "--wire-port",
+        type=int,
+        help=f"lean-wire port, the one a gateway's --lb names (default {DEFAULT_WIRE_PORT}, or any "
+        "free one when --port is 0; 0 = any)",
+    )
     ap.add_argument("--strategy", default="load", help=f"one of {', '.join(strategy_names())} (default load)")
     ap.add_argument("--ttl", type=float, default=10.0, help="drop loaders silent this long, seconds (10)")
     ap.add_argument(
@@ -70,11 +82,20 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
     def ready(info: LbReady) -> None:
-        print(f"lb serving on {info.address} (strategy {info.strategy})", flush=True)
+        print(
+            f"lb serving on {info.address} (strategy {info.strategy}); lean wire on {info.wire_address}",
+            flush=True,
+        )
 
+    wire_port = args.wire_port
+    if wire_port is None:
+        wire_port = 0 if args.port == 0 else DEFAULT_WIRE_PORT
+    if not 0 <= wire_port <= 65535:
+        print(f"error: --wire-port {wire_port} is not 0..65535", file=sys.stderr)
+        return 2
     try:
         backend = _backend(args)
-        serve(args.host, args.port, args.strategy, args.ttl, backend, ready)
+        serve(args.host, args.port, args.strategy, args.ttl, backend, ready, wire_port)
     except LbError as exc:
         print(f"error: {exc.message}", file=sys.stderr)
         return 1
