@@ -8,7 +8,6 @@ each builds its app with :func:`create_app` from the settings in :data:`~.settin
 
 from __future__ import annotations
 
-import asyncio
 import os
 import shutil
 import socket
@@ -27,66 +26,6 @@ class GatewayError(AseError):
     """The gateway cannot start (port taken, bad settings); the message says why."""
 
     code = 500
-
-
-class _Coalesced:
-    """A transport whose writes of one event-loop turn leave in one ``send``.
-
-    uvicorn writes a response's status line and headers, then its body: two system calls (and
-    two TCP segments) per response. Both come in the same turn, so joining them costs nothing
-    but a ``call_soon``. Everything else is the real transport's."""
-
-    __slots__ = ("_loop", "_out", "_transport")
-
-    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
-        self._transport = transport
-        self._loop = loop
-        self._out: list[bytes] = []
-
-    def write(self, data: bytes) -> None:
-        out = self._out
-        if not out:
-            self._loop.call_soon(self._flush)
-        out.append(data)
-
-    def writelines(self, lines: Any) -> None:
-        for data in lines:
-            self.write(data)
-
-    def _flush(self) -> None:
-        out = self._out
-        if not out:
-            return
-        data = out[0] if len(out) == 1 else b"".join(out)
-        out.clear()
-        if not self._transport.is_closing():
-            self._transport.write(data)
-
-    def close(self) -> None:
-        self._flush()
-        self._transport.close()
-
-    def write_eof(self) -> None:
-        self._flush()
-        self._transport.write_eof()
-
-    def abort(self) -> None:
-        self._out.clear()
-        self._transport.abort()
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._transport, name)
-
-
-def _http_protocol() -> Any:
-    """uvicorn's httptools protocol, writing through :class:`_Coalesced`."""
-    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
-
-    class GatewayHttpProtocol(HttpToolsProtocol):
-        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-            super().connection_made(_Coalesced(transport, self.loop))  # type: ignore[arg-type]
-
-    return GatewayHttpProtocol
 
 
 def create_app(settings: GatewaySettings | None = None) -> Any:
@@ -144,7 +83,8 @@ def serve(settings: GatewaySettings, ready: Callable[[str], None] | None = None)
         "server_header": False,
         "lifespan": "on",
         "loop": settings.loop,
-        "http": _http_protocol(),
+        # An import string: with several workers uvicorn pickles the config for each process.
+        "http": "ase_serving.gateway.http:GatewayHttpProtocol",
     }
     try:
         if ready is not None:
