@@ -16,6 +16,8 @@ from ase_serving.wire import HEADER, FrameBuffer
 
 #: Payloads up to this size are joined with their header into one send() (one syscall).
 _JOIN_LIMIT = 1 << 16
+#: The most one read takes from the socket.
+_READ_SIZE = 1 << 18
 
 
 class BlockingChannel:
@@ -31,6 +33,10 @@ class BlockingChannel:
         self.sock = sock
         self.frames: collections.deque[tuple[int, int, int, int, bytes]] = collections.deque()
         self._parser = FrameBuffer()
+        # One receive buffer for every read: ``recv(n)`` would allocate n bytes per call, which
+        # above malloc's mmap threshold is an mmap, an mremap and a munmap (and page faults) per read.
+        self._rbuf = bytearray(_READ_SIZE)
+        self._rview = memoryview(self._rbuf)
         self.read_lock = threading.Lock()
         self._write_lock = threading.Lock()
         self._held = threading.local()
@@ -40,10 +46,10 @@ class BlockingChannel:
         with self.read_lock:
             if self.frames:
                 return True
-            data = self.sock.recv(1 << 18)
-            if not data:
+            n = self.sock.recv_into(self._rbuf)
+            if not n:
                 return False
-            self._parser.feed(data, self._add)
+            self._parser.feed(self._rview[:n].tobytes(), self._add)
             return True
 
     def _add(self, op: int, flags: int, call_id: int, code: int, payload: bytes) -> None:
