@@ -61,3 +61,23 @@ def test_a_verified_signature_is_remembered_but_still_checked(monkeypatch: pytes
     other = {**scope, "path": "/v1/private/other", "raw_path": b"/v1/private/other"}
     with pytest.raises(AuthFailed, match="the signature does not match"):
         keyauth.authenticate(other, "echo")
+
+
+def test_a_remembered_key_digest_still_follows_the_book() -> None:
+    """The API key path remembers digests, not answers: a rotated key is refused at once, the new
+    one is taken, and a signature sent along with a key still wins (it is checked, not skipped)."""
+    book = ConsumerBook([_record("s1", key="old" * 11)])
+    keyauth = KeyAuth(book, clock=lambda: T0)
+    old = _scope({"X-Api-Key": "old" * 11})
+    assert keyauth.authenticate(old, "echo").app_id == "app1"
+    assert keyauth.authenticate(old, "echo").app_id == "app1"  # from the digest cache
+
+    book._put(_record("s1", key="new" * 11))  # `asectl consumer rotate`
+    with pytest.raises(AuthFailed, match="no consumer has this API key"):
+        keyauth.authenticate(old, "echo")
+    assert keyauth.authenticate(_scope({"X-Api-Key": "new" * 11}), "echo").app_id == "app1"
+
+    date = email.utils.formatdate(T0, usegmt=True)
+    signed = sign("POST", "gw:2392", "/v1/private/echo", "new" * 11, "wrong", date)
+    with pytest.raises(AuthFailed, match="the signature does not match"):
+        keyauth.authenticate(_scope({**signed, "X-Api-Key": "new" * 11}), "echo")
