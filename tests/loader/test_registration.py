@@ -507,3 +507,15 @@ def test_a_gateway_on_the_same_host_uses_the_loaders_unix_socket(
     assert res.code == 0 and res.items[0].data == b"by uds"
     loader.stop()
     assert not Path(path).exists()  # removed when the loader stops
+
+
+def test_free_licences_are_reported_when_they_moved_enough() -> None:
+    """Between heartbeats: every step near zero, a quarter of what is free further up."""
+    from ase_serving.loader.registrar import worth_reporting
+
+    assert worth_reporting(None, 5)  # never written
+    assert not worth_reporting(4, 4)
+    assert worth_reporting(4, 3) and worth_reporting(1, 0) and worth_reporting(0, 1) and worth_reporting(2, 1)
+    assert not worth_reporting(120, 118) and not worth_reporting(118, 121)  # steady load on 128
+    assert worth_reporting(120, 90) and worth_reporting(8, 6) and not worth_reporting(16, 15)
+    assert worth_reporting(128, 0)  # every slot taken: at once

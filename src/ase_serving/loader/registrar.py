@@ -10,8 +10,8 @@ Attributes written (names fixed; the LB and ``asectl cluster status`` read them)
 
 =============  ====================================================================
 ``lic_total``  licence slots in all (workers x lic)
-``lic_idle``   slots free now; written when it changes (at most every 0.1 s) and
-               with every heartbeat
+``lic_idle``   slots free now; written with every heartbeat, and between heartbeats (at
+               most every 0.1 s) when it moved enough (:func:`worth_reporting`)
 ``lic_best``   preferred concurrency (``[loader] lic_best`` in ase.toml; default lic_total)
 ``live``       True; False while draining (written just before deregistering)
 ``workers``    worker processes
@@ -93,6 +93,19 @@ POLL_S = 0.05
 REPORT_GAP_S = 0.1
 #: Total time ``on_draining`` may spend telling the store (a dead store must not delay the drain).
 DRAIN_BOUND = 2.0
+
+
+def worth_reporting(written: int | None, idle: int) -> bool:
+    """Whether free licences moved enough from the last report to write them before the heartbeat.
+
+    Every gateway and LB watching the registry wakes for each write, so a loader under steady load
+    (free slots going 120, 118, 121...) must not write ten times a second. Near zero every slot
+    counts (a gateway that thinks one is free sends a call); with plenty free a change matters
+    once it is a quarter of what is free. The heartbeat writes the exact number anyway."""
+    if written is None:
+        return True
+    step = abs(idle - written)
+    return step > 0 and (idle == 0 or written == 0 or step >= max(1, min(idle, written) // 4))
 
 
 def _fmt(host: str, port: int) -> str:
@@ -458,7 +471,7 @@ class ClusterRegistrar:
             if now >= next_beat:
                 await self._op(registry.keepalive(reg))
                 self._recovered()  # the lease outlived an outage
-            elif idle == self._written_idle or now - last_write < REPORT_GAP_S:
+            elif not worth_reporting(self._written_idle, idle) or now - last_write < REPORT_GAP_S:
                 continue
             self.registration = await self._op(registry.update(reg, self._attrs(idle)))
             self._written_idle = idle
