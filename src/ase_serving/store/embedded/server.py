@@ -15,6 +15,7 @@ import os
 import signal
 import socket
 import sqlite3
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
@@ -50,6 +51,25 @@ def bind(host: str, port: int) -> socket.socket:
             "stop what uses that port or pick another with --port"
         ) from None
     return sock
+
+
+def _return_big_blocks() -> None:
+    """Make glibc give every block of 1 MiB or more back to the system when it is freed.
+
+    A password check runs scrypt, which allocates 16 MiB (in a thread of the default executor).
+    glibc's dynamic mmap threshold rises to that size after the first such block is freed, so the
+    later ones come from the heap of whichever thread ran them and stay resident there: 16 MiB
+    per thread that ever checked a password, a third of the config centre's memory. A fixed
+    threshold turns that adjustment off.
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        import ctypes
+
+        ctypes.CDLL(None).mallopt(-3, 1 << 20)  # M_MMAP_THRESHOLD
+    except (OSError, AttributeError):  # not glibc (musl has mallopt as a no-op)
+        pass
 
 
 def _lock(data_dir: Path) -> IO[str]:
@@ -127,6 +147,7 @@ async def serve(
 
         data_dir = ase_home() / "configd"
     data_dir = data_dir.expanduser()
+    _return_big_blocks()
     # 0700: the store holds password hashes (and, later, consumer secrets).
     data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     lock = _lock(data_dir)
@@ -141,6 +162,8 @@ async def serve(
                 log_config=None,
                 access_log=False,
                 lifespan="off",
+                # No WebSocket route: uvicorn would import websockets (3 MB) for nothing.
+                ws="none",
                 timeout_graceful_shutdown=5,
             )
             server = _Server(config, centre, url, ready)
