@@ -19,7 +19,6 @@ from collections.abc import Collection
 from typing import Any, Protocol
 
 from ase_serving.lb.balancer import Balancer, NodeInfo
-from ase_serving.lb.client import LbClient
 from ase_serving.lb.feed import RegistryFeed
 from ase_serving.store.base import Registry
 
@@ -71,6 +70,8 @@ class RemotePicker:
     """An LB service at ``address`` (``python -m ase_serving.lb``)."""
 
     def __init__(self, address: str) -> None:
+        from ase_serving.lb.client import LbClient  # grpc: only for a gateway that asks an LB service
+
         self.client = LbClient(address)
 
     async def start(self) -> None:
