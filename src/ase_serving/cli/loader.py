@@ -2,15 +2,37 @@
 
 from __future__ import annotations
 
+import importlib
+from typing import Any
+
 import typer
 
-app = typer.Typer(help="Create, test and serve engine plugins (wrapper projects).", no_args_is_help=True)
+#: Commands and the modules that register them (kept out of this file to keep it small).
+COMMANDS = {
+    "new": "loader_new",
+    "test": "loader_test",
+    "run": "loader_run",
+    "call": "loader_call",
+    "build": "loader_build",
+}
 
-# Commands are registered by their modules (loader_new, loader_test, loader_run) to keep this file small.
-from ase_serving.cli import loader_build, loader_call, loader_new, loader_run, loader_test  # noqa: E402
 
-loader_new.register(app)
-loader_test.register(app)
-loader_run.register(app)
-loader_call.register(app)
-loader_build.register(app)
+def make_app(argv: list[str] | None = None) -> typer.Typer:
+    """The group with the command that ``argv`` (what follows ``loader``) names; every one for None.
+
+    ``asectl loader run`` becomes the loader: it keeps no gRPC client, test runner or Docker code.
+    """
+    from ase_serving.cli.main import wanted
+
+    app = typer.Typer(help="Create, test and serve engine plugins (wrapper projects).", no_args_is_help=True)
+    only = wanted(argv, COMMANDS) if argv is not None else None
+    for module in COMMANDS.values():
+        if only in (None, module):
+            importlib.import_module(f"ase_serving.cli.{module}").register(app)
+    return app
+
+
+def __getattr__(name: str) -> Any:
+    if name == "app":
+        return make_app()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

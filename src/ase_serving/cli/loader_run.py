@@ -1,20 +1,15 @@
-"""``asectl loader run``: serve a wrapper project over gRPC until SIGTERM/Ctrl-C."""
+"""``asectl loader run``: serve a wrapper project over gRPC until SIGTERM/Ctrl-C.
+
+The options are parsed here; the loader itself is :mod:`ase_serving.cli.loader_serve`, which this
+process becomes (same pid) without the command line tool's modules.
+"""
 
 from __future__ import annotations
 
-import logging
-import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Optional
+from typing import Annotated, Optional
 
 import typer
-
-from ase_serving.cli.common import abort
-from ase_serving.errors import AseError
-
-if TYPE_CHECKING:
-    from ase_serving.loader.serve import Registrar
-    from ase_serving.loader.settings import LoaderSettings
 
 _EPILOG = """\
 Example:
@@ -113,142 +108,25 @@ def register(app: typer.Typer) -> None:
         ] = "info",
     ) -> None:
         """Serve a wrapper project: gRPC Once/Session/Info, N worker processes x L licences."""
-        from ase_serving.loader.front import is_loopback
-        from ase_serving.loader.project import ProjectError, load_project
-        from ase_serving.loader.serve import Ready, serve
+        from ase_serving.cli.loader_serve import RunOptions, start
 
-        level = getattr(logging, log_level.upper(), None)
-        if not isinstance(level, int):
-            abort(f"--log-level must be debug, info, warning or error, not {log_level!r}")
-        logging.basicConfig(level=level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(message)s")
-        if level > logging.DEBUG:
-            # The store clients log every request at INFO: a heartbeat is not news.
-            for name in ("httpx", "httpcore", "aetcd"):
-                logging.getLogger(name).setLevel(logging.WARNING)
-        try:
-            settings = load_project(
-                folder,
-                service=service,
-                version=version,
-                workers=workers,
-                lic=lic,
-                host=host,
-                port=port,
-                metrics_port=None if metrics_port is None or metrics_port < 0 else metrics_port,
+        start(
+            RunOptions(
+                str(folder),
+                service,
+                version,
+                workers,
+                lic,
+                port,
+                host,
+                data_port,
+                data_host,
+                metrics_port,
+                standalone,
+                ttl,
+                advertise,
+                log_level,
+                str(data_tls_cert) if data_tls_cert is not None else None,
+                str(data_tls_key) if data_tls_key is not None else None,
             )
-        except ProjectError as exc:
-            abort(str(exc))
-        if metrics_port is not None and metrics_port < 0:
-            settings.metrics_port = None
-        if data_port is not None:
-            settings.data_port = data_port
-        if data_host is not None:
-            settings.data_host = data_host
-        if data_tls_cert is not None:
-            settings.data_tls_cert, settings.data_tls_key = data_tls_cert, data_tls_key
-
-        def ready(info: Ready) -> None:
-            s = info.settings
-            line = (
-                f"loader {s.service} {s.version} serving on {info.data_address} "
-                f"({s.workers} worker{'s' if s.workers != 1 else ''} x {s.lic} "
-                f"licence{'s' if s.lic != 1 else ''}); grpc {info.address}"
-            )
-            if info.metrics_url:
-                line += f"; metrics {info.metrics_url}"
-            sys.stdout.write(line + "\n" + "".join(f"{x}\n" for x in _api_lines(s, gateway)))
-            sys.stdout.flush()
-
-        registrar = None if standalone else _cluster_registrar(ttl, advertise)
-        if registrar is not None and not is_loopback(settings.data_host or settings.host):
-            settings.secret = _cluster_secret()
-        gateway = _gateway_url() if registrar is not None else None
-        try:
-            serve(settings, ready=ready, registrar=registrar)
-        except AseError as exc:
-            abort(exc.message)
-        except KeyboardInterrupt:
-            raise typer.Exit(0) from None
-
-
-def _cluster_secret() -> bytes:
-    """The cluster's secret (made now if the config centre has none), for a data port beyond loopback."""
-    import asyncio
-
-    from ase_serving.cluster.secret import ensure_secret
-    from ase_serving.home import ClusterSettings
-    from ase_serving.store import StoreError
-
-    cluster = ClusterSettings.load()
-    assert cluster is not None
-
-    async def fetch() -> bytes | None:
-        backend = cluster.open()
-        try:
-            return await ensure_secret(backend)
-        finally:
-            await backend.close()
-
-    try:
-        secret = asyncio.run(fetch())
-    except (StoreError, OSError) as exc:
-        abort(
-            f"cannot read the cluster's secret from {cluster.address}: {exc}; the data port listens beyond "
-            "loopback and needs it (or use --data-host 127.0.0.1)"
         )
-    if secret is None:
-        abort(
-            f"the config centre at {cluster.address} cannot hold the cluster's secret: keep the data port "
-            "on loopback (--data-host 127.0.0.1)"
-        )
-    return secret
-
-
-def _gateway_url() -> str | None:
-    from ase_serving.home import ClusterSettings, SettingsError
-
-    try:
-        cluster = ClusterSettings.load()
-    except SettingsError:
-        return None
-    return cluster.components.get("gateway") if cluster is not None else None
-
-
-def _api_lines(settings: LoaderSettings, gateway: str | None) -> list[str]:
-    """Where the service's API and its documentation are, when the cluster has a gateway."""
-    if not gateway:
-        return []
-    from ase_serving.loader.registrar import project_routes
-
-    base = gateway.rstrip("/")
-    modes = settings.modes or frozenset(("once", "session"))
-    how = " and ".join(
-        m for m in (("POST" if "once" in modes else ""), ("WebSocket" if "session" in modes else "")) if m
-    )
-    lines = [f"api  {base}{route}  ({how})" for route in project_routes(settings)]
-    lines.append(f"docs {base}/docs?service={settings.service}")
-    return lines
-
-
-def _cluster_registrar(ttl: float, advertise: str | None) -> Registrar | None:
-    """The registrar for the cluster set up under $ASE_HOME, or None (said on stderr) when none is."""
-    from ase_serving.home import ClusterSettings, SettingsError
-    from ase_serving.loader.registrar import ClusterRegistrar
-    from ase_serving.store import StoreError, backend_kind
-
-    try:
-        cluster = ClusterSettings.load()
-    except SettingsError as exc:
-        abort(str(exc))
-    if cluster is None:
-        typer.echo(
-            "no cluster set up (run `asectl init`, or `asectl setup` to use an existing one): "
-            "serving standalone",
-            err=True,
-        )
-        return None
-    try:
-        backend_kind(cluster.address)
-    except StoreError as exc:
-        abort(f"{exc}; run `asectl setup` again, or use --standalone")
-    return ClusterRegistrar(cluster, ttl=ttl, advertise=advertise)

@@ -2,29 +2,64 @@
 
 from __future__ import annotations
 
+import importlib
+import sys
+from typing import Any
+
 import typer
 
-from ase_serving.cli import api, call, cluster, config, consumer, init, loader, setup
+#: Command groups and the modules that make them, in the order help lists them.
+GROUPS = {"loader": "loader", "api": "api", "config": "config", "cluster": "cluster", "consumer": "consumer"}
+#: Top-level commands and the modules that register them.
+COMMANDS = {"setup": "setup", "init": "init", "down": "init", "call": "call"}
 
-app = typer.Typer(
-    name="asectl",
-    help="ASE serving: serve engine plugins (wrapper.py) behind a validated, load-balanced API.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-)
-app.add_typer(loader.app, name="loader")
-app.add_typer(api.app, name="api")
-app.add_typer(config.app, name="config")
-app.add_typer(cluster.app, name="cluster")
-app.add_typer(consumer.app, name="consumer")
-setup.register(app)
-init.register(app)
-call.register(app)
+
+def wanted(argv: list[str], names: dict[str, str]) -> str | None:
+    """The module of the command that ``argv`` names, or None (help, a typo: then every one).
+
+    Only that module is imported: each costs memory (HTTP and gRPC clients, the schema compiler),
+    and ``asectl loader run`` keeps whatever it imported for as long as the loader serves.
+    """
+    if not argv or argv[0].startswith("-"):
+        return None
+    return names.get(argv[0])
+
+
+def make_app(argv: list[str] | None = None) -> typer.Typer:
+    """The ``asectl`` app with the commands that ``argv`` (the arguments) needs; every one for None."""
+    app = typer.Typer(
+        name="asectl",
+        help="ASE serving: serve engine plugins (wrapper.py) behind a validated, load-balanced API.",
+        no_args_is_help=True,
+        add_completion=False,
+        pretty_exceptions_enable=False,
+    )
+
+    @app.callback()
+    def _group() -> None:
+        # A group even when one command is registered (Typer would make that command the app).
+        pass
+
+    only = wanted(argv, {**GROUPS, **COMMANDS}) if argv is not None else None
+    for name, module in GROUPS.items():
+        if only in (None, module):
+            group = importlib.import_module(f"ase_serving.cli.{module}")
+            sub = group.make_app(argv[1:]) if argv is not None and hasattr(group, "make_app") else group.app
+            app.add_typer(sub, name=name)
+    for module in dict.fromkeys(COMMANDS.values()):
+        if only in (None, module):
+            importlib.import_module(f"ase_serving.cli.{module}").register(app)
+    return app
 
 
 def main() -> None:
-    app()
+    make_app(sys.argv[1:])()
+
+
+def __getattr__(name: str) -> Any:
+    if name == "app":  # every command, for tools that look for the Typer app
+        return make_app()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 if __name__ == "__main__":

@@ -19,14 +19,16 @@ import itertools
 import logging
 import time
 from collections.abc import Callable, Collection, Coroutine
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ase_serving.errors import NoLicence
 from ase_serving.lb.balancer import Balancer, NodeInfo
-from ase_serving.lb.client import LbClient
 from ase_serving.lb.feed import RegistryFeed
 from ase_serving.lb.wire_client import LbWireClient
 from ase_serving.store.base import Registry
+
+if TYPE_CHECKING:
+    from ase_serving.lb.client import LbClient
 
 log = logging.getLogger("ase_serving.gateway")
 
@@ -103,8 +105,10 @@ class RemotePicker:
     ``grpc://HOST:PORT`` its gRPC port (2391; two gRPC calls per request, for interop)."""
 
     def __init__(self, address: str) -> None:
-        self.client: LbClient | LbWireClient
+        self.client: LbWireClient | LbClient
         if address.startswith("grpc://"):
+            from ase_serving.lb.client import LbClient  # grpc: only for a gateway that asks for it
+
             self.client = LbClient(address.removeprefix("grpc://"))
         else:
             self.client = LbWireClient(address)

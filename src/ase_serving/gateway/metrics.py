@@ -2,7 +2,8 @@
 
 With several worker processes, each writes its values to files under
 ``PROMETHEUS_MULTIPROC_DIR`` (set by :func:`ase_serving.gateway.server.serve` before the workers
-start) and ``/metrics`` sums them over every worker; with one process, the values stay in memory.
+start) and ``/metrics`` sums them over every worker; with one process, the values stay in memory
+in plain dicts, and ``prometheus_client`` (5 MB) is imported by the first scrape.
 Labelled children are cached so that the hot path pays a dict lookup and an ``inc()``.
 """
 
@@ -12,18 +13,6 @@ import bisect
 import os
 from collections.abc import Iterator
 from typing import Any
-
-from prometheus_client import (
-    CONTENT_TYPE_LATEST,
-    CollectorRegistry,
-    Counter,
-    Gauge,
-    Histogram,
-    generate_latest,
-)
-from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily
-from prometheus_client.multiprocess import MultiProcessCollector
-from prometheus_client.utils import floatToGoString
 
 from ase_serving.loader.metrics import LATENCY_BUCKETS
 
@@ -35,6 +24,7 @@ _DOCS = {
     "latency": "Once request latency through the gateway (body read to response), by service",
     "queue": "Time requests waited for a free licence, by service",
     "frames": "Session frames, by service and direction (in = from clients, out = to clients)",
+    "sessions": "WebSocket sessions open now, by service",
 }
 
 
@@ -51,8 +41,14 @@ class _Tally:
     """
 
     def __init__(self) -> None:
+        self.gauges: dict[str, tuple[str, list[str], dict[tuple[Any, ...], float]]] = {}
         self.counters: dict[str, tuple[str, list[str], dict[tuple[Any, ...], int]]] = {}
         self.histograms: dict[str, tuple[str, list[str], list[float], dict[tuple[Any, ...], list[Any]]]] = {}
+
+    def gauge(self, name: str, doc: str, labels: list[str]) -> dict[tuple[Any, ...], float]:
+        values: dict[tuple[Any, ...], float] = {}
+        self.gauges[name] = (doc, labels, values)
+        return values
 
     def counter(self, name: str, doc: str, labels: list[str]) -> dict[tuple[Any, ...], int]:
         values: dict[tuple[Any, ...], int] = {}
@@ -68,6 +64,14 @@ class _Tally:
         return bounds, values
 
     def collect(self) -> Iterator[Any]:
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+        from prometheus_client.utils import floatToGoString
+
+        for name, (doc, labels, levels) in self.gauges.items():
+            gfamily = GaugeMetricFamily(name, doc, labels=labels)
+            for key, v in list(levels.items()):
+                gfamily.add_metric([str(k) for k in key], v)
+            yield gfamily
         for name, (doc, labels, counts) in self.counters.items():
             family = CounterMetricFamily(name, doc, labels=labels)
             for key, n in list(counts.items()):
@@ -97,7 +101,38 @@ def _observe(
 
 class GatewayMetrics:
     def __init__(self) -> None:
-        self.registry = reg = CollectorRegistry()
+        self._cache: dict[tuple[Any, ...], Any] = {}
+        # One process: every metric in plain dicts (see _Tally), exported when scraped.
+        self._tally: _Tally | None = None
+        self._registry: Any = None
+        self._t_requests: dict[tuple[Any, ...], int] | None = None
+        self._t_frames: dict[tuple[Any, ...], int] | None = None
+        self._t_sessions: dict[tuple[Any, ...], float] | None = None
+        self._t_latency: tuple[list[float], dict[tuple[Any, ...], list[Any]]] = ([], {})
+        self._t_queue: tuple[list[float], dict[tuple[Any, ...], list[Any]]] | None = None
+        if multiprocess():
+            self._prometheus_metrics()
+            return
+        self._tally = tally = _Tally()
+        self._t_sessions = tally.gauge("ase_gateway_sessions_open", _DOCS["sessions"], ["service"])
+        self._t_requests = tally.counter(
+            "ase_gateway_requests", _DOCS["requests"], ["service", "mode", "code"]
+        )
+        self._t_frames = tally.counter(
+            "ase_gateway_session_frames", _DOCS["frames"], ["service", "direction"]
+        )
+        self._t_latency = tally.histogram(
+            "ase_gateway_request_seconds", _DOCS["latency"], ["service", "mode"], LATENCY_BUCKETS
+        )
+        self._t_queue = tally.histogram(
+            "ase_gateway_queue_wait_seconds", _DOCS["queue"], ["service"], _QUEUE_BUCKETS
+        )
+
+    def _prometheus_metrics(self) -> None:
+        """Several worker processes: Prometheus' metrics, which share values through files."""
+        from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+        self._registry = reg = CollectorRegistry()
         self._requests = Counter(
             "ase_gateway_requests",
             _DOCS["requests"],
@@ -113,7 +148,7 @@ class GatewayMetrics:
         )
         self._sessions = Gauge(
             "ase_gateway_sessions_open",
-            "WebSocket sessions open now, by service",
+            _DOCS["sessions"],
             ["service"],
             registry=reg,
             multiprocess_mode="livesum",
@@ -131,29 +166,6 @@ class GatewayMetrics:
             ["service", "direction"],
             registry=reg,
         )
-        self._cache: dict[tuple[Any, ...], Any] = {}
-        # One process: the hot counters in plain dicts (see _Tally), exported with the rest.
-        self._t_requests: dict[tuple[Any, ...], int] | None = None
-        self._t_frames: dict[tuple[Any, ...], int] | None = None
-        self._t_latency: tuple[list[float], dict[tuple[Any, ...], list[Any]]] = ([], {})
-        self._t_queue: tuple[list[float], dict[tuple[Any, ...], list[Any]]] | None = None
-        if not multiprocess():
-            tally = _Tally()
-            for metric in (self._requests, self._latency, self._queue, self._frames):
-                reg.unregister(metric)
-            self._t_requests = tally.counter(
-                "ase_gateway_requests", _DOCS["requests"], ["service", "mode", "code"]
-            )
-            self._t_latency = tally.histogram(
-                "ase_gateway_request_seconds", _DOCS["latency"], ["service", "mode"], LATENCY_BUCKETS
-            )
-            self._t_queue = tally.histogram(
-                "ase_gateway_queue_wait_seconds", _DOCS["queue"], ["service"], _QUEUE_BUCKETS
-            )
-            self._t_frames = tally.counter(
-                "ase_gateway_session_frames", _DOCS["frames"], ["service", "direction"]
-            )
-            reg.register(tally)
 
     def _child(self, metric: Any, *labels: str) -> Any:
         key = (id(metric), *labels)
@@ -181,9 +193,17 @@ class GatewayMetrics:
         self._child(self._queue, service).observe(seconds)
 
     def session_opened(self, service: str) -> None:
+        levels = self._t_sessions
+        if levels is not None:
+            levels[(service,)] = levels.get((service,), 0.0) + 1
+            return
         self._child(self._sessions, service).inc()
 
     def session_closed(self, service: str) -> None:
+        levels = self._t_sessions
+        if levels is not None:
+            levels[(service,)] = levels.get((service,), 0.0) - 1
+            return
         self._child(self._sessions, service).dec()
 
     def frame(self, service: str, direction: str) -> None:
@@ -195,8 +215,15 @@ class GatewayMetrics:
         self._child(self._frames, service, direction).inc()
 
     def render(self) -> tuple[bytes, str]:
+        from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+
         if multiprocess():
+            from prometheus_client.multiprocess import MultiProcessCollector
+
             reg = CollectorRegistry()
             MultiProcessCollector(reg)  # type: ignore[no-untyped-call]
             return generate_latest(reg), CONTENT_TYPE_LATEST
-        return generate_latest(self.registry), CONTENT_TYPE_LATEST
+        if self._registry is None:
+            self._registry = CollectorRegistry()
+            self._registry.register(self._tally)
+        return generate_latest(self._registry), CONTENT_TYPE_LATEST

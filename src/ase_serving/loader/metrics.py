@@ -1,25 +1,20 @@
 """Loader metrics (Prometheus) and the ``/metrics`` + ``/health`` HTTP endpoint of the supervisor.
 
-Counters are cached per label set so the hot path pays one dict lookup and an ``inc()``; the
-licence and session gauges are computed when scraped, so they cost nothing per request.
+Counts are kept in plain dicts and numbers, so the hot path pays one dict lookup and an addition;
+the licence and session gauges are computed when scraped, so they cost nothing per request.
+``prometheus_client`` (5 MB of memory) is imported by the first scrape, to write the text format.
 """
 
 from __future__ import annotations
 
+import bisect
 import threading
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import orjson
-from prometheus_client import (
-    CONTENT_TYPE_LATEST,
-    CollectorRegistry,
-    Counter,
-    Gauge,
-    Histogram,
-    generate_latest,
-)
 
 #: Latency buckets (seconds) from 100 µs to 30 s: engines range from echo to large models.
 LATENCY_BUCKETS = (
@@ -44,65 +39,108 @@ LATENCY_BUCKETS = (
 
 
 class LoaderMetrics:
-    """The loader's metrics in a registry of its own (several loaders may share a process in tests)."""
+    """The loader's metrics, its own (several loaders may share a process in tests).
+
+    Exported as before with ``prometheus_client``'s own metrics: ``ase_loader_requests`` and
+    ``ase_loader_errors`` by method and code, the ``ase_loader_once_seconds`` histogram, the
+    licence and session gauges, ``ase_loader_worker_restarts`` and ``ase_loader_info``.
+    """
 
     def __init__(self, service: str, version: str) -> None:
-        self.registry = CollectorRegistry()
-        labels = {"service": service, "version": version}
-        reg = self.registry
-        self._requests = Counter(
-            "ase_loader_requests", "Calls answered, by method and code", ["method", "code"], registry=reg
-        )
-        self._errors = Counter(
-            "ase_loader_errors",
-            "Calls answered with a non-zero code, by code",
-            ["method", "code"],
-            registry=reg,
-        )
-        self._latency = Histogram(
-            "ase_loader_once_seconds",
-            "Once call latency in the loader",
-            buckets=LATENCY_BUCKETS,
-            registry=reg,
-        )
-        self.lic_total = Gauge("ase_loader_licences", "Licence slots offered (ready workers)", registry=reg)
-        self.lic_busy = Gauge("ase_loader_licences_busy", "Licence slots in use", registry=reg)
-        self.sessions = Gauge("ase_loader_sessions", "Open sessions", registry=reg)
-        self._restarts = Counter("ase_loader_worker_restarts", "Worker processes restarted", registry=reg)
-        info = Gauge("ase_loader_info", "The served service", list(labels), registry=reg)
-        info.labels(**labels).set(1)
-        self._children: dict[tuple[str, int], Callable[[], None]] = {}
-        self.observe_once: Callable[[float], None] = self._latency.observe
+        self.info = {"service": service, "version": version}
+        self.created = time.time()
+        #: (method, code) -> [calls, when the first was counted]
+        self._calls: dict[tuple[str, int], list[float]] = {}
+        self._bounds = [float(b) for b in LATENCY_BUCKETS]
+        #: Calls per bucket (not cumulative), the last for +Inf; then the sum of the seconds.
+        self._latency = [0] * (len(LATENCY_BUCKETS) + 1)
+        self._latency_sum = 0.0
+        self._restarts = 0
+        self._gauges: dict[str, Callable[[], float]] = {}
+        self._registry: Any = None
+        self.observe_once: Callable[[float], None] = self._observe
 
     def count(self, method: str, code: int) -> None:
-        inc = self._children.get((method, code))
-        if inc is None:
-            req = self._requests.labels(method, str(code))
-            if code:
-                err = self._errors.labels(method, str(code))
+        calls = self._calls.get((method, code))
+        if calls is None:
+            calls = self._calls[(method, code)] = [0, time.time()]
+        calls[0] += 1
 
-                def inc() -> None:
-                    req.inc()
-                    err.inc()
-
-            else:
-                inc = req.inc
-            self._children[(method, code)] = inc
-        inc()
+    def _observe(self, seconds: float) -> None:
+        self._latency[bisect.bisect_left(self._bounds, seconds)] += 1
+        self._latency_sum += seconds
 
     def restarted(self, _worker: Any = None) -> None:
-        self._restarts.inc()
+        self._restarts += 1
 
     def bind(
         self, lic_total: Callable[[], float], lic_busy: Callable[[], float], sessions: Callable[[], float]
     ) -> None:
         """Compute the gauges from the pool's state when scraped."""
-        self.lic_total.set_function(lic_total)
-        self.lic_busy.set_function(lic_busy)
-        self.sessions.set_function(sessions)
+        self._gauges = {
+            "ase_loader_licences": lic_total,
+            "ase_loader_licences_busy": lic_busy,
+            "ase_loader_sessions": sessions,
+        }
 
     def render(self) -> bytes:
-        return generate_latest(self.registry)
+        from prometheus_client import CollectorRegistry, generate_latest
+
+        if self._registry is None:
+            self._registry = CollectorRegistry(auto_describe=False)
+            self._registry.register(self)
+        return generate_latest(self._registry)
+
+    def collect(self) -> Iterator[Any]:
+        """The metric families (``prometheus_client``'s collector interface)."""
+        from prometheus_client import metrics as prom_metrics
+        from prometheus_client.metrics_core import Metric
+        from prometheus_client.utils import floatToGoString
+
+        created = getattr(prom_metrics, "_use_created", True)
+
+        def family(name: str, doc: str, kind: str) -> Metric:
+            return Metric(name, doc, kind)
+
+        calls = list(self._calls.items())
+        requests = family("ase_loader_requests", "Calls answered, by method and code", "counter")
+        errors = family("ase_loader_errors", "Calls answered with a non-zero code, by code", "counter")
+        for (method, code), (n, since) in calls:
+            labels = {"method": method, "code": str(code)}
+            for metric in (requests, errors) if code else (requests,):
+                metric.add_sample(metric.name + "_total", labels, float(n))
+                if created:
+                    metric.add_sample(metric.name + "_created", labels, since)
+        yield requests
+        yield errors
+        latency = family("ase_loader_once_seconds", "Once call latency in the loader", "histogram")
+        running = 0
+        for bound, n in zip([*self._bounds, float("inf")], list(self._latency), strict=True):
+            running += n
+            le = "+Inf" if bound == float("inf") else floatToGoString(bound)  # type: ignore[no-untyped-call]
+            latency.add_sample("ase_loader_once_seconds_bucket", {"le": le}, float(running))
+        latency.add_sample("ase_loader_once_seconds_count", {}, float(running))
+        latency.add_sample("ase_loader_once_seconds_sum", {}, self._latency_sum)
+        if created:
+            latency.add_sample("ase_loader_once_seconds_created", {}, self.created)
+        yield latency
+        for name, doc in (
+            ("ase_loader_licences", "Licence slots offered (ready workers)"),
+            ("ase_loader_licences_busy", "Licence slots in use"),
+            ("ase_loader_sessions", "Open sessions"),
+        ):
+            gauge = family(name, doc, "gauge")
+            fn = self._gauges.get(name)
+            gauge.add_sample(name, {}, float(fn()) if fn is not None else 0.0)
+            yield gauge
+        restarts = family("ase_loader_worker_restarts", "Worker processes restarted", "counter")
+        restarts.add_sample("ase_loader_worker_restarts_total", {}, float(self._restarts))
+        if created:
+            restarts.add_sample("ase_loader_worker_restarts_created", {}, self.created)
+        yield restarts
+        info = family("ase_loader_info", "The served service", "gauge")
+        info.add_sample("ase_loader_info", dict(self.info), 1.0)
+        yield info
 
 
 class MetricsServer:
@@ -130,7 +168,10 @@ def _handler(metrics: LoaderMetrics, health: Callable[[], dict[str, Any]]) -> ty
         def do_GET(self) -> None:
             path = self.path.split("?", 1)[0]
             if path == "/metrics":
-                self._send(200, CONTENT_TYPE_LATEST, metrics.render())
+                body = metrics.render()
+                from prometheus_client import CONTENT_TYPE_LATEST
+
+                self._send(200, CONTENT_TYPE_LATEST, body)
             elif path in ("/health", "/healthz"):
                 doc = health()
                 self._send(200 if doc.get("status") == "ok" else 503, "application/json", orjson.dumps(doc))

@@ -1,8 +1,8 @@
 """The embedded backend: :class:`EmbeddedKV` speaks the config centre's HTTP API (:mod:`.api`).
 
 ``open_backend("http://127.0.0.1:2390", "admin", password)`` gives the config store and the
-registry on one shared HTTP client. Environment proxies are ignored: the embedded centre is
-reached directly. Errors map to the store's tree: unreachable -> StoreUnavailable, 401 ->
+registry on one shared HTTP client (:mod:`.http`). Environment proxies are ignored: the embedded
+centre is reached directly. Errors map to the store's tree: unreachable -> StoreUnavailable, 401 ->
 AuthFailed, 410 -> Compacted, an unknown lease -> LeaseLost.
 """
 
@@ -12,7 +12,7 @@ import base64
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
-import httpx
+import orjson
 
 from ase_serving.store import Backend
 from ase_serving.store.base import (
@@ -23,6 +23,7 @@ from ase_serving.store.base import (
     StoreError,
     StoreUnavailable,
 )
+from ase_serving.store.embedded.http import HttpClient, HttpError
 from ase_serving.store.kv import KVEntry, KVEvent, Put
 from ase_serving.store.kvstore import KVConfigStore, KVRegistry
 
@@ -53,18 +54,18 @@ class EmbeddedKV:
         self.address = address.rstrip("/")
         self.description = f"embedded {self.address}"
         self.poll = poll
-        self._auth = httpx.BasicAuth(account, password or "") if account is not None else None
-        self._client: httpx.AsyncClient | None = None
+        self._auth = (account, password or "") if account is not None else None
+        self._client: HttpClient | None = None
         self._closed = False
 
-    def _http(self) -> httpx.AsyncClient:
-        # Created on first use, inside the caller's event loop.
+    def _http(self) -> HttpClient:
         if self._closed:
             raise StoreError(f"{self.description}: the connection is closed")
         if self._client is None:
-            self._client = httpx.AsyncClient(
-                base_url=self.address, auth=self._auth, timeout=TIMEOUT, trust_env=False
-            )
+            try:
+                self._client = HttpClient(self.address, self._auth)
+            except ValueError as exc:
+                raise StoreError(f"config centre address {self.address!r} is not understood: {exc}") from None
         return self._client
 
     async def _call(
@@ -76,25 +77,26 @@ class EmbeddedKV:
         timeout: float = TIMEOUT,
     ) -> dict[str, Any]:
         url = self.address + path
+        content = orjson.dumps(body) if body is not None else None
         try:
-            resp = await self._http().request(method, path, json=body, params=params, timeout=timeout)
-        except httpx.TransportError as exc:
+            status, raw = await self._http().request(method, path, content, params, timeout)
+        except HttpError as exc:
             raise StoreUnavailable(
-                f"config centre {url} unreachable ({type(exc).__name__}: {exc or 'no answer'}); "
+                f"config centre {url} unreachable ({exc.kind}: {exc or 'no answer'}); "
                 "is the config centre running? `asectl init` starts one"
             ) from None
         try:
-            doc = resp.json()
+            doc = orjson.loads(raw)
         except ValueError:
             doc = None
-        if resp.status_code in (200, 201):
+        if status in (200, 201):
             if not isinstance(doc, dict):
                 raise StoreError(f"config centre {url} answered something that is not a JSON object")
             return doc
         message = doc.get("error") if isinstance(doc, dict) else None
         code = doc.get("code") if isinstance(doc, dict) else None
-        text = f"config centre {self.address}: {message or f'HTTP {resp.status_code}'}"
-        if resp.status_code >= 500:
+        text = f"config centre {self.address}: {message or f'HTTP {status}'}"
+        if status >= 500:
             raise StoreUnavailable(text)
         raise _ERRORS.get(str(code), StoreError)(text)
 
@@ -154,7 +156,7 @@ class EmbeddedKV:
         self._closed = True
         client, self._client = self._client, None
         if client is not None:
-            await client.aclose()
+            await client.close()
 
 
 def open_backend(address: str, account: str | None = None, password: str | None = None) -> Backend:

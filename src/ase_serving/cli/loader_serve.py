@@ -1,0 +1,235 @@
+"""The loader of ``asectl loader run``, without the command line tool's modules.
+
+``asectl loader run`` parses its options with Typer (:mod:`.loader_run`), then :func:`start`
+replaces the process with ``python -m ase_serving.cli.loader_serve OPTIONS`` (``exec``: the same
+pid, standard streams, environment and working directory), which serves until SIGTERM/Ctrl-C.
+The loader keeps whatever its process imported for as long as it serves: Typer, Click and
+pydantic (which Typer uses to convert options) took 7 MB of it. Where ``exec`` is not available
+(Windows), or ``ASE_LOADER_EXEC=0``, the loader runs in the command's own process instead.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import sys
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, NoReturn
+
+import orjson
+
+from ase_serving.errors import AseError
+
+if TYPE_CHECKING:
+    from ase_serving.loader.serve import Registrar
+    from ase_serving.loader.settings import LoaderSettings
+
+
+@dataclass
+class RunOptions:
+    """The options of ``asectl loader run`` (None: from ase.toml or the default)."""
+
+    folder: str
+    service: str | None = None
+    version: str | None = None
+    workers: int | None = None
+    lic: int | None = None
+    port: int | None = None
+    host: str | None = None
+    data_port: int | None = None
+    data_host: str | None = None
+    metrics_port: int | None = None
+    standalone: bool = False
+    ttl: float = 10.0
+    advertise: str | None = None
+    log_level: str = "info"
+    data_tls_cert: str | None = None
+    data_tls_key: str | None = None
+
+
+def abort(message: str, code: int = 1) -> NoReturn:
+    """Fail with a one-line reason on stderr (no traceback) and exit ``code``."""
+    print(f"error: {message}", file=sys.stderr, flush=True)
+    sys.exit(code)
+
+
+def start(opts: RunOptions) -> None:
+    """Become the loader: ``exec`` a lean Python serving ``opts``, else serve in this process."""
+    if os.name == "posix" and os.environ.get("ASE_LOADER_EXEC", "1") != "0":
+        import subprocess
+
+        # The interpreter's own options (-X, -W, -B, ...) as this process was given them.
+        flags: list[str] = getattr(subprocess, "_args_from_interpreter_flags", list)()
+        argv = [
+            sys.executable,
+            *flags,
+            "-m",
+            "ase_serving.cli.loader_serve",
+            orjson.dumps(asdict(opts)).decode(),
+        ]
+        sys.stdout.flush()
+        sys.stderr.flush()
+        with contextlib.suppress(OSError):  # no interpreter to exec: serve here
+            os.execv(sys.executable, argv)
+    serve_options(opts)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1:
+        abort(
+            "usage: python -m ase_serving.cli.loader_serve OPTIONS-JSON (run `asectl loader run` instead)", 2
+        )
+    serve_options(RunOptions(**orjson.loads(args[0])))
+
+
+def serve_options(opts: RunOptions) -> None:
+    """Load the project, register with the cluster (unless standalone) and serve until stopped."""
+    from ase_serving.loader.front import is_loopback
+    from ase_serving.loader.project import ProjectError, load_project
+    from ase_serving.loader.serve import Ready, serve
+
+    level = getattr(logging, opts.log_level.upper(), None)
+    if not isinstance(level, int):
+        abort(f"--log-level must be debug, info, warning or error, not {opts.log_level!r}")
+    logging.basicConfig(level=level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(message)s")
+    if level > logging.DEBUG:
+        # The store clients log every request at INFO: a heartbeat is not news.
+        for name in ("httpx", "httpcore", "aetcd"):
+            logging.getLogger(name).setLevel(logging.WARNING)
+    metrics_port = opts.metrics_port
+    try:
+        settings = load_project(
+            Path(opts.folder),
+            service=opts.service,
+            version=opts.version,
+            workers=opts.workers,
+            lic=opts.lic,
+            host=opts.host,
+            port=opts.port,
+            metrics_port=None if metrics_port is None or metrics_port < 0 else metrics_port,
+        )
+    except ProjectError as exc:
+        abort(str(exc))
+    if metrics_port is not None and metrics_port < 0:
+        settings.metrics_port = None
+    if opts.data_port is not None:
+        settings.data_port = opts.data_port
+    if opts.data_host is not None:
+        settings.data_host = opts.data_host
+    if opts.data_tls_cert is not None:
+        settings.data_tls_cert = Path(opts.data_tls_cert)
+        settings.data_tls_key = Path(opts.data_tls_key) if opts.data_tls_key is not None else None
+
+    def ready(info: Ready) -> None:
+        s = info.settings
+        line = (
+            f"loader {s.service} {s.version} serving on {info.data_address} "
+            f"({s.workers} worker{'s' if s.workers != 1 else ''} x {s.lic} "
+            f"licence{'s' if s.lic != 1 else ''}); grpc {info.address}"
+        )
+        if info.metrics_url:
+            line += f"; metrics {info.metrics_url}"
+        sys.stdout.write(line + "\n" + "".join(f"{x}\n" for x in _api_lines(s, gateway)))
+        sys.stdout.flush()
+
+    registrar = None if opts.standalone else _cluster_registrar(opts.ttl, opts.advertise)
+    if registrar is not None and not is_loopback(settings.data_host or settings.host):
+        settings.secret = _cluster_secret()
+    gateway = _gateway_url() if registrar is not None else None
+    try:
+        serve(settings, ready=ready, registrar=registrar)
+    except AseError as exc:
+        abort(exc.message)
+    except KeyboardInterrupt:
+        sys.exit(0)
+
+
+def _cluster_secret() -> bytes:
+    """The cluster's secret (made now if the config centre has none), for a data port beyond loopback."""
+    import asyncio
+
+    from ase_serving.cluster.secret import ensure_secret
+    from ase_serving.home import ClusterSettings
+    from ase_serving.store import StoreError
+
+    cluster = ClusterSettings.load()
+    assert cluster is not None
+
+    async def fetch() -> bytes | None:
+        backend = cluster.open()
+        try:
+            return await ensure_secret(backend)
+        finally:
+            await backend.close()
+
+    try:
+        secret = asyncio.run(fetch())
+    except (StoreError, OSError) as exc:
+        abort(
+            f"cannot read the cluster's secret from {cluster.address}: {exc}; the data port listens beyond "
+            "loopback and needs it (or use --data-host 127.0.0.1)"
+        )
+    if secret is None:
+        abort(
+            f"the config centre at {cluster.address} cannot hold the cluster's secret: keep the data port "
+            "on loopback (--data-host 127.0.0.1)"
+        )
+    return secret
+
+
+def _gateway_url() -> str | None:
+    from ase_serving.home import ClusterSettings, SettingsError
+
+    try:
+        cluster = ClusterSettings.load()
+    except SettingsError:
+        return None
+    return cluster.components.get("gateway") if cluster is not None else None
+
+
+def _api_lines(settings: LoaderSettings, gateway: str | None) -> list[str]:
+    """Where the service's API and its documentation are, when the cluster has a gateway."""
+    if not gateway:
+        return []
+    from ase_serving.loader.registrar import project_routes
+
+    base = gateway.rstrip("/")
+    modes = settings.modes or frozenset(("once", "session"))
+    how = " and ".join(
+        m for m in (("POST" if "once" in modes else ""), ("WebSocket" if "session" in modes else "")) if m
+    )
+    lines = [f"api  {base}{route}  ({how})" for route in project_routes(settings)]
+    lines.append(f"docs {base}/docs?service={settings.service}")
+    return lines
+
+
+def _cluster_registrar(ttl: float, advertise: str | None) -> Registrar | None:
+    """The registrar for the cluster set up under $ASE_HOME, or None (said on stderr) when none is."""
+    from ase_serving.home import ClusterSettings, SettingsError
+    from ase_serving.loader.registrar import ClusterRegistrar
+    from ase_serving.store import StoreError, backend_kind
+
+    try:
+        cluster = ClusterSettings.load()
+    except SettingsError as exc:
+        abort(str(exc))
+    if cluster is None:
+        print(
+            "no cluster set up (run `asectl init`, or `asectl setup` to use an existing one): "
+            "serving standalone",
+            file=sys.stderr,
+            flush=True,
+        )
+        return None
+    try:
+        backend_kind(cluster.address)
+    except StoreError as exc:
+        abort(f"{exc}; run `asectl setup` again, or use --standalone")
+    return ClusterRegistrar(cluster, ttl=ttl, advertise=advertise)
+
+
+if __name__ == "__main__":
+    main()
