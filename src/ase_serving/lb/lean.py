@@ -44,6 +44,7 @@ import msgspec
 
 from ase_serving import errors, wire
 from ase_serving.errors import AseError
+from ase_serving.wire_stream import Connection
 
 if TYPE_CHECKING:
     from ase_serving.lb.service import LbService
@@ -126,7 +127,7 @@ _HELLO = wire.hello(b"")
 _NOTHING = b""
 
 
-class _Conn(wire.Connection):
+class _Conn(Connection):
     """One gateway's connection to the LB's wire port."""
 
     def __init__(self, server: LbWireServer) -> None:

@@ -35,13 +35,14 @@ from ase_serving.errors import NoLoader, error_for
 from ase_serving.lb import lean
 from ase_serving.lb.balancer import NodeInfo
 from ase_serving.lb.lean import HealthAnswer, NodesCall, PickCall, Release, ReportCall
+from ase_serving.wire_stream import Connection
 
 #: The code of a call that got no answer in time (never on the wire).
 _EXPIRED = -1
 _HELLO = wire.hello(b"")
 
 
-class _Conn(wire.Connection):
+class _Conn(Connection):
     def __init__(self, client: LbWireClient) -> None:
         super().__init__()
         self.frames = wire.FrameBuffer(lean.MAX_PAYLOAD)

@@ -31,6 +31,7 @@ from ase_serving.loader.metrics import LoaderMetrics
 from ase_serving.loader.pool import OnceAnswer, Pool, PoolSession
 from ase_serving.loader.settings import LoaderSettings
 from ase_serving.protocol.items import Status
+from ase_serving.wire_stream import Connection
 
 log = logging.getLogger("ase_serving.loader")
 
@@ -192,7 +193,7 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-class _Conn(wire.Connection):
+class _Conn(Connection):
     """One caller's connection to the data port."""
 
     def __init__(self, server: DataServer, local: bool = False) -> None:

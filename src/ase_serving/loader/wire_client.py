@@ -23,6 +23,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from ase_serving import errors, wire
 from ase_serving.clock import Deadlines
 from ase_serving.protocol.items import DataItem, Frame, Request, Result, Status
+from ase_serving.wire_stream import Connection
 
 #: Where the handshake's secret comes from: a coroutine function that fetches it.
 SecretSource = Callable[[], Awaitable[bytes | None]]
@@ -38,7 +39,7 @@ def split_address(address: str) -> tuple[str, int] | str:
     return host.strip("[]"), int(port)
 
 
-class _Conn(wire.Connection):
+class _Conn(Connection):
     def __init__(self, client: WireLoaderClient) -> None:
         super().__init__()
         self.client = client
