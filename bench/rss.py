@@ -4,12 +4,14 @@
     python bench/rss.py --requests 20000 --json out.json
     python bench/rss.py --src /tmp/old/src      # another tree's code (e.g. a commit to compare with)
     python bench/rss.py --env MALLOC_ARENA_MAX=2    # an environment variable for every process
+    python bench/rss.py --lb                    # asectl init --lb: with the LB service
 
 Brings the cluster up as a user does, in a temporary ``$ASE_HOME`` on free ports: ``asectl init``
-(config centre, LB service, gateway), then ``asectl loader run examples/echo`` (the loader front is
-that CLI process; its ``ase.toml`` asks for 1 worker). Then ``--requests`` once requests through
-the gateway with the first consumer's API key at ``--concurrency`` (wrk when installed, else an
-asyncio loop over httpx), and reads, for every process of the cluster (children included):
+(config centre and gateway; ``--lb``: the LB service too), then ``asectl loader run
+examples/echo`` (the loader front is that CLI process; its ``ase.toml`` asks for 1 worker). Then
+``--requests`` once requests through the gateway with the first consumer's API key at
+``--concurrency`` (wrk when installed, else an asyncio loop over httpx), and reads, for every
+process of the cluster (children included):
 
 - RSS: ``VmRSS`` of ``/proc/PID/status``, what ``ps`` and ``top`` show. Pages of shared libraries
   (libpython, grpc's ``cygrpc``, ...) count in every process that maps them.
@@ -113,8 +115,11 @@ def asectl(env: dict[str, str], *args: str, timeout: float = 120) -> str:
 
 
 @contextlib.contextmanager
-def local_cluster(home: Path, env: dict[str, str]) -> Iterator[tuple[str, dict[str, int], Path]]:
-    """(gateway URL, {component: pid}, credentials file) of ``asectl init`` + the echo loader."""
+def local_cluster(
+    home: Path, env: dict[str, str], lb: bool = False
+) -> Iterator[tuple[str, dict[str, int], Path]]:
+    """(gateway URL, {component: pid}, credentials file) of ``asectl init`` (``--lb``: with the LB
+    service) + the echo loader."""
     loader: subprocess.Popen[str] | None = None
     try:
         ports = [str(free_port()) for _ in range(3)]
@@ -124,8 +129,7 @@ def local_cluster(home: Path, env: dict[str, str]) -> Iterator[tuple[str, dict[s
                 "init",
                 "--config-port",
                 ports[0],
-                "--lb-port",
-                ports[1],
+                *(["--lb", "--lb-port", ports[1]] if lb else []),
                 "--gateway-port",
                 ports[2],
                 "--json",
@@ -377,6 +381,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         metavar="NAME=VALUE",
         help="set in the environment of every process of the cluster (repeatable)",
     )
+    p.add_argument("--lb", action="store_true", help="asectl init --lb: the LB service as well")
     p.add_argument("--no-wrk", action="store_true", help="load with httpx even when wrk is installed")
     p.add_argument("--settle", type=float, default=1.0, help="seconds between the load and the reading")
     p.add_argument("--json", type=Path, help="write every number to this file")
@@ -411,7 +416,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="ase-bench-rss-") as tmp:
         home = Path(tmp) / "home"
         env = cluster_env(home, src, extra)
-        with local_cluster(home, env) as (url, pids, creds):
+        with local_cluster(home, env, args.lb) as (url, pids, creds):
             body, headers, text = request(creds)
             wait_routed(url, body, headers, text)
             time.sleep(args.settle)
@@ -444,7 +449,8 @@ def main(argv: list[str] | None = None) -> int:
     rest = [r for r in after if r["process"] != "LB service"]
     rss_rest, pss_rest = sum(r["rss"] for r in rest) / KB, sum(r["pss"] for r in rest) / KB
     once = f", {unique_rest / KB:.1f} MB with shared pages counted once" if unique_rest else ""
-    print(f"without the LB service: RSS sum {rss_rest:.1f} MB, PSS sum {pss_rest:.1f} MB{once}")
+    if len(rest) < len(after):
+        print(f"without the LB service: RSS sum {rss_rest:.1f} MB, PSS sum {pss_rest:.1f} MB{once}")
     out.update(
         {
             "load": {**load, "concurrency": args.concurrency},

@@ -32,8 +32,6 @@ coalesced: the frames written during one event-loop turn leave in one ``send``.
 from __future__ import annotations
 
 import functools
-import hashlib
-import hmac
 import socket
 import struct
 from collections.abc import Callable
@@ -101,6 +99,10 @@ def deadline_ms(timeout: float | None) -> int:
 
 def proof(secret: bytes, nonce: bytes) -> bytes:
     """The handshake's answer to ``nonce``."""
+    # Imported here: hashlib loads OpenSSL's libcrypto, 3.6 MB of a worker, which never proves.
+    import hashlib
+    import hmac
+
     return hmac.new(secret, b"ase-wire-v1" + nonce, hashlib.sha256).digest()
 
 

@@ -68,6 +68,7 @@ def test_init_status_init_again_down(tmp_path: Path, home: Path) -> None:
 
     args = (
         "init",
+        "--lb",
         "--config-port",
         str(config_port),
         "--lb-port",
@@ -154,7 +155,7 @@ def test_init_that_fails_shows_the_log_and_leaves_nothing_running(home: Path) ->
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        proc = asectl(home, "init", "--config-port", str(port), "--lb-port", str(free_port()), "--no-gateway")
+        proc = asectl(home, "init", "--config-port", str(port), "--no-gateway")
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
     assert "error: the config centre exited with code 1; its log" in proc.stderr
     assert str(port) in proc.stderr  # the log's own reason (the taken port) is shown
@@ -168,6 +169,7 @@ def test_init_against_an_existing_etcd(tmp_path: Path, home: Path) -> None:
         lb_port = free_port()
         base = (
             "init",
+            "--lb",
             "--config",
             etcd.address,
             "--account",
@@ -208,17 +210,19 @@ def test_init_against_an_existing_etcd(tmp_path: Path, home: Path) -> None:
 
 
 def test_init_on_free_ports_reports_the_ports_chosen(home: Path) -> None:
-    proc = asectl(home, "init", "--config-port", "0", "--lb-port", "0", "--gateway-port", "0", "--json")
+    """Without --lb, init starts what a local cluster uses: its gateway balances in its own process."""
+    proc = asectl(home, "init", "--config-port", "0", "--gateway-port", "0", "--json")
     assert proc.returncode == 0, proc.stderr
-    urls = {c["name"]: c["url"] for c in json.loads(proc.stdout)["components"]}
+    doc = json.loads(proc.stdout)
+    urls = {c["name"]: c["url"] for c in doc["components"]}
+    assert set(urls) == {"config", "gateway"} and doc["lb"] is None
     assert urls["gateway"].startswith("http://127.0.0.1:") and not urls["gateway"].endswith(":0")
     assert urls["config"].startswith("http://127.0.0.1:") and not urls["config"].endswith(":0")
-    assert urls["lb"].startswith("127.0.0.1:") and not urls["lb"].endswith(":0")
+    assert not (home / "run" / "lb.pid").exists()
     status = asectl(home, "cluster", "status", "--json")
     assert status.returncode == 0, status.stderr
     assert {c["name"]: (c["url"], c["healthy"]) for c in json.loads(status.stdout)["components"]} == {
         "config": (urls["config"], True),
-        "lb": (urls["lb"], True),
         "gateway": (urls["gateway"], True),
     }
     assert asectl(home, "down").returncode == 0
@@ -230,7 +234,7 @@ def test_a_loader_run_against_init_is_served_by_its_gateway(home: Path) -> None:
     from examples.support import example_dir
     from tests.support import read_ready_line, stop_group
 
-    proc = asectl(home, "init", "--config-port", "0", "--lb-port", "0", "--gateway-port", "0", "--json")
+    proc = asectl(home, "init", "--config-port", "0", "--gateway-port", "0", "--json")
     assert proc.returncode == 0, proc.stderr
     gateway = {c["name"]: c["url"] for c in json.loads(proc.stdout)["components"]}["gateway"]
     env = {k: v for k, v in os.environ.items() if not k.startswith("ASE_")}
@@ -291,7 +295,7 @@ def test_a_loader_run_against_init_is_served_by_its_gateway(home: Path) -> None:
         assert resp.json()["payload"]["echo"]["text"] == "aGk="
         # Authentication is on by default.
         assert httpx.post(f"{gateway}/v1/private/echo", json=body).json()["header"]["code"] == 10401
-        again = asectl(home, "init", "--config-port", "0", "--lb-port", "0", "--gateway-port", "0", "--json")
+        again = asectl(home, "init", "--config-port", "0", "--gateway-port", "0", "--json")
         assert again.returncode == 0, again.stderr
         assert json.loads(again.stdout)["consumer"] == {**made, "new": False}
         assert json.loads(creds_file.read_text()) == creds

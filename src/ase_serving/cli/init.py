@@ -120,7 +120,14 @@ def register(app: typer.Typer) -> None:
         ] = None,
         account: Annotated[str | None, typer.Option("--account", help="Account for --config.")] = None,
         password: Annotated[str | None, typer.Option("--password", help="Password for --config.")] = None,
-        no_lb: Annotated[bool, typer.Option("--no-lb", help="Do not start the LB service.")] = False,
+        lb: Annotated[
+            bool,
+            typer.Option(
+                "--lb/--no-lb",
+                help="Also start the LB service, for gateways started with --lb (local mode; the "
+                "gateway init starts balances in its own process and needs none).",
+            ),
+        ] = False,
         gateway_port: Annotated[int, typer.Option("--gateway-port", help="Gateway port.")] = GATEWAY_PORT,
         gateway_workers: Annotated[
             int, typer.Option("--gateway-workers", min=1, help="Gateway worker processes.")
@@ -170,7 +177,7 @@ def register(app: typer.Typer) -> None:
             config,
             account,
             password,
-            lb=not no_lb,
+            lb=lb,
             lb_wire_port=lb_wire_port,
             gateway_port=gateway_port,
             gateway=not no_gateway,

@@ -42,7 +42,8 @@ class InitOptions:
     config: str | None = None
     account: str | None = None
     password: str | None = None
-    lb: bool = True
+    #: Start the LB service (a gateway started by init balances in its own process).
+    lb: bool = False
     #: The LB's lean-wire port; None: the LB's default (2393, or a free one when ``lb_port`` is 0).
     lb_wire_port: int | None = None
     gateway_port: int = GATEWAY_PORT
