@@ -3,6 +3,7 @@ the date window and the consumer record are checked every time (in-process, an i
 
 from __future__ import annotations
 
+import dataclasses
 import email.utils
 from typing import Any
 
@@ -75,7 +76,11 @@ def test_a_remembered_key_digest_still_follows_the_book() -> None:
     book._put(_record("s1", key="new" * 11))  # `asectl consumer rotate`
     with pytest.raises(AuthFailed, match="no consumer has this API key"):
         keyauth.authenticate(old, "echo")
-    assert keyauth.authenticate(_scope({"X-Api-Key": "new" * 11}), "echo").app_id == "app1"
+    new = _scope({"X-Api-Key": "new" * 11})
+    assert keyauth.authenticate(new, "echo").rps == 0
+    # `asectl consumer set app1 --rps 5`: a new record, so a new Consumer with the new limit.
+    book._put(dataclasses.replace(_record("s1", key="new" * 11), rps=5))
+    assert keyauth.authenticate(new, "echo").rps == 5
 
     date = email.utils.formatdate(T0, usegmt=True)
     signed = sign("POST", "gw:2392", "/v1/private/echo", "new" * 11, "wrong", date)

@@ -111,6 +111,7 @@ class ConsumerBook:
         #: Keys as sent -> their digest (SHA-256 of a key is a microsecond per request otherwise).
         #: Digests only: which record a digest names is looked up afresh every time.
         self._digests: dict[bytes, str] = {}
+        self._consumers: dict[str, tuple[ConsumerRecord, Consumer]] = {}
         #: Where the records come from; None = nowhere (every key is refused, with that reason).
         self.store = store
         #: Why the records are not loaded yet (the config centre's error), or None once they are.
@@ -168,6 +169,15 @@ class ConsumerBook:
 
     def by_app_id(self, app_id: str) -> ConsumerRecord | None:
         return self._records.get(app_id)
+
+    def consumer(self, rec: ConsumerRecord) -> Consumer:
+        """The :class:`Consumer` of a record, made once per record (not per request)."""
+        made = self._consumers.get(rec.app_id)
+        if made is None or made[0] is not rec:
+            made = self._consumers[rec.app_id] = (rec, Consumer.of(rec))
+            if len(self._consumers) > 2 * len(self._records) + 64:  # forget removed apps
+                self._consumers = {k: v for k, v in self._consumers.items() if k in self._records}
+        return made[1]
 
 
 def _headers(scope: Mapping[str, Any]) -> dict[bytes, bytes]:
@@ -231,7 +241,7 @@ class KeyAuth:
                 f"app {rec.app_id} may not call {service}: its consumer allows "
                 f"{', '.join(rec.services)} (`asectl consumer set {rec.app_id} --service ...`)"
             )
-        return Consumer.of(rec)
+        return self.book.consumer(rec)
 
     def _identify(self, scope: Mapping[str, Any]) -> ConsumerRecord:
         if self.book.store is None:
@@ -381,7 +391,7 @@ class ProxyAuth:
             raise Forbidden(
                 f"app {app_id} may not call {service}: its consumer allows {', '.join(rec.services)}"
             )
-        return Consumer.of(rec)
+        return self.book.consumer(rec)
 
 
 def check_app_id(consumer: Consumer | None, body: Mapping[str, Any]) -> None:
