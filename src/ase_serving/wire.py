@@ -52,6 +52,7 @@ OP_CREATE = 2  # call id = session id; code: deadline ms; payload: the first fra
 OP_FRAME = 3  # session id; payload: Frame
 OP_DESTROY = 4  # session id: the caller ends the session (wrapperDestroy runs)
 OP_FINI = 5  # supervisor -> worker only: run wrapperFini, answer, exit
+OP_DRAIN = 6  # supervisor -> worker only: refuse new direct calls (11503), take no new callers
 
 # worker -> supervisor only
 OP_READY = 20  # payload: JSON {"pid", "modes"}
@@ -59,6 +60,7 @@ OP_INIT_FAILED = 21  # code + payload: the reason (UTF-8)
 OP_SESSION_ACK = 23  # answer to CREATE/FRAME: code, flags, payload: Result or empty
 OP_DESTROYED = 25  # answer to DESTROY
 OP_FINI_DONE = 26  # code + payload: the reason when wrapperFini failed
+OP_STATS = 27  # payload: JSON {"busy", "codes", "seconds"}: the worker's direct calls since the last
 
 # callee -> caller
 OP_ONCE_DONE = 22  # call id, code, payload: Result

@@ -47,7 +47,13 @@ def test_load_spreads_over_both_loaders(twins: tuple[GatewayProcess, list[Loader
     with ThreadPoolExecutor(8) as pool:
         codes = list(pool.map(lambda _: gw.post("/v1/private/twin", once_body()).status_code, range(80)))
     assert codes == [200] * 80
-    got = [loader_calls(ld) - b for ld, b in zip(loaders, before, strict=True)]
+
+    def counts() -> list[int] | None:
+        got = [loader_calls(ld) - b for ld, b in zip(loaders, before, strict=True)]
+        return got if sum(got) >= 80 else None
+
+    # Workers report the calls gateways send them directly a moment later (OP_STATS): poll.
+    got = wait_for(counts, 10, "the loaders' /metrics counting every call")
     assert sum(got) == 80
     assert min(got) >= 20, f"calls per loader: {got}"  # equal licences: about half each
 
@@ -139,3 +145,39 @@ def test_new_sessions_skip_a_killed_loader_the_lb_still_lists(cluster: Cluster) 
     finally:
         for loader in loaders:
             loader.kill()
+
+
+def test_once_calls_go_straight_to_the_workers_of_a_loader_on_this_host(cluster: Cluster) -> None:
+    """The gateway calls the workers' own sockets (the loader registered them), not the loader's
+    front; a worker that dies with a call answers 10911 (not retried: it may have run), and once
+    it is back the gateway calls it directly again."""
+    cluster.put_schema(api_yaml("crash"))
+    loader = cluster.loader(WRAPPERS / "crasher", "--service", "crash", "--workers", "2", "--lic", "2")
+    with cluster.gateway() as gw:
+        gw.wait_route("/v1/private/crash")
+        gw.wait_loaders("crash", 1)
+
+        def callers() -> int:
+            _, body = loader.http("/health")
+            return sum(w["direct_callers"] for w in orjson.loads(body)["workers"])
+
+        def post(how: str) -> dict[str, Any]:
+            resp = gw.post("/v1/private/crash", once_body(service="crash", how=how))
+            doc: dict[str, Any] = orjson.loads(resp.content)
+            return doc
+
+        for _ in range(4):
+            assert post("ok")["header"]["code"] == 0
+        wait_for(lambda: callers() == 2, 10, "the gateway connected to both workers")
+        calls_before = loader_calls(loader)
+        assert post("exit")["header"]["code"] == 10911
+        wait_for(lambda: post("ok")["header"]["code"] == 0, 30, "served after the restart")
+        # The crashing call ran once: the gateway did not send it again elsewhere.
+        wait_for(lambda: loader_calls(loader) >= calls_before + 2, 10, "the calls counted")
+        assert loader_calls(loader) == calls_before + 2
+        wait_for(
+            lambda: post("ok")["header"]["code"] == 0 and callers() == 2,
+            30,
+            "the restarted worker called directly again",
+            0.05,
+        )

@@ -25,7 +25,7 @@ def test_defaults_without_ase_toml(tmp_path: Path) -> None:
     assert s.service == "my-engine" and s.version == "1.0.0" and s.modes == frozenset()
     assert (s.workers, s.lic, s.host, s.port, s.metrics_port) == (1, 1, "127.0.0.1", 0, 0)
     assert (s.once_timeout_s, s.read_timeout_s, s.session_timeout_s, s.drain_timeout_s) == (30, 15, 180, 30)
-    assert s.session_results == "auto" and s.wrapper_config == {}
+    assert s.session_results == "auto" and s.wrapper_config == {} and s.direct
 
 
 def test_every_key(tmp_path: Path) -> None:
@@ -47,6 +47,7 @@ read_timeout = 2.5
 session_timeout = 60
 drain_timeout = 0
 session_results = "async"
+direct = false
 [wrapper]
 model_dir = "/models"
 beam = 8
@@ -58,7 +59,7 @@ ratio = 0.5
     assert (s.service, s.version, s.modes) == ("asr", "2.1.0", frozenset({"session"}))
     assert (s.workers, s.lic, s.host, s.port, s.metrics_port) == (2, 4, "0.0.0.0", 50051, 9100)
     assert (s.once_timeout_s, s.read_timeout_s, s.session_timeout_s, s.drain_timeout_s) == (5, 2.5, 60, 0)
-    assert s.session_results == "async"
+    assert s.session_results == "async" and not s.direct
     # wrapperInit gets strings, as the seed's config did.
     assert s.wrapper_config == {"model_dir": "/models", "beam": "8", "fast": "true", "ratio": "0.5"}
     assert s.project_dir == root.resolve()
@@ -94,6 +95,7 @@ def test_single_mode_as_a_string(tmp_path: Path) -> None:
         ("[loader]\nread_timeout = true\n", "[loader] read_timeout must be a number"),
         ("[loader]\nport = -1\n", "[loader] port must be a number >= 0"),
         ('[loader]\nsession_results = "later"\n', "session_results must be one of sync, async, auto"),
+        ('[loader]\ndirect = "yes"\n', "[loader] direct must be true or false, got 'yes'"),
     ],
 )
 def test_errors_name_the_file_and_key(tmp_path: Path, toml: str, fragment: str) -> None:

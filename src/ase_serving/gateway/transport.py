@@ -107,10 +107,13 @@ class _PerAddress:
 
 
 class LeanTransport(_PerAddress):
-    """The data port; its Unix socket instead of TCP when the loader runs on this host."""
+    """The data port; its Unix socket instead of TCP when the loader runs on this host, and its
+    workers' own sockets for once calls when it registered them (:class:`_Direct`)."""
 
     def __init__(self, context: TransportContext) -> None:
         from ase_serving.loader.wire_client import WireLoaderClient
+
+        self.context = context
 
         def make(address: str) -> Any:
             local = local_path(address, context)
@@ -119,9 +122,25 @@ class LeanTransport(_PerAddress):
             return WireLoaderClient(address, secret=context.secret, tls=context.tls)
 
         super().__init__(make)
+        self._direct: dict[str, _Direct | None] = {}
+        #: Loaders found gone after a direct call's worker died (:meth:`lost`).
+        self._gone: set[str] = set()
 
     async def once(self, address: str, req: Request, timeout: float | None) -> Result:
+        try:
+            direct = self._direct[address]
+        except KeyError:
+            direct = self._direct[address] = _Direct.of(address, self.context)
+        if direct is not None:
+            answer = await direct.once(req, timeout)
+            if answer is not None:
+                if answer.code == errors.WORKER_DIED and not await _listening(direct.loader):
+                    self._gone.add(address)  # the whole loader went away, not one worker
+                return answer
+            if direct.all_down():  # restarting, or a loader registered anew: look again later
+                self.forget(address)
         result: Result = await self.client(address).once(req, timeout)
+        self._gone.discard(address)
         return result
 
     def session(self, address: str, first: Request, timeout: float | None) -> LoaderSession:
@@ -129,8 +148,107 @@ class LeanTransport(_PerAddress):
         return session
 
     def lost(self, address: str) -> bool:
+        if address in self._gone:
+            return True
         client = self._clients.get(address)
         return client is not None and not client.connected
+
+    def forget(self, address: str) -> None:
+        """The loader's registration changed: look at its direct sockets again on the next call."""
+        direct = self._direct.pop(address, None)
+        if direct is not None:
+            asyncio.get_running_loop().create_task(direct.close())
+
+    async def close(self) -> None:
+        directs, self._direct = self._direct, {}
+        for direct in directs.values():
+            if direct is not None:
+                await direct.close()
+        await super().close()
+
+
+class _Direct:
+    """Once calls straight to the workers of a loader on this host (their own Unix sockets,
+    registered as ``direct``), round robin, skipping a worker that is full, restarting or gone.
+
+    A worker's 10110 sends the call to the next worker; when none of them takes it (all full,
+    all restarting) :meth:`once` returns None and the loader's data port gets the call, whose
+    front answers as always. A worker that died with the call answers 10911 as through the
+    front (never retried: it may have run). The loader's ``once_timeout`` is kept here (the
+    front is not on the way): the shorter of it and the caller's deadline, 10114 after it.
+    """
+
+    #: Seconds a worker whose socket refused a connection or died is left alone.
+    BACKOFF_S = 0.5
+
+    def __init__(self, loader: str, paths: list[str], once_timeout: float | None, secret: Any) -> None:
+        from ase_serving.loader.wire_client import WireLoaderClient
+
+        #: The loader's own Unix socket (its front).
+        self.loader = loader
+        self.clients = [WireLoaderClient(f"unix:{p}", secret=secret) for p in paths]
+        self.once_timeout = once_timeout
+        self._next = 0
+        self._down_until = [0.0] * len(paths)
+
+    @classmethod
+    def of(cls, address: str, context: TransportContext) -> _Direct | None:
+        attrs = context.attrs(address)
+        paths = attrs.get("direct")
+        loader = local_path(address, context)
+        if loader is None or not isinstance(paths, list) or not paths:
+            return None
+        timeout = attrs.get("once_timeout")
+        return cls(
+            loader.removeprefix("unix:"),
+            [str(p) for p in paths],
+            float(timeout) if timeout else None,
+            context.secret,
+        )
+
+    async def once(self, req: Request, timeout: float | None) -> Result | None:
+        if self.once_timeout and (timeout is None or self.once_timeout < timeout):
+            timeout = self.once_timeout
+        loop = asyncio.get_running_loop()
+        n = len(self.clients)
+        for _ in range(n):
+            i = self._next
+            self._next = (i + 1) % n
+            if self._down_until[i] > loop.time():
+                continue
+            client = self.clients[i]
+            result: Result = await client.once(req, timeout)
+            if result.code == errors.NO_LICENCE:
+                continue  # this worker is full: the next one
+            if result.code == errors.NO_LOADER and not client.connected:
+                self._down_until[i] = loop.time() + self.BACKOFF_S  # restarting, or gone
+                continue
+            if result.code == errors.WORKER_DIED:
+                self._down_until[i] = loop.time() + self.BACKOFF_S
+            return result
+        return None
+
+    def all_down(self) -> bool:
+        now = asyncio.get_running_loop().time()
+        return all(until > now for until in self._down_until)
+
+    async def close(self) -> None:
+        for client in self.clients:
+            with contextlib.suppress(Exception):
+                await client.close()
+
+
+async def _listening(path: str) -> bool:
+    """Whether the loader front at the Unix socket ``path`` is alive: a fresh connection that it
+    greets (a connection already open may not have seen its end yet, and a front being killed
+    with its workers may still take a connection it will never greet)."""
+    from ase_serving.loader.wire_client import WireLoaderClient
+
+    probe = WireLoaderClient(f"unix:{path}")
+    try:
+        return await probe.reachable()
+    finally:
+        await probe.close()
 
 
 def local_path(address: str, context: TransportContext) -> str | None:

@@ -9,10 +9,14 @@ results by code without decoding a payload. This module adds the worker's blocki
 from __future__ import annotations
 
 import collections
+import contextlib
+import os
+import select
 import socket
 import threading
+from collections.abc import Callable
 
-from ase_serving.wire import HEADER, FrameBuffer
+from ase_serving.wire import HEADER, FrameBuffer, ProtocolError
 
 #: Payloads up to this size are joined with their header into one send() (one syscall).
 _JOIN_LIMIT = 1 << 16
@@ -29,8 +33,12 @@ class BlockingChannel:
     its frames until :meth:`flush`: the answers to a batch of calls leave in one send.
     """
 
-    def __init__(self, sock: socket.socket) -> None:
+    def __init__(self, sock: socket.socket, direct: bool = False) -> None:
         self.sock = sock
+        #: A gateway's direct connection (once calls only), not the supervisor's socketpair.
+        self.direct = direct
+        #: A direct channel whose gateway went away or stopped reading (see :meth:`send`).
+        self.closed = False
         self.frames: collections.deque[tuple[int, int, int, int, bytes]] = collections.deque()
         self._parser = FrameBuffer()
         # One receive buffer for every read: ``recv(n)`` would allocate n bytes per call, which
@@ -73,7 +81,7 @@ class BlockingChannel:
         self._held.out = None
         if out:
             with self._write_lock:
-                self.sock.sendall(b"".join(out))
+                self._sendall(b"".join(out))
 
     def send(self, op: int, call_id: int, code: int, payload: bytes = b"", flags: int = 0) -> None:
         head = HEADER.pack(op, flags, 0, call_id, code, len(payload))
@@ -84,7 +92,141 @@ class BlockingChannel:
             return
         with self._write_lock:
             if len(payload) <= _JOIN_LIMIT:
-                self.sock.sendall(head + payload)
+                self._sendall(head + payload)
             else:
-                self.sock.sendall(head)
-                self.sock.sendall(payload)
+                self._sendall(head)
+                self._sendall(payload)
+
+    def _sendall(self, data: bytes) -> None:
+        if not self.direct:
+            self.sock.sendall(data)  # an OSError here: the supervisor is gone (the worker ends)
+            return
+        # A gateway that went away, or stopped reading for DIRECT_SEND_TIMEOUT, loses its channel
+        # (its calls end with 10911 on its side); the worker and its other callers go on.
+        if self.closed:
+            return
+        try:
+            self.sock.sendall(data)
+        except OSError:
+            self.hang_up()
+
+    def hang_up(self) -> None:
+        """End a direct caller's connection (the thread reading drops it at its EOF)."""
+        self.closed = True
+        with contextlib.suppress(OSError):
+            self.sock.shutdown(socket.SHUT_RDWR)
+
+
+#: Seconds a worker waits for a direct caller to take an answer before it drops that caller.
+DIRECT_SEND_TIMEOUT = 10.0
+
+Frame = tuple[BlockingChannel, int, int, int, int, bytes]
+
+
+class Mux:
+    """What a worker reads: the supervisor's socketpair and, when it has a direct socket, the
+    gateways connected there. One thread at a time reads (:meth:`fill`, under ``read_lock``):
+    it waits for any of them and queues their whole frames in :attr:`frames`, each with its
+    channel, so that the answer goes back where the call came from."""
+
+    def __init__(
+        self,
+        supervisor: BlockingChannel,
+        listener: socket.socket | None = None,
+        on_accept: Callable[[BlockingChannel], None] = lambda chan: None,
+    ) -> None:
+        self.supervisor = supervisor
+        self.frames: collections.deque[Frame] = collections.deque()
+        self.read_lock = threading.Lock()
+        self.on_accept = on_accept
+        self._poll = select.poll()
+        self._chans: dict[int, BlockingChannel] = {supervisor.sock.fileno(): supervisor}
+        self._poll.register(supervisor.sock.fileno(), select.POLLIN)
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_r, False)
+        self._poll.register(self._wake_r, select.POLLIN)
+        self.listener = listener
+        self._close_listener = False
+        if listener is not None:
+            listener.setblocking(False)
+            self._poll.register(listener.fileno(), select.POLLIN)
+
+    @property
+    def direct_channels(self) -> int:
+        return len(self._chans) - 1
+
+    def stop_listening(self) -> None:
+        """No new direct callers (draining); any thread may call it."""
+        self._close_listener = True
+        self.wake()
+
+    def wake(self) -> None:
+        """Make the thread waiting in :meth:`fill` look again."""
+        with contextlib.suppress(OSError):
+            os.write(self._wake_w, b"x")
+
+    def fill(self) -> bool:
+        """Wait until a socket has data and queue its whole frames; False at the supervisor's EOF."""
+        with self.read_lock:
+            if self.frames:
+                return True
+            if self._close_listener and self.listener is not None:
+                path = self.listener.getsockname()
+                self._poll.unregister(self.listener.fileno())
+                self.listener.close()
+                self.listener = None
+                with contextlib.suppress(OSError):
+                    os.unlink(path)
+            for fd, _events in self._poll.poll():
+                if fd == self._wake_r:
+                    with contextlib.suppress(OSError):
+                        os.read(self._wake_r, 4096)
+                elif self.listener is not None and fd == self.listener.fileno():
+                    self._accept()
+                else:
+                    chan = self._chans.get(fd)
+                    if chan is not None and not self._read(chan):
+                        if chan is self.supervisor:
+                            return False
+                        self._drop(chan)
+            return True
+
+    def _read(self, chan: BlockingChannel) -> bool:
+        try:
+            n = chan.sock.recv_into(chan._rbuf)
+        except OSError:
+            n = 0
+        if not n or chan.closed:
+            return False
+
+        def add(op: int, flags: int, call_id: int, code: int, payload: bytes) -> None:
+            self.frames.append((chan, op, flags, call_id, code, payload))
+
+        try:
+            chan._parser.feed(chan._rview[:n].tobytes(), add)
+        except ProtocolError:
+            if chan is self.supervisor:
+                raise
+            return False
+        return True
+
+    def _accept(self) -> None:
+        assert self.listener is not None
+        try:
+            sock, _ = self.listener.accept()
+        except OSError:  # the caller gave up meanwhile
+            return
+        sock.setblocking(True)
+        sock.settimeout(DIRECT_SEND_TIMEOUT)
+        chan = BlockingChannel(sock, direct=True)
+        self._chans[sock.fileno()] = chan
+        self._poll.register(sock.fileno(), select.POLLIN)
+        self.on_accept(chan)
+
+    def _drop(self, chan: BlockingChannel) -> None:
+        fd = chan.sock.fileno()
+        if fd >= 0:
+            self._poll.unregister(fd)
+            self._chans.pop(fd, None)
+        chan.closed = True
+        chan.sock.close()

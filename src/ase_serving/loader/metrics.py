@@ -60,11 +60,11 @@ class LoaderMetrics:
         self._registry: Any = None
         self.observe_once: Callable[[float], None] = self._observe
 
-    def count(self, method: str, code: int) -> None:
+    def count(self, method: str, code: int, n: int = 1) -> None:
         calls = self._calls.get((method, code))
         if calls is None:
             calls = self._calls[(method, code)] = [0, time.time()]
-        calls[0] += 1
+        calls[0] += n
 
     def _observe(self, seconds: float) -> None:
         self._latency[bisect.bisect_left(self._bounds, seconds)] += 1
@@ -72,6 +72,13 @@ class LoaderMetrics:
 
     def restarted(self, _worker: Any = None) -> None:
         self._restarts += 1
+
+    def direct_calls(self, _worker: Any, stats: dict[str, Any]) -> None:
+        """Count what a worker reports of the once calls gateways sent it directly (OP_STATS)."""
+        for code, n in stats.get("codes", {}).items():
+            self.count("once", int(code), n)
+        for seconds in stats.get("seconds", ()):
+            self.observe_once(seconds)
 
     def bind(
         self, lic_total: Callable[[], float], lic_busy: Callable[[], float], sessions: Callable[[], float]

@@ -114,6 +114,10 @@ class WorkerProc:
         self.lic = pool.settings.lic
         self.state = STARTING
         self.busy = 0
+        #: Slots the worker's direct callers hold, and how many are connected, as it last
+        #: reported (OP_STATS).
+        self.direct_busy = 0
+        self.direct_callers = 0
         self.restarts = 0
         self.generation = 0
         self.pid = 0
@@ -130,6 +134,12 @@ class WorkerProc:
         self._exited: asyncio.Event = asyncio.Event()
         self._restart_task: asyncio.Task[None] | None = None
 
+    @property
+    def direct_path(self) -> str | None:
+        """The worker's own Unix socket, where gateways on this host call it directly."""
+        base = self.pool.direct_base
+        return f"{base}-w{self.index}.sock" if base else None
+
     # -- process ----------------------------------------------------------------------------
     def spawn(self) -> None:
         s = self.pool.settings
@@ -141,6 +151,7 @@ class WorkerProc:
             "wrapper_config": s.wrapper_config,
             "lic": s.lic,
             "session_results": s.session_results,
+            "direct": self.direct_path,
         }
         try:
             out: Any = sys.stderr.fileno()  # stdout of the loader is for its ready line only
@@ -263,6 +274,12 @@ class WorkerProc:
         elif op == wire.OP_INIT_FAILED:
             if self._started is not None and not self._started.done():
                 self._started.set_result(payload.decode(errors="replace"))
+        elif op == wire.OP_STATS:
+            stats = orjson.loads(payload)
+            self.direct_busy = int(stats.get("busy", 0))
+            self.direct_callers = int(stats.get("channels", 0))
+            self.pool.on_stats(self, stats)
+            self.pool.slot_freed()
         elif op == wire.OP_FINI_DONE:
             if code:
                 log.warning("worker %d: wrapperFini failed: %s", self.index, payload.decode(errors="replace"))
@@ -311,6 +328,7 @@ class WorkerProc:
             sess.die(sess_answer)
         self.sessions.clear()
         self.busy = 0
+        self.direct_busy = self.direct_callers = 0
         self.pool.slot_freed()
         if stopping:
             self.state = STOPPED
@@ -359,9 +377,13 @@ class Pool:
         settings: LoaderSettings,
         loop: asyncio.AbstractEventLoop,
         on_restart: Callable[[WorkerProc], None] | None = None,
+        on_stats: Callable[[WorkerProc, dict[str, Any]], None] | None = None,
     ) -> None:
         self.settings = settings
         self.loop = loop
+        #: Where the workers' direct sockets go (``<base>-w<index>.sock``); None: no direct sockets.
+        self.direct_base: str | None = None
+        self._on_stats = on_stats
         self.workers = [WorkerProc(self, i + 1) for i in range(settings.workers)]
         self.started = False
         self.stopping = False
@@ -391,6 +413,9 @@ class Pool:
         if drain_timeout > 0:
             await self.wait_idle(drain_timeout)
         await asyncio.gather(*(w.stop(fini_timeout) for w in self.workers))
+        for path in self.direct_paths():  # a worker that was killed left its socket behind
+            with contextlib.suppress(OSError):
+                os.unlink(path)
 
     async def wait_idle(self, timeout: float) -> bool:
         """Wait until no slot is busy; False after ``timeout`` seconds."""
@@ -412,6 +437,19 @@ class Pool:
         if self._on_restart is not None:
             self._on_restart(worker)
 
+    def on_stats(self, worker: WorkerProc, stats: dict[str, Any]) -> None:
+        if self._on_stats is not None:
+            self._on_stats(worker, stats)
+
+    def drain(self) -> None:
+        """Workers refuse new direct calls (11503) and take no new direct callers."""
+        for w in self.workers:
+            if w.state == READY:
+                w.send(wire.OP_DRAIN, 0)
+
+    def direct_paths(self) -> list[str]:
+        return [p for w in self.workers if (p := w.direct_path) is not None]
+
     # -- work -------------------------------------------------------------------------------
     def pick(self) -> WorkerProc | None:
         """The ready worker with the most free slots; None when every slot is busy."""
@@ -419,7 +457,7 @@ class Pool:
         most = 0
         for w in self.workers:
             if w.state == READY:
-                free = w.lic - w.busy
+                free = w.lic - w.busy - w.direct_busy
                 if free > most:
                     best, most = w, free
         return best
@@ -450,7 +488,8 @@ class Pool:
 
     # -- state ------------------------------------------------------------------------------
     def busy(self) -> int:
-        return sum(w.busy for w in self.workers)
+        """Slots in use: what this process relays, and what direct callers hold (as last reported)."""
+        return sum(w.busy + w.direct_busy for w in self.workers)
 
     def lic_total(self) -> int:
         """Slots of the workers that are ready (a restarting worker's slots are not offered)."""
@@ -469,7 +508,7 @@ class Pool:
                 "pid": w.pid or os.getpid(),
                 "state": w.state,
                 "lic_total": w.lic,
-                "lic_busy": w.busy,
+                "lic_busy": w.busy + w.direct_busy,
                 "restarts": w.restarts,
             }
             for w in self.workers

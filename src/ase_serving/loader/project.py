@@ -160,6 +160,9 @@ def load_project(
     if "lic_best" in ldr:
         # The loader's preferred concurrency in all (not per worker); the LB fills up to it first.
         lic_best = min(int(_number(ldr, "lic_best", 1, toml_path, 1)), n_workers * n_lic)
+    direct = ldr.get("direct", True)
+    if not isinstance(direct, bool):
+        raise ProjectError(f"{toml_path}: [loader] direct must be true or false, got {direct!r}")
     the_port = port if port is not None else int(_number(ldr, "port", 0, toml_path, 0))
     settings = LoaderSettings(
         project_dir=root,
@@ -177,6 +180,7 @@ def load_project(
         lic_best=lic_best,
         session_results=results,
         wrapper_config=_wrapper_config(wrp),
+        direct=direct,
     )
     if metrics_port is not None:
         settings.metrics_port = metrics_port

@@ -64,6 +64,8 @@ class Ready:
     data_port: int = 0
     #: The data port's Unix socket (callers on this host), or None.
     data_uds: str | None = None
+    #: The workers' own Unix sockets (once calls from this host, straight to a worker).
+    direct: list[str] = field(default_factory=list)
 
     @property
     def address(self) -> str:
@@ -135,7 +137,7 @@ async def _serve(
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
     metrics = LoaderMetrics(settings.service, settings.version)
-    pool = Pool(settings, loop, on_restart=metrics.restarted)
+    pool = Pool(settings, loop, on_restart=metrics.restarted, on_stats=metrics.direct_calls)
     front = Front(pool, settings, metrics)
     service = LoaderService(front)
     metrics.bind(pool.lic_total, pool.busy, pool.sessions)
@@ -160,6 +162,8 @@ async def _serve(
             f"cannot listen on data port {data.host}:{data.port}: {exc.strerror or exc}; "
             "choose another --data-port"
         ) from None
+    if data.uds is not None and settings.direct:
+        pool.direct_base = data.uds.removesuffix(".sock")
     metrics_server: MetricsServer | None = None
     await server.start()
     try:
@@ -201,6 +205,7 @@ async def _serve(
             data_host=data.host,
             data_port=data.port,
             data_uds=data.uds,
+            direct=pool.direct_paths() if "once" in pool.modes else [],
         )
         await registrar.on_ready(info)
         if ready is not None:
@@ -208,6 +213,7 @@ async def _serve(
         await stop.wait()
         await registrar.on_draining()
         front.state = DRAINING
+        pool.drain()
         log.info("draining: %d licence(s) busy", pool.busy())
         if not await pool.wait_idle(settings.drain_timeout_s):
             log.warning("drain timeout (%g s): cancelling the calls still running", settings.drain_timeout_s)

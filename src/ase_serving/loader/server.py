@@ -119,7 +119,10 @@ class LoaderService:
             "lic_total": p.lic_total(),
             "lic_busy": p.busy(),
             "sessions": p.sessions(),
-            "workers": p.snapshot(),
+            "workers": [
+                {**snap, "direct_callers": w.direct_callers}
+                for snap, w in zip(p.snapshot(), p.workers, strict=True)
+            ],
         }
 
 

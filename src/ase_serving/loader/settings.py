@@ -26,6 +26,9 @@ class LoaderSettings:
     data_port: int = 0
     #: Also listen on a Unix socket, which gateways on this host use instead of TCP.
     data_uds: bool = True
+    #: With the Unix socket: each worker listens on one of its own, and gateways on this host
+    #: send once calls straight to a worker (one process less per call; see ``loader.worker``).
+    direct: bool = True
     #: The cluster's secret: callers of a data port that is not on loopback must prove they know
     #: it. Set by the cluster registrar from the config centre; None = no proof asked.
     secret: bytes | None = None

@@ -197,6 +197,10 @@ class WireLoaderClient:
             raise
         return conn
 
+    async def reachable(self) -> bool:
+        """Whether the loader answers a connection with its greeting (connects if need be)."""
+        return not isinstance(await self._connection(), str)
+
     async def _wait_slot(self) -> None:
         if self._slots is None:
             self._slots = asyncio.Condition()

@@ -21,6 +21,7 @@ goes away (EOF on the socket) the worker runs ``wrapperFini`` and exits.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import faulthandler
 import logging
 import os
@@ -42,6 +43,13 @@ from ase_serving.wrapper.plugin import PluginError, load_plugin
 
 log = logging.getLogger("ase_serving.loader.worker")
 
+_FULL = wire.error_result(errors.NO_LICENCE, "every engine licence of this loader is busy")
+_DRAINING = wire.error_result(errors.NO_LOADER, "loader is draining")
+#: Seconds between two OP_STATS while direct calls come.
+_STATS_EVERY_S = 0.1
+#: The most a worker told to stop waits for its direct calls before wrapperFini.
+_FINI_WAIT_S = 30.0
+
 
 @dataclass
 class _Session:
@@ -60,14 +68,37 @@ class _Session:
 class Worker:
     """Runs frames against an :class:`EngineHost`; one instance per worker process."""
 
-    def __init__(self, chan: ipc.BlockingChannel, host: EngineHost, results: str) -> None:
+    def __init__(
+        self,
+        chan: ipc.BlockingChannel,
+        host: EngineHost,
+        results: str,
+        lic: int = 1,
+        listener: socket.socket | None = None,
+    ) -> None:
         self.chan = chan
         self.host = host
         self.results = results
+        self.lic = lic
         self.sessions: dict[int, _Session] = {}
         self.by_handle: dict[str, int] = {}
         self.stop = threading.Event()
         self.stop_reason = ""
+        self.mux = ipc.Mux(chan, listener, self._greet)
+        #: Slots taken (once calls running, whoever sent them, and open sessions): at ``lic``
+        #: the next call gets 10110. The supervisor admits what it relays, but direct callers
+        #: share the slots, so the worker has the last word.
+        self._busy = 0
+        self._direct_busy = 0
+        self._slots = threading.Condition()
+        self.draining = False
+        #: Direct calls since the last OP_STATS: results by code, and their seconds.
+        self._codes: dict[int, int] = {}
+        self._seconds: list[float] = []
+        self._stats_lock = threading.Lock()
+        self._stats_sent = -1.0
+        self._reported_busy = 0
+        self._held = threading.local()
         host.install_callback(self.push)
 
     # -- threads ------------------------------------------------------------------------------
@@ -89,14 +120,19 @@ class Worker:
         self._active.set()
         for _ in range(threads):
             self._wake.release()
+        self.mux.stop_listening()
+        # Direct calls still running finish before wrapperFini (the supervisor waited for its own).
+        with self._slots:
+            self._slots.wait_for(lambda: self._direct_busy == 0, timeout=_FINI_WAIT_S)
+        self._send_stats()
         return self.stop_reason
 
     def _serve(self, first: bool) -> None:
         me = threading.get_ident()
         if first:
             self._reader = me
-        chan = self.chan
-        frames = chan.frames
+        mux = self.mux
+        frames = mux.frames
         while not self.stop.is_set():
             if self._reader != me:
                 with self._count_lock:
@@ -109,8 +145,8 @@ class Worker:
                 self._reader = me
             try:
                 if not frames:
-                    chan.flush()
-                    if not chan.fill():
+                    self._flush_held()
+                    if not mux.fill():
                         self._finish("eof")
                         return
                     continue
@@ -118,7 +154,7 @@ class Worker:
                     frame = frames.popleft()
                 except IndexError:  # another thread took it (a reader change)
                     continue
-                chan.hold()
+                self._hold(frame[0])
                 if not self._active.is_set():
                     self._active.set()
                 self._call += 1
@@ -128,10 +164,26 @@ class Worker:
                 finally:
                     self._running = 0
                 if self._reader != me:  # the watchdog made another thread the reader meanwhile
-                    chan.flush()
+                    self._flush_held()
             except OSError:  # the supervisor went away while we answered
                 self._finish("eof")
                 return
+
+    def _hold(self, chan: ipc.BlockingChannel) -> None:
+        """Keep this thread's answers on ``chan`` until :meth:`_flush_held` (one send per batch)."""
+        held = getattr(self._held, "chans", None)
+        if held is None:
+            held = self._held.chans = []
+        if chan not in held:
+            chan.hold()
+            held.append(chan)
+
+    def _flush_held(self) -> None:
+        held = getattr(self._held, "chans", None)
+        if held:
+            self._held.chans = []
+            for chan in held:
+                chan.flush()
 
     def _watch(self, tick: float = 0.001, rest_after: int = 1000) -> None:
         """Make a parked thread the reader when the reader is stuck in one call (see the module doc).
@@ -143,11 +195,17 @@ class Worker:
         last = self._call
         while not self.stop.is_set():
             if quiet >= rest_after:
+                if self._codes or self._direct_busy != self._reported_busy:
+                    self._send_stats()
                 self._active.clear()
                 if self._call == last:
                     self._active.wait()
                 quiet = 0
             time.sleep(tick)
+            if (self._codes or self._direct_busy != self._reported_busy) and (
+                time.monotonic() - self._stats_sent >= _STATS_EVERY_S
+            ):
+                self._send_stats()
             running = self._running
             if running and running == seen and self._parked > 0 and self._reader is not None:
                 self._reader = None  # the stuck reader parks when its call returns
@@ -163,9 +221,21 @@ class Worker:
             self.stop_reason = reason
         self.stop.set()
 
-    def dispatch(self, op: int, flags: int, call_id: int, code: int, payload: bytes) -> None:
+    def dispatch(
+        self, chan: ipc.BlockingChannel, op: int, flags: int, call_id: int, code: int, payload: bytes
+    ) -> None:
+        if chan.direct:
+            if op == wire.OP_ONCE:
+                self.direct_once(chan, call_id, payload)
+            else:  # a direct caller sends once calls only
+                log.warning("direct caller sent op %d (once calls only): closing its connection", op)
+                chan.hang_up()
+            return
         if op == wire.OP_ONCE:
             self.once(call_id, payload)
+        elif op == wire.OP_DRAIN:
+            self.draining = True
+            self.mux.stop_listening()
         elif op == wire.OP_CREATE:
             self.create(call_id, payload)
         elif op == wire.OP_FRAME:
@@ -177,27 +247,95 @@ class Worker:
         else:
             log.error("unknown frame op %d from the supervisor", op)
 
+    # -- slots ------------------------------------------------------------------------------
+    def _take(self, direct: bool = False) -> bool:
+        with self._slots:
+            if self._busy >= self.lic:
+                return False
+            self._busy += 1
+            if direct:
+                self._direct_busy += 1
+            return True
+
+    def _give(self, direct: bool = False) -> None:
+        with self._slots:
+            self._busy -= 1
+            if direct:
+                self._direct_busy -= 1
+                if self._direct_busy == 0:
+                    self._slots.notify_all()
+
     # -- once -------------------------------------------------------------------------------
     def once(self, call_id: int, payload: bytes) -> None:
+        if not self._take():
+            self.chan.send(wire.OP_ONCE_DONE, call_id, errors.NO_LICENCE, _FULL)
+            return
+        try:
+            code, out = self._run_once(payload)
+        finally:
+            self._give()
+        self.chan.send(wire.OP_ONCE_DONE, call_id, code, out)
+
+    def direct_once(self, chan: ipc.BlockingChannel, call_id: int, payload: bytes) -> None:
+        """A once call from a gateway on this host, not relayed by the supervisor."""
+        if self.draining or self.stop.is_set():
+            code, out = errors.NO_LOADER, _DRAINING
+        elif not self._take(direct=True):
+            code, out = errors.NO_LICENCE, _FULL
+        else:
+            start = time.perf_counter()
+            try:
+                code, out = self._run_once(payload)
+            finally:
+                self._give(direct=True)
+            with self._stats_lock:
+                self._seconds.append(time.perf_counter() - start)
+        with self._stats_lock:
+            self._codes[code] = self._codes.get(code, 0) + 1
+        chan.send(wire.OP_ONCE_DONE, call_id, code, out)
+
+    def _run_once(self, payload: bytes) -> tuple[int, bytes]:
         try:
             result = self.host.once(wire.decode_request(payload))
-            out = wire.encode(result)
+            return result.code, wire.encode(result)
         except BaseException as exc:  # SystemExit from a wrapper must not kill this thread silently
             result = Result(errors.WRAPPER_EXCEPTION, errors.describe(exc))
-            out = wire.error_result(result.code, result.message)
-        self.chan.send(wire.OP_ONCE_DONE, call_id, result.code, out)
+            return result.code, wire.error_result(result.code, result.message)
+
+    def _send_stats(self) -> None:
+        """Tell the supervisor about the direct calls since the last time (its /metrics and
+        free-licence reports count them)."""
+        with self._stats_lock:
+            codes, self._codes = self._codes, {}
+            seconds, self._seconds = self._seconds, []
+            busy = self._direct_busy
+        self._stats_sent = time.monotonic()
+        self._reported_busy = busy
+        doc = {"busy": busy, "codes": codes, "seconds": seconds, "channels": self.mux.direct_channels}
+        with contextlib.suppress(OSError):
+            self.chan.send(wire.OP_STATS, 0, 0, orjson.dumps(doc, option=orjson.OPT_NON_STR_KEYS))
+
+    def _greet(self, chan: ipc.BlockingChannel) -> None:
+        """A gateway connected to the direct socket: the data port's greeting, no proof needed
+        (the socket is in this user's 0700 folder, as the data port's own)."""
+        chan.send(wire.OP_HELLO, 0, 0, wire.hello(b""))
 
     # -- sessions ---------------------------------------------------------------------------
     def create(self, sess_id: int, payload: bytes) -> None:
         sid = ""
+        if not self._take():
+            self._ack_error(sess_id, errors.NO_LICENCE, "every engine licence of this loader is busy")
+            return
         try:
             req = wire.decode_request(payload)
             sid = req.sid
             handle = self.host.create(req)
         except errors.AseError as exc:
+            self._give()
             self._ack_exc(sess_id, exc, sid)
             return
         except BaseException as exc:
+            self._give()
             self._ack_error(sess_id, errors.WRAPPER_EXCEPTION, errors.describe(exc), sid)
             return
         sess = _Session(SessionState(self.host, handle, self.results), sid)
@@ -274,6 +412,7 @@ class Worker:
             code = res.code
             if self.by_handle.get(sess.state.handle) == sess_id:
                 del self.by_handle[sess.state.handle]
+            self._give()
         self.chan.send(wire.OP_DESTROYED, sess_id, code)
 
     def _ack_exc(self, sess_id: int, exc: errors.AseError, sid: str = "") -> None:
@@ -325,12 +464,14 @@ def main(argv: list[str] | None = None) -> NoReturn:
     )
     sock = socket.socket(fileno=args.fd)
     chan = ipc.BlockingChannel(sock)
+    listener = _listen(config.get("direct"))
     try:
         host = _start(config, chan)
         if host is None:
             _exit(3)
-        worker = Worker(chan, host, config.get("session_results", "auto"))
-        reason = worker.serve(int(config["lic"]) + 1)
+        lic = int(config["lic"])
+        worker = Worker(chan, host, config.get("session_results", "auto"), lic, listener)
+        reason = worker.serve(lic + 1)
         code, text = 0, b""
         try:
             host.fini()
@@ -341,6 +482,22 @@ def main(argv: list[str] | None = None) -> NoReturn:
     except OSError:
         pass  # the supervisor is gone; nothing left to tell
     _exit(0)
+
+
+def _listen(path: str | None) -> socket.socket | None:
+    """The worker's direct socket (gateways on this host call it), or None without one."""
+    if not path:
+        return None
+    try:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        listener.bind(path)
+        listener.listen(64)
+    except OSError as exc:
+        log.warning("no direct socket at %s (%s): gateways reach this worker through the loader", path, exc)
+        return None
+    return listener
 
 
 def _exit(rc: int) -> NoReturn:
