@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -16,7 +18,7 @@ from websockets.asyncio.client import connect
 
 from tests.gateway.support import Cluster, GatewayProcess, api_yaml, once_body
 from tests.gateway.test_gateway_sessions import first_frame, frame, results
-from tests.support import WRAPPERS, LoaderProcess, wait_for
+from tests.support import WRAPPERS, LoaderProcess, project_copy, wait_for
 
 
 def loader_calls(loader: LoaderProcess) -> int:
@@ -27,6 +29,12 @@ def loader_calls(loader: LoaderProcess) -> int:
         if line.startswith("ase_loader_requests_total{") and 'method="once"' in line:
             total += float(line.rsplit(" ", 1)[1])
     return int(total)
+
+
+def direct_callers(loader: LoaderProcess) -> int:
+    """Gateways connected to the loader's workers' own sockets, from its /health."""
+    _, body = loader.http("/health")
+    return sum(int(w["direct_callers"]) for w in orjson.loads(body)["workers"])
 
 
 @pytest.fixture
@@ -157,10 +165,6 @@ def test_once_calls_go_straight_to_the_workers_of_a_loader_on_this_host(cluster:
         gw.wait_route("/v1/private/crash")
         gw.wait_loaders("crash", 1)
 
-        def callers() -> int:
-            _, body = loader.http("/health")
-            return sum(w["direct_callers"] for w in orjson.loads(body)["workers"])
-
         def post(how: str) -> dict[str, Any]:
             resp = gw.post("/v1/private/crash", once_body(service="crash", how=how))
             doc: dict[str, Any] = orjson.loads(resp.content)
@@ -168,7 +172,7 @@ def test_once_calls_go_straight_to_the_workers_of_a_loader_on_this_host(cluster:
 
         for _ in range(4):
             assert post("ok")["header"]["code"] == 0
-        wait_for(lambda: callers() == 2, 10, "the gateway connected to both workers")
+        wait_for(lambda: direct_callers(loader) == 2, 10, "the gateway connected to both workers")
         calls_before = loader_calls(loader)
         assert post("exit")["header"]["code"] == 10911
         wait_for(lambda: post("ok")["header"]["code"] == 0, 30, "served after the restart")
@@ -176,8 +180,46 @@ def test_once_calls_go_straight_to_the_workers_of_a_loader_on_this_host(cluster:
         wait_for(lambda: loader_calls(loader) >= calls_before + 2, 10, "the calls counted")
         assert loader_calls(loader) == calls_before + 2
         wait_for(
-            lambda: post("ok")["header"]["code"] == 0 and callers() == 2,
+            lambda: post("ok")["header"]["code"] == 0 and direct_callers(loader) == 2,
             30,
             "the restarted worker called directly again",
             0.05,
         )
+
+
+def test_a_full_worker_passes_a_direct_call_to_the_next_one(cluster: Cluster, tmp_path: Path) -> None:
+    """One worker busy with a long call: the calls the gateway sends it round robin go on to the
+    other worker at once (its 10110), none waits for the long one."""
+    cluster.put_schema(api_yaml("pair"))
+    loader = cluster.loader(WRAPPERS / "slow", "--service", "pair", "--workers", "2", "--lic", "1")
+    gate, started = tmp_path / "gate", tmp_path / "started"
+    with cluster.gateway() as gw, ThreadPoolExecutor(1) as pool:
+        gw.wait_route("/v1/private/pair")
+        gw.wait_loaders("pair", 1)
+        held = pool.submit(
+            gw.post, "/v1/private/pair", once_body(service="pair", gate=str(gate), started=str(started))
+        )
+        wait_for(lambda: list(tmp_path.glob("started.*")), 20, "the long call running")
+        for i in range(6):  # round robin: every other one first lands on the busy worker
+            resp = gw.post("/v1/private/pair", once_body(f"quick{i}", service="pair", sleep="0"))
+            assert resp.json()["header"]["code"] == 0, resp.text
+        assert not held.done()  # the long call is still in its worker
+        gate.touch()
+        assert held.result(timeout=30).json()["header"]["code"] == 0
+    assert direct_callers(loader) >= 1
+
+
+def test_the_loaders_once_timeout_holds_on_the_direct_path(cluster: Cluster, tmp_path: Path) -> None:
+    """The front is not on a direct call's way: the gateway keeps the loader's once_timeout."""
+    cluster.put_schema(api_yaml("lazy"))
+    project = project_copy("slow", tmp_path, "[loader]\nonce_timeout = 0.5")
+    loader = cluster.loader(project, "--service", "lazy", "--workers", "1", "--lic", "2")
+    with cluster.gateway() as gw:  # its own --once-timeout is the default (60 s)
+        gw.wait_route("/v1/private/lazy")
+        gw.wait_loaders("lazy", 1)
+        start = time.monotonic()
+        resp = gw.post("/v1/private/lazy", once_body(service="lazy", sleep="5"))
+        assert resp.json()["header"]["code"] == 10114, resp.text
+        assert time.monotonic() - start < 5  # not the engine's 5 s: the loader's 0.5 s
+
+        wait_for(lambda: direct_callers(loader) == 1, 15, "the call sent to the worker's own socket")
