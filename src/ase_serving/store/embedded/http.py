@@ -1,10 +1,11 @@
-"""The HTTP/1.1 client of the embedded config centre's JSON API, on asyncio streams.
+"""The HTTP/1.1 client of the embedded config centre's JSON API, on asyncio streams and h11.
 
 Just what :class:`~.client.EmbeddedKV` needs: requests with an optional JSON body and query,
 HTTP Basic credentials, a timeout per request, and kept-alive connections (one per concurrent
 request: a watch's long poll holds one while heartbeats use another). Every long-running process
 of a cluster talks to the config centre (gateway, LB service, loaders), and httpx, with httpcore,
-anyio and (when installed) its command line's rich and click, cost each of them 6 to 11 MB.
+anyio and (when installed) its command line's rich and click, cost each of them 6 to 11 MB. The
+protocol itself is h11's (uvicorn's dependency already; 0.4 MB).
 
 Environment proxies are ignored, as the embedded centre is reached directly; ``https://`` uses the
 system's certificate store.
@@ -15,15 +16,26 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlencode, urlsplit
+
+import h11
 
 #: Longest status line + headers accepted.
 _HEAD_LIMIT = 64 * 1024
 #: Idle connections kept for later requests (the server closes them after 5 s idle).
 _KEEP_IDLE = 8
+_READ = 64 * 1024
 
-Conn = tuple[asyncio.StreamReader, asyncio.StreamWriter]
+
+@dataclass
+class Conn:
+    reader: asyncio.StreamReader
+    writer: asyncio.StreamWriter
+    http: h11.Connection = field(
+        default_factory=lambda: h11.Connection(h11.CLIENT, max_incomplete_event_size=_HEAD_LIMIT)
+    )
 
 
 class HttpError(Exception):
@@ -50,11 +62,11 @@ class HttpClient:
         self.port = parts.port or (443 if self.tls else 80)
         self.prefix = parts.path.rstrip("/")
         netloc = parts.netloc.rpartition("@")[2]
-        lines = [f"Host: {netloc}", "Accept: application/json"]
+        headers = [("Host", netloc), ("Accept", "application/json")]
         if auth is not None:
             token = base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()
-            lines.append(f"Authorization: Basic {token}")
-        self._head = "".join(f"{line}\r\n" for line in lines)
+            headers.append(("Authorization", f"Basic {token}"))
+        self._headers = headers
         self._idle: list[Conn] = []
         self._open: set[asyncio.StreamWriter] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -70,22 +82,22 @@ class HttpClient:
     ) -> tuple[int, bytes]:
         """(status, body) of one request; :class:`HttpError` when no answer came."""
         target = self.prefix + path + (f"?{urlencode(params)}" if params else "")
-        head = f"{method} {target} HTTP/1.1\r\n{self._head}"
+        headers = list(self._headers)
         if body is not None:
-            head += f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
-        elif method in ("POST", "PUT", "PATCH"):
-            head += "Content-Length: 0\r\n"
-        data = (head + "\r\n").encode() + (body or b"")
+            headers.append(("Content-Type", "application/json"))
+        if body is not None or method in ("POST", "PUT", "PATCH"):
+            headers.append(("Content-Length", str(len(body or b""))))
+        req = h11.Request(method=method, target=target, headers=headers)
         try:
-            return await asyncio.wait_for(self._exchange(data), timeout)
+            return await asyncio.wait_for(self._exchange(req, body or b""), timeout)
         except asyncio.TimeoutError:
             raise HttpError("TimeoutError", f"no answer within {timeout:g} s") from None
 
-    async def _exchange(self, data: bytes) -> tuple[int, bytes]:
+    async def _exchange(self, req: h11.Request, body: bytes) -> tuple[int, bytes]:
         while True:
             conn, reused = await self._connection()
             try:
-                return await self._send(conn, data, reused)
+                return await self._send(conn, req, body, reused)
             except _Stale:
                 continue
 
@@ -96,10 +108,10 @@ class HttpClient:
             self._open.clear()
             self._loop = loop
         while self._idle:
-            reader, writer = self._idle.pop()
-            if not reader.at_eof() and not writer.is_closing():
-                return (reader, writer), True
-            self._drop(writer)
+            conn = self._idle.pop()
+            if not conn.reader.at_eof() and not conn.writer.is_closing():
+                return conn, True
+            self._drop(conn.writer)
         if self.tls and self._ssl is None:
             import ssl
 
@@ -111,37 +123,44 @@ class HttpClient:
         except OSError as exc:
             raise HttpError(type(exc).__name__, str(exc) or "cannot connect") from None
         self._open.add(writer)
-        return (reader, writer), False
+        return Conn(reader, writer), False
 
-    async def _send(self, conn: Conn, data: bytes, reused: bool) -> tuple[int, bytes]:
-        reader, writer = conn
+    async def _send(self, conn: Conn, req: h11.Request, body: bytes, reused: bool) -> tuple[int, bytes]:
+        http, writer = conn.http, conn.writer
         answered = False
         try:
-            writer.write(data)
+            writer.write(http.send(req) + http.send(h11.Data(data=body)) + http.send(h11.EndOfMessage()))
             await writer.drain()
-            head = await reader.readuntil(b"\r\n\r\n")
-            answered = True
-            status, headers = _parse_head(head)
-            body = await _read_body(reader, headers)
+            status, parts = 0, []
+            while True:
+                event = http.next_event()
+                if event is h11.NEED_DATA:
+                    data = await conn.reader.read(_READ)
+                    if not data and not answered:
+                        raise ConnectionResetError("connection closed before an answer")
+                    http.receive_data(data)
+                elif isinstance(event, h11.Response):
+                    answered = True
+                    status = event.status_code
+                elif isinstance(event, h11.Data):
+                    parts.append(bytes(event.data))
+                elif isinstance(event, h11.EndOfMessage):
+                    break
+                elif isinstance(event, h11.ConnectionClosed):
+                    raise ConnectionResetError("connection closed during the answer")
         except BaseException as exc:
             self._drop(writer)
-            if isinstance(exc, (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError)):
-                if reused and not answered and not isinstance(exc, asyncio.LimitOverrunError):
+            if isinstance(exc, (OSError, h11.ProtocolError)):
+                if reused and not answered and isinstance(exc, OSError):
                     raise _Stale from None
                 raise HttpError(type(exc).__name__, str(exc) or "connection closed") from None
             raise
-        if (
-            len(self._idle) >= _KEEP_IDLE
-            or headers.get("connection", "").lower() == "close"
-            or (
-                "content-length" not in headers
-                and "chunked" not in headers.get("transfer-encoding", "").lower()
-            )
-        ):
-            self._drop(writer)
-        else:
+        if len(self._idle) < _KEEP_IDLE and http.our_state is h11.DONE and http.their_state is h11.DONE:
+            http.start_next_cycle()
             self._idle.append(conn)
-        return status, body
+        else:
+            self._drop(writer)
+        return status, b"".join(parts)
 
     def _drop(self, writer: asyncio.StreamWriter) -> None:
         self._open.discard(writer)
@@ -157,35 +176,3 @@ class HttpClient:
         for writer in writers:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(writer.wait_closed(), 1.0)
-
-
-def _parse_head(head: bytes) -> tuple[int, dict[str, str]]:
-    lines = head.decode("latin-1").split("\r\n")
-    version, _, rest = lines[0].partition(" ")
-    if not version.startswith("HTTP/1."):
-        raise ValueError(f"not an HTTP/1.x answer: {lines[0][:80]!r}")
-    status = int(rest.partition(" ")[0])
-    headers: dict[str, str] = {}
-    for line in lines[1:]:
-        if line:
-            name, _, value = line.partition(":")
-            headers[name.strip().lower()] = value.strip()
-    if version == "HTTP/1.0" and headers.get("connection", "").lower() != "keep-alive":
-        headers["connection"] = "close"
-    return status, headers
-
-
-async def _read_body(reader: asyncio.StreamReader, headers: dict[str, str]) -> bytes:
-    if "chunked" in headers.get("transfer-encoding", "").lower():
-        parts: list[bytes] = []
-        while True:
-            size = int((await reader.readuntil(b"\r\n")).split(b";", 1)[0], 16)
-            if size == 0:
-                while (await reader.readuntil(b"\r\n")) != b"\r\n":  # trailers
-                    pass
-                return b"".join(parts)
-            parts.append(await reader.readexactly(size))
-            await reader.readexactly(2)
-    if "content-length" in headers:
-        return await reader.readexactly(int(headers["content-length"]))
-    return await reader.read()  # the server closes the connection to end the body
