@@ -260,18 +260,12 @@ class KeyAuth:
         api_key = authorization = None
         for name, value in scope["headers"]:  # no dict of every header: two names matter here
             if name == b"x-api-key":
-                api_key = value
+                api_key = bytes(value)
             elif name == b"authorization":
                 authorization = value
-        if api_key is not None and authorization is None and not scope.get("query_string"):
-            # The common case first; a signature (header or query) wins over a key, as below.
-            rec = self.book.by_key_bytes(bytes(api_key))
-            if rec is None:
-                raise AuthFailed("no consumer has this API key (it may have been rotated or removed)")
-            return rec
-        headers = _headers(scope)
-        query = _query(scope)
+        query = _query(scope)  # {} without a query string (the common case)
         if authorization is not None:
+            headers = _headers(scope)
             text = authorization.decode("latin-1")
             host = headers.get(b"host", b"").decode("latin-1")
             return self._signed(scope, text, headers.get(b"date"), host, "header")
@@ -283,7 +277,7 @@ class KeyAuth:
                     "the authorization query parameter is not base64 of the authorization"
                 ) from None
             host = query.get("host", "")
-            sent_host = headers.get(b"host", b"").decode("latin-1")
+            sent_host = _headers(scope).get(b"host", b"").decode("latin-1")
             if host.lower() != sent_host.lower():
                 raise AuthFailed(
                     f"the signed host {host!r} is not this request's Host {sent_host!r}: sign the host the "
@@ -293,11 +287,11 @@ class KeyAuth:
             return self._signed(
                 scope, text, date.encode("latin-1") if date is not None else None, host, "query"
             )
-        api_key = headers.get(b"x-api-key")
-        key = api_key.decode("latin-1") if api_key is not None else query.get("apikey")
-        if key is None:
+        if api_key is None and "apikey" in query:
+            api_key = query["apikey"].encode("latin-1")
+        if api_key is None:
             raise AuthFailed(f"authentication required: {_HELP}")
-        rec = self.book.by_key(key)
+        rec = self.book.by_key_bytes(api_key)
         if rec is None:
             raise AuthFailed("no consumer has this API key (it may have been rotated or removed)")
         return rec
