@@ -25,10 +25,11 @@ _READ_SIZE = 1 << 18
 
 
 class BlockingChannel:
-    """The worker's end of the socketpair: blocking reads, writes under a lock.
+    """One end of a worker's socket (the supervisor's socketpair, or a direct caller's connection):
+    blocking reads, writes under a lock.
 
-    :meth:`fill` reads what the socket has (blocking until something comes) and parses it into
-    :attr:`frames`; one thread at a time reads (``read_lock``). Any thread may :meth:`send`
+    :meth:`receive` reads what the socket has and hands over the whole frames; :class:`Mux`
+    decides which channel to read and one thread at a time reads. Any thread may :meth:`send`
     (the serving threads, wrapper threads pushing callbacks). A thread that :meth:`hold` s keeps
     its frames until :meth:`flush`: the answers to a batch of calls leave in one send.
     """
@@ -39,36 +40,23 @@ class BlockingChannel:
         self.direct = direct
         #: A direct channel whose gateway went away or stopped reading (see :meth:`send`).
         self.closed = False
-        self.frames: collections.deque[tuple[int, int, int, int, bytes]] = collections.deque()
         self._parser = FrameBuffer()
         # One receive buffer for every read: ``recv(n)`` would allocate n bytes per call, which
         # above malloc's mmap threshold is an mmap, an mremap and a munmap (and page faults) per read.
         self._rbuf = bytearray(_READ_SIZE)
         self._rview = memoryview(self._rbuf)
-        self.read_lock = threading.Lock()
         self._write_lock = threading.Lock()
         self._held = threading.local()
 
-    def fill(self) -> bool:
-        """Read once (blocking) and queue the whole frames in :attr:`frames`; False at EOF."""
-        with self.read_lock:
-            if self.frames:
-                return True
-            n = self.sock.recv_into(self._rbuf)
-            if not n:
-                return False
-            self._parser.feed(self._rview[:n].tobytes(), self._add)
-            return True
+    def receive(self, handle: Callable[[int, int, int, int, bytes], None]) -> bool:
+        """Read once (blocking) and call ``handle`` for every whole frame; False at EOF.
 
-    def _add(self, op: int, flags: int, call_id: int, code: int, payload: bytes) -> None:
-        self.frames.append((op, flags, call_id, code, payload))
-
-    def read(self) -> tuple[int, int, int, int, bytes] | None:
-        """The next frame as (op, flags, call id, code, payload); None at EOF."""
-        while not self.frames:
-            if not self.fill():
-                return None
-        return self.frames.popleft()
+        Raises OSError when the socket fails, :class:`ProtocolError` for a malformed stream."""
+        n = self.sock.recv_into(self._rbuf)
+        if not n:
+            return False
+        self._parser.feed(self._rview[:n].tobytes(), handle)
+        return True
 
     def hold(self) -> None:
         """Keep this thread's frames until :meth:`flush`."""
@@ -192,23 +180,20 @@ class Mux:
             return True
 
     def _read(self, chan: BlockingChannel) -> bool:
-        try:
-            n = chan.sock.recv_into(chan._rbuf)
-        except OSError:
-            n = 0
-        if not n or chan.closed:
+        if chan.closed:
             return False
 
         def add(op: int, flags: int, call_id: int, code: int, payload: bytes) -> None:
             self.frames.append((chan, op, flags, call_id, code, payload))
 
         try:
-            chan._parser.feed(chan._rview[:n].tobytes(), add)
+            return chan.receive(add)
+        except OSError:
+            return False
         except ProtocolError:
             if chan is self.supervisor:
                 raise
             return False
-        return True
 
     def _accept(self) -> None:
         assert self.listener is not None
