@@ -17,6 +17,7 @@ import re
 import shlex
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -36,6 +37,15 @@ _TICK = os.sysconf("SC_CLK_TCK")
 
 
 # -- machine --------------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
 def machine() -> dict[str, str]:
     """What a reader needs to compare numbers: CPU model, cores, OS, Python, grpc."""
     import grpc
