@@ -278,6 +278,7 @@ class Worker:
 
     def direct_once(self, chan: ipc.BlockingChannel, call_id: int, payload: bytes) -> None:
         """A once call from a gateway on this host, not relayed by the supervisor."""
+        seconds = None
         if self.draining or self.stop.is_set():
             code, out = errors.NO_LOADER, _DRAINING
         elif not self._take(direct=True):
@@ -288,10 +289,11 @@ class Worker:
                 code, out = self._run_once(payload)
             finally:
                 self._give(direct=True)
-            with self._stats_lock:
-                self._seconds.append(time.perf_counter() - start)
+            seconds = time.perf_counter() - start
         with self._stats_lock:
             self._codes[code] = self._codes.get(code, 0) + 1
+            if seconds is not None:
+                self._seconds.append(seconds)
         chan.send(wire.OP_ONCE_DONE, call_id, code, out)
 
     def _run_once(self, payload: bytes) -> tuple[int, bytes]:
