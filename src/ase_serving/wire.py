@@ -50,7 +50,7 @@ MAX_PAYLOAD = 256 * 1024 * 1024
 OP_ONCE = 1  # call id; code: deadline ms; payload: Request
 OP_CREATE = 2  # call id = session id; code: deadline ms; payload: the first frame as a Request
 OP_FRAME = 3  # session id; payload: Frame
-OP_DESTROY = 4  # session id: the caller ends the session (wrapperDestroy runs)
+OP_DESTROY = 4  # session id; code: why the caller ended it (0, or 10114); wrapperDestroy runs
 OP_FINI = 5  # supervisor -> worker only: run wrapperFini, answer, exit
 OP_DRAIN = 6  # supervisor -> worker only: refuse new direct calls (11503), take no new callers
 

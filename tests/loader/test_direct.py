@@ -1,4 +1,5 @@
-"""Once calls straight to a worker's own Unix socket, as a gateway on the loader's host sends them.
+"""Once calls and sessions straight to a worker's own Unix socket, as a gateway on the loader's
+host sends them.
 
 The worker's slots are shared by these calls and the ones the loader relays (10110 either way when
 they are all taken); the loader's /metrics and licence counts include them (reported by the
@@ -18,8 +19,8 @@ from pathlib import Path
 import pytest
 
 from ase_serving import errors, wire
-from ase_serving.loader.wire_client import WireLoaderClient
-from ase_serving.protocol.items import Request, Result
+from ase_serving.loader.wire_client import SessionLimits, WireLoaderClient
+from ase_serving.protocol.items import DataItem, Request, Result, Status
 from tests.conftest import StartLoader
 from tests.loader.test_loader_licences import _gated
 from tests.support import WRAPPERS, LoaderProcess, project_copy, wait_for
@@ -48,6 +49,16 @@ def once_calls(loader: LoaderProcess) -> int:
     _, body = loader.http("/metrics")
     lines = body.decode().splitlines()
     return int(sum(float(x.rsplit(" ", 1)[1]) for x in lines if x.startswith("ase_loader_requests_total{")))
+
+
+def counted(loader: LoaderProcess, method: str, code: int) -> float:
+    """``ase_loader_requests_total`` of ``loader`` for ``method`` and ``code`` (0 when absent)."""
+    for line in loader.http("/metrics")[1].decode().splitlines():
+        labels, _, value = line.partition("} ")
+        if labels.startswith("ase_loader_requests_total{"):
+            if {f'method="{method}"', f'code="{code}"'} <= set(labels.split("{", 1)[1].split(",")):
+                return float(value)
+    return 0.0
 
 
 def test_direct_and_relayed_calls_share_the_slots(loaders: StartLoader, tmp_path: Path) -> None:
@@ -138,17 +149,22 @@ def test_a_draining_loader_refuses_new_direct_calls_and_finishes_running_ones(
     assert not path.exists()  # no new caller can connect
 
 
-def test_a_direct_socket_takes_once_calls_only(loaders: StartLoader) -> None:
+async def _greeted(path: Path) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """A raw connection to a worker's socket, past its greeting."""
+    reader, writer = await asyncio.open_unix_connection(str(path))
+    op, _f, _r, _id, _code, length = wire.HEADER.unpack(await reader.readexactly(wire.HEADER_SIZE))
+    assert op == wire.OP_HELLO
+    await reader.readexactly(length)
+    return reader, writer
+
+
+def test_a_direct_caller_cannot_send_the_supervisors_ops(loaders: StartLoader) -> None:
     loader = loaders(WRAPPERS / "echo", "--workers", "1", "--lic", "2")
     [path] = direct_paths(loader)
 
     async def run() -> bytes:
-        reader, writer = await asyncio.open_unix_connection(str(path))
-        hello = await reader.readexactly(wire.HEADER_SIZE)
-        op, _f, _r, _id, _code, length = wire.HEADER.unpack(hello)
-        assert op == wire.OP_HELLO
-        await reader.readexactly(length)
-        writer.write(wire.HEADER.pack(wire.OP_CREATE, 0, 0, 1, 0, 0))  # a session: not here
+        reader, writer = await _greeted(path)
+        writer.write(wire.HEADER.pack(wire.OP_FINI, 0, 0, 1, 0, 0))  # the supervisor's: not here
         await writer.drain()
         rest = await asyncio.wait_for(reader.read(), 10)  # closed by the worker
         writer.close()
@@ -156,6 +172,167 @@ def test_a_direct_socket_takes_once_calls_only(loaders: StartLoader) -> None:
 
     assert asyncio.run(run()) == b""
     assert direct_once(path, Request(sid="still", params={})).code == 0  # the worker goes on
+
+
+def _item(text: str, status: int = Status.CONTINUE) -> DataItem:
+    return DataItem(key="text", data=text.encode(), status=status)
+
+
+def test_a_session_on_a_direct_socket_runs_its_pipelined_frames_in_order(
+    loaders: StartLoader, tmp_path: Path
+) -> None:
+    loader = loaders(WRAPPERS / "session_sync", "--workers", "1", "--lic", "1")
+    [path] = direct_paths(loader)
+    c = loader.client()
+    marker = tmp_path / "destroyed"
+    marker.mkdir()
+
+    async def run() -> list[Result]:
+        client = WireLoaderClient(f"unix:{path}")
+        try:
+            first = Request(sid="d1", params={"marker": str(marker)}, items=[_item("f0", Status.BEGIN)])
+            session = client.session(first, 30, SessionLimits(15, 180))
+            assert await session.answered() == 0
+            # Every frame sent without waiting for a result: the worker runs them in order.
+            for i in range(1, 30):
+                await session.send(Status.CONTINUE, [_item(f"f{i}")])
+            await session.send(Status.END, [_item("last", Status.END)])
+            out = []
+            while not session.ended:
+                res = await session.recv()
+                assert res is not None
+                out.append(res)
+            # The licence is the session's until it is destroyed: nobody else gets it meanwhile.
+            wait_for(lambda: c.info().lic_busy == 1, what="the session's slot counted")
+            await session.close()
+            return out
+        finally:
+            await client.close()
+
+    results = asyncio.run(run())
+    assert [r.code for r in results] == [0] * len(results)
+    assert [b.data for r in results for b in r.items] == [
+        b"f0",
+        *(f"f{i}".encode() for i in range(1, 30)),
+        b"last",
+    ]
+    assert results[0].status == Status.BEGIN and results[-1].status == Status.END
+    wait_for(lambda: len(list(marker.iterdir())) == 1, what="wrapperDestroy run")
+    wait_for(lambda: c.info().lic_busy == 0, what="the slot free again")
+    # The loader counts the session in its /metrics, as one through its front.
+    wait_for(lambda: counted(loader, "session", 0) == 1, what="the session counted")
+
+
+def test_a_destroy_sent_right_after_the_create_waits_for_it(loaders: StartLoader, tmp_path: Path) -> None:
+    """Create and destroy in one write, 300 times: each destroy runs after its create, so every
+    session that was created is destroyed (wrapperDestroy's marker) and every slot comes back."""
+    loader = loaders(WRAPPERS / "session_sync", "--workers", "1", "--lic", "2")
+    [path] = direct_paths(loader)
+    marker = tmp_path / "destroyed"
+    marker.mkdir()
+    n = 300
+
+    async def run() -> None:
+        reader, writer = await _greeted(path)
+        drain = asyncio.create_task(reader.read())  # the answers, read as they come
+        for i in range(1, n + 1):
+            first = wire.encode(Request(sid=f"s{i}", params={"marker": str(marker)}, items=[_item("x", 0)]))
+            writer.write(
+                wire.HEADER.pack(wire.OP_CREATE, 0, 0, i, 0, len(first))
+                + first
+                + wire.HEADER.pack(wire.OP_DESTROY, 0, 0, i, 0, 0)
+            )
+        await writer.drain()
+        while len(list(marker.iterdir())) < n:
+            assert not drain.done(), "the worker closed the connection"
+            await asyncio.sleep(0.01)
+        writer.close()
+        await drain
+
+    asyncio.run(run())
+    wait_for(lambda: loader.client().info().lic_busy == 0, what="every slot free again")
+
+
+def test_a_direct_callers_sessions_are_destroyed_when_it_goes_away(
+    loaders: StartLoader, tmp_path: Path
+) -> None:
+    loader = loaders(WRAPPERS / "session_sync", "--workers", "1", "--lic", "1")
+    [path] = direct_paths(loader)
+    c = loader.client()
+    marker = tmp_path / "destroyed"
+    marker.mkdir()
+
+    async def run() -> None:
+        client = WireLoaderClient(f"unix:{path}")
+        first = Request(sid="left", params={"marker": str(marker)}, items=[_item("hi", Status.BEGIN)])
+        session = client.session(first, 30, SessionLimits(15, 180))
+        assert await session.answered() == 0
+        await client.close()  # the caller goes away with the session open
+
+    asyncio.run(run())
+    wait_for(lambda: len(list(marker.iterdir())) == 1, what="wrapperDestroy run for the orphan")
+    wait_for(lambda: c.info().lic_busy == 0, what="its slot free again")
+    # The only licence is free: a session through the front opens.
+    sess = c.session(Request(sid="next", status=Status.BEGIN, items=[_item("again", Status.BEGIN)]))
+    sess.send(Status.END)
+    results = list(sess)
+    assert results and all(r.code == 0 for r in results)
+
+
+def test_a_full_worker_refuses_a_direct_session_and_async_results_come_back_to_the_caller(
+    loaders: StartLoader,
+) -> None:
+    loader = loaders(WRAPPERS / "session_async", "--workers", "1", "--lic", "1")
+    [path] = direct_paths(loader)
+
+    async def run() -> tuple[int, list[Result]]:
+        client = WireLoaderClient(f"unix:{path}")
+        try:
+            first = Request(sid="a1", params={}, items=[_item("ab", Status.BEGIN)])
+            session = client.session(first, 30, SessionLimits(15, 180))
+            assert await session.answered() == 0
+            # The only slot is this session's: a second one is refused at once.
+            second = client.session(Request(sid="a2", params={}), 30, SessionLimits(15, 180))
+            refused = await second.answered()
+            await session.send(Status.END, [_item("cd", Status.END)])
+            out = []
+            while not session.ended:
+                res = await session.recv()
+                assert res is not None
+                out.append(res)
+            await session.close()
+            return refused, out
+        finally:
+            await client.close()
+
+    refused, results = asyncio.run(run())
+    assert refused == errors.NO_LICENCE
+    assert [b.data for r in results for b in r.items] == [b"AB", b"CD", b"END"]
+    assert results[-1].status == Status.END
+
+
+def test_the_callers_side_keeps_the_loaders_read_timeout(loaders: StartLoader) -> None:
+    loader = loaders(WRAPPERS / "session_sync", "--workers", "1", "--lic", "1")
+    [path] = direct_paths(loader)
+    c = loader.client()
+
+    async def run() -> Result | None:
+        client = WireLoaderClient(f"unix:{path}")
+        try:
+            session = client.session(Request(sid="idle", params={}), 30, SessionLimits(0.3, 180))
+            assert await session.answered() == 0
+            res = await session.recv()  # no frame from here: the idle limit passes
+            await session.close()
+            return res
+        finally:
+            await client.close()
+
+    res = asyncio.run(run())
+    assert res is not None and res.code == errors.TIMEOUT
+    assert res.message == "timeout: no frame for 0.3 s (read_timeout)"
+    wait_for(lambda: c.info().lic_busy == 0, what="the slot free after the destroy")
+    # The worker counts the session under the code its caller ended it with.
+    wait_for(lambda: counted(loader, "session", errors.TIMEOUT) == 1, what="the timed-out session counted")
 
 
 def test_direct_false_leaves_every_call_to_the_front(loaders: StartLoader, tmp_path: Path) -> None:

@@ -116,6 +116,11 @@ def test_registers_its_licences_and_reports_their_use(loaders: StartLoader, clus
         "grpc": loader.grpc,
         "uds": inst.attrs["uds"],
         "host": wire.host_id(),
+        # The workers' own sockets and the limits a gateway there keeps for them.
+        "direct": [inst.attrs["uds"].removesuffix(".sock") + f"-w{i}.sock" for i in (1, 2)],
+        "once_timeout": 30.0,
+        "read_timeout": 15.0,
+        "session_timeout": 180.0,
     }
     assert f"registered {service} 1.0.0 at {loader.address} with {cluster.url}" in loader.stderr()
     c = loader.client()

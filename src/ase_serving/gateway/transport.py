@@ -18,20 +18,21 @@ import contextlib
 import os
 import ssl
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from ase_serving import errors
 from ase_serving.loader.host import EngineHost, SessionState
-from ase_serving.loader.wire_client import SecretSource
+from ase_serving.loader.wire_client import SecretSource, SessionLimits, WireLoaderClient, WireSession
 from ase_serving.protocol.items import DataItem, Request, Result, Status
 
 
 class LoaderSession(Protocol):
     """One open session on a loader (see :class:`~ase_serving.loader.wire_client.WireSession`)."""
 
-    ended: bool
+    @property
+    def ended(self) -> bool: ...
 
     async def open(self) -> None: ...
 
@@ -111,8 +112,6 @@ class LeanTransport(_PerAddress):
     workers' own sockets for once calls when it registered them (:class:`_Direct`)."""
 
     def __init__(self, context: TransportContext) -> None:
-        from ase_serving.loader.wire_client import WireLoaderClient
-
         self.context = context
 
         def make(address: str) -> Any:
@@ -144,8 +143,14 @@ class LeanTransport(_PerAddress):
         return result
 
     def session(self, address: str, first: Request, timeout: float | None) -> LoaderSession:
-        session: LoaderSession = self.client(address).session(first, timeout)
-        return session
+        try:
+            direct = self._direct[address]
+        except KeyError:
+            direct = self._direct[address] = _Direct.of(address, self.context)
+        if direct is None:
+            session: LoaderSession = self.client(address).session(first, timeout)
+            return session
+        return _DirectSession(direct, first, timeout, lambda: self.client(address).session(first, timeout))
 
     def lost(self, address: str) -> bool:
         if address in self._gone:
@@ -168,26 +173,36 @@ class LeanTransport(_PerAddress):
 
 
 class _Direct:
-    """Once calls straight to the workers of a loader on this host (their own Unix sockets,
-    registered as ``direct``), round robin, skipping a worker that is full, restarting or gone.
+    """Once calls and sessions straight to the workers of a loader on this host (their own Unix
+    sockets, registered as ``direct``), round robin, skipping a worker that is full, restarting
+    or gone.
 
-    A worker's 10110 sends the call to the next worker; when none of them takes it (all full,
-    all restarting) :meth:`once` returns None and the loader's data port gets the call, whose
-    front answers as always. A worker that died with the call answers 10911 as through the
-    front (never retried: it may have run). The loader's ``once_timeout`` is kept here (the
-    front is not on the way): the shorter of it and the caller's deadline, 10114 after it.
+    A worker's 10110 (or 11503 while it drains) sends the call or the session to the next
+    worker; when none of them takes it (all full, all restarting) :meth:`once` and
+    :meth:`session` return None and the loader's data port gets it, whose front answers as
+    always. A worker that died with the call answers 10911 as through the front (never retried:
+    it may have run). The loader's limits are kept here (the front is not on the way): its
+    ``once_timeout`` (the shorter of it and the caller's deadline) and, for sessions, its
+    ``read_timeout`` and ``session_timeout``, each 10114 with the front's message.
     """
 
     #: Seconds a worker whose socket refused a connection or died is left alone.
     BACKOFF_S = 0.5
 
-    def __init__(self, loader: str, paths: list[str], once_timeout: float | None, secret: Any) -> None:
-        from ase_serving.loader.wire_client import WireLoaderClient
-
+    def __init__(
+        self,
+        loader: str,
+        paths: list[str],
+        once_timeout: float | None,
+        secret: Any,
+        limits: SessionLimits | None = None,
+    ) -> None:
         #: The loader's own Unix socket (its front).
         self.loader = loader
         self.clients = [WireLoaderClient(f"unix:{p}", secret=secret) for p in paths]
         self.once_timeout = once_timeout
+        #: The loader's session limits (None: it registered none, its sessions go to the front).
+        self.limits = limits
         self._next = 0
         self._down_until = [0.0] * len(paths)
 
@@ -199,33 +214,57 @@ class _Direct:
         if loader is None or not isinstance(paths, list) or not paths:
             return None
         timeout = attrs.get("once_timeout")
+        read, total = attrs.get("read_timeout"), attrs.get("session_timeout")
         return cls(
             loader.removeprefix("unix:"),
             [str(p) for p in paths],
             float(timeout) if timeout else None,
             context.secret,
+            SessionLimits(float(read), float(total)) if read and total else None,
         )
 
-    async def once(self, req: Request, timeout: float | None) -> Result | None:
-        if self.once_timeout and (timeout is None or self.once_timeout < timeout):
-            timeout = self.once_timeout
-        loop = asyncio.get_running_loop()
+    def _workers(self) -> Iterator[tuple[int, WireLoaderClient]]:
+        """The workers to try, round robin from the next one, without those left alone now."""
+        now = asyncio.get_running_loop().time()
         n = len(self.clients)
         for _ in range(n):
             i = self._next
             self._next = (i + 1) % n
-            if self._down_until[i] > loop.time():
-                continue
-            client = self.clients[i]
+            if self._down_until[i] <= now:
+                yield i, self.clients[i]
+
+    def _down(self, i: int) -> None:
+        self._down_until[i] = asyncio.get_running_loop().time() + self.BACKOFF_S
+
+    async def once(self, req: Request, timeout: float | None) -> Result | None:
+        if self.once_timeout and (timeout is None or self.once_timeout < timeout):
+            timeout = self.once_timeout
+        for i, client in self._workers():
             result: Result = await client.once(req, timeout)
             if result.code == errors.NO_LICENCE:
                 continue  # this worker is full: the next one
             if result.code == errors.NO_LOADER and not client.connected:
-                self._down_until[i] = loop.time() + self.BACKOFF_S  # restarting, or gone
+                self._down(i)  # restarting, or gone
                 continue
             if result.code == errors.WORKER_DIED:
-                self._down_until[i] = loop.time() + self.BACKOFF_S
+                self._down(i)
             return result
+        return None
+
+    async def session(self, first: Request, timeout: float | None) -> WireSession | None:
+        """A session opened on a worker that took it (its first answer is not a refusal), or
+        None when none did."""
+        if self.limits is None:
+            return None
+        for i, client in self._workers():
+            session = client.session(first, timeout, self.limits)
+            code = await session.answered()
+            if code == errors.NO_LICENCE or code == errors.NO_LOADER:
+                await session.close()
+                if not client.connected:
+                    self._down(i)  # restarting, or gone
+                continue
+            return session
         return None
 
     def all_down(self) -> bool:
@@ -238,12 +277,55 @@ class _Direct:
                 await client.close()
 
 
+class _DirectSession:
+    """A session of a loader with direct sockets: on one of its workers when one takes it, else
+    through the loader's data port (``fallback``)."""
+
+    def __init__(
+        self,
+        direct: _Direct,
+        first: Request,
+        timeout: float | None,
+        fallback: Callable[[], LoaderSession],
+    ) -> None:
+        self._direct = direct
+        self._first = first
+        self._timeout = timeout
+        self._fallback = fallback
+        self._session: LoaderSession | None = None
+
+    @property
+    def ended(self) -> bool:
+        return self._session is not None and self._session.ended
+
+    async def _opened(self) -> LoaderSession:
+        session = self._session
+        if session is None:
+            session = await self._direct.session(self._first, self._timeout)
+            if session is None:
+                session = self._fallback()
+            self._session = session
+            await session.open()
+        return session
+
+    async def open(self) -> None:
+        await self._opened()
+
+    async def send(self, status: int, items: Iterable[DataItem] = ()) -> None:
+        await (await self._opened()).send(status, items)
+
+    async def recv(self) -> Result | None:
+        return await (await self._opened()).recv()
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+
 async def _listening(path: str) -> bool:
     """Whether the loader front at the Unix socket ``path`` is alive: a fresh connection that it
     greets (a connection already open may not have seen its end yet, and a front being killed
     with its workers may still take a connection it will never greet)."""
-    from ase_serving.loader.wire_client import WireLoaderClient
-
     probe = WireLoaderClient(f"unix:{path}")
     try:
         return await probe.reachable()

@@ -36,7 +36,7 @@ class BlockingChannel:
 
     def __init__(self, sock: socket.socket, direct: bool = False) -> None:
         self.sock = sock
-        #: A gateway's direct connection (once calls only), not the supervisor's socketpair.
+        #: A gateway's direct connection (once calls and sessions), not the supervisor's socketpair.
         self.direct = direct
         #: A direct channel whose gateway went away or stopped reading (see :meth:`send`).
         self.closed = False
@@ -104,6 +104,10 @@ class BlockingChannel:
         with contextlib.suppress(OSError):
             self.sock.shutdown(socket.SHUT_RDWR)
 
+
+#: Not on the wire: the op of the frame :class:`Mux` queues after a direct caller's last one when
+#: that caller went away (its sessions are destroyed in order, after what it sent before).
+OP_HUNG_UP = -1
 
 #: Seconds a worker waits for a direct caller to take an answer before it drops that caller.
 DIRECT_SEND_TIMEOUT = 10.0
@@ -215,3 +219,4 @@ class Mux:
             self._chans.pop(fd, None)
         chan.closed = True
         chan.sock.close()
+        self.frames.append((chan, OP_HUNG_UP, 0, 0, 0, b""))

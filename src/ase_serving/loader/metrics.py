@@ -74,9 +74,12 @@ class LoaderMetrics:
         self._restarts += 1
 
     def direct_calls(self, _worker: Any, stats: dict[str, Any]) -> None:
-        """Count what a worker reports of the once calls gateways sent it directly (OP_STATS)."""
+        """Count what a worker reports of the once calls and sessions gateways sent it directly
+        (OP_STATS)."""
         for code, n in stats.get("codes", {}).items():
             self.count("once", int(code), n)
+        for code, n in stats.get("session_codes", {}).items():
+            self.count("session", int(code), n)
         for seconds in stats.get("seconds", ()):
             self.observe_once(seconds)
 

@@ -114,10 +114,11 @@ class WorkerProc:
         self.lic = pool.settings.lic
         self.state = STARTING
         self.busy = 0
-        #: Slots the worker's direct callers hold, and how many are connected, as it last
-        #: reported (OP_STATS).
+        #: Slots the worker's direct callers hold, how many are connected and the sessions they
+        #: have open there, as it last reported (OP_STATS).
         self.direct_busy = 0
         self.direct_callers = 0
+        self.direct_sessions = 0
         self.restarts = 0
         self.generation = 0
         self.pid = 0
@@ -278,6 +279,7 @@ class WorkerProc:
             stats = orjson.loads(payload)
             self.direct_busy = int(stats.get("busy", 0))
             self.direct_callers = int(stats.get("channels", 0))
+            self.direct_sessions = int(stats.get("sessions", 0))
             self.pool.on_stats(self, stats)
             self.pool.slot_freed()
         elif op == wire.OP_FINI_DONE:
@@ -328,7 +330,7 @@ class WorkerProc:
             sess.die(sess_answer)
         self.sessions.clear()
         self.busy = 0
-        self.direct_busy = self.direct_callers = 0
+        self.direct_busy = self.direct_callers = self.direct_sessions = 0
         self.pool.slot_freed()
         if stopping:
             self.state = STOPPED
@@ -496,7 +498,7 @@ class Pool:
         return sum(w.lic for w in self.workers if w.state == READY)
 
     def sessions(self) -> int:
-        return sum(len(w.sessions) for w in self.workers)
+        return sum(len(w.sessions) + w.direct_sessions for w in self.workers)
 
     def healthy(self) -> bool:
         return self.started and not self.stopping and any(w.state == READY for w in self.workers)

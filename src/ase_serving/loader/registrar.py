@@ -438,7 +438,16 @@ class ClusterRegistrar:
             "metrics_url": self._metrics_url,
             "grpc": self._grpc,
             **({"uds": ready.data_uds, "host": wire.host_id()} if ready.data_uds else {}),
-            **({"direct": ready.direct, "once_timeout": s.once_timeout_s} if ready.direct else {}),
+            **(
+                {
+                    "direct": ready.direct,
+                    "once_timeout": s.once_timeout_s,
+                    "read_timeout": s.read_timeout_s,
+                    "session_timeout": s.session_timeout_s,
+                }
+                if ready.direct
+                else {}
+            ),
         }
 
     def _idle(self) -> int:

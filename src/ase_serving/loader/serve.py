@@ -205,7 +205,7 @@ async def _serve(
             data_host=data.host,
             data_port=data.port,
             data_uds=data.uds,
-            direct=pool.direct_paths() if "once" in pool.modes else [],
+            direct=pool.direct_paths(),
         )
         await registrar.on_ready(info)
         if ready is not None:

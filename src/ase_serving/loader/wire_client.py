@@ -21,7 +21,7 @@ import ssl
 from collections.abc import Awaitable, Callable, Iterable
 
 from ase_serving import errors, wire
-from ase_serving.clock import Deadlines
+from ase_serving.clock import Deadlines, Expired, SessionClock
 from ase_serving.protocol.items import DataItem, Frame, Request, Result, Status
 from ase_serving.wire_stream import Connection
 
@@ -55,7 +55,7 @@ class _Conn(Connection):
             fut = self.pending.pop(call_id, None)
             if fut is not None and not fut.done():
                 fut.set_result((code, payload))
-        elif op == wire.OP_SESSION_PUSH:
+        elif op == wire.OP_SESSION_PUSH or op == wire.OP_SESSION_ACK:  # ACK: a worker's, per frame
             sess = self.sessions.get(call_id)
             if sess is not None:
                 sess._push(code, payload, bool(flags & wire.FLAG_END))
@@ -252,9 +252,13 @@ class WireLoaderClient:
             self._free()
         return wire.decode_result(payload)
 
-    def session(self, first: Request, timeout: float | None = None) -> WireSession:
-        """A session; ``first`` carries the meta and the first frame. Call :meth:`WireSession.open`."""
-        return WireSession(self, first, timeout)
+    def session(
+        self, first: Request, timeout: float | None = None, limits: SessionLimits | None = None
+    ) -> WireSession:
+        """A session; ``first`` carries the meta and the first frame. Call :meth:`WireSession.open`.
+        ``limits``: keep the loader's session limits on this side (a worker's direct socket,
+        where no loader front keeps them)."""
+        return WireSession(self, first, timeout, limits)
 
     async def close(self) -> None:
         """Close the connection (calls still in flight end with 10911)."""
@@ -276,6 +280,32 @@ async def _notify(cond: asyncio.Condition) -> None:
         cond.notify()
 
 
+class SessionLimits:
+    """A loader's session limits, kept by the caller when it talks to a worker directly: 10114
+    when neither a frame from the caller nor a result from the engine came for ``read_timeout``
+    seconds, or the session lasted ``session_timeout`` (or the caller's shorter deadline); the
+    messages are the loader front's."""
+
+    __slots__ = ("read_timeout", "session_timeout")
+
+    def __init__(self, read_timeout: float, session_timeout: float) -> None:
+        self.read_timeout = read_timeout
+        self.session_timeout = session_timeout
+
+    def clock(self, deadline: float | None) -> tuple[SessionClock, float]:
+        total = self.session_timeout
+        if deadline and 0 < deadline < total:
+            total = deadline
+        return SessionClock(self.read_timeout, total), total
+
+    def expired(self, exc: Expired, total: float) -> bytes:
+        if exc.kind == "total":
+            why = f"session longer than {total:g} s (session_timeout)"
+        else:
+            why = f"no frame for {self.read_timeout:g} s (read_timeout)"
+        return wire.error_result(errors.TIMEOUT, f"timeout: {why}", status=Status.END)
+
+
 class WireSession:
     """One session on the data port: ``await open()``, ``send``, ``recv``, ``close``.
 
@@ -283,7 +313,13 @@ class WireSession:
     :class:`~ase_serving.errors.BadRequest` (10202).
     """
 
-    def __init__(self, client: WireLoaderClient, first: Request, timeout: float | None) -> None:
+    def __init__(
+        self,
+        client: WireLoaderClient,
+        first: Request,
+        timeout: float | None,
+        limits: SessionLimits | None = None,
+    ) -> None:
         self.client = client
         self._first: Request | None = first
         self.timeout = timeout
@@ -293,6 +329,13 @@ class WireSession:
         self._results: asyncio.Queue[tuple[int, bytes, bool]] = asyncio.Queue()
         self._closed = False
         self._held = False
+        self._limits = limits
+        self._clock: SessionClock | None = None
+        self._total = 0.0
+        #: Why this side ended the session (sent with DESTROY): 10114 when the limits passed.
+        self._why = 0
+        #: The first answer, once :meth:`answered` looked at it.
+        self._peeked: tuple[int, bytes, bool] | None = None
 
     async def open(self) -> None:
         """Open the session on the loader (sends the first frame). When the loader cannot be
@@ -318,7 +361,32 @@ class WireSession:
             await conn.writable.wait()
         self._id = next(self.client._ids) & 0xFFFFFFFF
         conn.sessions[self._id] = self
+        if self._limits is not None:
+            self._clock, self._total = self._limits.clock(self.timeout)
         conn.send(wire.OP_CREATE, self._id, wire.deadline_ms(self.timeout), wire.encode(first))
+
+    async def answered(self) -> int:
+        """Wait for the loader's first answer (left for :meth:`recv`) and return its code."""
+        await self.open()
+        if self._peeked is None:
+            self._peeked = await self._next()
+        return self._peeked[0]
+
+    async def _next(self) -> tuple[int, bytes, bool]:
+        if self._peeked is not None:
+            item, self._peeked = self._peeked, None
+            return item
+        clock = self._clock
+        if clock is None:
+            return await self._results.get()
+        try:
+            item = await clock.get(self._results)
+        except Expired as exc:
+            assert self._limits is not None
+            self._why = errors.TIMEOUT
+            return errors.TIMEOUT, self._limits.expired(exc, self._total), True
+        clock.touch()
+        return item
 
     def _push(self, code: int, payload: bytes, end: bool) -> None:
         if end and self._conn is not None:
@@ -334,15 +402,20 @@ class WireSession:
             return
         if not conn.writable.is_set():
             await conn.writable.wait()
+        if self._clock is not None:
+            self._clock.touch()
         conn.send(wire.OP_FRAME, self._id, 0, wire.encode(Frame(status, list(items))))
 
     async def recv(self) -> Result | None:
         """The next result, None when the session is over."""
         await self.open()
-        if self._results.empty() and self._closed:
-            return None
-        code, payload, end = await self._results.get()
-        res = wire.decode_result(payload)
+        while True:
+            if self._peeked is None and self._results.empty() and self._closed:
+                return None
+            code, payload, end = await self._next()
+            if payload or end:  # a worker acknowledges each frame, with its results or none
+                break
+        res = wire.decode_result(payload) if payload else Result(code, status=Status.END)
         if end or code != 0 or res.status == Status.END:
             self.ended = True
         return res
@@ -354,8 +427,13 @@ class WireSession:
             return
         self._closed = True
         conn = self._conn
-        if conn is not None and not conn.closed and conn.sessions.pop(self._id, None) is not None:
-            conn.send(wire.OP_DESTROY, self._id)
+        if self._clock is not None:
+            self._clock.close()
+        # A loader front destroys a session that ended by itself; a worker called directly
+        # (``limits``) keeps it until told, as it keeps one its front has not closed yet.
+        known = conn is not None and conn.sessions.pop(self._id, None) is not None
+        if conn is not None and not conn.closed and (known or self._limits is not None):
+            conn.send(wire.OP_DESTROY, self._id, self._why)
         if self._held:
             self._held = False
             self.client._free()

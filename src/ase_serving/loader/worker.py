@@ -21,6 +21,7 @@ goes away (EOF on the socket) the worker runs ``wrapperFini`` and exits.
 from __future__ import annotations
 
 import argparse
+import collections
 import contextlib
 import faulthandler
 import logging
@@ -30,7 +31,7 @@ import socket
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from typing import Any, NoReturn
 
 import orjson
@@ -47,22 +48,55 @@ _FULL = wire.error_result(errors.NO_LICENCE, "every engine licence of this loade
 _DRAINING = wire.error_result(errors.NO_LOADER, "loader is draining")
 #: Seconds between two OP_STATS while direct calls come.
 _STATS_EVERY_S = 0.1
-#: The most a worker told to stop waits for its direct calls before wrapperFini.
+#: The most a worker told to stop waits for its direct once calls before wrapperFini.
 _FINI_WAIT_S = 30.0
 
 
-@dataclass
 class _Session:
-    state: SessionState
-    sid: str
-    lock: threading.RLock = field(default_factory=threading.RLock)
-    caller_done: bool = False  # the caller sent its last frame (status 2)
-    sent: int = 0  # result frames sent, for the 0/1/2 status of the next one
+    """One session in this worker, of the supervisor or of a direct caller: its answers go back
+    on ``chan`` under the caller's ``call_id``.
+
+    Its caller's operations (create, frames, destroy) run in the order they came, one at a time
+    (:meth:`Worker._run`): a frame that arrives while the session runs another waits in
+    :attr:`jobs`, and so does a destroy that arrives while the create still runs."""
+
+    __slots__ = (
+        "call_id",
+        "caller_done",
+        "chan",
+        "code",
+        "jobs",
+        "lock",
+        "running",
+        "sent",
+        "sid",
+        "slot",
+        "state",
+    )
+
+    def __init__(self, chan: ipc.BlockingChannel, call_id: int) -> None:
+        self.chan = chan
+        self.call_id = call_id
+        self.state: SessionState | None = None  # set once wrapperCreate returned
+        self.sid = ""
+        #: Guards the state against a wrapper thread's callback (:meth:`Worker.push`).
+        self.lock = threading.RLock()
+        self.caller_done = False  # the caller sent its last frame (status 2)
+        self.sent = 0  # result frames sent, for the 0/1/2 status of the next one
+        self.code = 0  # the code of the last answer (the session's, once it ended)
+        self.slot = True  # holds a licence slot until destroyed
+        self.jobs: collections.deque[Callable[[], None]] = collections.deque()
+        self.running = False
 
     def status_of_next(self, ended: bool) -> int:
         status = Status.END if ended else (Status.BEGIN if self.sent == 0 else Status.CONTINUE)
         self.sent += 1
         return status
+
+    def send(self, op: int, code: int, payload: bytes = b"", end: bool = False) -> None:
+        if end:
+            self.code = code
+        self.chan.send(op, self.call_id, code, payload, wire.FLAG_END if end else 0)
 
 
 class Worker:
@@ -80,8 +114,10 @@ class Worker:
         self.host = host
         self.results = results
         self.lic = lic
-        self.sessions: dict[int, _Session] = {}
-        self.by_handle: dict[str, int] = {}
+        #: Open sessions by (the caller's channel, its session id).
+        self.sessions: dict[tuple[ipc.BlockingChannel, int], _Session] = {}
+        self.by_handle: dict[str, _Session] = {}
+        self._sessions_lock = threading.Lock()
         self.stop = threading.Event()
         self.stop_reason = ""
         self.mux = ipc.Mux(chan, listener, self._greet)
@@ -94,6 +130,7 @@ class Worker:
         self.draining = False
         #: Direct calls since the last OP_STATS: results by code, and their seconds.
         self._codes: dict[int, int] = {}
+        self._session_codes: dict[int, int] = {}
         self._seconds: list[float] = []
         self._stats_lock = threading.Lock()
         self._stats_sent = -1.0
@@ -121,9 +158,11 @@ class Worker:
         for _ in range(threads):
             self._wake.release()
         self.mux.stop_listening()
-        # Direct calls still running finish before wrapperFini (the supervisor waited for its own).
+        # Direct once calls still running finish before wrapperFini (the supervisor waited for its
+        # own). Direct sessions had the loader's drain time (it counts their slots): they end now.
         with self._slots:
-            self._slots.wait_for(lambda: self._direct_busy == 0, timeout=_FINI_WAIT_S)
+            self._slots.wait_for(lambda: self._direct_busy <= self._direct_sessions(), timeout=_FINI_WAIT_S)
+        self.end_direct_sessions()
         self._send_stats()
         return self.stop_reason
 
@@ -195,16 +234,14 @@ class Worker:
         last = self._call
         while not self.stop.is_set():
             if quiet >= rest_after:
-                if self._codes or self._direct_busy != self._reported_busy:
+                if self._unreported():
                     self._send_stats()
                 self._active.clear()
                 if self._call == last:
                     self._active.wait()
                 quiet = 0
             time.sleep(tick)
-            if (self._codes or self._direct_busy != self._reported_busy) and (
-                time.monotonic() - self._stats_sent >= _STATS_EVERY_S
-            ):
+            if self._unreported() and (time.monotonic() - self._stats_sent >= _STATS_EVERY_S):
                 self._send_stats()
             running = self._running
             if running and running == seen and self._parked > 0 and self._reader is not None:
@@ -224,24 +261,25 @@ class Worker:
     def dispatch(
         self, chan: ipc.BlockingChannel, op: int, flags: int, call_id: int, code: int, payload: bytes
     ) -> None:
-        if chan.direct:
-            if op == wire.OP_ONCE:
-                self.direct_once(chan, call_id, payload)
-            else:  # a direct caller sends once calls only
-                log.warning("direct caller sent op %d (once calls only): closing its connection", op)
-                chan.hang_up()
-            return
         if op == wire.OP_ONCE:
-            self.once(call_id, payload)
+            if chan.direct:
+                self.direct_once(chan, call_id, payload)
+            else:
+                self.once(call_id, payload)
+        elif op == wire.OP_CREATE:
+            self.create(chan, call_id, payload)
+        elif op == wire.OP_FRAME:
+            self.frame(chan, call_id, payload)
+        elif op == wire.OP_DESTROY:
+            self.destroy(chan, call_id, code)
+        elif op == ipc.OP_HUNG_UP:
+            self.hung_up(chan)
+        elif chan.direct:  # the supervisor's ops are not a direct caller's
+            log.warning("direct caller sent op %d: closing its connection", op)
+            chan.hang_up()
         elif op == wire.OP_DRAIN:
             self.draining = True
             self.mux.stop_listening()
-        elif op == wire.OP_CREATE:
-            self.create(call_id, payload)
-        elif op == wire.OP_FRAME:
-            self.frame(call_id, payload)
-        elif op == wire.OP_DESTROY:
-            self.destroy(call_id)
         elif op == wire.OP_FINI:
             self._finish("fini")
         else:
@@ -304,16 +342,31 @@ class Worker:
             result = Result(errors.WRAPPER_EXCEPTION, errors.describe(exc))
             return result.code, wire.error_result(result.code, result.message)
 
+    def _direct_sessions(self) -> int:
+        return sum(1 for c, _id in list(self.sessions) if c.direct)
+
+    def _unreported(self) -> bool:
+        return bool(self._codes or self._session_codes) or self._direct_busy != self._reported_busy
+
     def _send_stats(self) -> None:
         """Tell the supervisor about the direct calls since the last time (its /metrics and
         free-licence reports count them)."""
         with self._stats_lock:
             codes, self._codes = self._codes, {}
+            session_codes, self._session_codes = self._session_codes, {}
             seconds, self._seconds = self._seconds, []
             busy = self._direct_busy
         self._stats_sent = time.monotonic()
         self._reported_busy = busy
-        doc = {"busy": busy, "codes": codes, "seconds": seconds, "channels": self.mux.direct_channels}
+        sessions = self._direct_sessions()
+        doc = {
+            "busy": busy,
+            "codes": codes,
+            "session_codes": session_codes,
+            "sessions": sessions,
+            "seconds": seconds,
+            "channels": self.mux.direct_channels,
+        }
         with contextlib.suppress(OSError):
             self.chan.send(wire.OP_STATS, 0, 0, orjson.dumps(doc, option=orjson.OPT_NON_STR_KEYS))
 
@@ -323,106 +376,192 @@ class Worker:
         chan.send(wire.OP_HELLO, 0, 0, wire.hello(b""))
 
     # -- sessions ---------------------------------------------------------------------------
-    def create(self, sess_id: int, payload: bytes) -> None:
-        sid = ""
-        if not self._take():
-            self._ack_error(sess_id, errors.NO_LICENCE, "every engine licence of this loader is busy")
+    def _run(self, sess: _Session, job: Callable[[], None]) -> None:
+        """Run ``job`` after the session's earlier ones: now when it is idle, else queued for the
+        thread running it (which takes the queued jobs before it lets the session go)."""
+        with self._sessions_lock:
+            sess.jobs.append(job)
+            if sess.running:
+                return
+            sess.running = True
+        while True:
+            with self._sessions_lock:
+                if not sess.jobs:
+                    sess.running = False
+                    return
+                job = sess.jobs.popleft()
+            job()
+
+    def create(self, chan: ipc.BlockingChannel, call_id: int, payload: bytes) -> None:
+        key = (chan, call_id)
+        if key in self.sessions:
+            if chan.direct:
+                log.warning("direct caller opened session %d twice: closing its connection", call_id)
+                chan.hang_up()
+            else:
+                log.error("the supervisor opened session %d twice", call_id)
             return
+        sess = _Session(chan, call_id)
+        if chan.direct and (self.draining or self.stop.is_set()):
+            out = _end_result(errors.NO_LOADER, "loader is draining")
+            sess.send(wire.OP_SESSION_ACK, errors.NO_LOADER, out, True)
+            return
+        if not self._take(direct=chan.direct):
+            message = "every engine licence of this loader is busy"
+            sess.send(wire.OP_SESSION_ACK, errors.NO_LICENCE, _end_result(errors.NO_LICENCE, message), True)
+            return
+        with self._sessions_lock:
+            self.sessions[key] = sess
+        self._run(sess, lambda: self._create(sess, payload))
+
+    def _create(self, sess: _Session, payload: bytes) -> None:
         try:
             req = wire.decode_request(payload)
-            sid = req.sid
+            sess.sid = req.sid
             handle = self.host.create(req)
         except errors.AseError as exc:
-            self._give()
-            self._ack_exc(sess_id, exc, sid)
+            self._ended(sess)
+            self._ack_exc(sess, exc)
             return
         except BaseException as exc:
-            self._give()
-            self._ack_error(sess_id, errors.WRAPPER_EXCEPTION, errors.describe(exc), sid)
+            self._ended(sess)
+            self._ack_error(sess, errors.WRAPPER_EXCEPTION, errors.describe(exc))
             return
-        sess = _Session(SessionState(self.host, handle, self.results), sid)
-        self.sessions[sess_id] = sess
-        self.by_handle[handle] = sess_id
+        sess.state = SessionState(self.host, handle, self.results)
+        self.by_handle[handle] = sess
         if req.items or req.status == Status.END:
-            self._run_frame(sess_id, sess, req.status, req.items)
+            self._run_frame(sess, req.status, req.items)
         else:
-            self.chan.send(wire.OP_SESSION_ACK, sess_id, 0)
+            sess.send(wire.OP_SESSION_ACK, 0)
 
-    def frame(self, sess_id: int, payload: bytes) -> None:
-        sess = self.sessions.get(sess_id)
+    def _ended(self, sess: _Session) -> None:
+        """The session is over for good (destroyed, or its create failed): out of the table, its
+        slot free, its code counted for a direct caller."""
+        with self._sessions_lock:
+            if self.sessions.get((sess.chan, sess.call_id)) is sess:
+                del self.sessions[(sess.chan, sess.call_id)]
+        if sess.state is not None and self.by_handle.get(sess.state.handle) is sess:
+            del self.by_handle[sess.state.handle]
+        if sess.slot:
+            sess.slot = False
+            self._give(direct=sess.chan.direct)
+            if sess.chan.direct:
+                with self._stats_lock:
+                    self._session_codes[sess.code] = self._session_codes.get(sess.code, 0) + 1
+
+    def frame(self, chan: ipc.BlockingChannel, call_id: int, payload: bytes) -> None:
+        sess = self.sessions.get((chan, call_id))
         if sess is None:
-            self._ack_exc(sess_id, errors.frame_after_end())
+            out = _end_result(errors.frame_after_end().code, errors.frame_after_end().message)
+            chan.send(wire.OP_SESSION_ACK, call_id, errors.frame_after_end().code, out, wire.FLAG_END)
             return
+        self._run(sess, lambda: self._frame(sess, payload))
+
+    def _frame(self, sess: _Session, payload: bytes) -> None:
+        if sess.state is None:
+            return  # its create failed and said so
         try:
             msg = wire.decode_frame(payload)
         except Exception as exc:
-            self._ack_error(sess_id, errors.SCHEMA_MISMATCH, f"bad session frame: {exc}", sess.sid)
+            self._ack_error(sess, errors.SCHEMA_MISMATCH, f"bad session frame: {exc}")
             return
-        self._run_frame(sess_id, sess, msg.status, msg.items)
+        self._run_frame(sess, msg.status, msg.items)
 
-    def _run_frame(self, sess_id: int, sess: _Session, status: int, items: list[DataItem]) -> None:
+    def _run_frame(self, sess: _Session, status: int, items: list[DataItem]) -> None:
+        state = sess.state
+        assert state is not None
         with sess.lock:
-            if sess.caller_done or sess.state.ended:
-                sess.state.ended = True
-                self._ack_exc(sess_id, errors.frame_after_end(), sess.sid)
+            if sess.caller_done or state.ended:
+                state.ended = True
+                self._ack_exc(sess, errors.frame_after_end())
                 return
             if status == Status.END:
                 sess.caller_done = True
             try:
-                out, ended, _wait = sess.state.frame(status, items)
+                out, ended, _wait = state.frame(status, items)
             except errors.AseError as exc:
-                sess.state.ended = True
-                self._ack_exc(sess_id, exc, sess.sid)
+                state.ended = True
+                self._ack_exc(sess, exc)
                 return
             except BaseException as exc:
-                sess.state.ended = True
-                self._ack_error(sess_id, errors.WRAPPER_EXCEPTION, errors.describe(exc), sess.sid)
+                state.ended = True
+                self._ack_error(sess, errors.WRAPPER_EXCEPTION, errors.describe(exc))
                 return
             payload = b""
             if out or ended:
                 res = Result(items=out, status=sess.status_of_next(ended), sid=sess.sid)
                 payload = wire.encode(res)
-            self.chan.send(wire.OP_SESSION_ACK, sess_id, 0, payload, wire.FLAG_END if ended else 0)
+            sess.send(wire.OP_SESSION_ACK, 0, payload, ended)
 
     def push(self, handle: str, items: list[DataItem], code: int, message: str) -> None:
         """The ``callback`` sink: an async result from any wrapper thread."""
-        sess_id = self.by_handle.get(handle)
-        sess = self.sessions.get(sess_id) if sess_id is not None else None
-        if sess_id is None or sess is None:
+        sess = self.by_handle.get(handle)
+        state = sess.state if sess is not None else None
+        if sess is None or state is None:
             log.warning("callback for unknown or ended session handle %r dropped", handle)
             return
         with sess.lock:
-            if sess.state.ended:
+            if state.ended:
                 log.warning("callback for session %r after its end dropped", handle)
                 return
             if code != 0:
-                sess.state.ended = True
-                out = wire.error_result(code, message, sess.sid, Status.END)
-                self.chan.send(wire.OP_SESSION_PUSH, sess_id, code, out, wire.FLAG_END)
+                state.ended = True
+                sess.send(wire.OP_SESSION_PUSH, code, _end_result(code, message, sess.sid), True)
                 return
-            ended = sess.state.push(items)
+            ended = state.push(items)
             res = Result(items=items, status=sess.status_of_next(ended), sid=sess.sid)
-            out = wire.encode(res)
-            self.chan.send(wire.OP_SESSION_PUSH, sess_id, 0, out, wire.FLAG_END if ended else 0)
+            sess.send(wire.OP_SESSION_PUSH, 0, wire.encode(res), ended)
 
-    def destroy(self, sess_id: int) -> None:
-        sess = self.sessions.pop(sess_id, None)
+    def destroy(self, chan: ipc.BlockingChannel, call_id: int, why: int = 0) -> None:
+        """The caller ends the session; ``why``: the code it ended with on the caller's side (a
+        direct caller's 10114 when it kept the session's limits), counted for the session."""
+        sess = self.sessions.get((chan, call_id))
+        if sess is None:
+            if not chan.direct:
+                chan.send(wire.OP_DESTROYED, call_id, 0)
+            return
+        if why and not sess.code:
+            sess.code = why
+        self._run(sess, lambda: self._destroy(sess))
+
+    def _destroy(self, sess: _Session, answer: bool = True) -> None:
         code = 0
-        if sess is not None:
+        if sess.state is not None:
             with sess.lock:
                 res = sess.state.destroy()
             code = res.code
-            if self.by_handle.get(sess.state.handle) == sess_id:
-                del self.by_handle[sess.state.handle]
-            self._give()
-        self.chan.send(wire.OP_DESTROYED, sess_id, code)
+        self._ended(sess)
+        if answer and not sess.chan.direct:
+            sess.chan.send(wire.OP_DESTROYED, sess.call_id, code)
 
-    def _ack_exc(self, sess_id: int, exc: errors.AseError, sid: str = "") -> None:
-        self._ack_error(sess_id, exc.code, exc.message, sid)
+    def hung_up(self, chan: ipc.BlockingChannel) -> None:
+        """A direct caller went away: its sessions are destroyed (after what they run now)."""
+        with self._sessions_lock:
+            gone = [sess for (c, _id), sess in self.sessions.items() if c is chan]
+        for sess in gone:
+            self._run(sess, lambda sess=sess: self._destroy(sess))  # type: ignore[misc]
 
-    def _ack_error(self, sess_id: int, code: int, message: str, sid: str = "") -> None:
-        out = wire.error_result(code, message, sid, Status.END)
-        self.chan.send(wire.OP_SESSION_ACK, sess_id, code, out, wire.FLAG_END)
+    def end_direct_sessions(self) -> None:
+        """Stopping: the direct sessions still open end with 11503 and are destroyed."""
+        with self._sessions_lock:
+            left = [sess for (c, _id), sess in self.sessions.items() if c.direct]
+        for sess in left:
+            if sess.state is not None and not sess.state.ended:
+                with sess.lock:
+                    sess.state.ended = True
+                out = _end_result(errors.NO_LOADER, "the loader stopped during the session", sess.sid)
+                sess.send(wire.OP_SESSION_PUSH, errors.NO_LOADER, out, True)
+            self._run(sess, lambda sess=sess: self._destroy(sess))  # type: ignore[misc]
+
+    def _ack_exc(self, sess: _Session, exc: errors.AseError) -> None:
+        self._ack_error(sess, exc.code, exc.message)
+
+    def _ack_error(self, sess: _Session, code: int, message: str) -> None:
+        sess.send(wire.OP_SESSION_ACK, code, _end_result(code, message, sess.sid), True)
+
+
+def _end_result(code: int, message: str, sid: str = "") -> bytes:
+    return wire.error_result(code, message, sid, Status.END)
 
 
 def _start(config: dict[str, Any], chan: ipc.BlockingChannel) -> EngineHost | None:
