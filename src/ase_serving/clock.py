@@ -8,7 +8,7 @@ serves many calls (:class:`Deadlines`) or a whole session (:class:`SessionClock`
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -114,17 +114,22 @@ class SessionClock:
         """The queue's next item; :class:`Expired` when a limit passes before it comes."""
         if self.expired is None and not queue.empty():
             return queue.get_nowait()
+        return await self.wait(queue.get)
+
+    async def wait(self, get: Callable[[], Awaitable[T]]) -> T:
+        """What ``get()`` returns; :class:`Expired` when a limit passes first (``get`` is then
+        cancelled: it must be safe to cancel, as ``asyncio.Queue.get`` is)."""
         if self.expired is None:
             at, _kind = self._due()
             if self.loop.time() >= at:
                 self._fire()
         if self.expired is not None:
             raise Expired(self.expired)
-        task = asyncio.current_task()
+        task = asyncio.current_task(self.loop)  # with the loop: no getpid() per call (3.11)
         self._waiter = task
         self._arm()
         try:
-            return await queue.get()
+            return await get()
         except asyncio.CancelledError:
             if self.expired is None:
                 raise

@@ -24,6 +24,14 @@ the caller must answer ``OP_AUTH`` with HMAC-SHA256(cluster secret, b"ase-wire-v
 wait for ``OP_AUTH_OK`` before any call; a wrong or missing proof gets ``OP_AUTH_FAILED`` (payload:
 why) and the connection is closed. The supervisor <-> worker socketpair has no handshake.
 
+A worker's own Unix socket (a gateway on the loader's host calls it directly) speaks the same
+calls and greeting as the data port, without a proof (the socket's folder is the user's own); the
+worker answers ``OP_CREATE`` and every ``OP_FRAME`` with ``OP_SESSION_ACK`` (the frame's results,
+or an empty payload when it had none) and async results with ``OP_SESSION_PUSH``; it keeps a
+session until the caller's ``OP_DESTROY``, also after its last result, and ends a caller's
+sessions when its connection goes away. The data port (the loader front) sends every result as
+``OP_SESSION_PUSH`` and destroys a session that ended by itself.
+
 This module is the codec (the worker, which has no event loop, imports only this);
 :class:`ase_serving.wire_stream.Connection` is the wire on an asyncio transport, whose writes are
 coalesced: the frames written during one event-loop turn leave in one ``send``.

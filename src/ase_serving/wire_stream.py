@@ -62,13 +62,22 @@ class Connection(asyncio.Protocol):
         self.writable.set()
 
     # -- sending ----------------------------------------------------------------------------
-    def send(self, op: int, call_id: int, code: int = 0, payload: bytes = b"", flags: int = 0) -> None:
-        if self.transport is None:
+    def send(
+        self, op: int, call_id: int, code: int = 0, payload: bytes = b"", flags: int = 0, now: bool = False
+    ) -> None:
+        """Queue a frame for the end of this loop turn; ``now`` writes it at once when nothing
+        is queued (the loop turn a queued write waits for is one more wake-up of the process)."""
+        transport = self.transport
+        if transport is None:
             return
         out = self._out
+        head = HEADER.pack(op, flags, 0, call_id, code, len(payload))
+        if now and not out:
+            transport.write(head + payload if payload else head)
+            return
         if not out:
             self.loop.call_soon(self._flush)
-        out.append(HEADER.pack(op, flags, 0, call_id, code, len(payload)))
+        out.append(head)
         if payload:
             out.append(payload)
 

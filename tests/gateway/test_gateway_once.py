@@ -3,6 +3,8 @@ of PROTOCOL.md that the gateway produces for a once request, with its HTTP statu
 
 from __future__ import annotations
 
+import json
+import socket
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -226,3 +228,63 @@ def test_base64_payload_round_trips_binary(gw: GatewayProcess) -> None:
     resp = gw.post("/v1/private/echo", body)
     assert resp.status_code == 200, resp.text
     assert unb64(resp.json()["payload"]["text"]["text"]) == data
+
+
+def _http(sock: socket.socket, request: bytes) -> None:
+    sock.sendall(request)
+
+
+def _response(sock: socket.socket) -> tuple[bytes, bytes]:
+    """One response from ``sock`` (head, body by its content-length)."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(65536)
+        assert chunk, f"the connection closed after {data!r}"
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = int(
+        next(
+            line.split(b":")[1] for line in head.split(b"\r\n") if line.lower().startswith(b"content-length")
+        )
+    )
+    while len(body) < length:
+        chunk = sock.recv(65536)
+        assert chunk
+        body += chunk
+    assert len(body) == length, "more than one response"
+    return head, body
+
+
+def test_keep_alive_and_100_continue_over_a_raw_socket(gw: GatewayProcess) -> None:
+    """The gateway holds a response's head until its body (one write): responses still come one
+    per request on a kept-alive connection, and "100 Continue" is not held back."""
+    host, port = gw.url.removeprefix("http://").rsplit(":", 1)
+    body = json.dumps(once_body("keep")).encode()
+    post = (
+        f"POST /v1/private/echo HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\n"
+    ).encode()
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        for _ in range(3):
+            _http(sock, post + b"\r\n" + body)
+            head, got = _response(sock)
+            assert head.startswith(b"HTTP/1.1 200 ") and json.loads(got)["header"]["code"] == 0
+        # The client waits for "100 Continue" before it sends the body.
+        _http(sock, post + b"Expect: 100-continue\r\n\r\n")
+        interim = b""
+        while b"\r\n\r\n" not in interim:
+            chunk = sock.recv(65536)
+            assert chunk
+            interim += chunk
+        assert interim.startswith(b"HTTP/1.1 100 Continue\r\n\r\n"), interim
+        rest = interim.partition(b"\r\n\r\n")[2]
+        assert rest == b""
+        _http(sock, body)
+        head, got = _response(sock)
+        assert (
+            head.startswith(b"HTTP/1.1 200 ") and unb64(json.loads(got)["payload"]["text"]["text"]) == b"keep"
+        )
+        # A page of the small app answers on the same connection too.
+        _http(sock, f"GET /health HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
+        head, got = _response(sock)
+        assert head.startswith(b"HTTP/1.1 200 ") and json.loads(got)["status"] == "ok"

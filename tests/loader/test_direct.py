@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from ase_serving import errors, wire
-from ase_serving.loader.wire_client import SessionLimits, WireLoaderClient
+from ase_serving.loader.wire_client import SessionLimits, WireLoaderClient, WireSession
 from ase_serving.protocol.items import DataItem, Request, Result, Status
 from tests.conftest import StartLoader
 from tests.loader.test_loader_licences import _gated
@@ -54,10 +54,12 @@ def once_calls(loader: LoaderProcess) -> int:
 def counted(loader: LoaderProcess, method: str, code: int) -> float:
     """``ase_loader_requests_total`` of ``loader`` for ``method`` and ``code`` (0 when absent)."""
     for line in loader.http("/metrics")[1].decode().splitlines():
-        labels, _, value = line.partition("} ")
-        if labels.startswith("ase_loader_requests_total{"):
-            if {f'method="{method}"', f'code="{code}"'} <= set(labels.split("{", 1)[1].split(",")):
-                return float(value)
+        name, _, rest = line.partition("{")
+        labels, _, value = rest.partition("} ")
+        if name == "ase_loader_requests_total" and {f'method="{method}"', f'code="{code}"'} <= set(
+            labels.split(",")
+        ):
+            return float(value)
     return 0.0
 
 
@@ -178,14 +180,32 @@ def _item(text: str, status: int = Status.CONTINUE) -> DataItem:
     return DataItem(key="text", data=text.encode(), status=status)
 
 
+def _session_loader(
+    loaders: StartLoader, tmp_path: Path, wrapper: str = "session_sync", lic: int = 1
+) -> tuple[LoaderProcess, Path, Path]:
+    """A one-worker loader of ``wrapper``, its worker's socket, and a folder for the
+    session_sync wrapper's destroy markers."""
+    loader = loaders(WRAPPERS / wrapper, "--workers", "1", "--lic", str(lic))
+    [path] = direct_paths(loader)
+    marker = tmp_path / "destroyed"
+    marker.mkdir()
+    return loader, path, marker
+
+
+async def _until_end(session: WireSession) -> list[Result]:
+    out = []
+    while not session.ended:
+        res = await session.recv()
+        assert res is not None
+        out.append(res)
+    return out
+
+
 def test_a_session_on_a_direct_socket_runs_its_pipelined_frames_in_order(
     loaders: StartLoader, tmp_path: Path
 ) -> None:
-    loader = loaders(WRAPPERS / "session_sync", "--workers", "1", "--lic", "1")
-    [path] = direct_paths(loader)
+    loader, path, marker = _session_loader(loaders, tmp_path)
     c = loader.client()
-    marker = tmp_path / "destroyed"
-    marker.mkdir()
 
     async def run() -> list[Result]:
         client = WireLoaderClient(f"unix:{path}")
@@ -197,11 +217,7 @@ def test_a_session_on_a_direct_socket_runs_its_pipelined_frames_in_order(
             for i in range(1, 30):
                 await session.send(Status.CONTINUE, [_item(f"f{i}")])
             await session.send(Status.END, [_item("last", Status.END)])
-            out = []
-            while not session.ended:
-                res = await session.recv()
-                assert res is not None
-                out.append(res)
+            out = await _until_end(session)
             # The licence is the session's until it is destroyed: nobody else gets it meanwhile.
             wait_for(lambda: c.info().lic_busy == 1, what="the session's slot counted")
             await session.close()
@@ -226,10 +242,7 @@ def test_a_session_on_a_direct_socket_runs_its_pipelined_frames_in_order(
 def test_a_destroy_sent_right_after_the_create_waits_for_it(loaders: StartLoader, tmp_path: Path) -> None:
     """Create and destroy in one write, 300 times: each destroy runs after its create, so every
     session that was created is destroyed (wrapperDestroy's marker) and every slot comes back."""
-    loader = loaders(WRAPPERS / "session_sync", "--workers", "1", "--lic", "2")
-    [path] = direct_paths(loader)
-    marker = tmp_path / "destroyed"
-    marker.mkdir()
+    loader, path, marker = _session_loader(loaders, tmp_path, lic=2)
     n = 300
 
     async def run() -> None:
@@ -256,11 +269,8 @@ def test_a_destroy_sent_right_after_the_create_waits_for_it(loaders: StartLoader
 def test_a_direct_callers_sessions_are_destroyed_when_it_goes_away(
     loaders: StartLoader, tmp_path: Path
 ) -> None:
-    loader = loaders(WRAPPERS / "session_sync", "--workers", "1", "--lic", "1")
-    [path] = direct_paths(loader)
+    loader, path, marker = _session_loader(loaders, tmp_path)
     c = loader.client()
-    marker = tmp_path / "destroyed"
-    marker.mkdir()
 
     async def run() -> None:
         client = WireLoaderClient(f"unix:{path}")
@@ -295,11 +305,7 @@ def test_a_full_worker_refuses_a_direct_session_and_async_results_come_back_to_t
             second = client.session(Request(sid="a2", params={}), 30, SessionLimits(15, 180))
             refused = await second.answered()
             await session.send(Status.END, [_item("cd", Status.END)])
-            out = []
-            while not session.ended:
-                res = await session.recv()
-                assert res is not None
-                out.append(res)
+            out = await _until_end(session)
             await session.close()
             return refused, out
         finally:

@@ -1,5 +1,5 @@
-"""The gateway's HTTP protocol: uvicorn's httptools protocol whose writes of one loop turn leave
-in one ``send`` (see :class:`_Coalesced`). Named by import string in ``server.serve``."""
+"""The gateway's HTTP protocol: uvicorn's httptools protocol whose response head leaves with the
+body in one ``send`` (see :class:`_Coalesced`). Named by import string in ``server.serve``."""
 
 from __future__ import annotations
 
@@ -10,37 +10,41 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 
 class _Coalesced:
-    """A transport whose writes of one event-loop turn leave in one ``send``.
+    """A transport that holds a response's head until its body: one ``send`` per response.
 
     uvicorn writes a response's status line and headers, then its body: two system calls (and
-    two TCP segments) per response. Both come in the same turn, so joining them costs nothing
-    but a ``call_soon``. Everything else is the real transport's."""
+    two TCP segments) per response. The head is held (no loop turn is spent on it) and leaves
+    with the next write, which for an ASGI response is its body; ``close``, ``write_eof`` and
+    ``abort`` flush or drop it. Everything else is the real transport's."""
 
-    __slots__ = ("_loop", "_out", "_transport")
+    __slots__ = ("_head", "_transport", "expect_head")
 
-    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, transport: asyncio.Transport) -> None:
         self._transport = transport
-        self._loop = loop
-        self._out: list[bytes] = []
+        self._head = b""
+        #: The next write may be a response's head (set by the protocol between responses).
+        self.expect_head = True
 
     def write(self, data: bytes) -> None:
-        out = self._out
-        if not out:
-            self._loop.call_soon(self._flush)
-        out.append(data)
+        head = self._head
+        if head:
+            self._head = b""
+            self._transport.write(head + data)
+        elif self.expect_head and data[:9] == b"HTTP/1.1 " and data[9:12] != b"100":
+            # A head (not an interim "100 Continue", which the client waits for).
+            self.expect_head = False
+            self._head = data
+        else:
+            self._transport.write(data)
 
     def writelines(self, lines: Any) -> None:
         for data in lines:
             self.write(data)
 
     def _flush(self) -> None:
-        out = self._out
-        if not out:
-            return
-        data = out[0] if len(out) == 1 else b"".join(out)
-        out.clear()
-        if not self._transport.is_closing():
-            self._transport.write(data)
+        head, self._head = self._head, b""
+        if head and not self._transport.is_closing():
+            self._transport.write(head)
 
     def close(self) -> None:
         self._flush()
@@ -51,7 +55,7 @@ class _Coalesced:
         self._transport.write_eof()
 
     def abort(self) -> None:
-        self._out.clear()
+        self._head = b""
         self._transport.abort()
 
     def __getattr__(self, name: str) -> Any:
@@ -59,7 +63,20 @@ class _Coalesced:
 
 
 class GatewayHttpProtocol(HttpToolsProtocol):
-    """uvicorn's httptools protocol, writing through :class:`_Coalesced`."""
+    """uvicorn's httptools protocol, writing through :class:`_Coalesced`; a WebSocket gets the
+    real transport (each of its messages is one write already)."""
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(_Coalesced(transport, self.loop))  # type: ignore[arg-type]
+        super().connection_made(_Coalesced(transport))  # type: ignore[arg-type]
+
+    def on_response_complete(self) -> None:
+        if isinstance(self.transport, _Coalesced):
+            self.transport.expect_head = True
+        super().on_response_complete()
+
+    def handle_websocket_upgrade(self) -> None:
+        coalesced = self.transport
+        if isinstance(coalesced, _Coalesced):
+            coalesced._flush()
+            self.transport = coalesced._transport
+        super().handle_websocket_upgrade()

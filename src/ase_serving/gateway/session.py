@@ -29,7 +29,7 @@ from ase_serving import errors
 from ase_serving.clock import Expired, SessionClock
 from ase_serving.errors import AseError, BadRequest, Timeout, TooLarge
 from ase_serving.gateway import webgate
-from ase_serving.gateway.asgi import ClientGone, Message, Receive, Scope, Send, error_body, retry_headers
+from ase_serving.gateway.asgi import ClientGone, Receive, Scope, Send, error_body, retry_headers
 from ase_serving.gateway.atom import to_request
 from ase_serving.gateway.auth import check_app_id
 from ase_serving.gateway.routes import Service
@@ -118,8 +118,6 @@ class _Conn:
         self._receive = receive
         self._send = send
         self.closed = False
-        # Bounded: a client that sends faster than the loader takes frames is slowed down by TCP.
-        self.inbox: asyncio.Queue[Message] = asyncio.Queue(maxsize=32)
         #: The session's read and total limits (made on the first wait, in the event loop).
         self.clock: SessionClock | None = None
         self.client_done = False
@@ -127,14 +125,6 @@ class _Conn:
         self.failure = ""
 
     # -- the socket -------------------------------------------------------------------------
-    async def _reader(self) -> None:
-        """Every client message into :attr:`inbox` (so waiting with a timeout never cancels a receive)."""
-        while True:
-            msg = await self._receive()
-            await self.inbox.put(msg)
-            if msg["type"] == "websocket.disconnect":
-                return
-
     async def send_text(self, text: str) -> None:
         if self.closed:
             return
@@ -164,7 +154,9 @@ class _Conn:
             clock = self.clock = SessionClock(svc.read_timeout, svc.session_timeout)
         clock.idle_on = not self.client_done  # after the last frame, only the session's limit
         try:
-            msg = await clock.get(self.inbox)
+            # Straight from the server's queue (cancelling a receive there loses nothing): a
+            # client that sends faster than the loader takes frames is slowed down by TCP.
+            msg = await clock.wait(self._receive)
         except Expired as exc:
             if exc.kind == "total":
                 raise Timeout(
@@ -188,15 +180,11 @@ class _Conn:
 
     # -- the session ------------------------------------------------------------------------
     async def serve(self, consumer: Any) -> int:
-        reader = asyncio.create_task(self._reader(), name=f"ase ws reader {self.sid}")
         try:
             return await self._serve(consumer)
         finally:
             if self.clock is not None:
                 self.clock.close()
-            reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await reader
 
     async def _serve(self, consumer: Any) -> int:
         gw, svc = self.gw, self.svc

@@ -306,6 +306,9 @@ class _DirectSession:
                 session = self._fallback()
             self._session = session
             await session.open()
+            # From now on straight to the session (no layer per frame).
+            self.send = session.send  # type: ignore[method-assign]
+            self.recv = session.recv  # type: ignore[method-assign]
         return session
 
     async def open(self) -> None:

@@ -404,7 +404,10 @@ class WireSession:
             await conn.writable.wait()
         if self._clock is not None:
             self._clock.touch()
-        conn.send(wire.OP_FRAME, self._id, 0, wire.encode(Frame(status, list(items))))
+        # The only work on its connection: the frame leaves at once (it would be alone in the
+        # loop turn's write anyway, and waiting for that turn is one more wake-up of this process).
+        alone = len(conn.sessions) == 1 and not conn.pending
+        conn.send(wire.OP_FRAME, self._id, 0, wire.encode(Frame(status, list(items))), now=alone)
 
     async def recv(self) -> Result | None:
         """The next result, None when the session is over."""

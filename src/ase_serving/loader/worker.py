@@ -14,6 +14,11 @@ serves frames with ``lic + 1`` threads, of which one at a time is the *reader*:
   block keep their concurrency. The spare thread keeps DESTROY/FINI moving while every slot runs
   a call.
 
+Calls come from the supervisor's socketpair (relayed by the loader front) and from gateways on
+this host connected to the worker's own socket (``ipc.Mux`` reads both); the answers go back where
+the call came from, and both kinds share the ``lic`` slots. A session's create, frames and destroy
+run in the order they came, one at a time (``Worker._run``).
+
 The worker ignores SIGINT/SIGTERM: shutdown is the supervisor's call (FINI). When the supervisor
 goes away (EOF on the socket) the worker runs ``wrapperFini`` and exits.
 """
@@ -380,10 +385,11 @@ class Worker:
         """Run ``job`` after the session's earlier ones: now when it is idle, else queued for the
         thread running it (which takes the queued jobs before it lets the session go)."""
         with self._sessions_lock:
-            sess.jobs.append(job)
             if sess.running:
+                sess.jobs.append(job)
                 return
             sess.running = True
+        job()
         while True:
             with self._sessions_lock:
                 if not sess.jobs:
