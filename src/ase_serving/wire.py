@@ -39,6 +39,7 @@ coalesced: the frames written during one event-loop turn leave in one ``send``.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import socket
 import struct
@@ -189,7 +190,32 @@ def uds_path(name: str) -> str:
 
     folder = os.path.join(tempfile.gettempdir(), f"ase-{os.getuid()}")
     os.makedirs(folder, mode=0o700, exist_ok=True)
+    _sweep(folder)
     return os.path.join(folder, f"{name}-{os.getpid()}.sock")
+
+
+def _sweep(folder: str) -> None:
+    """Remove the sockets of loaders that are gone (killed ones leave theirs behind): names end
+    in ``-<pid>.sock`` or ``-<pid>-w<index>.sock``."""
+    import os
+    import re
+
+    pattern = re.compile(r"-(\d+)(?:-w\d+)?\.sock$")
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return
+    for name in names:
+        found = pattern.search(name)
+        if found is None:
+            continue
+        try:
+            os.kill(int(found.group(1)), 0)
+        except ProcessLookupError:
+            with contextlib.suppress(OSError):
+                os.unlink(os.path.join(folder, name))
+        except (OSError, OverflowError):
+            pass  # alive (another user's pid: not ours to judge) or not a pid
 
 
 def hello(nonce: bytes) -> bytes:

@@ -31,7 +31,8 @@ pytestmark = pytest.mark.timeout(90)
 def direct_paths(loader: LoaderProcess) -> list[Path]:
     """The workers' sockets of ``loader`` (``<its data socket>-w<index>.sock``)."""
     folder = Path(tempfile.gettempdir()) / f"ase-{os.getuid()}"
-    return sorted(folder.glob(f"*-{loader.pid}-w*.sock"))
+    service, version = loader.line.split()[1:3]  # "loader NAME VERSION serving on ..."
+    return sorted(folder.glob(f"{service}-{version}-{loader.pid}-w*.sock"))
 
 
 def direct_once(path: Path, req: Request, timeout: float = 30.0) -> Result:

@@ -13,6 +13,7 @@ import signal
 import socket
 import ssl
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -339,3 +340,21 @@ def test_tls_on_the_data_port(loaders: StartLoader, tmp_path: Path) -> None:
     assert plain.code == errors.NO_LOADER
     untrusted = run(call(ssl.create_default_context()))  # the system CAs do not know this certificate
     assert untrusted.code == errors.NO_LOADER and "CERTIFICATE_VERIFY_FAILED" in untrusted.message
+
+
+def test_the_socket_folder_is_swept_of_gone_loaders(tmp_path: Path) -> None:
+    """A loader killed with SIGKILL leaves its sockets behind; the next one to start removes them
+    (and only them)."""
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    names = {
+        f"echo-1.0.0-{gone.pid}.sock": False,
+        f"echo-1.0.0-{gone.pid}-w1.sock": False,
+        f"echo-1.0.0-{os.getpid()}.sock": True,  # alive: kept
+        f"echo-1.0.0-{os.getpid()}-w2.sock": True,
+        "notes.txt": True,  # not a socket of ours
+    }
+    for name in names:
+        (tmp_path / name).touch()
+    wire._sweep(str(tmp_path))
+    assert {p.name for p in tmp_path.iterdir()} == {n for n, kept in names.items() if kept}
