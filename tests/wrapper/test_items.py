@@ -6,7 +6,7 @@ import pytest
 
 from ase_serving.protocol.items import DataItem
 from ase_serving.wrapper import callback
-from ase_serving.wrapper.items import ItemError, from_wrapper, to_wrapper
+from ase_serving.wrapper.items import ItemError, from_wrapper, plain_item, to_wrapper
 from ase_serving.wrapper.push import set_sink
 
 
@@ -43,3 +43,32 @@ def test_callback_outside_a_loader_says_how_to_run() -> None:
     set_sink(None)  # another test in this process may have hosted a wrapper
     with pytest.raises(RuntimeError, match="asectl loader test"):
         callback("h", [])
+
+
+@pytest.mark.parametrize(
+    "obj",
+    [
+        {"key": "a", "data": b"x", "status": 2, "type": 1, "desc": {"encoding": "raw"}, "seq": 4},
+        {"key": "a", "data": "héllo"},
+        {"data": b""},
+        {"key": "a", "data": b"x", "desc": {}},
+    ],
+)
+def test_plain_items_convert_as_from_wrapper_does(obj: dict[str, object]) -> None:
+    assert plain_item(obj, 1) == from_wrapper(obj, "here", 1)
+
+
+@pytest.mark.parametrize(
+    "obj",
+    [
+        {"key": "a", "data": bytearray(b"x")},  # converted, or explained, by from_wrapper
+        {"key": "a", "data": b"x", "status": True},
+        {"key": "a", "data": b"x", "status": 7},
+        {"key": "a", "data": b"x", "type": "0"},
+        {"key": "a", "data": b"x", "desc": {"rate": 16000}},
+        {"key": 1, "data": b"x"},
+        [("key", "a")],
+    ],
+)
+def test_anything_else_is_left_to_from_wrapper(obj: object) -> None:
+    assert plain_item(obj, 1) is None

@@ -170,7 +170,7 @@ class _Conn:
             raise errors.frame_after_end()
         data = msg.get("text")
         raw: bytes | str = data if data is not None else (msg.get("bytes") or b"")
-        size = len(raw) if isinstance(raw, bytes) else len(raw.encode())
+        size = len(raw) if isinstance(raw, bytes) or raw.isascii() else len(raw.encode())
         if size > svc.max_frame:
             raise TooLarge(f"a frame has {size} bytes; this service takes frames of at most {svc.max_frame}")
         body = webgate.parse_body(raw)

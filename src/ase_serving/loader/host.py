@@ -14,7 +14,7 @@ from typing import Any
 from ase_serving import errors
 from ase_serving.errors import WrapperFailure
 from ase_serving.protocol.items import DataItem, Request, Result, Status
-from ase_serving.wrapper.items import ItemError, from_wrapper, to_wrapper
+from ase_serving.wrapper.items import ItemError, from_wrapper, plain_item, to_wrapper
 from ase_serving.wrapper.plugin import Plugin
 from ase_serving.wrapper.push import set_sink
 
@@ -143,10 +143,16 @@ class EngineHost:
 
     # -- helpers ----------------------------------------------------------------------------
     def convert(self, raw: list[Any], where: str, default_status: int) -> list[DataItem]:
-        try:
-            return [from_wrapper(obj, f"{where} {i}", default_status) for i, obj in enumerate(raw)]
-        except ItemError as exc:
-            raise WrapperFailure(str(exc), errors.WRAPPER_EXEC) from None
+        out = []
+        for i, obj in enumerate(raw):
+            item = plain_item(obj, default_status)
+            if item is None:
+                try:
+                    item = from_wrapper(obj, f"{where} {i}", default_status)
+                except ItemError as exc:
+                    raise WrapperFailure(str(exc), errors.WRAPPER_EXEC) from None
+            out.append(item)
+        return out
 
     def _call(self, name: str, code: int, *args: Any) -> Any:
         func = self._f.get(name)

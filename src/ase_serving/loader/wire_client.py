@@ -396,7 +396,8 @@ class WireSession:
     async def send(self, status: int, items: Iterable[DataItem] = ()) -> None:
         if self.ended:
             raise errors.frame_after_end()
-        await self.open()
+        if self._first is not None:
+            await self.open()
         conn = self._conn
         if self.ended or conn is None:
             return
@@ -411,7 +412,8 @@ class WireSession:
 
     async def recv(self) -> Result | None:
         """The next result, None when the session is over."""
-        await self.open()
+        if self._first is not None:
+            await self.open()
         while True:
             if self._peeked is None and self._results.empty() and self._closed:
                 return None

@@ -36,6 +36,39 @@ def _int_field(obj: dict[str, Any], name: str, default: int, where: str) -> int:
     return value
 
 
+_STATUSES = frozenset((0, 1, 2, 3))
+
+
+def plain_item(obj: Any, default_status: int) -> DataItem | None:
+    """The common case of :func:`from_wrapper` at a few dict lookups: a dict whose fields all
+    have their exact types (bytes or str data, str key, int status/type/seq, no desc or one of
+    str);
+    None for anything else, which :func:`from_wrapper` converts or explains."""
+    if type(obj) is not dict:
+        return None
+    get = obj.get
+    data, key, status = get("data", b""), get("key", ""), get("status", default_status)
+    kind, seq, desc = get("type", 0), get("seq", 0), get("desc")
+    if type(data) is str:
+        data = data.encode("utf-8")
+    if not (
+        type(data) is bytes
+        and type(key) is str
+        and type(status) is int
+        and status in _STATUSES
+        and type(kind) is int
+        and type(seq) is int
+    ):
+        return None
+    if desc:
+        if type(desc) is not dict or not all(type(k) is str and type(v) is str for k, v in desc.items()):
+            return None
+        desc = dict(desc)
+    else:
+        desc = {}
+    return DataItem(key=key, data=data, status=status, type=kind, desc=desc, seq=seq)
+
+
 def from_wrapper(obj: Any, where: str, default_status: int = Status.ONCE) -> DataItem:
     """A result dict from a wrapper -> a data item; ``str`` data is UTF-8 encoded.
 
