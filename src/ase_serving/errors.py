@@ -11,6 +11,8 @@
     ├── TooLarge          10413 request body or session frame over the service's limit
     └── WrapperFailure    109xx, or any non-zero code a wrapper returned
 
+    10500 is no exception of this tree: the gateway's answer to one that is not an AseError (a bug).
+
 An error may carry its own HTTP status (``http``) where one code has two (10313: 400 when
 ``app_id`` is missing, 403 when it is not the consumer's).
 
@@ -42,6 +44,8 @@ WRAPPER_EXEC = 10909
 WRAPPER_EXCEPTION = 10910
 WORKER_DIED = 10911
 UNSUPPORTED_MODE = 10912
+#: The gateway failed on a request (a bug, never the client's input): logged with its traceback.
+SERVER_ERROR = 10500
 
 HTTP_STATUS: dict[int, int] = {
     SUCCESS: 200,
@@ -57,6 +61,7 @@ HTTP_STATUS: dict[int, int] = {
     NO_LOADER: 503,
     TIMEOUT: 504,
     FRAME_AFTER_END: 400,
+    SERVER_ERROR: 500,
 }
 
 

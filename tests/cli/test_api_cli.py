@@ -151,3 +151,29 @@ def test_gen_refuses_the_seeds_example_naming_param1(home: Path, tmp_path: Path)
     missing = asectl(home, "api", "gen", tmp_path / "nothing.py")
     assert missing.returncode == 2
     assert "no such file" in one_line_error(missing)
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("name", "../../pwned"),
+        ("name", "sub/dir"),
+        ("name", ".hidden"),
+        ("configFilname", "../x.json"),
+        ("projectName", "a/b"),
+    ],
+)
+def test_create_refuses_names_that_would_leave_the_output_folder(
+    home: Path, tmp_path: Path, field: str, value: str
+) -> None:
+    text = SEED_YAML.read_text()
+    pattern = rf"(?m)^(\s*){field}:.*$"
+    assert re.search(pattern, text), f"the seed YAML has no {field}"
+    (tmp_path / "ai_api.yml").write_text(re.sub(pattern, rf"\g<1>{field}: '{value}'", text, count=1))
+    out = tmp_path / "deep" / "out"
+    proc = asectl(home, "api", "create", "-f", tmp_path / "ai_api.yml", "-o", out)
+    assert proc.returncode != 0
+    shown = field.replace("configFilname", "configFileName")
+    assert f"metadata.{shown} {value!r}" in proc.stderr, proc.stderr
+    written = [p for p in tmp_path.rglob("*.json") if home not in p.parents]
+    assert written == []  # nothing written, inside the folder or outside it

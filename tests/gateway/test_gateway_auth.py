@@ -129,6 +129,18 @@ def test_a_wrong_key_is_refused_and_not_repeated(gw: GatewayProcess, creds: dict
     assert wrong not in message and creds["api_key"] not in message
 
 
+def test_two_api_key_headers_are_refused(gw: GatewayProcess, creds: dict[str, str]) -> None:
+    """Which would count? One may be a proxy's: the request is refused, with either order."""
+    key = creds["api_key"]
+    for pair in ([key, "other"], ["other", key], [key, key]):
+        resp = gw.client.post(
+            ECHO,
+            content=orjson.dumps(once_body("hi", app_id=creds["app_id"])),
+            headers=[("content-type", "application/json"), *(("x-api-key", k) for k in pair)],
+        )
+        assert "more than one X-Api-Key header" in refused(resp)
+
+
 def test_header_app_id_must_be_the_consumers(gw: GatewayProcess, creds: dict[str, str]) -> None:
     resp = gw.post(ECHO, once_body(app_id="someone-else"), headers={"X-Api-Key": creds["api_key"]})
     message = refused(resp, 10313, 403)

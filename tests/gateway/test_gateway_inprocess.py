@@ -21,7 +21,12 @@ from ase_serving.gateway.app import GatewayApp
 from ase_serving.gateway.atom import Atom, to_request
 from ase_serving.gateway.runtime import Gateway
 from ase_serving.gateway.settings import GatewaySettings
-from ase_serving.gateway.transport import TransportContext, make_transport, transport_names
+from ase_serving.gateway.transport import (
+    InProcessTransport,
+    TransportContext,
+    make_transport,
+    transport_names,
+)
 from ase_serving.loader.host import EngineHost
 from ase_serving.loader.project import load_project
 from ase_serving.loader.registrar import project_schemas
@@ -139,3 +144,102 @@ def test_no_engine_at_an_address_is_no_loader() -> None:
 
     resp = asyncio.run(main())
     assert resp.json()["header"]["code"] == errors.NO_LOADER
+
+
+class _Broken(InProcessTransport):
+    """A transport with a bug: every call raises what no code path expects."""
+
+    async def once(self, address: str, req: Any, timeout: float | None) -> Any:
+        raise RuntimeError("injected bug")
+
+    def session(self, address: str, first: Any, timeout: float | None) -> Any:
+        raise RuntimeError("injected bug")
+
+
+async def _websocket(app: GatewayApp, path: str, first: str) -> list[dict[str, Any]]:
+    """Drive one WebSocket through the ASGI app: connect, one text frame; what the app sent."""
+    inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+    for msg in ({"type": "websocket.connect"}, {"type": "websocket.receive", "text": first}):
+        inbox.put_nowait(msg)
+    sent: list[dict[str, Any]] = []
+
+    async def send(msg: Any) -> None:
+        sent.append(dict(msg))
+        if msg["type"] == "websocket.close":
+            inbox.put_nowait({"type": "websocket.disconnect", "code": msg.get("code", 1000)})
+
+    scope = {
+        "type": "websocket",
+        "path": path,
+        "headers": [],
+        "query_string": b"",
+        "client": ("127.0.0.1", 1),
+    }
+    await asyncio.wait_for(app(scope, inbox.get, send), 10)
+    return sent
+
+
+def test_a_gateway_bug_is_answered_in_the_protocol_and_frees_the_licence(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    gw, hosts = _gateway("echo", "stream_echo", lic=1)
+    working = gw.atom.transport
+    gw.atom.transport = _Broken(TransportContext(hosts=hosts))
+    first = orjson.dumps(
+        {
+            "header": {"app_id": "a1", "status": 0},
+            "payload": {"text": {"encoding": "utf8", "text": base64.b64encode(b"a").decode(), "status": 0}},
+        }
+    ).decode()
+
+    async def main() -> tuple[list[httpx.Response], list[list[dict[str, Any]]], httpx.Response]:
+        app = GatewayApp(gw)
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gw") as client:
+            # More than the one licence: a licence kept by each failure would leave none.
+            onces = [await client.post("/v1/private/echo", content=_body("x")) for _ in range(3)]
+            sessions = [await _websocket(app, "/v1/private/stream_echo", first) for _ in range(3)]
+            gw.atom.transport = working
+            return onces, sessions, await client.post("/v1/private/echo", content=_body("after"))
+
+    onces, sessions, after = asyncio.run(main())
+    for resp in onces:
+        header = resp.json()["header"]
+        assert resp.status_code == 500 and header["code"] == errors.SERVER_ERROR
+        assert header["sid"] and header["sid"] in header["message"]
+    for sent in sessions:
+        assert sent[0]["type"] == "websocket.accept"
+        error = orjson.loads(sent[-2]["text"])["header"]
+        assert error["code"] == errors.SERVER_ERROR and error["status"] == 2
+        assert sent[-1] == {"type": "websocket.close", "code": 1011}
+    assert after.status_code == 200 and after.json()["header"]["code"] == 0  # the licence came back
+    # Each failure logged once, with its traceback.
+    logged = [r for r in caplog.records if "failed in the gateway" in r.getMessage()]
+    assert len(logged) == 6 and all(r.exc_info for r in logged)
+
+
+@pytest.mark.parametrize(
+    ("content_type", "status"),
+    [
+        (None, 200),  # no Content-Type: taken as JSON
+        ("application/json", 200),
+        ("application/json; charset=utf-8", 200),
+        ("application/problem+json", 200),
+        ("text/plain", 415),
+        ("application/x-www-form-urlencoded", 415),  # curl -d without -H
+        ("multipart/form-data; boundary=x", 415),
+    ],
+)
+def test_a_body_is_taken_as_json_only(content_type: str | None, status: int) -> None:
+    gw, _hosts = _gateway("echo")
+
+    async def main() -> httpx.Response:
+        app = GatewayApp(gw)
+        headers = {"content-type": content_type} if content_type else {}
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gw") as client:
+            return await client.post("/v1/private/echo", content=_body("x"), headers=headers)
+
+    resp = asyncio.run(main())
+    assert resp.status_code == status, resp.text
+    if status == 415:
+        header = resp.json()["header"]
+        assert header["code"] == errors.BAD_JSON and "Content-Type: application/json" in header["message"]

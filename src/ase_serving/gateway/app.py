@@ -24,7 +24,7 @@ from starlette.staticfiles import StaticFiles
 from ase_serving import errors
 from ase_serving.errors import AseError, BadRequest, NoRoute, TooLarge
 from ase_serving.gateway import webgate
-from ase_serving.gateway.asgi import ClientGone, Receive, Scope, Send, error_body, retry_headers
+from ase_serving.gateway.asgi import ClientGone, Receive, Scope, Send, error_body, retry_headers, server_error
 from ase_serving.gateway.atom import to_request
 from ase_serving.gateway.auth import check_app_id
 from ase_serving.gateway.docs import docs_page, swagger_dir
@@ -59,6 +59,21 @@ def _header(scope: Scope, name: bytes) -> bytes | None:
         if key == name:
             return bytes(value)
     return None
+
+
+def check_content_type(scope: Scope) -> None:
+    """A body sent as anything but JSON is 10160 with HTTP 415 (no Content-Type: taken as JSON)."""
+    value = _header(scope, b"content-type")
+    if value is None:
+        return
+    media = value.split(b";", 1)[0].strip().lower()
+    if media != b"application/json" and not (media.startswith(b"application/") and media.endswith(b"+json")):
+        raise BadRequest(
+            f"the body is sent as {media.decode('latin-1')!r}: send it as JSON "
+            "(Content-Type: application/json)",
+            errors.BAD_JSON,
+            http=415,
+        )
 
 
 async def read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
@@ -128,6 +143,7 @@ class GatewayApp:
                     f"{svc.service_id} is served as sessions only: open a WebSocket on {scope['path']}",
                     http=405,
                 )
+            check_content_type(scope)
             body = webgate.parse_body(await read_body(scope, receive, svc.max_body))
             webgate.check(svc, body)
             check_app_id(consumer, body)
@@ -145,6 +161,11 @@ class GatewayApp:
         except AseError as exc:
             code, failure = exc.code, exc.message
             await _respond(send, *error_response(exc, sid, gw.settings.retry_after))
+        except Exception as exc:  # a bug: answered in the protocol, logged once with its traceback
+            bug = server_error(exc, sid, f"once {svc.service_id}")
+            code, failure = bug.code, bug.message
+            with contextlib.suppress(Exception):  # the response may have started
+                await _respond(send, *error_response(bug, sid, gw.settings.retry_after))
         elapsed = time.perf_counter() - start
         gw.metrics.request(svc.service_id, "once", code, elapsed)
         if code > 0 and errors.http_status(code) >= 500:

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 import orjson
 
 from ase_serving import errors
+from ase_serving.errors import AseError
+
+log = logging.getLogger("ase_serving.gateway")
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -32,3 +36,13 @@ def retry_headers(exc: Exception, default: int) -> list[tuple[bytes, bytes]]:
     if getattr(exc, "code", None) != errors.NO_LICENCE:
         return []
     return [(b"retry-after", str(getattr(exc, "retry_after", default)).encode())]
+
+
+def server_error(exc: Exception, sid: str, what: str) -> AseError:
+    """The protocol's answer to an exception that is not an :class:`AseError` (a gateway bug),
+    logged here with its traceback under the request's sid."""
+    log.error("sid=%s %s failed in the gateway: %r", sid, what, exc, exc_info=exc)
+    return AseError(
+        f"the gateway failed on this request ({type(exc).__name__}); its log has the details under sid {sid}",
+        errors.SERVER_ERROR,
+    )

@@ -26,14 +26,14 @@ from ase_serving.gateway.balance import LicenceQueue, Picker
 from ase_serving.gateway.routes import Service
 from ase_serving.gateway.transport import LoaderSession, LoaderTransport, make_transport
 from ase_serving.protocol.items import DataItem, DataType, OutputSpec, Request, Result
-from ase_serving.protocol.public import OUTPUT_DESC_KEYS, param_text
+from ase_serving.protocol.public import OUTPUT_DESC_KEYS, param_text, texts
 
 
 def _output_spec(name: str, accept: dict[str, Any], wanted: Any) -> OutputSpec:
     kind = DataType.from_field(str(accept.get("dataType", "text"))) or DataType.OTHER
     desc = {k: param_text(accept[k]) for k in OUTPUT_DESC_KEYS if isinstance(accept.get(k), (str, int))}
     if isinstance(wanted, dict):
-        desc.update({k: param_text(v) for k, v in wanted.items() if k in OUTPUT_DESC_KEYS and v is not None})
+        desc.update(texts({k: v for k, v in wanted.items() if k in OUTPUT_DESC_KEYS}, f"parameter.{name}"))
     return OutputSpec(key=name, type=int(kind), desc=desc)
 
 
@@ -42,7 +42,7 @@ def to_request(svc: Service, body: dict[str, Any], items: list[DataItem], sid: s
     header = body.get("header") or {}
     parameter = body.get("parameter")
     params = parameter.get(svc.service_id) or {} if isinstance(parameter, dict) else {}
-    headers = {k: v if type(v) is str else param_text(v) for k, v in header.items() if v is not None}
+    headers = texts(header, "header")
     headers["sid"] = sid
     accepts = svc.schema.accepts
     if not params:  # the common case: every output with the schema's defaults (built once)
@@ -52,7 +52,7 @@ def to_request(svc: Service, body: dict[str, Any], items: list[DataItem], sid: s
                 _output_spec(name, accept, None) for name, accept in accepts.items()
             ]
         return Request(svc.service_id, svc.version, sid, headers, {}, expect, [], items, status)
-    req_params = {k: param_text(v) for k, v in params.items() if k not in accepts and v is not None}
+    req_params = texts({k: v for k, v in params.items() if k not in accepts}, f"parameter.{svc.service_id}")
     expect = [_output_spec(name, accept, params.get(name)) for name, accept in accepts.items()]
     return Request(svc.service_id, svc.version, sid, headers, req_params, expect, [], items, status)
 
@@ -158,17 +158,24 @@ class Atom:
         while True:
             address, pick_wait = await self._pick(svc, exclude, deadline, why, ticket)
             waited += pick_wait
-            session = self.transport.session(address, first, svc.session_timeout + 5.0)
+            # The licence picked is this function's until it returns the open session with it:
+            # every other way out closes the session and gives the licence back, once.
+            opened = unreachable = False
             try:
-                await session.open()
-            except BaseException:
-                await session.close()
-                await self.release(svc, address)
-                raise
-            if not session.ended:
+                session = self.transport.session(address, first, svc.session_timeout + 5.0)
+                try:
+                    await session.open()
+                    opened = not session.ended
+                    unreachable = session.ended
+                finally:
+                    if not opened:
+                        await session.close()
+            finally:
+                if not opened:
+                    # An unreachable loader (nothing reached a worker) has no licence to hand over.
+                    await self.waits.release(svc.service_id, svc.version, address, hand_over=not unreachable)
+            if opened:
                 return session, address, waited
-            await session.close()
-            await self.waits.release(svc.service_id, svc.version, address, hand_over=False)  # unreachable
             exclude.add(address)
 
     async def close(self) -> None:

@@ -260,8 +260,12 @@ class KeyAuth:
         api_key = authorization = None
         for name, value in scope["headers"]:  # no dict of every header: two names matter here
             if name == b"x-api-key":
+                if api_key is not None:  # which one would count? A proxy may have added one.
+                    raise AuthFailed("the request has more than one X-Api-Key header: send one")
                 api_key = bytes(value)
             elif name == b"authorization":
+                if authorization is not None:
+                    raise AuthFailed("the request has more than one Authorization header: send one")
                 authorization = value
         query = _query(scope)  # {} without a query string (the common case)
         if authorization is not None:

@@ -29,7 +29,7 @@ from ase_serving import errors
 from ase_serving.clock import Expired, SessionClock
 from ase_serving.errors import AseError, BadRequest, Timeout, TooLarge
 from ase_serving.gateway import webgate
-from ase_serving.gateway.asgi import ClientGone, Receive, Scope, Send, error_body, retry_headers
+from ase_serving.gateway.asgi import ClientGone, Receive, Scope, Send, error_body, retry_headers, server_error
 from ase_serving.gateway.atom import to_request
 from ase_serving.gateway.auth import check_app_id
 from ase_serving.gateway.routes import Service
@@ -182,6 +182,8 @@ class _Conn:
     async def serve(self, consumer: Any) -> int:
         try:
             return await self._serve(consumer)
+        except Exception as exc:  # a bug: answered in the protocol (the licence is back already)
+            return await self.fail(server_error(exc, self.sid, f"session {self.svc.service_id}"))
         finally:
             if self.clock is not None:
                 self.clock.close()
@@ -203,16 +205,22 @@ class _Conn:
             return -1
         except AseError as exc:
             return await self.fail(exc)
-        self.client_done = status == Status.END
-        if waited:
-            gw.metrics.queued(svc.service_id, waited)
-        gw.metrics.session_opened(svc.service_id)
+        # From here this function owns the session and its licence: whatever happens next, the
+        # ``finally`` closes the one and gives the other back, once.
         try:
-            return await self._relay(session)
+            self.client_done = status == Status.END
+            if waited:
+                gw.metrics.queued(svc.service_id, waited)
+            gw.metrics.session_opened(svc.service_id)
+            try:
+                return await self._relay(session)
+            finally:
+                gw.metrics.session_closed(svc.service_id)
         finally:
-            await session.close()
-            await gw.atom.release(svc, address)
-            gw.metrics.session_closed(svc.service_id)
+            try:
+                await session.close()
+            finally:
+                await gw.atom.release(svc, address)
 
     async def _relay(self, session: LoaderSession) -> int:
         up = asyncio.create_task(self._upstream(session))

@@ -34,15 +34,42 @@ def parse_body(raw: bytes | str) -> dict[str, Any]:
     return body
 
 
+#: The most a data item's ``seq`` may be (the seed's int32; the gRPC port carries it as one).
+MAX_SEQ = 2**31 - 1
+
+
+class TooDeep(BadRequest):
+    """A value nested deeper than JSON can be written back (orjson's limit, 254 levels)."""
+
+
 def param_text(value: Any) -> str:
-    """A parameter value as the string a wrapper receives (JSON for objects and arrays)."""
+    """A parameter value as the string a wrapper receives (JSON for objects and arrays).
+
+    Raises :class:`TooDeep` for a value nested deeper than can be written as JSON."""
     if isinstance(value, str):
         return value
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, (int, float)):
         return str(value)
-    return orjson.dumps(value).decode()
+    try:
+        return orjson.dumps(value).decode()
+    except orjson.JSONEncodeError:
+        raise TooDeep("a value is nested too deeply: at most 254 levels of arrays and objects") from None
+
+
+def texts(values: dict[str, Any], where: str) -> dict[str, str]:
+    """The non-null entries of ``values`` as the strings a wrapper receives; a value nested too
+    deeply is 10163 naming it (``where.key``)."""
+    try:
+        return {k: v if type(v) is str else param_text(v) for k, v in values.items() if v is not None}
+    except TooDeep as exc:
+        for key, value in values.items():
+            try:
+                param_text(value)
+            except TooDeep:
+                raise TooDeep(f"{where}.{key}: {exc.message.removeprefix('a value ')}") from None
+        raise
 
 
 def _object(body: dict[str, Any], name: str) -> dict[str, Any]:
@@ -83,7 +110,7 @@ def decode_item(name: str, entry: Any, default_status: int) -> DataItem:
                 raise _fields_problem(name, entry)
             field = key
         elif key not in _ITEM_FIELDS and value is not None:
-            desc[key] = value if type(value) is str else param_text(value)
+            desc[key] = value if type(value) is str else texts({key: value}, f"payload.{name}")[key]
     if not field:
         raise _fields_problem(name, entry)
     encoded = entry[field]
@@ -97,7 +124,11 @@ def decode_item(name: str, entry: Any, default_status: int) -> DataItem:
     if status not in (0, 1, 2, 3):
         raise BadRequest(f"'payload.{name}.status' must be 0, 1, 2 or 3, not {status!r}")
     seq = entry.get("seq", 0)
-    return DataItem(name, data, int(status), _FIELD_TYPES[field], desc, seq if type(seq) is int else 0)
+    if type(seq) is not int:
+        seq = 0
+    elif not 0 <= seq <= MAX_SEQ:
+        raise BadRequest(f"payload.{name}.seq must be 0..{MAX_SEQ}, not {seq}")
+    return DataItem(name, data, int(status), _FIELD_TYPES[field], desc, seq)
 
 
 def _fields_problem(name: str, entry: dict[str, Any]) -> BadRequest:
@@ -125,12 +156,12 @@ def request_from_public(
     service_id, params = _service_params(parameter, service_id)
     status = _status_of(header, Status.ONCE)
     req = Request(service_id=service_id, version=version, sid=sid, status=status)
-    req.headers = {k: param_text(v) for k, v in header.items() if v is not None}
+    req.headers = texts(header, "header")
     for key, value in params.items():
         if isinstance(value, dict) and value and set(value) <= OUTPUT_DESC_KEYS | {"type"}:
-            req.expect.append(OutputSpec(key=key, desc={k: param_text(v) for k, v in value.items()}))
-        else:
-            req.params[key] = param_text(value)
+            req.expect.append(OutputSpec(key=key, desc=texts(value, f"parameter.{service_id}.{key}")))
+        elif value is not None:
+            req.params[key] = texts({key: value}, f"parameter.{service_id}")[key]
     item_status = status if status != Status.ONCE else Status.ONCE
     req.items = [decode_item(name, entry, item_status) for name, entry in payload.items()]
     return req

@@ -90,7 +90,7 @@ def _input_schema(d: Data) -> dict[str, Any]:
     props: dict[str, Any] = {
         **_data_attrs(d),
         "status": _STATUS,
-        "seq": {"type": "integer", "minimum": 0},
+        "seq": {"type": "integer", "minimum": 0, "maximum": 2**31 - 1},
         d.type: {**_BASE64, "description": f"the {d.type} data, base64"},
     }
     for key, value in d.attrs.items():

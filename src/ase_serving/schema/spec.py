@@ -319,6 +319,23 @@ def check_spec(spec: ApiSpec) -> list[ApiProblem]:
         out.append(ApiProblem(w, f"service id {spec.service_id!r}: use letters, digits, '-', '_' or '.'"))
     if not spec.version or not _VERSION.match(spec.version):
         out.append(ApiProblem(w, f"version {spec.version!r}: use letters, digits, '.', '_', '-', ':' or '@'"))
+    # These become a file name (``api create -o DIR``) or a part of a config key: no separator,
+    # no "..", nothing hidden.
+    for label, value in (
+        ("metadata.name", spec.name),
+        ("metadata.configFileName", spec.config_file),
+        ("metadata.projectName", spec.project),
+        ("metadata.group", spec.group),
+        ("metadata.region", spec.region),
+    ):
+        if value and not _ID.match(value):
+            out.append(
+                ApiProblem(
+                    w,
+                    f"{label} {value!r}: use letters, digits, '-', '_' or '.' (it names a file and a "
+                    "config key: no '/', no leading '.')",
+                )
+            )
     if not spec.modes or any(m not in MODES for m in spec.modes):
         out.append(ApiProblem(w, f"interface {spec.modes!r}: use once, session, or both"))
     for r in spec.route:

@@ -1,12 +1,14 @@
 """session_sync: echoes every frame's items from wrapperRead; writes a marker file on destroy.
 
-Params: `marker` = a folder where wrapperDestroy writes `destroyed-<handle>`; `fail_write` = "1"
-makes wrapperWrite return 10077.
+Params: `marker` = a folder where wrapperDestroy writes `destroyed-<handle>`; `created` = a
+folder where wrapperCreate writes `created-<handle>`; `create_sleep` = seconds wrapperCreate takes;
+`fail_write` = "1" makes wrapperWrite return 10077.
 """
 
 import itertools
 import os
 import threading
+import time
 
 _ids = itertools.count(1)
 _lock = threading.Lock()
@@ -19,8 +21,14 @@ def wrapperInit(config):
 
 def wrapperCreate(usrTag, params, psrIds, psrCnt):
     handle = f"s{next(_ids)}-{usrTag}"
+    if params.get("create_sleep"):
+        time.sleep(float(params["create_sleep"]))
     with _lock:
         _sessions[handle] = {"params": dict(params), "pending": []}
+    created = params.get("created")
+    if created:
+        with open(os.path.join(created, f"created-{handle}"), "w") as fh:
+            fh.write("1")
     return handle
 
 
