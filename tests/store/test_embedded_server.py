@@ -8,6 +8,7 @@ races, the process's exit codes and the API's answers to bad input.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import socket
 import stat
@@ -306,6 +307,56 @@ def test_bad_input_gets_400_naming_the_problem(embedded: EmbeddedServer) -> None
         assert http.get("/health").text == "ok"
         nothing_written = http.get("/v1/range", params={"prefix": "/ase/config/z"}).json()
         assert nothing_written["entries"] == []
+
+
+@pytest.mark.parametrize(
+    ("path", "params", "body", "words"),
+    [
+        ("/v1/watch", {"timeout": "nan"}, None, "timeout must be a number of seconds 0..60"),
+        ("/v1/watch", {"timeout": "inf"}, None, "timeout must be a number of seconds 0..60"),
+        ("/v1/watch", {"timeout": "-1"}, None, "timeout must be a number of seconds 0..60"),
+        ("/v1/watch", {"start": "-5"}, None, "start must be 0.."),
+        ("/v1/watch", {"start": str(2**70)}, None, "start must be 0.."),
+        ("/v1/lease/grant", None, {"ttl": 10**12}, "ttl must be 1..86400"),
+        ("/v1/lease/grant", None, {"ttl": 1.5}, "ttl must be an integer"),
+        ("/v1/lease/keepalive", None, {"id": 2**64}, "id must be"),
+    ],
+)
+def test_the_apis_numbers_are_finite_and_bounded(
+    embedded: EmbeddedServer, path: str, params: dict[str, str] | None, body: object, words: str
+) -> None:
+    """timeout=nan once made a watch that never answered and broke the server's timers."""
+    auth = (embedded.account, embedded.password)
+    with httpx.Client(base_url=embedded.url, auth=auth, timeout=10, trust_env=False) as http:
+        if body is None:
+            resp = http.get(path, params={"prefix": "/ase/config/", **(params or {})})
+        else:
+            resp = http.post(path, json=body)
+        assert resp.status_code == 400, resp.text
+        assert words in resp.json()["error"]
+        assert http.get("/v1/status").json()["watchers"] == 0
+
+
+def test_a_watcher_whose_client_left_is_freed(embedded: EmbeddedServer) -> None:
+    auth = (embedded.account, embedded.password)
+
+    async def leave() -> None:
+        async with httpx.AsyncClient(base_url=embedded.url, auth=auth, trust_env=False) as http:
+            with contextlib.suppress(httpx.TimeoutException):
+                # Long polls of 60 s whose clients give up after 0.3 s.
+                await asyncio.gather(
+                    *(
+                        http.get("/v1/watch", params={"prefix": "/ase/x/", "timeout": "60"}, timeout=0.3)
+                        for _ in range(20)
+                    )
+                )
+
+    run(leave)
+    with httpx.Client(base_url=embedded.url, auth=auth, timeout=10, trust_env=False) as http:
+        deadline = time.monotonic() + 10
+        while (watchers := http.get("/v1/status").json()["watchers"]) != 0:
+            assert time.monotonic() < deadline, f"{watchers} watchers still held"
+            time.sleep(0.05)
 
 
 @pytest.mark.timeout(60)

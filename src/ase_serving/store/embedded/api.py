@@ -24,8 +24,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import contextlib
 import logging
+import math
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -49,6 +49,8 @@ log = logging.getLogger("ase_serving.store.embedded")
 #: Reads under these prefixes need no account (config, its history, the registry).
 OPEN_PREFIXES = ("/ase/config/", "/ase/history/", "/ase/instances/")
 MAX_POLL = 60.0
+#: The longest lease a registrar may ask for (a day): a lease is a liveness signal, not storage.
+MAX_TTL = 86_400
 #: How often lease deadlines are checked.
 EXPIRY_TICK = 0.25
 
@@ -66,7 +68,8 @@ class Centre:
         self.db = db
         self.data_dir = data_dir
         self.accounts = Accounts(db)
-        self.cond = asyncio.Condition()
+        #: Done at the next change (a new one is made by the first watcher after it).
+        self._changed: asyncio.Future[None] | None = None
         self.started = time.monotonic()
         #: Set on shutdown: long polls answer at once so the server can stop.
         self.closing = False
@@ -74,8 +77,16 @@ class Centre:
         self.watchers = 0
 
     async def notify(self) -> None:
-        async with self.cond:
-            self.cond.notify_all()
+        """Wake every long poll (a change, or closing)."""
+        changed, self._changed = self._changed, None
+        if changed is not None and not changed.done():
+            changed.set_result(None)
+
+    def changed(self) -> asyncio.Future[None]:
+        """A future done at the next :meth:`notify`."""
+        if self._changed is None:
+            self._changed = asyncio.get_running_loop().create_future()
+        return self._changed
 
     async def expire_forever(self) -> None:
         while True:
@@ -104,13 +115,37 @@ def _unb64(value: Any, what: str) -> bytes:
         raise BadRequest(f"{what} is not valid base64") from None
 
 
-def _int(value: Any, what: str) -> int:
-    if isinstance(value, bool):
-        raise BadRequest(f"{what} must be an integer")
+#: Integers of the API are SQLite's (signed 64 bits): revisions, lease ids, TTLs.
+_INT_MAX = 2**63 - 1
+
+
+def _int(value: Any, what: str, low: int = -_INT_MAX, high: int = _INT_MAX) -> int:
+    if isinstance(value, (bool, float)):
+        raise BadRequest(f"{what} must be an integer, not {value!r}")
     try:
-        return int(value)
+        number = int(value)
     except (TypeError, ValueError):
         raise BadRequest(f"{what} must be an integer, not {value!r}") from None
+    if not low <= number <= high:
+        raise BadRequest(f"{what} must be {low}..{high}, not {number}")
+    return number
+
+
+def _seconds(value: str, what: str, high: float) -> float:
+    """A number of seconds 0..``high`` (finite: NaN or infinity would break the server's timers)."""
+    try:
+        seconds = float(value)
+    except ValueError:
+        raise BadRequest(f"{what} must be a number of seconds, not {value!r}") from None
+    if not math.isfinite(seconds) or seconds < 0:
+        raise BadRequest(f"{what} must be a number of seconds 0..{high:g}, not {value!r}")
+    return min(seconds, high)
+
+
+async def _gone(request: Request) -> None:
+    """Return when the client of ``request`` (whose body was read, or has none) disconnects."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
 
 
 async def _body(request: Request) -> dict[str, Any]:
@@ -179,26 +214,25 @@ def create_app(centre: Centre) -> Starlette:
     async def watch(request: Request) -> Response:
         q = request.query_params
         prefix = q.get("prefix", "")
-        start = _int(q.get("start", "1"), "start")
-        try:
-            timeout = min(max(float(q.get("timeout", "25")), 0.0), MAX_POLL)
-        except ValueError:
-            raise BadRequest(f"timeout must be a number of seconds, not {q.get('timeout')!r}") from None
+        start = _int(q.get("start", "1"), "start", 0)
+        timeout = _seconds(q.get("timeout", "25"), "timeout", MAX_POLL)
         await reader(request, prefix)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         centre.watchers += 1
+        gone = asyncio.ensure_future(_gone(request))  # a client that leaves frees its watcher
         try:
-            async with centre.cond:
-                while True:
-                    events, nxt = db.events(prefix, start)
-                    left = deadline - loop.time()
-                    if events or centre.closing or left <= 0:
-                        break
-                    with contextlib.suppress(asyncio.TimeoutError):
-                        await asyncio.wait_for(centre.cond.wait(), left)
+            while True:
+                events, nxt = db.events(prefix, start)
+                left = deadline - loop.time()
+                if events or centre.closing or left <= 0 or gone.done():
+                    break
+                await asyncio.wait(
+                    (centre.changed(), gone), timeout=left, return_when=asyncio.FIRST_COMPLETED
+                )
         finally:
             centre.watchers -= 1
+            gone.cancel()
         return _json(
             {
                 "revision": db.revision,
@@ -236,7 +270,7 @@ def create_app(centre: Centre) -> Starlette:
 
     async def grant(request: Request) -> Response:
         await writer(request)
-        ttl = _int((await _body(request)).get("ttl"), "ttl")
+        ttl = _int((await _body(request)).get("ttl"), "ttl", 1, MAX_TTL)
         return _json({"id": db.grant(ttl), "ttl": ttl})
 
     async def keepalive(request: Request) -> Response:
