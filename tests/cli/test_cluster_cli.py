@@ -76,6 +76,7 @@ def test_status_lists_components_services_and_instances(
     assert dead_inst.pop("error").startswith("ConnectError")
     assert doc == {
         "components": [{"name": "config", "url": centre.url, "healthy": True}],
+        "problems": {},
         "services": [
             {
                 "serviceId": "echo",

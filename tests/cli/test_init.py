@@ -119,6 +119,7 @@ def test_init_status_init_again_down(tmp_path: Path, home: Path) -> None:
             {"name": "gateway", "url": gw, "healthy": True},
         ],
         "services": [],
+        "problems": {},
     }
     notes = tmp_path / "notes.txt"
     notes.write_text("hi")

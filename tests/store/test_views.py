@@ -391,3 +391,53 @@ def test_prefix_view_keeps_the_gateways_consumers_through_an_outage(server: Any)
             await backend.close()
 
     asyncio.run(body())
+
+
+def test_a_record_that_cannot_be_read_is_skipped_and_reported(server: Any) -> None:
+    """One bad record (a config key that is no valid name, an instance that is not JSON) once
+    stopped every later change; now the views skip it, say so, and go on."""
+
+    async def body() -> None:
+        backend = server.backend()
+        kv = backend.config.kv
+        registry = backend.registry
+        assert registry is not None
+        scope = Scope("skip", "default")
+        configs: list[ConfigEvent] = []
+        config_view = ConfigView(backend.config, scope, on_change=configs.extend, backoff=QUICK)
+        registry_view = RegistryView(registry, backoff=QUICK)
+        bad_config = "/ase/config/skip/default/svc/1.0/bad name!"
+        bad_instance = "/ase/instances/svc/1.0/127.0.0.1:7401"
+        try:
+            # Bad records already there when the views list...
+            await kv.txn([Put(bad_config, b"{}"), Put(bad_instance, b"not json")])
+            await backend.config.put(ConfigKey("skip", "default", "svc", "1.0", "good.json"), b"1")
+            await config_view.start(wait=DEADLINE)
+            await registry_view.start(wait=DEADLINE)
+            assert contents(config_view) == {"good.json": b"1"}
+            assert set(config_view.skipped()) == {bad_config}
+            assert "is not valid" in config_view.skipped()[bad_config]
+            assert set(registry_view.skipped()) == {bad_instance} and registry_view.instances() == []
+
+            # ... and more of them arriving by the watch: later good changes still come through.
+            await kv.txn([Put(bad_config + "2", b"{}"), Put(bad_instance + "2", b"[1, 2]")])
+            await backend.config.put(ConfigKey("skip", "default", "svc", "1.0", "later.json"), b"2")
+            await registry.register(Instance("svc", "1.0", "127.0.0.1:7402", {"lic_total": 1}), ttl=60)
+            await until(lambda: "later.json" in contents(config_view), "a later config change")
+            await until(lambda: len(registry_view.instances()) == 1, "a later instance")
+            assert set(config_view.skipped()) == {bad_config, bad_config + "2"}
+            assert set(registry_view.skipped()) == {bad_instance, bad_instance + "2"}
+            assert config_view.connected and registry_view.connected
+
+            # Deleted, they are no longer reported, and the views are still current.
+            await kv.txn([], [bad_config, bad_config + "2", bad_instance, bad_instance + "2"])
+            await backend.config.put(ConfigKey("skip", "default", "svc", "1.0", "last.json"), b"3")
+            await until(lambda: "last.json" in contents(config_view), "the change after the deletes")
+            await until(lambda: not registry_view.skipped(), "the bad instances forgotten")
+            assert config_view.skipped() == {}
+        finally:
+            await config_view.close()
+            await registry_view.close()
+            await backend.close()
+
+    asyncio.run(body())

@@ -40,6 +40,12 @@ def _print_tables(doc: dict[str, Any]) -> None:
     for c in doc["components"]:
         comps.add_row(c["name"], c["url"], _mark(c["healthy"]), c.get("error", ""))
     console.print(comps)
+    problems = doc.get("problems") or {}
+    if problems:
+        table = Table("record", "why", box=None, title="unreadable records (skipped)", title_justify="left")
+        for key, why in sorted(problems.items()):
+            table.add_row(key, why)
+        console.print(table)
     if not doc["services"]:
         console.print("no services (no service schemas and no loader instances)")
         return
@@ -90,5 +96,10 @@ def status(
     else:
         _print_tables(doc)
     if not all_healthy(doc):
-        down = ", ".join(c["name"] for c in doc["components"] if not c["healthy"])
-        abort(f"not healthy: {down}; `asectl init` starts a local cluster")
+        down = [c["name"] for c in doc["components"] if not c["healthy"]]
+        if down:
+            abort(f"not healthy: {', '.join(down)}; `asectl init` starts a local cluster")
+        abort(
+            f"{len(doc['problems'])} record(s) in the config centre cannot be read and are skipped "
+            "(listed above): put them again or delete them (`asectl config` / the store's tools)"
+        )

@@ -48,9 +48,23 @@ async def http_healthy(client: httpx.AsyncClient, url: str) -> tuple[bool, str |
         resp = await client.get(health_url(url), timeout=HEALTH_TIMEOUT)
     except httpx.HTTPError as exc:
         return False, f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-    if resp.status_code == 200:
+    if resp.status_code != 200:
+        return False, f"/health answered {resp.status_code}"
+    # A component that answers 200 while degraded (a gateway serving its last known state) says so
+    # in its body: "status" and "problems".
+    try:
+        doc = resp.json()
+    except ValueError:
         return True, None
-    return False, f"/health answered {resp.status_code}"
+    status = doc.get("status") if isinstance(doc, dict) else None
+    if status in (None, "ok"):
+        return True, None
+    problems = doc.get("problems") or {}
+    shown = (
+        "; ".join(f"{k}: {v}" for k, v in list(problems.items())[:3]) if isinstance(problems, dict) else ""
+    )
+    more = f" (+{len(problems) - 3} more)" if isinstance(problems, dict) and len(problems) > 3 else ""
+    return False, f"{status}" + (f": {shown}{more}" if shown else "")
 
 
 async def lb_health(address: str) -> tuple[bool, str | None]:
@@ -73,7 +87,10 @@ def _component(name: str, url: str, healthy: bool, error: str | None) -> dict[st
     return doc
 
 
-async def _services(backend: Backend, settings: ClusterSettings, client: httpx.AsyncClient) -> list[Any]:
+async def _services(
+    backend: Backend, settings: ClusterSettings, client: httpx.AsyncClient, problems: dict[str, str]
+) -> list[Any]:
+    """The services and their instances; records the store could not read go to ``problems``."""
     services: dict[tuple[str, str], dict[str, Any]] = {}
 
     def entry(service: str, version: str) -> dict[str, Any]:
@@ -83,6 +100,7 @@ async def _services(backend: Backend, settings: ClusterSettings, client: httpx.A
         )
 
     items, _ = await backend.config.list(Scope(settings.project, settings.group))
+    problems.update(getattr(backend.config, "bad", {}))
     for item in items:
         doc, problem = parse_json(item.content)
         if problem is None and is_service_schema(doc):
@@ -96,6 +114,7 @@ async def _services(backend: Backend, settings: ClusterSettings, client: httpx.A
     instances: list[Instance] = []
     if backend.registry is not None:
         instances, _ = await backend.registry.instances()
+        problems.update(getattr(backend.registry, "bad", {}))
     checks = await asyncio.gather(*(_instance_health(client, inst) for inst in instances))
     for inst, (healthy, error) in zip(instances, checks, strict=True):
         doc = {
@@ -139,6 +158,7 @@ async def gather_status(settings: ClusterSettings) -> dict[str, Any]:
     """The status document; never raises for an unreachable component (it is reported unhealthy)."""
     components: list[dict[str, Any]] = []
     services: list[Any] = []
+    problems: dict[str, str] = {}
     async with httpx.AsyncClient() as client:
         probes: list[Any] = []
         names: list[tuple[str, str]] = []
@@ -154,7 +174,7 @@ async def gather_status(settings: ClusterSettings) -> dict[str, Any]:
             async with opened(settings) as backend:
                 await check_access(backend, settings.account, PING_TIMEOUT)
                 components.append(_component("config", settings.address, True, None))
-                services = await _services(backend, settings, client)
+                services = await _services(backend, settings, client, problems)
                 gateway = settings.components.get("gateway")
                 if gateway:
                     for svc in services:
@@ -168,8 +188,8 @@ async def gather_status(settings: ClusterSettings) -> dict[str, Any]:
                 components.append(_component(name, url, False, f"{type(result).__name__}: {result}"))
             else:
                 components.append(_component(name, url, *result))
-    return {"components": components, "services": services}
+    return {"components": components, "services": services, "problems": problems}
 
 
 def all_healthy(doc: dict[str, Any]) -> bool:
-    return all(c["healthy"] for c in doc["components"])
+    return all(c["healthy"] for c in doc["components"]) and not doc.get("problems")

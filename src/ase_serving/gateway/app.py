@@ -181,7 +181,9 @@ class GatewayApp:
 
         async def health(_req: HttpRequest) -> Response:
             doc = await gw.health()
-            return JSONResponse(doc, status_code=200 if doc["status"] == "ok" else 503)
+            # Degraded still serves (from its last known state): 200, so that a load balancer keeps
+            # sending traffic; the status and the problems say what is wrong.
+            return JSONResponse(doc, status_code=503 if doc["status"] == "starting" else 200)
 
         async def metrics(_req: HttpRequest) -> Response:
             body, content_type = gw.metrics.render()

@@ -107,6 +107,8 @@ class ConsumerBook:
 
     def __init__(self, records: Iterable[ConsumerRecord] = (), store: str | None = "memory") -> None:
         self._records: dict[str, ConsumerRecord] = {}  # app id -> record
+        #: Records in the store that could not be used, by key: why.
+        self.bad: dict[str, str] = {}
         self._by_key: dict[str, str] = {}  # key digest -> app id
         #: Keys as sent -> their digest (SHA-256 of a key is a microsecond per request otherwise).
         #: Digests only: which record a digest names is looked up afresh every time.
@@ -136,15 +138,18 @@ class ConsumerBook:
         for ev in events:
             app_id = ev.key.rsplit("/", 1)[-1]  # the key is /ase/consumers/<project>/<app_id>
             self._drop(app_id)
+            self.bad.pop(ev.key, None)
             if ev.kind == "delete":
                 continue
             try:
                 rec = ConsumerRecord.from_json(ev.value)
             except (ValueError, TypeError, KeyError) as exc:
                 log.warning("consumer record %s is not valid (%s): ignored", ev.key, exc)
+                self.bad[ev.key] = f"not a valid consumer record ({exc})"
                 continue
             if rec.app_id != app_id:
                 log.warning("consumer record %s holds app id %r: ignored", ev.key, rec.app_id)
+                self.bad[ev.key] = f"holds app id {rec.app_id!r}, not {app_id!r}"
                 continue
             self._put(rec)
 

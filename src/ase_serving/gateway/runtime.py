@@ -129,10 +129,32 @@ class Gateway:
         except AseError:  # an LB service that is down: no nodes to show
             return []
 
+    def _degraded(self) -> dict[str, str]:
+        """What keeps this gateway from serving the cluster's current state, by source: a view of
+        the config centre that is not connected (it serves the last known state), and records
+        the views skipped because they could not be read."""
+        out: dict[str, str] = {}
+        if self.settings.config:
+            views: list[tuple[str, Any]] = [("config", self.view), ("consumers", self.consumers)]
+            feed = getattr(self.picker, "feed", None)
+            views.append(("registry", getattr(feed, "view", None)))
+            for name, view in views:
+                if view is None:
+                    continue
+                if not view.connected:
+                    why = view.last_error or "not connected yet"
+                    out[f"{name} view"] = (
+                        f"not in touch with the config centre ({why}): serving the last known state"
+                    )
+                out.update(view.skipped())
+        out.update(self.book.bad)
+        return out
+
     async def health(self) -> dict[str, Any]:
         connected = self.view.connected if self.view is not None else False
+        degraded = self._degraded() if self.started else {}
         return {
-            "status": "ok" if self.started else "starting",
+            "status": "starting" if not self.started else ("degraded" if degraded else "ok"),
             "config": {
                 "address": self.settings.config,
                 "connected": connected,
@@ -160,6 +182,6 @@ class Gateway:
                 "connected": self.consumers.connected if self.consumers is not None else False,
                 "last_error": self.consumers.last_error if self.consumers is not None else None,
             },
-            "problems": self.table.problems,
+            "problems": {**self.table.problems, **degraded},
             "pid": os.getpid(),
         }

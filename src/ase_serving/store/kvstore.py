@@ -14,6 +14,7 @@ the history entry of one write are written in one transaction, guarded by the he
 from __future__ import annotations
 
 import base64
+import logging
 import math
 import time
 from collections.abc import AsyncIterator
@@ -35,6 +36,8 @@ from ase_serving.store.base import (
     check_name,
 )
 from ase_serving.store.kv import KV, KVEntry, Put
+
+log = logging.getLogger(__name__)
 
 CONFIG = "/ase/config/"
 HISTORY = "/ase/history/"
@@ -58,12 +61,35 @@ def _hist_key(key: ConfigKey, revision: int) -> str:
     return f"{HISTORY}{key.path}/{revision:010d}"
 
 
-class KVConfigStore:
+class _Skips:
+    """Records a reader skipped because they cannot be read (a key that is no valid name, a value
+    that is not what it should be), by store key, with why: one bad record must not stop a
+    view from reading every other one. A record leaves when it is deleted or put again readable."""
+
+    def __init__(self) -> None:
+        #: Store key -> why it was skipped.
+        self.bad: dict[str, str] = {}
+
+    def _skip(self, key: str, why: str) -> None:
+        if self.bad.get(key) != why:
+            log.warning("skipping %s in the store: %s", key, why)
+        self.bad[key] = why
+
+    def _relisted(self, prefix: str, bad: dict[str, str]) -> None:
+        """A full list of ``prefix`` found ``bad``: forget the others under it."""
+        for key in [k for k in self.bad if k.startswith(prefix) and k not in bad]:
+            del self.bad[key]
+        for key, why in bad.items():
+            self._skip(key, why)
+
+
+class KVConfigStore(_Skips):
     """:class:`~ase_serving.store.base.ConfigStore` on a KV."""
 
     writable = True
 
     def __init__(self, kv: KV) -> None:
+        super().__init__()
         self.kv = kv
         self.description = kv.description
 
@@ -121,17 +147,32 @@ class KVConfigStore:
     async def list(self, scope: Scope | None = None) -> tuple[list[ConfigItem], int]:
         prefix = CONFIG + (scope.path if scope is not None else "")
         entries, revision = await self.kv.range(prefix)
-        items = [_decode(ConfigKey.from_path(e.key[len(CONFIG) :]), e) for e in entries]
+        items, bad = [], {}
+        for e in entries:
+            try:
+                items.append(_decode(ConfigKey.from_path(e.key[len(CONFIG) :]), e))
+            except StoreError as exc:  # InvalidName too
+                bad[e.key] = str(exc)
+        self._relisted(prefix, bad)
         return sorted(items, key=lambda i: i.key), revision
 
     async def watch(self, scope: Scope, after: int) -> AsyncIterator[ConfigEvent]:
         async for batch in self.kv.watch(CONFIG + scope.path, after + 1):
             for ev in batch:
-                key = ConfigKey.from_path(ev.key[len(CONFIG) :])
-                if ev.kind == "put":
-                    yield ConfigEvent(
-                        "put", key, _decode(key, KVEntry(ev.key, ev.value, ev.mod_revision)), ev.mod_revision
+                try:
+                    key = ConfigKey.from_path(ev.key[len(CONFIG) :])
+                    item = (
+                        _decode(key, KVEntry(ev.key, ev.value, ev.mod_revision)) if ev.kind == "put" else None
                     )
+                except StoreError as exc:
+                    if ev.kind == "put":
+                        self._skip(ev.key, str(exc))
+                    else:
+                        self.bad.pop(ev.key, None)  # a bad record deleted: nothing to tell
+                    continue
+                self.bad.pop(ev.key, None)
+                if item is not None:
+                    yield ConfigEvent("put", key, item, ev.mod_revision)
                 else:
                     yield ConfigEvent("delete", key, None, ev.mod_revision)
 
@@ -143,15 +184,25 @@ class KVConfigStore:
 
 
 def _instance(path: str, value: bytes) -> Instance:
-    service, version, address = path.split("/", 2)
-    attrs: dict[str, Any] = orjson.loads(value) if value else {}
-    return Instance(service, version, address, attrs)
+    """The instance at ``path`` (service/version/address) with ``value``'s attrs; StoreError
+    when it cannot be read."""
+    try:
+        service, version, address = path.split("/", 2)
+        attrs = orjson.loads(value) if value else {}
+        if not isinstance(attrs, dict):
+            raise ValueError(f"its attrs are a JSON {type(attrs).__name__}, not an object")
+        return Instance(service, version, address, attrs)
+    except StoreError:
+        raise
+    except ValueError as exc:  # orjson.JSONDecodeError too
+        raise StoreError(f"not a loader instance ({exc})") from None
 
 
-class KVRegistry:
+class KVRegistry(_Skips):
     """:class:`~ase_serving.store.base.Registry` on a KV: one key per instance, under its lease."""
 
     def __init__(self, kv: KV) -> None:
+        super().__init__()
         self.kv = kv
         self.description = kv.description
 
@@ -182,13 +233,27 @@ class KVRegistry:
             if version is not None:
                 prefix += check_name("version", version) + "/"
         entries, revision = await self.kv.range(prefix)
-        found = [_instance(e.key[len(INSTANCES) :], e.value) for e in entries]
+        found, bad = [], {}
+        for e in entries:
+            try:
+                found.append(_instance(e.key[len(INSTANCES) :], e.value))
+            except StoreError as exc:
+                bad[e.key] = str(exc)
+        self._relisted(prefix, bad)
         return sorted(found, key=lambda i: (i.service, i.version, i.address)), revision
 
     async def watch(self, after: int) -> AsyncIterator[InstanceEvent]:
         async for batch in self.kv.watch(INSTANCES, after + 1):
             for ev in batch:
-                inst = _instance(ev.key[len(INSTANCES) :], ev.value if ev.kind == "put" else b"")
+                try:
+                    inst = _instance(ev.key[len(INSTANCES) :], ev.value if ev.kind == "put" else b"")
+                except StoreError as exc:
+                    if ev.kind == "put":
+                        self._skip(ev.key, str(exc))
+                    else:
+                        self.bad.pop(ev.key, None)
+                    continue
+                self.bad.pop(ev.key, None)
                 yield InstanceEvent(ev.kind, inst, ev.mod_revision)
 
     async def close(self) -> None:

@@ -14,7 +14,9 @@ What a view does in the background:
 
 * list the scope (store revision R), report every item as a ``put``, then watch from R;
 * apply each batch of events in order and pass it to ``on_change`` (an exception there is
-  logged; it never stops the view);
+  logged; it never stops the view); a record the store cannot read (an invalid key, a value
+  that is not JSON) is skipped by the store and listed by :meth:`_View.skipped`, never a reason
+  to stop;
 * when the store is unreachable: keep the items, mark ``connected`` False, retry with capped
   exponential backoff and jitter, and resume the watch from the last revision seen, so nothing
   is missed and nothing is reported twice;
@@ -117,6 +119,10 @@ class _View(Generic[K, V, E]):
 
     def _serve_cache(self) -> None:
         """Load the disk cache when the store cannot be reached at start (ConfigView)."""
+
+    def skipped(self) -> dict[str, str]:
+        """Records the store could not read and the view goes on without, by store key: why."""
+        return {}
 
     def _save_cache(self) -> None:
         """Write the disk cache after a change (ConfigView)."""
@@ -332,6 +338,9 @@ class ConfigView(_View[ConfigKey, ConfigItem, ConfigEvent]):
     def _watch(self, after: int) -> AsyncIterator[ConfigEvent]:
         return self.store.watch(self.scope, after)
 
+    def skipped(self) -> dict[str, str]:
+        return dict(getattr(self.store, "bad", {}))
+
     async def _probe(self) -> None:
         await self.store.ping()
 
@@ -429,6 +438,9 @@ class RegistryView(_View[tuple[str, str, str], Instance, InstanceEvent]):
 
     def _watch(self, after: int) -> AsyncIterator[InstanceEvent]:
         return self.registry.watch(after)
+
+    def skipped(self) -> dict[str, str]:
+        return dict(getattr(self.registry, "bad", {}))
 
     def _unpack(self, event: InstanceEvent) -> tuple[tuple[str, str, str], Instance | None, int]:
         inst = event.instance
