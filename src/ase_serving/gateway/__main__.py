@@ -53,6 +53,24 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--queue-timeout", type=float, default=d.queue_timeout, help="seconds to wait for a licence"
     )
     ap.add_argument("--once-timeout", type=float, default=d.once_timeout, help="seconds a loader may take")
+    ap.add_argument(
+        "--header-timeout",
+        type=float,
+        default=d.header_timeout,
+        help=f"seconds a client may take to send a request's headers (default {d.header_timeout:g})",
+    )
+    ap.add_argument(
+        "--body-timeout",
+        type=float,
+        default=d.body_timeout,
+        help=f"seconds a client may take to send a request's body (default {d.body_timeout:g})",
+    )
+    ap.add_argument(
+        "--max-connections",
+        type=int,
+        default=d.max_connections,
+        help=f"connections one gateway process takes (default {d.max_connections}; 503 above)",
+    )
     ap.add_argument("--max-body", type=int, default=d.max_body, help="largest once body, bytes")
     ap.add_argument("--max-frame", type=int, default=d.max_frame, help="largest session frame, bytes")
     ap.add_argument(
@@ -102,6 +120,9 @@ def settings_from(args: argparse.Namespace) -> GatewaySettings:
         once_timeout=args.once_timeout,
         max_body=args.max_body,
         max_frame=args.max_frame,
+        header_timeout=args.header_timeout,
+        body_timeout=args.body_timeout,
+        max_connections=args.max_connections,
         access_log=args.access_log,
         loop=args.loop,
         auth=args.auth,

@@ -8,6 +8,9 @@ from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from ase_serving import errors
+from ase_serving.gateway.asgi import error_body
+
 
 class _Coalesced:
     """A transport that holds a response's head until its body: one ``send`` per response.
@@ -62,12 +65,73 @@ class _Coalesced:
         return getattr(self._transport, name)
 
 
+class Timeouts:
+    """How long a client may take to send a request's headers and its body (gateway settings
+    ``header_timeout`` / ``body_timeout``; set by ``server.create_app``)."""
+
+    header = 10.0
+    body = 60.0
+
+
+TIMEOUTS = Timeouts()
+
+_TIMED_OUT = (
+    b"HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\nconnection: close\r\n"
+    b"content-length: %d\r\n\r\n%s"
+)
+
+
 class GatewayHttpProtocol(HttpToolsProtocol):
-    """uvicorn's httptools protocol, writing through :class:`_Coalesced`; a WebSocket gets the
-    real transport (each of its messages is one write already)."""
+    """uvicorn's httptools protocol, writing through :class:`_Coalesced` (a WebSocket gets the
+    real transport: each of its messages is one write already), with time limits on a client's
+    request: its headers within ``TIMEOUTS.header`` seconds from its first byte (or from the
+    connection), its body within ``TIMEOUTS.body`` seconds after them; else 408 and closed.
+    uvicorn itself has none: a client sending half a request would hold a connection for ever."""
+
+    _reading: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(_Coalesced(transport))  # type: ignore[arg-type]
+        self._limit(TIMEOUTS.header, "headers")
+
+    def _limit(self, seconds: float, what: str) -> None:
+        self._unlimit()
+        self._reading = self.loop.call_later(seconds, self._too_slow, what, seconds)
+
+    def _unlimit(self) -> None:
+        if self._reading is not None:
+            self._reading.cancel()
+            self._reading = None
+
+    def _too_slow(self, what: str, seconds: float) -> None:
+        self._reading = None
+        if self.transport.is_closing():
+            return
+        # Headers late: the cycle is the previous request's, if any (answered, or still answering:
+        # then no 408 in the middle of it). Body late: the cycle is this request's.
+        cycle = self.cycle
+        if cycle is None or (cycle.response_complete if what == "headers" else not cycle.response_started):
+            message = f"the request's {what} did not arrive within {seconds:g} s; send them faster"
+            body = error_body(errors.TIMEOUT, message)
+            self.transport.write(_TIMED_OUT % (len(body), body))
+        self.transport.close()
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        if self._reading is None:  # a kept-alive connection's next request
+            self._limit(TIMEOUTS.header, "headers")
+
+    def on_headers_complete(self) -> None:
+        self._limit(TIMEOUTS.body, "body")
+        super().on_headers_complete()
+
+    def on_message_complete(self) -> None:
+        self._unlimit()
+        super().on_message_complete()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._unlimit()
+        super().connection_lost(exc)
 
     def on_response_complete(self) -> None:
         if isinstance(self.transport, _Coalesced):
@@ -75,6 +139,7 @@ class GatewayHttpProtocol(HttpToolsProtocol):
         super().on_response_complete()
 
     def handle_websocket_upgrade(self) -> None:
+        self._unlimit()
         coalesced = self.transport
         if isinstance(coalesced, _Coalesced):
             coalesced._flush()

@@ -30,10 +30,13 @@ class GatewayError(AseError):
 
 def create_app(settings: GatewaySettings | None = None) -> Any:
     """The ASGI app of one gateway process (settings from :data:`ENV` when not given)."""
+    from ase_serving.gateway import http
     from ase_serving.gateway.app import GatewayApp
     from ase_serving.gateway.runtime import Gateway
 
-    return GatewayApp(Gateway(settings or GatewaySettings.from_env()))
+    settings = settings or GatewaySettings.from_env()
+    http.TIMEOUTS.header, http.TIMEOUTS.body = settings.header_timeout, settings.body_timeout
+    return GatewayApp(Gateway(settings))
 
 
 def bind(host: str, port: int) -> socket.socket:
@@ -85,6 +88,8 @@ def serve(settings: GatewaySettings, ready: Callable[[str], None] | None = None)
         "loop": settings.loop,
         # An import string: with several workers uvicorn pickles the config for each process.
         "http": "ase_serving.gateway.http:GatewayHttpProtocol",
+        # Connections and requests in progress above it get 503 (uvicorn's limit).
+        "limit_concurrency": settings.max_connections,
     }
     try:
         if ready is not None:

@@ -53,6 +53,11 @@ class GatewaySettings:
     max_frame: int = 4 * MIB
     #: Seconds a 10110 answer tells the client to wait (``Retry-After``).
     retry_after: int = 1
+    #: Seconds a client may take to send a request's headers (408 and closed after), and its body.
+    header_timeout: float = 10.0
+    body_timeout: float = 60.0
+    #: Open connections (and requests in progress) one gateway process takes; 503 above it.
+    max_connections: int = 4096
     #: Where the last known config is kept for starts while the config centre is down.
     cache_file: str | None = None
     #: One log line per request (with its sid) at INFO.
@@ -79,7 +84,17 @@ class GatewaySettings:
             out.append(f"port {self.port} is not 0..65535")
         if self.workers < 1:
             out.append(f"workers must be >= 1, not {self.workers}")
-        for name in ("queue_timeout", "once_timeout", "read_timeout", "session_timeout", "lb_ttl"):
+        if self.max_connections < 1:
+            out.append(f"max_connections must be >= 1, not {self.max_connections}")
+        for name in (
+            "queue_timeout",
+            "once_timeout",
+            "read_timeout",
+            "session_timeout",
+            "lb_ttl",
+            "header_timeout",
+            "body_timeout",
+        ):
             if getattr(self, name) <= 0:
                 out.append(f"{name} must be > 0 seconds, not {getattr(self, name)}")
         if self.loop not in ("asyncio", "uvloop"):
