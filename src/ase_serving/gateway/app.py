@@ -24,7 +24,16 @@ from starlette.staticfiles import StaticFiles
 from ase_serving import errors
 from ase_serving.errors import AseError, BadRequest, NoRoute, TooLarge
 from ase_serving.gateway import webgate
-from ase_serving.gateway.asgi import ClientGone, Receive, Scope, Send, error_body, retry_headers, server_error
+from ase_serving.gateway.asgi import (
+    ClientGone,
+    Receive,
+    Scope,
+    Send,
+    Throttle,
+    error_body,
+    retry_headers,
+    server_error,
+)
 from ase_serving.gateway.atom import to_request
 from ase_serving.gateway.auth import check_app_id
 from ase_serving.gateway.docs import docs_page, swagger_dir
@@ -102,6 +111,8 @@ class GatewayApp:
     def __init__(self, gateway: Gateway) -> None:
         self.gw = gateway
         self.pages = self._pages()
+        #: The per-request failure lines, one per (service, code) a second at most.
+        self.throttle = Throttle()
         self._openapi: dict[tuple[int, str | None, str], bytes] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -169,7 +180,16 @@ class GatewayApp:
         elapsed = time.perf_counter() - start
         gw.metrics.request(svc.service_id, "once", code, elapsed)
         if code > 0 and errors.http_status(code) >= 500:
-            log.warning("sid=%s once %s failed with %d: %s", sid, svc.service_id, code, failure)
+            held = self.throttle.allow((svc.service_id, code))
+            if held is not None:
+                log.warning(
+                    "sid=%s once %s failed with %d: %s%s",
+                    sid,
+                    svc.service_id,
+                    code,
+                    failure,
+                    self.throttle.note(held),
+                )
         elif gw.settings.access_log:
             log.info(
                 "sid=%s once %s %s code=%d %.1f ms", sid, svc.service_id, scope["path"], code, elapsed * 1e3

@@ -19,6 +19,7 @@ import itertools
 import logging
 import time
 from collections.abc import Callable, Collection, Coroutine
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ase_serving.errors import NoLicence
@@ -50,7 +51,9 @@ class Picker(Protocol):
         other than by :meth:`release` here; False when this picker cannot tell."""
         ...
 
-    async def start(self) -> None: ...
+    async def start(self, wait: float = 5.0) -> None:
+        """Start; return once the loaders are known or after ``wait`` s (then retrying)."""
+        ...
 
     async def close(self) -> None: ...
 
@@ -58,9 +61,15 @@ class Picker(Protocol):
 class LocalPicker:
     """A Balancer in this process; fed by ``registry`` when there is one."""
 
-    def __init__(self, strategy: str, ttl: float, registry: Registry | None) -> None:
+    def __init__(
+        self, strategy: str, ttl: float, registry: Registry | None, cache_file: Path | None = None
+    ) -> None:
         self.balancer = Balancer(strategy, ttl=ttl)
-        self.feed = RegistryFeed.from_registry(self.balancer, registry) if registry is not None else None
+        self.feed = (
+            RegistryFeed.from_registry(self.balancer, registry, cache_file=cache_file)
+            if registry is not None
+            else None
+        )
         self._watchers: list[CapacityCallback] = []
         self.balancer.on_capacity = self._capacity
 
@@ -78,9 +87,9 @@ class LocalPicker:
             except Exception:  # a waiter's bug must not stop the registry feed
                 log.exception("capacity callback failed for %s %s", service, version)
 
-    async def start(self) -> None:
+    async def start(self, wait: float = 5.0) -> None:
         if self.feed is not None:
-            await self.feed.start()
+            await self.feed.start(wait)
 
     async def pick(self, service: str, version: str, exclude: Collection[str] = ()) -> str:
         return self.balancer.pick(service, version, 1, exclude)[0]
@@ -113,7 +122,7 @@ class RemotePicker:
         else:
             self.client = LbWireClient(address)
 
-    async def start(self) -> None:
+    async def start(self, wait: float = 5.0) -> None:
         pass
 
     async def pick(self, service: str, version: str, exclude: Collection[str] = ()) -> str:

@@ -8,6 +8,7 @@ by the registry, or an LB service). :meth:`Gateway.close` stops them.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import logging
 import os
@@ -43,6 +44,12 @@ class Sids:
         return f"{sub}{self._pid}{next(self._count) & 0xFFFFFFFF:08x}@{self._host}"
 
 
+def _beside(cache: Path | None, what: str) -> Path | None:
+    """The cache file of ``what`` next to the config cache (``gateway-P-G.json`` ->
+    ``gateway-P-G.consumers.json``)."""
+    return cache.with_name(f"{cache.stem}.{what}{cache.suffix}") if cache is not None else None
+
+
 def make_auth(settings: GatewaySettings, book: ConsumerBook) -> Auth:
     if settings.auth == "gateway":
         return KeyAuth(book, settings.max_skew)
@@ -68,7 +75,14 @@ class Gateway:
         self.atom = Atom(self.picker, settings.once_timeout)
         self.started = False
 
+    #: Seconds a start waits for the config centre when the disk caches can serve meanwhile.
+    CACHED_WAIT = 1.0
+
     async def start(self) -> None:
+        """Open the config centre and follow it: the config, the consumers and the loaders, each
+        a view cached on disk next to ``cache_file`` (the consumers' file is owner-only: it holds
+        their secrets). While the centre is down a start serves the caches after at most
+        :attr:`CACHED_WAIT` s (5 s without caches), and the views catch up once it is back."""
         s = self.settings
         if s.config:
             self.backend = open_backend(s.config, s.account, s.password)
@@ -76,13 +90,18 @@ class Gateway:
             self.view = ConfigView(
                 self.backend.config, Scope(s.project, s.group), cache_file=cache, on_change=self.table.apply
             )
-            await self.view.start()
+            starts: list[Any] = [self.view]
             kv = getattr(self.backend.config, "kv", None)
             if kv is not None and s.auth != "off":
                 self.book.store = s.config
-                view = self.consumers = PrefixView(kv, consumers_prefix(s.project), on_change=self.book.apply)
+                view = self.consumers = PrefixView(
+                    kv,
+                    consumers_prefix(s.project),
+                    on_change=self.book.apply,
+                    cache_file=_beside(cache, "consumers"),
+                )
                 self.book.unloaded = lambda: None if view.revision else (view.last_error or "starting")
-                await view.start()
+                starts.append(view)
             elif s.auth == "gateway":
                 log.warning("%s holds no consumers: every request will be refused (10401)", s.config)
             if s.lb:
@@ -90,7 +109,10 @@ class Gateway:
             else:
                 if self.backend.registry is None:
                     log.warning("%s has no registry: no loader can be found", s.config)
-                self.picker = LocalPicker(s.strategy, s.lb_ttl, self.backend.registry)
+                self.picker = LocalPicker(
+                    s.strategy, s.lb_ttl, self.backend.registry, cache_file=_beside(cache, "loaders")
+                )
+            starts.append(self.picker)
             tls = None
             if s.loader_ca:
                 import ssl
@@ -98,7 +120,8 @@ class Gateway:
                 tls = ssl.create_default_context(cafile=s.loader_ca)
             context = TransportContext(secret=self.cluster_secret, attrs=self._attrs, tls=tls)
             self.atom = Atom(self.picker, s.once_timeout, make_transport(s.transport, context))
-            await self.picker.start()
+            wait = self.CACHED_WAIT if cache is not None and cache.exists() else 5.0
+            await asyncio.gather(*(part.start(wait) for part in starts))
         self.started = True
 
     def _attrs(self, address: str) -> dict[str, Any]:
@@ -143,9 +166,8 @@ class Gateway:
                     continue
                 if not view.connected:
                     why = view.last_error or "not connected yet"
-                    out[f"{name} view"] = (
-                        f"not in touch with the config centre ({why}): serving the last known state"
-                    )
+                    source = f"from cache ({view.cache_file})" if view.from_cache else "the last known state"
+                    out[f"{name} view"] = f"not in touch with the config centre ({why}): serving {source}"
                 out.update(view.skipped())
         out.update(self.book.bad)
         return out

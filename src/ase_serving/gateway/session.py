@@ -29,7 +29,16 @@ from ase_serving import errors
 from ase_serving.clock import Expired, SessionClock
 from ase_serving.errors import AseError, BadRequest, Timeout, TooLarge
 from ase_serving.gateway import webgate
-from ase_serving.gateway.asgi import ClientGone, Receive, Scope, Send, error_body, retry_headers, server_error
+from ase_serving.gateway.asgi import (
+    ClientGone,
+    Receive,
+    Scope,
+    Send,
+    Throttle,
+    error_body,
+    retry_headers,
+    server_error,
+)
 from ase_serving.gateway.atom import to_request
 from ase_serving.gateway.auth import check_app_id
 from ase_serving.gateway.routes import Service
@@ -41,6 +50,8 @@ if TYPE_CHECKING:
     from ase_serving.gateway.runtime import Gateway
 
 log = logging.getLogger("ase_serving.gateway")
+#: The per-session failure lines, one per (service, code) a second at most.
+_THROTTLE = Throttle()
 
 
 def close_code(exc: AseError) -> int:
@@ -103,7 +114,16 @@ async def run_session(gw: Gateway, svc: Service, scope: Scope, receive: Receive,
         release()
     gw.metrics.request(svc.service_id, "session", code)
     if code > 0 and errors.http_status(code) >= 500:
-        log.warning("sid=%s session %s failed with %d: %s", sid, svc.service_id, code, conn.failure)
+        held = _THROTTLE.allow((svc.service_id, code))
+        if held is not None:
+            log.warning(
+                "sid=%s session %s failed with %d: %s%s",
+                sid,
+                svc.service_id,
+                code,
+                conn.failure,
+                _THROTTLE.note(held),
+            )
     elif gw.settings.access_log:
         log.info("sid=%s session %s code=%d", sid, svc.service_id, code)
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from pathlib import Path
 from typing import Any
 
 from ase_serving.lb.balancer import Balancer
@@ -51,13 +52,17 @@ class RegistryFeed:
 
     @classmethod
     def from_registry(
-        cls, balancer: Balancer, registry: Registry, refresh: float | None = None
+        cls,
+        balancer: Balancer,
+        registry: Registry,
+        refresh: float | None = None,
+        cache_file: Path | None = None,
     ) -> RegistryFeed:
-        """A feed with its own RegistryView over ``registry``."""
+        """A feed with its own RegistryView over ``registry`` (cached in ``cache_file``)."""
         from ase_serving.store.view import RegistryView
 
         feed = cls(balancer, refresh=refresh)
-        feed.view = RegistryView(registry, on_change=feed.on_change)
+        feed.view = RegistryView(registry, on_change=feed.on_change, cache_file=cache_file)
         return feed
 
     @property

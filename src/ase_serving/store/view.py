@@ -22,8 +22,8 @@ What a view does in the background:
   is missed and nothing is reported twice;
 * when the store forgot that history (:class:`~ase_serving.store.base.Compacted`), list again
   and report only the difference (puts for new or changed items, deletes for gone ones);
-* :class:`ConfigView` only: write the items to ``cache_file`` after each applied batch, and serve
-  that file when the view starts while the store is unreachable.
+* with a ``cache_file``: write the items to it (owner-only) after each applied batch, and serve
+  that file when the view starts while the store is unreachable (:attr:`_View.from_cache`).
 
 A view never closes the store it reads from: its owner does.
 """
@@ -79,7 +79,16 @@ class _View(Generic[K, V, E]):
     #: Registry has no ping, so a reconnect is probed (and checked) with a fresh list.
     relist_on_reconnect = False
 
-    def __init__(self, on_change: Callable[[list[E]], None] | None, backoff: tuple[float, float]) -> None:
+    def __init__(
+        self,
+        on_change: Callable[[list[E]], None] | None,
+        backoff: tuple[float, float],
+        cache_file: Path | None = None,
+    ) -> None:
+        #: Where the items are kept for a start while the store is down (None: nowhere). Written
+        #: owner-only (0600): a consumers' cache holds their secrets.
+        self.cache_file = cache_file
+        self._cache_tried = self._cache_loaded = False
         self._on_change = on_change
         self._backoff = Backoff(*backoff)
         self._items: dict[K, V] = {}
@@ -117,15 +126,66 @@ class _View(Generic[K, V, E]):
     def _same(self, old: V, new: V) -> bool:
         raise NotImplementedError
 
-    def _serve_cache(self) -> None:
-        """Load the disk cache when the store cannot be reached at start (ConfigView)."""
-
     def skipped(self) -> dict[str, str]:
         """Records the store could not read and the view goes on without, by store key: why."""
         return {}
 
+    def _cache_id(self) -> str:
+        """What the cache file is of (a scope, a prefix): a file of something else is not used."""
+        return self.what
+
+    def _dump(self, key: K, value: V) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def _load(self, entry: dict[str, Any]) -> tuple[K, V]:
+        raise NotImplementedError
+
+    @property
+    def from_cache(self) -> bool:
+        """Whether the view serves what its disk cache held (the store not reached since start)."""
+        return self._cache_loaded and not self._listed
+
     def _save_cache(self) -> None:
-        """Write the disk cache after a change (ConfigView)."""
+        """Write the items to ``cache_file`` (after each applied change)."""
+        if self.cache_file is None:
+            return
+        doc = {
+            "format": CACHE_FORMAT,
+            "of": f"{self.what}:{self._cache_id()}",
+            "revision": self.revision,
+            "items": [self._dump(key, self._items[key]) for key in sorted(self._items)],  # type: ignore[type-var]
+        }
+        write_private(self.cache_file, orjson.dumps(doc))
+
+    def _serve_cache(self) -> None:
+        """Serve ``cache_file`` when the store cannot be reached at start."""
+        if self._cache_tried or self._listed or self.cache_file is None:
+            return
+        self._cache_tried = True  # once: a missing or unreadable file is not looked at again
+        try:
+            doc: dict[str, Any] = orjson.loads(self.cache_file.read_bytes())
+            if doc.get("format") != CACHE_FORMAT or doc.get("of") != f"{self.what}:{self._cache_id()}":
+                log.warning("%s view: %s is of something else; not used", self.what, self.cache_file)
+                return
+            items = dict(self._load(entry) for entry in doc["items"])
+            revision = int(doc["revision"])
+        except FileNotFoundError:
+            return
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            log.warning("%s view: cache %s is unreadable (%s); not used", self.what, self.cache_file, exc)
+            return
+        self._cache_loaded = True
+        log.warning(
+            "%s view: the store is unreachable; serving %d item(s) from %s (revision %d)",
+            self.what,
+            len(items),
+            self.cache_file,
+            revision,
+        )
+        self._items = items
+        self.revision = revision
+        # The file already holds this state: no need to write it back.
+        self._changed([self._event(key, value, revision) for key, value in items.items()], save=False)
 
     # -- public --------------------------------------------------------------------------------
 
@@ -318,11 +378,9 @@ class ConfigView(_View[ConfigKey, ConfigItem, ConfigEvent]):
         on_change: Callable[[list[ConfigEvent]], None] | None = None,
         backoff: tuple[float, float] = (0.2, 5.0),
     ) -> None:
-        super().__init__(on_change, backoff)
+        super().__init__(on_change, backoff, cache_file)
         self.store = store
         self.scope = scope
-        self.cache_file = cache_file
-        self._cache_loaded = False
 
     def items(self) -> dict[ConfigKey, ConfigItem]:
         """Every item the view knows (a copy), by key."""
@@ -355,62 +413,34 @@ class ConfigView(_View[ConfigKey, ConfigItem, ConfigEvent]):
     def _same(self, old: ConfigItem, new: ConfigItem) -> bool:
         return old.store_revision == new.store_revision and old.content == new.content
 
-    def _save_cache(self) -> None:
-        if self.cache_file is None:
-            return
-        doc = {
-            "format": CACHE_FORMAT,
-            "scope": self.scope.path,
-            "revision": self.revision,
-            "items": [
-                {
-                    "key": item.key.path,
-                    "content": base64.b64encode(item.content).decode(),
-                    "revision": item.revision,
-                    "store_revision": item.store_revision,
-                    "updated": item.updated,
-                }
-                for item in sorted(self._items.values(), key=lambda i: i.key)
-            ],
-        }
-        write_private(self.cache_file, orjson.dumps(doc))
+    def _cache_id(self) -> str:
+        return self.scope.path
 
-    def _serve_cache(self) -> None:
-        if self._cache_loaded or self._listed or self.cache_file is None:
-            return
-        self._cache_loaded = True
-        try:
-            doc: dict[str, Any] = orjson.loads(self.cache_file.read_bytes())
-            if doc.get("format") != CACHE_FORMAT or doc.get("scope") != self.scope.path:
-                log.warning("config view: %s is for another scope or format; not used", self.cache_file)
-                return
-            items = {}
-            for entry in doc["items"]:
-                key = ConfigKey.from_path(entry["key"])
-                items[key] = ConfigItem(
-                    key,
-                    base64.b64decode(entry["content"]),
-                    int(entry["revision"]),
-                    int(entry["store_revision"]),
-                    float(entry["updated"]),
-                )
-            revision = int(doc["revision"])
-        except FileNotFoundError:
-            return
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            log.warning("config view: cache %s is unreadable (%s); not used", self.cache_file, exc)
-            return
-        log.info(
-            "config view: serving %d item(s) from %s (revision %d)", len(items), self.cache_file, revision
+    def _dump(self, key: ConfigKey, item: ConfigItem) -> dict[str, Any]:
+        return {
+            "key": key.path,
+            "content": base64.b64encode(item.content).decode(),
+            "revision": item.revision,
+            "store_revision": item.store_revision,
+            "updated": item.updated,
+        }
+
+    def _load(self, entry: dict[str, Any]) -> tuple[ConfigKey, ConfigItem]:
+        key = ConfigKey.from_path(entry["key"])
+        item = ConfigItem(
+            key,
+            base64.b64decode(entry["content"]),
+            int(entry["revision"]),
+            int(entry["store_revision"]),
+            float(entry["updated"]),
         )
-        self._items = items
-        self.revision = revision
-        # The file already holds this state: no need to write it back.
-        self._changed([self._event(key, item, revision) for key, item in sorted(items.items())], save=False)
+        return key, item
 
 
 class RegistryView(_View[tuple[str, str, str], Instance, InstanceEvent]):
-    """Every registered instance, kept current (in memory only: instances are short-lived)."""
+    """Every registered instance, kept current (cached on disk when given a file: a gateway
+    started while the store is down calls the loaders it last knew; one that is gone answers
+    11503 and the next is tried)."""
 
     what = "registry"
     relist_on_reconnect = True
@@ -420,9 +450,25 @@ class RegistryView(_View[tuple[str, str, str], Instance, InstanceEvent]):
         registry: Registry,
         on_change: Callable[[list[InstanceEvent]], None] | None = None,
         backoff: tuple[float, float] = (0.2, 5.0),
+        cache_file: Path | None = None,
     ) -> None:
-        super().__init__(on_change, backoff)
+        super().__init__(on_change, backoff, cache_file)
         self.registry = registry
+
+    def _dump(self, key: tuple[str, str, str], inst: Instance) -> dict[str, Any]:
+        return {
+            "service": inst.service,
+            "version": inst.version,
+            "address": inst.address,
+            "attrs": inst.attrs,
+        }
+
+    def _load(self, entry: dict[str, Any]) -> tuple[tuple[str, str, str], Instance]:
+        attrs = entry["attrs"]
+        if not isinstance(attrs, dict):
+            raise TypeError("attrs is not an object")
+        inst = Instance(str(entry["service"]), str(entry["version"]), str(entry["address"]), attrs)
+        return (inst.service, inst.version, inst.address), inst
 
     def instances(self, service: str | None = None, version: str | None = None) -> list[Instance]:
         """Known instances, sorted by (service, version, address), optionally filtered."""
@@ -461,7 +507,7 @@ class RegistryView(_View[tuple[str, str, str], Instance, InstanceEvent]):
 
 class PrefixView(_View[str, KVEntry, KVEvent]):
     """The raw entries under one key prefix of a :class:`~ase_serving.store.kv.KV`, kept current
-    (in memory only; the gateway's consumers use it)."""
+    (the gateway's consumers use it; cached on disk when given a file)."""
 
     what = "prefix"
 
@@ -471,10 +517,25 @@ class PrefixView(_View[str, KVEntry, KVEvent]):
         prefix: str,
         on_change: Callable[[list[KVEvent]], None] | None = None,
         backoff: tuple[float, float] = (0.2, 5.0),
+        cache_file: Path | None = None,
     ) -> None:
-        super().__init__(on_change, backoff)
+        super().__init__(on_change, backoff, cache_file)
         self.kv = kv
         self.prefix = prefix
+
+    def _cache_id(self) -> str:
+        return self.prefix
+
+    def _dump(self, key: str, entry: KVEntry) -> dict[str, Any]:
+        return {
+            "key": key,
+            "value": base64.b64encode(entry.value).decode(),
+            "mod_revision": entry.mod_revision,
+        }
+
+    def _load(self, entry: dict[str, Any]) -> tuple[str, KVEntry]:
+        key = str(entry["key"])
+        return key, KVEntry(key, base64.b64decode(entry["value"]), int(entry["mod_revision"]))
 
     def entries(self) -> dict[str, KVEntry]:
         return dict(self._items)
