@@ -118,6 +118,8 @@ class ConsumerBook:
         self.store = store
         #: Why the records are not loaded yet (the config centre's error), or None once they are.
         self.unloaded: Callable[[], str | None] = lambda: None
+        #: Why the consumers known are only those of the disk cache (None: read from the store).
+        self.stale: Callable[[], str | None] = lambda: None
         for rec in records:
             self._put(rec)
 
@@ -302,8 +304,21 @@ class KeyAuth:
             raise AuthFailed(f"authentication required: {_HELP}")
         rec = self.book.by_key_bytes(api_key)
         if rec is None:
-            raise AuthFailed("no consumer has this API key (it may have been rotated or removed)")
+            raise self._unknown("API key", "no consumer has this API key")
         return rec
+
+    def _unknown(self, what: str, text: str) -> AseError:
+        """A key no known consumer has: 10401, unless the consumers known are only a cache's
+        (the store unreadable): then the key may be one added since, and the caller may retry."""
+        why = self.book.stale()
+        if why is not None:
+            return AseError(
+                f"the gateway has not loaded its consumers from the config centre ({why}); none of "
+                f"those it cached has this {what}: try again",
+                errors.NO_LOADER,
+                http=503,
+            )
+        return AuthFailed(f"{text} (it may have been rotated or removed)")
 
     def _signed(
         self, scope: Mapping[str, Any], text: str, date: bytes | None, host: str, form: str
@@ -348,9 +363,7 @@ class KeyAuth:
             )
         rec = self.book.by_key(fields["api_key"])
         if rec is None:
-            raise AuthFailed(
-                "no consumer has the api_key of this signature (it may have been rotated or removed)"
-            )
+            raise self._unknown("signature's api_key", "no consumer has the api_key of this signature")
         method = "GET" if scope["type"] == "websocket" else str(scope["method"])
         raw = scope.get("raw_path")
         path = raw.decode("latin-1").split("?", 1)[0] if raw else str(scope["path"])

@@ -101,6 +101,7 @@ class Gateway:
                     cache_file=_beside(cache, "consumers"),
                 )
                 self.book.unloaded = lambda: None if view.revision else (view.last_error or "starting")
+                self.book.stale = lambda: (view.last_error or "not connected") if view.from_cache else None
                 starts.append(view)
             elif s.auth == "gateway":
                 log.warning("%s holds no consumers: every request will be refused (10401)", s.config)
