@@ -141,9 +141,9 @@ class BaseASEApi:
 
     Class attributes (all optional): ``interface`` (``"once"``, ``"session"`` or both),
     ``route`` (a path or a list), ``read_timeout``/``session_timeout``/``queue_timeout`` (seconds),
-    ``max_body``/``max_frame`` (bytes), ``description``,
-    ``name`` (the config item's name, default the service id), ``extra_params`` (True lets
-    requests carry parameters that are not declared).
+    ``max_body``/``max_frame`` (bytes), ``client_errors`` (the wrapper's codes that mean a bad
+    request: HTTP 400), ``description``, ``name`` (the config item's name, default the service
+    id), ``extra_params`` (True lets requests carry parameters that are not declared).
     """
 
     interface: ClassVar[str | Sequence[str]] = ("once", "session")
@@ -153,6 +153,7 @@ class BaseASEApi:
     queue_timeout: ClassVar[float | None] = None
     max_body: ClassVar[int | None] = None
     max_frame: ClassVar[int | None] = None
+    client_errors: ClassVar[Sequence[int]] = ()
     description: ClassVar[str] = ""
     name: ClassVar[str] = ""
     extra_params: ClassVar[bool] = False

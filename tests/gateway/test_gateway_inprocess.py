@@ -243,3 +243,26 @@ def test_a_body_is_taken_as_json_only(content_type: str | None, status: int) -> 
     if status == 415:
         header = resp.json()["header"]
         assert header["code"] == errors.BAD_JSON and "Content-Type: application/json" in header["message"]
+
+
+def test_a_wrapper_code_the_schema_declares_a_client_error_is_400() -> None:
+    """examples/echo declares its 20002 (input not UTF-8) in client_errors: 400, not 500."""
+    gw, _hosts = _gateway("echo")
+    not_text = orjson.dumps(
+        {
+            "header": {"app_id": "a1"},
+            "payload": {"text": {"encoding": "utf8", "text": base64.b64encode(b"\xff\xfe").decode()}},
+        }
+    )
+
+    async def main() -> tuple[httpx.Response, httpx.Response]:
+        app = GatewayApp(gw)
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gw") as client:
+            return (
+                await client.post("/v1/private/echo", content=not_text),
+                await client.post("/v1/private/echo", content=_body("fine")),
+            )
+
+    bad, good = asyncio.run(main())
+    assert bad.status_code == 400 and bad.json()["header"]["code"] == 20002, bad.text
+    assert good.status_code == 200

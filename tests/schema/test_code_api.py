@@ -208,3 +208,11 @@ def test_python_m_schema_prints_the_schema_or_the_problems(tmp_path: Path) -> No
     bad = project(tmp_path, SEED, "bad")
     done = subprocess.run([*gen, str(bad), "bad", "1"], capture_output=True, text=True, check=False)
     assert done.returncode == 1 and "param1: minimum 11 > maximum 10" in done.stderr
+
+
+def test_client_errors_of_the_api_class_reach_meta(tmp_path: Path) -> None:
+    source = CODE.replace(
+        '    interface = "once"\n', '    interface = "once"\n    client_errors = [20002]\n', 1
+    )
+    assert source != CODE
+    assert from_code(project(tmp_path, source), "tts", "2.0").doc["meta"]["client_errors"] == [20002]

@@ -13,6 +13,7 @@ import jsonschema_rs
 import pytest
 
 from ase_serving.schema import ApiDefinitionError, check_service_schema, from_yaml
+from ase_serving.schema.loaded import load_service_schema
 
 DATA = Path(__file__).parent / "data"
 SEED = DATA / "seed_ai_api.yml"
@@ -401,6 +402,16 @@ def test_interface_route_and_timeouts_reach_meta(tmp_path: Path) -> None:
     assert any("interface ['stream']" in p for p in problems)
     assert any("route 'v1/x' must start with '/'" in p for p in problems)
     assert any("read_timeout must be a number of seconds > 0" in p for p in problems)
+
+
+def test_client_errors_reach_meta_and_are_checked(tmp_path: Path) -> None:
+    doc = from_yaml(write(tmp_path, HEAD + "spec:\n  client_errors: [20002, 20001, 20002]\n")).doc
+    assert doc["meta"]["client_errors"] == [20001, 20002]
+    assert load_service_schema(doc).client_errors == frozenset({20001, 20002})
+    problems = _problems(tmp_path, HEAD + "spec:\n  client_errors: [10110, 10910, 0]\n")
+    assert sum("is not one of the wrapper's own codes" in p for p in problems) == 3, problems
+    problems = _problems(tmp_path, HEAD + "spec:\n  client_errors: 20002\n")
+    assert any("client_errors" in p and "such as [20002]" in p for p in problems), problems
 
 
 def test_additional_parameters_allowed_only_when_said(tmp_path: Path) -> None:

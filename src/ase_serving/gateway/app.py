@@ -166,7 +166,7 @@ class GatewayApp:
             result.sid = sid
             code, failure = result.code, result.message
             out = orjson.dumps(result_to_public(result))
-            await _respond(send, errors.http_status(code), out)
+            await _respond(send, svc.http_status(code), out)
         except ClientGone:
             code = -1
         except AseError as exc:
@@ -179,7 +179,7 @@ class GatewayApp:
                 await _respond(send, *error_response(bug, sid, gw.settings.retry_after))
         elapsed = time.perf_counter() - start
         gw.metrics.request(svc.service_id, "once", code, elapsed)
-        if code > 0 and errors.http_status(code) >= 500:
+        if code > 0 and svc.http_status(code) >= 500:
             held = self.throttle.allow((svc.service_id, code))
             if held is not None:
                 log.warning(

@@ -22,6 +22,7 @@ from typing import Any
 
 import jsonschema_rs
 
+from ase_serving import errors
 from ase_serving.gateway.settings import GatewaySettings
 from ase_serving.schema.loaded import ServiceSchema, load_service_schema
 from ase_serving.schema.service import ServiceSchemaError, is_service_schema, parse_json
@@ -78,6 +79,11 @@ class Service:
 
     def serves(self, mode: str) -> bool:
         return mode in self.schema.modes
+
+    def http_status(self, code: int) -> int:
+        """The HTTP status of a result's code: 400 for the wrapper's codes the schema declares as
+        the request's fault (``client_errors``), else the protocol's."""
+        return 400 if code in self.schema.client_errors else errors.http_status(code)
 
     @classmethod
     def build(cls, item: ConfigItem, schema: ServiceSchema, defaults: GatewaySettings) -> Service:

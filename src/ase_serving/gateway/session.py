@@ -113,7 +113,7 @@ async def run_session(gw: Gateway, svc: Service, scope: Scope, receive: Receive,
     finally:
         release()
     gw.metrics.request(svc.service_id, "session", code)
-    if code > 0 and errors.http_status(code) >= 500:
+    if code > 0 and svc.http_status(code) >= 500:
         held = _THROTTLE.allow((svc.service_id, code))
         if held is not None:
             log.warning(
@@ -289,7 +289,7 @@ class _Conn:
                 )
             res.sid = self.sid
             if res.code != 0:
-                return await self.fail(AseError(res.message, res.code))
+                return await self.fail(AseError(res.message, res.code, http=svc.http_status(res.code)))
             await self.send_text(orjson.dumps(result_to_public(res, session=True)).decode())
             self.gw.metrics.frame(svc.service_id, "out")
             if res.status == Status.END:

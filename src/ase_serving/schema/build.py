@@ -148,6 +148,8 @@ def _meta(spec: ApiSpec) -> dict[str, Any]:
         value = getattr(spec, key)
         if value is not None:
             meta[key] = value
+    if spec.client_errors:
+        meta["client_errors"] = sorted(set(spec.client_errors))
     if spec.description:
         meta["description"] = spec.description
     for key, value in (("project", spec.project), ("group", spec.group), ("region", spec.region)):

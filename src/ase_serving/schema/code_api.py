@@ -126,6 +126,7 @@ def spec_from_class(cls: type[BaseASEApi], service_id: str, version: str) -> Api
     spec.route = _strings(cls.route)
     for key in LIMITS:
         setattr(spec, key, getattr(cls, key))
+    spec.client_errors = list(cls.client_errors or ())
     spec.description = cls.description or (inspect.getdoc(cls) or "").split("\n\n")[0]
     spec.name = cls.name or service_id
     spec.params_open = bool(cls.extra_params)

@@ -55,6 +55,8 @@ class ServiceSchema:
     queue_timeout: float | None = None
     max_body: int | None = None
     max_frame: int | None = None
+    #: The wrapper's codes that mean a bad request (HTTP 400, close 1008).
+    client_errors: frozenset[int] = frozenset()
     description: str = ""
     doc: dict[str, Any] = field(default_factory=dict)
 
@@ -98,6 +100,9 @@ def load_service_schema(content: bytes | dict[str, Any], source: str = "service 
         queue_timeout=_seconds(meta.get("queue_timeout")),
         max_body=_bytes(meta.get("max_body")),
         max_frame=_bytes(meta.get("max_frame")),
+        client_errors=frozenset(
+            c for c in meta.get("client_errors") or () if isinstance(c, int) and not isinstance(c, bool)
+        ),
         description=str(meta.get("description") or ""),
         doc=doc,
     )

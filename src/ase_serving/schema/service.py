@@ -107,6 +107,11 @@ def _check_meta(doc: dict[str, Any], service: str | None, version: str | None) -
             problems.append(
                 Problem(f"$.meta.{field}", f"is {value!r} but the item is stored under {flag} {expected!r}")
             )
+    codes = meta.get("client_errors")
+    if codes is not None and (
+        not isinstance(codes, list) or not all(isinstance(c, int) and not isinstance(c, bool) for c in codes)
+    ):
+        problems.append(Problem("$.meta.client_errors", "must be a list of integers (the wrapper's codes)"))
     route = meta.get("route")
     if route is not None:
         routes = [route] if isinstance(route, str) else route

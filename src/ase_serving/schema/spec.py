@@ -167,6 +167,8 @@ class ApiSpec:
     #: Largest request body / WebSocket frame in bytes (10413 above it).
     max_body: int | None = None
     max_frame: int | None = None
+    #: The wrapper's own codes that mean a bad request (HTTP 400 and WebSocket close 1008, not 500).
+    client_errors: list[int] = field(default_factory=list)
     params: list[Param] = field(default_factory=list)
     #: Extra parameters allowed (the YAML's ``additionalProperties: true``); default: refused.
     params_open: bool = False
@@ -185,6 +187,13 @@ class ApiSpec:
     def item_name(self) -> str:
         """The config item's name: ``configFileName`` when given, else the file's name."""
         return self.config_file or self.file_name
+
+
+def is_protocol_code(code: int) -> bool:
+    """Whether ``code`` is one of the protocol's own (a wrapper's codes are the others)."""
+    from ase_serving import errors
+
+    return code in errors.HTTP_STATUS or 10900 <= code <= 10999
 
 
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -334,6 +343,15 @@ def check_spec(spec: ApiSpec) -> list[ApiProblem]:
                     w,
                     f"{label} {value!r}: use letters, digits, '-', '_' or '.' (it names a file and a "
                     "config key: no '/', no leading '.')",
+                )
+            )
+    for code in spec.client_errors:
+        if isinstance(code, bool) or not isinstance(code, int) or code <= 0 or is_protocol_code(code):
+            out.append(
+                ApiProblem(
+                    w,
+                    f"client_errors: {code!r} is not one of the wrapper's own codes (a positive integer "
+                    "that is no protocol code: 10160-10413, 10110, 10114, 11503, 109xx)",
                 )
             )
     if not spec.modes or any(m not in MODES for m in spec.modes):

@@ -63,6 +63,7 @@ _SPEC = (
     "hosts",
     "sub",
     *LIMITS,
+    "client_errors",
     "description",
 )
 _PARAM_KEYS = (
@@ -354,6 +355,16 @@ def read_api_yaml(path: str | Path, *, service: str | None = None, version: str 
         setattr(
             spec, key, _number(r, body.get(key), ("spec", key), "bytes" if key in BYTES_LIMITS else "seconds")
         )
+
+    codes = body.get("client_errors")
+    if codes is not None:
+        if isinstance(codes, list) and all(isinstance(c, int) and not isinstance(c, bool) for c in codes):
+            spec.client_errors = list(codes)
+        else:
+            r.error(
+                ("spec", "client_errors"),
+                "a list of the wrapper's codes that mean a bad request, such as [20002]",
+            )
 
     request = r.mapping(body.get("request"), ("spec", "request"), "parameters, payload")
     r.known(request, ("spec", "request"), ("parameters", "payload"), strict=True)
