@@ -20,8 +20,12 @@ def test_http_requests_are_signed_in_the_header_form(gw: GatewayProcess, consume
     sent: list[httpx.Headers] = []
     with Client(gw.url, consumer["app_id"], consumer["api_key"], consumer["api_secret"]) as client:
         client._http.event_hooks["request"].append(lambda req: sent.append(req.headers))
-        assert client.once("echo", payload={"text": "signed"})["echo"].text == "signed"
+        # The same request twice in a row (in the same second): each is signed afresh (a nonce).
+        for _ in range(2):
+            assert client.once("echo", payload={"text": "signed"})["echo"].text == "signed"
     post = sent[-1]
+    assert 'headers="host date request-line digest x-nonce"' in post["authorization"]
+    assert post["digest"].startswith("SHA-256=") and post["x-nonce"] != sent[-2]["x-nonce"]
     assert post["host"] == urlsplit(gw.url).netloc
     assert post["authorization"].startswith(f'api_key="{consumer["api_key"]}", algorithm="hmac-sha256"')
     assert post["date"].endswith(" GMT") and "x-api-key" not in post
@@ -43,10 +47,11 @@ def test_sessions_authenticate_in_the_query_or_in_headers(
     names = set(parse_qs(urlsplit(state.url).query))
     if not query:
         assert names == set() and set(state.headers) == (
-            {"Authorization", "Date"} if secret else {"X-Api-Key"}
+            {"Authorization", "Date", "X-Nonce"} if secret else {"X-Api-Key"}
         )
     else:
-        assert names == ({"authorization", "date", "host"} if secret else {"apikey"}) and state.headers == {}
+        signed = {"authorization", "date", "host", "x-nonce"}
+        assert names == (signed if secret else {"apikey"}) and state.headers == {}
 
 
 @pytest.mark.parametrize("kind", ["sync", "async"])

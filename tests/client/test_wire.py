@@ -19,14 +19,15 @@ DATE = "Tue, 12 May 2026 08:30:00 GMT"
 KEY, SECRET = "key-7f3a", "secret-c41d9e"
 
 
-def expected_signature(method: str, host: str, path: str) -> str:
-    # PROTOCOL.md, by hand: base64(hmac_sha256(api_secret, "host: ..\ndate: ..\nMETHOD path HTTP/1.1")).
-    text = "host: " + host + "\n" + "date: " + DATE + "\n" + method + " " + path + " HTTP/1.1"
+def expected_signature(method: str, host: str, path: str, *extra: str, date: str = DATE) -> str:
+    # PROTOCOL.md, by hand: base64(hmac_sha256(api_secret, "host: ..\ndate: ..\nMETHOD path HTTP/1.1"
+    # then one "name: value" line per further signed header)).
+    text = "\n".join(["host: " + host, "date: " + date, method + " " + path + " HTTP/1.1", *extra])
     return base64.b64encode(hmac.new(SECRET.encode(), text.encode(), hashlib.sha256).digest()).decode()
 
 
 def test_sign_gives_the_headers_of_protocol_md() -> None:
-    got = sign("post", "127.0.0.1:2392", "/v1/private/echo", KEY, SECRET, date=DATE)
+    got = sign("post", "127.0.0.1:2392", "/v1/private/echo", KEY, SECRET, date=DATE, nonce=False)
     sig = expected_signature("POST", "127.0.0.1:2392", "/v1/private/echo")
     assert got == {
         "Host": "127.0.0.1:2392",
@@ -37,21 +38,37 @@ def test_sign_gives_the_headers_of_protocol_md() -> None:
     }
 
 
+def test_a_body_is_signed_by_its_digest_and_a_nonce_makes_each_signature_unique() -> None:
+    body = b'{"header":{"app_id":"app"}}'
+    got = sign("POST", "h:1", "/v1/private/echo", KEY, SECRET, date=DATE, body=body, nonce="n-1")
+    digest = "SHA-256=" + base64.b64encode(hashlib.sha256(body).digest()).decode()
+    sig = expected_signature("POST", "h:1", "/v1/private/echo", f"digest: {digest}", "x-nonce: n-1")
+    assert got["Digest"] == digest and got["X-Nonce"] == "n-1"
+    assert got["Authorization"] == (
+        f'api_key="{KEY}", algorithm="hmac-sha256", headers="host date request-line digest x-nonce", '
+        f'signature="{sig}"'
+    )
+    # The default nonce is fresh each time: two identical requests are two signatures.
+    one, two = (sign("POST", "h:1", "/r", KEY, SECRET, date=DATE, body=body) for _ in range(2))
+    assert one["X-Nonce"] != two["X-Nonce"] and one["Authorization"] != two["Authorization"]
+
+
 def test_a_known_signature_for_fixed_inputs() -> None:
     # Computed once with `openssl dgst -sha256 -hmac secret-c41d9e -binary | base64` over the
     # string to sign: a value no code of this package produced.
-    got = sign("GET", "127.0.0.1:2392", "/v1/private/stream_echo", KEY, SECRET, date=DATE)
+    got = sign("GET", "127.0.0.1:2392", "/v1/private/stream_echo", KEY, SECRET, date=DATE, nonce=False)
     assert expected_signature("GET", "127.0.0.1:2392", "/v1/private/stream_echo") in got["Authorization"]
     assert 'signature="3ZjLoJ6dshHK2uLzN5xQnnyEKx1i4zg8PKWni3TffNg="' in got["Authorization"]
 
 
 def test_sign_query_is_the_base64_of_the_header_form() -> None:
-    headers = sign("GET", "h:1", "/r", KEY, SECRET, date=DATE)
-    query = sign_query("GET", "h:1", "/r", KEY, SECRET, date=DATE)
+    headers = sign("GET", "h:1", "/r", KEY, SECRET, date=DATE, nonce="n-2")
+    query = sign_query("GET", "h:1", "/r", KEY, SECRET, date=DATE, nonce="n-2")
     assert query == {
         "authorization": base64.b64encode(headers["Authorization"].encode()).decode(),
         "date": DATE,
         "host": "h:1",
+        "x-nonce": "n-2",
     }
 
 
@@ -68,16 +85,19 @@ def test_host_is_what_the_client_puts_in_the_host_header(url: str, host: str) ->
     assert host_of(url) == host
 
 
-def test_http_signing_uses_the_path_without_the_query() -> None:
+def test_http_signing_covers_the_query_and_the_body() -> None:
     creds = Credentials("app", KEY, SECRET)
-    headers = creds.http_headers("POST", "http://127.0.0.1:9/v1/private/echo")
-    sig = base64.b64encode(
-        hmac.new(
-            SECRET.encode(),
-            f"host: 127.0.0.1:9\ndate: {headers['Date']}\nPOST /v1/private/echo HTTP/1.1".encode(),
-            hashlib.sha256,
-        ).digest()
-    ).decode()
+    body = b'{"x":1}'
+    headers = creds.http_headers("POST", "http://127.0.0.1:9/v1/private/echo?a=1&b=2", body)
+    sig = expected_signature(
+        "POST",
+        "127.0.0.1:9",
+        "/v1/private/echo?a=1&b=2",
+        f"digest: {headers['Digest']}",
+        f"x-nonce: {headers['X-Nonce']}",
+        date=headers["Date"],
+    )
+    assert headers["Digest"] == "SHA-256=" + base64.b64encode(hashlib.sha256(body).digest()).decode()
     assert f'signature="{sig}"' in headers["Authorization"]
     assert Credentials("app", KEY).http_headers("POST", "http://h/x") == {"X-Api-Key": KEY}
     assert Credentials("app").http_headers("POST", "http://h/x") == {}
@@ -88,16 +108,12 @@ def test_websocket_credentials_in_the_query_or_in_headers() -> None:
     assert headers == {}
     q = {k: v[0] for k, v in parse_qs(urlsplit(url).query).items()}
     origin = base64.b64decode(q["authorization"]).decode()
-    sig = base64.b64encode(
-        hmac.new(
-            SECRET.encode(),
-            f"host: 127.0.0.1:9\ndate: {q['date']}\nGET /v1/private/s HTTP/1.1".encode(),
-            hashlib.sha256,
-        ).digest()
-    ).decode()
+    sig = expected_signature(
+        "GET", "127.0.0.1:9", "/v1/private/s", f"x-nonce: {q['x-nonce']}", date=q["date"]
+    )
     assert origin.endswith(f'signature="{sig}"') and q["host"] == "127.0.0.1:9"
     url, headers = Credentials("app", KEY, SECRET).websocket("ws://127.0.0.1:9/s", query=False)
-    assert url == "ws://127.0.0.1:9/s" and set(headers) == {"Date", "Authorization"}
+    assert url == "ws://127.0.0.1:9/s" and set(headers) == {"Date", "Authorization", "X-Nonce"}
     assert Credentials("app", KEY).websocket("ws://h/s")[0] == f"ws://h/s?apikey={KEY}"
     assert Credentials("app", KEY).websocket("ws://h/s", query=False) == ("ws://h/s", {"X-Api-Key": KEY})
 

@@ -219,6 +219,7 @@ def test_ingress_hpa_and_loaders() -> None:
     gw = one(docs, "Deployment", "gateway")
     assert "replicas" not in gw["spec"]  # the HPA owns it
     assert container(gw)["image"] == "registry.example.com/ase-serving:0.1.0-test"
+    assert "--public-host=ase.example.com" in container(gw)["args"]  # signatures over another host: refused
     hpas = {
         h["metadata"]["labels"]["app.kubernetes.io/component"]: h
         for h in kinds(docs, "HorizontalPodAutoscaler")

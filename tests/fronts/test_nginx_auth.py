@@ -36,13 +36,17 @@ ECHO = "/v1/private/echo"
 STREAM = "/v1/private/stream_echo"
 
 
-def authorization(api_key: str, secret: str, host: str, date: str, request_line: str) -> str:
-    """PROTOCOL.md, Authentication: the authorization_origin of a request."""
-    to_sign = f"host: {host}\ndate: {date}\n{request_line}"
+def authorization(
+    api_key: str, secret: str, host: str, date: str, request_line: str, body: bytes | None = None
+) -> tuple[str, dict[str, str]]:
+    """PROTOCOL.md, Authentication: the authorization_origin of a request, and the Digest header
+    of its body (signed after the request line)."""
+    to_sign, names, extra = f"host: {host}\ndate: {date}\n{request_line}", "host date request-line", {}
+    if body is not None:
+        extra["digest"] = "SHA-256=" + base64.b64encode(hashlib.sha256(body).digest()).decode()
+        to_sign, names = f"{to_sign}\ndigest: {extra['digest']}", f"{names} digest"
     sig = base64.b64encode(hmac.new(secret.encode(), to_sign.encode(), hashlib.sha256).digest()).decode()
-    return (
-        f'api_key="{api_key}", algorithm="hmac-sha256", headers="host date request-line", signature="{sig}"'
-    )
+    return f'api_key="{api_key}", algorithm="hmac-sha256", headers="{names}", signature="{sig}"', extra
 
 
 def now() -> str:
@@ -111,13 +115,11 @@ def post(front: Nginx, path: str, body: Any, headers: dict[str, str]) -> httpx.R
 def test_an_hmac_signed_once_request_passes_through_nginx(signed_front: Nginx, app: dict[str, str]) -> None:
     host = f"127.0.0.1:{signed_front.https_port}"  # the Host the client sends to nginx
     date = now()
-    auth = authorization(app["api_key"], app["api_secret"], host, date, f"POST {ECHO} HTTP/1.1")
-    resp = post(
-        signed_front,
-        ECHO,
-        once_body("signed", app_id=app["app_id"]),
-        {"host": host, "date": date, "authorization": auth},
+    body = once_body("signed", app_id=app["app_id"])
+    auth, extra = authorization(
+        app["api_key"], app["api_secret"], host, date, f"POST {ECHO} HTTP/1.1", orjson.dumps(body)
     )
+    resp = post(signed_front, ECHO, body, {"host": host, "date": date, "authorization": auth, **extra})
     assert resp.status_code == 200, resp.text
     assert unb64(resp.json()["payload"]["echo"]["text"]) == b"signed"
 
@@ -125,9 +127,13 @@ def test_an_hmac_signed_once_request_passes_through_nginx(signed_front: Nginx, a
 def test_a_signature_over_another_host_is_refused(signed_front: Nginx, app: dict[str, str]) -> None:
     # What the gateway would see if nginx passed $host (no port) instead of $http_host.
     date = now()
-    auth = authorization(app["api_key"], app["api_secret"], "127.0.0.1", date, f"POST {ECHO} HTTP/1.1")
-    resp = post(signed_front, ECHO, once_body(app_id=app["app_id"]), {"date": date, "authorization": auth})
+    body = once_body(app_id=app["app_id"])
+    auth, extra = authorization(
+        app["api_key"], app["api_secret"], "127.0.0.1", date, f"POST {ECHO} HTTP/1.1", orjson.dumps(body)
+    )
+    resp = post(signed_front, ECHO, body, {"date": date, "authorization": auth, **extra})
     assert resp.status_code == 401 and resp.json()["header"]["code"] == 10401, resp.text
+    assert "does not match" in resp.json()["header"]["message"]
 
 
 def test_an_api_key_passes_and_no_credentials_do_not(signed_front: Nginx, app: dict[str, str]) -> None:
@@ -140,7 +146,7 @@ def test_an_api_key_passes_and_no_credentials_do_not(signed_front: Nginx, app: d
 def test_an_hmac_signed_session_over_wss_in_the_query_form(signed_front: Nginx, app: dict[str, str]) -> None:
     host = f"127.0.0.1:{signed_front.https_port}"
     date = now()
-    origin = authorization(app["api_key"], app["api_secret"], host, date, f"GET {STREAM} HTTP/1.1")
+    origin, _ = authorization(app["api_key"], app["api_secret"], host, date, f"GET {STREAM} HTTP/1.1")
     query = urlencode(
         {"authorization": base64.b64encode(origin.encode()).decode(), "date": date, "host": host}
     )

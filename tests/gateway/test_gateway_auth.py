@@ -12,8 +12,11 @@ import base64
 import contextlib
 import hashlib
 import hmac
+import re
+import secrets
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
@@ -27,6 +30,7 @@ from examples.support import example_dir
 from tests.gateway.support import Cluster, GatewayProcess, b64, once_body, unb64
 from tests.support import WRAPPERS, wait_for
 
+README = Path(__file__).resolve().parents[2] / "README.md"
 ECHO = "/v1/private/echo"
 STREAM = "/v1/private/stream_echo"
 
@@ -35,11 +39,33 @@ def rfc1123(ts: float) -> str:
     return time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime(ts))
 
 
-def authorization(key: str, secret: str, host: str, date: str, method: str, path: str) -> str:
-    """PROTOCOL.md: the string to sign, its HMAC-SHA256 in base64, the authorization_origin."""
-    signed = f"host: {host}\ndate: {date}\n{method} {path} HTTP/1.1"
-    sig = base64.b64encode(hmac.new(secret.encode(), signed.encode(), hashlib.sha256).digest()).decode()
-    return f'api_key="{key}", algorithm="hmac-sha256", headers="host date request-line", signature="{sig}"'
+def authorization(
+    key: str, secret: str, host: str, date: str, method: str, path: str, extra: dict[str, str] | None = None
+) -> str:
+    """PROTOCOL.md: the string to sign (host, date, the request line, then one line per further
+    signed header), its HMAC-SHA256 in base64, the authorization_origin."""
+    lines = [f"host: {host}", f"date: {date}", f"{method} {path} HTTP/1.1"]
+    lines += [f"{name}: {value}" for name, value in (extra or {}).items()]
+    sig = base64.b64encode(
+        hmac.new(secret.encode(), "\n".join(lines).encode(), hashlib.sha256).digest()
+    ).decode()
+    names = " ".join(["host date request-line", *(extra or {})])
+    return f'api_key="{key}", algorithm="hmac-sha256", headers="{names}", signature="{sig}"'
+
+
+def hi_body(creds: dict[str, str]) -> bytes:
+    """The body :func:`post` sends."""
+    return orjson.dumps(once_body("hi there", app_id=creds["app_id"]))
+
+
+def extras(creds: dict[str, str], method: str, body: bytes | None = None) -> dict[str, str]:
+    """The further signed headers: the digest of the body a POST sends, and a fresh nonce."""
+    out = {}
+    if method == "POST":
+        digest = hashlib.sha256(hi_body(creds) if body is None else body).digest()
+        out["digest"] = "SHA-256=" + base64.b64encode(digest).decode()
+    out["x-nonce"] = secrets.token_hex(8)
+    return out
 
 
 def signed_headers(
@@ -48,16 +74,18 @@ def signed_headers(
     date = rfc1123(time.time() + skew)
     key, secret = change.get("key", creds["api_key"]), change.get("secret", creds["api_secret"])
     sign_host, sign_path = change.get("sign_host", host), change.get("sign_path", path)
-    auth = authorization(key, secret, sign_host, date, method, sign_path)
-    return {"Authorization": auth, "Date": date}
+    extra = extras(creds, method)
+    auth = authorization(key, secret, sign_host, date, method, sign_path, extra)
+    return {"Authorization": auth, "Date": date, **extra}
 
 
 def signed_query(creds: dict[str, str], host: str, path: str, method: str = "GET", **change: str) -> str:
     date = rfc1123(time.time())
     sign_host = change.get("sign_host", host)
-    auth = authorization(creds["api_key"], creds["api_secret"], sign_host, date, method, path)
+    extra = extras(creds, method)
+    auth = authorization(creds["api_key"], creds["api_secret"], sign_host, date, method, path, extra)
     return urlencode(
-        {"authorization": base64.b64encode(auth.encode()).decode(), "date": date, "host": sign_host}
+        {"authorization": base64.b64encode(auth.encode()).decode(), "date": date, "host": sign_host, **extra}
     )
 
 
@@ -93,7 +121,7 @@ def host_of(gw: GatewayProcess) -> str:
 def post(
     gw: GatewayProcess, creds: dict[str, str], headers: dict[str, str], path: str = ECHO
 ) -> httpx.Response:
-    return gw.post(path, once_body("hi there", app_id=creds["app_id"]), headers=headers)
+    return gw.post(path, hi_body(creds), headers=headers)
 
 
 def refused(resp: httpx.Response, code: int = 10401, status: int = 401) -> str:
@@ -177,7 +205,8 @@ def test_a_signature_without_date_or_too_far_off_is_refused(
 def test_a_malformed_authorization_is_refused(gw: GatewayProcess, creds: dict[str, str]) -> None:
     date = rfc1123(time.time())
     assert "malformed" in refused(post(gw, creds, {"Authorization": "Bearer abc", "Date": date}))
-    other = authorization(creds["api_key"], creds["api_secret"], host_of(gw), date, "POST", ECHO)
+    extra = extras(creds, "POST")
+    other = authorization(creds["api_key"], creds["api_secret"], host_of(gw), date, "POST", ECHO, extra)
     other = other.replace("hmac-sha256", "hmac-sha1")
     assert "hmac-sha1" in refused(post(gw, creds, {"Authorization": other, "Date": date}))
 
@@ -191,9 +220,42 @@ def test_a_signed_request_in_the_query_form(gw: GatewayProcess, creds: dict[str,
     # The query form signs a host of its own: it must be the one the request went to.
     other = signed_query(creds, host_of(gw), ECHO, method="POST", sign_host="evil.example")
     assert "is not this request's Host" in refused(post(gw, creds, {}, path=f"{ECHO}?{other}"))
-    # Signed for GET (a WebSocket) but sent as a POST: the request line differs.
+    # Signed for GET (a WebSocket) but sent as a POST: it covers no body.
     get = signed_query(creds, host_of(gw), ECHO, method="GET")
-    assert "does not match" in refused(post(gw, creds, {}, path=f"{ECHO}?{get}"))
+    assert "does not cover" in refused(post(gw, creds, {}, path=f"{ECHO}?{get}"))
+
+
+def test_a_signed_request_is_taken_once_and_covers_its_body_and_query(
+    gw: GatewayProcess, creds: dict[str, str]
+) -> None:
+    headers = signed_headers(creds, host_of(gw), ECHO)
+    assert echoed(post(gw, creds, headers)) == "hi there"
+    assert "used already (a replay)" in refused(post(gw, creds, headers))
+    # Another body under the signature of this one.
+    headers = signed_headers(creds, host_of(gw), ECHO)
+    other = orjson.dumps(once_body("hi there!", app_id=creds["app_id"]))
+    assert "not the one signed" in refused(gw.post(ECHO, other, headers=headers))
+    # A body the signature does not cover at all (the seed's three headers only).
+    date = rfc1123(time.time())
+    bare = authorization(creds["api_key"], creds["api_secret"], host_of(gw), date, "POST", ECHO)
+    assert "does not cover" in refused(post(gw, creds, {"Authorization": bare, "Date": date}))
+    # A query string added to a signed request.
+    headers = signed_headers(creds, host_of(gw), ECHO)
+    assert "does not match" in refused(post(gw, creds, headers, path=f"{ECHO}?x=1"))
+    headers = signed_headers(creds, host_of(gw), ECHO, sign_path=f"{ECHO}?x=1")
+    assert echoed(post(gw, creds, headers, path=f"{ECHO}?x=1")) == "hi there"
+
+
+def test_the_readmes_signing_example_is_taken(gw: GatewayProcess, creds: dict[str, str]) -> None:
+    """The README's `sign()` (Authentication and consumers) run as written, then with real values."""
+    section = README.read_text().split("### Authentication and consumers", 1)[1]
+    match = re.search(r"```python\n(.*?)```", section, re.S)
+    assert match, "no python block in the README's Authentication section"
+    names: dict[str, Any] = {}
+    exec(match.group(1), names)  # defines sign() and signs an example request
+    body = hi_body(creds)
+    headers = names["sign"](creds["api_key"], creds["api_secret"], host_of(gw), "POST", ECHO, body)
+    assert echoed(gw.post(ECHO, body, headers=headers)) == "hi there"
 
 
 # -- WebSocket ------------------------------------------------------------------------------------
@@ -291,13 +353,19 @@ def credentials(
     elif case == "skew":
         skew = -301.0
     date = rfc1123(time.time() + skew)
-    auth = authorization(key, secret, sign_host, date, method, sign_path)
+    extra = extras(creds, method)
+    auth = authorization(key, secret, sign_host, date, method, sign_path, extra)
     if form == "header":
-        headers = {"Authorization": auth, "Date": date}
+        headers = {"Authorization": auth, "Date": date, **extra}
         if case == "missing-date":
             del headers["Date"]
         return "", headers
-    query = {"authorization": base64.b64encode(auth.encode()).decode(), "date": date, "host": sign_host}
+    query = {
+        "authorization": base64.b64encode(auth.encode()).decode(),
+        "date": date,
+        "host": sign_host,
+        **extra,
+    }
     if case == "missing-date":
         del query["date"]
     return "?" + urlencode(query), {}

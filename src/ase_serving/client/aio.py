@@ -31,7 +31,7 @@ class AsyncClient(ClientCore):
         self._http = httpx.AsyncClient(timeout=timeout)
 
     async def _request(self, method: str, url: str, content: bytes | None = None) -> httpx.Response:
-        headers = self.credentials.http_headers(method, url)
+        headers = self.credentials.http_headers(method, url, content)
         if content is not None:
             headers["Content-Type"] = "application/json"
         try:

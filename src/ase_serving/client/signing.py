@@ -2,8 +2,9 @@
 
 :func:`sign` is the whole HMAC-SHA256 scheme in one call, for users of any HTTP library::
 
-    headers = sign("POST", "127.0.0.1:2392", "/v1/private/echo", api_key, api_secret)
-    requests.post("http://127.0.0.1:2392/v1/private/echo", json=body, headers=headers)
+    body = json.dumps(request).encode()
+    headers = sign("POST", "127.0.0.1:2392", "/v1/private/echo", api_key, api_secret, body=body)
+    requests.post("http://127.0.0.1:2392/v1/private/echo", data=body, headers=headers)
 
 :func:`sign_query` gives the same signature as the query parameters a browser's WebSocket needs.
 """
@@ -15,44 +16,82 @@ import email.utils
 from dataclasses import dataclass, field
 from urllib.parse import urlencode, urlsplit
 
-from ase_serving.protocol.signing import authorization, signature, string_to_sign
+from ase_serving.protocol.signing import (
+    HEADERS_NO_BODY,
+    HEADERS_WITH_BODY,
+    SIGNED_HEADERS,
+    authorization,
+    body_digest,
+    signature,
+    string_to_sign,
+)
+from ase_serving.protocol.signing import nonce as fresh_nonce
 
 _DEFAULT_PORTS = {"http": 80, "ws": 80, "https": 443, "wss": 443}
 
 
-def _authorization(method: str, host: str, path: str, api_key: str, api_secret: str, date: str) -> str:
-    return authorization(api_key, signature(api_secret, string_to_sign(host, date, method, path)))
-
-
 def sign(
-    method: str, host: str, path: str, api_key: str, api_secret: str, date: str | None = None
+    method: str,
+    host: str,
+    path: str,
+    api_key: str,
+    api_secret: str,
+    date: str | None = None,
+    body: bytes | None = None,
+    nonce: bool | str = True,
 ) -> dict[str, str]:
-    """The headers that authenticate one request: ``{"Host", "Date", "Authorization"}``.
+    """The headers that authenticate one request: ``Host``, ``Date``, ``Authorization``, and
+    ``Digest`` (with a ``body``) and ``X-Nonce`` (unless ``nonce`` is False).
 
     ``host`` is the Host header the request carries (``127.0.0.1:2392``: no default port),
-    ``path`` the route without its query string, ``date`` an RFC 1123 GMT date (default: now;
-    the gateway refuses a skew over 300 s).
+    ``path`` the route with its query string if any, ``date`` an RFC 1123 GMT date (default: now;
+    the gateway refuses a skew over 300 s), ``body`` the exact bytes sent (signed as its SHA-256
+    digest), ``nonce`` a fresh random value (True), a given one, or none (False: the seed's
+    ``host date request-line``, with which identical requests in the same second are replays).
     """
     date = date or email.utils.formatdate(usegmt=True)
-    return {
-        "Host": host,
-        "Date": date,
-        "Authorization": _authorization(method, host, path, api_key, api_secret, date),
-    }
+    headers = {"Host": host, "Date": date}
+    digest = x_nonce = None
+    if body is not None:
+        digest = headers["Digest"] = body_digest(body)
+    if nonce is not False:
+        x_nonce = headers["X-Nonce"] = fresh_nonce() if nonce is True else nonce
+    names = _names(digest is not None, x_nonce is not None)
+    text = string_to_sign(host, date, method, path, digest, x_nonce)
+    headers["Authorization"] = authorization(api_key, signature(api_secret, text), names)
+    return headers
+
+
+def _names(digest: bool, x_nonce: bool) -> str:
+    if digest and x_nonce:
+        return HEADERS_WITH_BODY
+    if x_nonce:
+        return HEADERS_NO_BODY
+    return SIGNED_HEADERS + " digest" if digest else SIGNED_HEADERS
 
 
 def sign_query(
-    method: str, host: str, path: str, api_key: str, api_secret: str, date: str | None = None
+    method: str,
+    host: str,
+    path: str,
+    api_key: str,
+    api_secret: str,
+    date: str | None = None,
+    nonce: bool | str = True,
 ) -> dict[str, str]:
-    """The same signature as query parameters: ``{"authorization": base64(...), "date", "host"}``
-    (URL-encode them, e.g. with :func:`urllib.parse.urlencode`)."""
-    headers = sign(method, host, path, api_key, api_secret, date)
+    """The same signature as query parameters (a request without a body, as a WebSocket's
+    opening): ``{"authorization": base64(...), "date", "host", "x-nonce"}``; ``path`` without
+    a query (URL-encode them, e.g. with :func:`urllib.parse.urlencode`)."""
+    headers = sign(method, host, path, api_key, api_secret, date, nonce=nonce)
     origin = headers["Authorization"].encode()
-    return {
+    query = {
         "authorization": base64.b64encode(origin).decode("ascii"),
         "date": headers["Date"],
         "host": headers["Host"],
     }
+    if "X-Nonce" in headers:
+        query["x-nonce"] = headers["X-Nonce"]
+    return query
 
 
 def host_of(url: str) -> str:
@@ -88,11 +127,12 @@ class Credentials:
             return "hmac"
         return "api-key" if self.api_key else "none"
 
-    def http_headers(self, method: str, url: str) -> dict[str, str]:
-        """Headers that authenticate an HTTP request to ``url`` (header form)."""
+    def http_headers(self, method: str, url: str, body: bytes | None = None) -> dict[str, str]:
+        """Headers that authenticate an HTTP request to ``url`` (header form) with ``body``."""
         if self.api_key and self.api_secret:
-            path = urlsplit(url).path or "/"
-            return sign(method, host_of(url), path, self.api_key, self.api_secret)
+            parts = urlsplit(url)
+            path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+            return sign(method, host_of(url), path, self.api_key, self.api_secret, body=body)
         return {"X-Api-Key": self.api_key} if self.api_key else {}
 
     def websocket(self, url: str, query: bool = True) -> tuple[str, dict[str, str]]:

@@ -31,7 +31,7 @@ class Client(ClientCore):
         self._http = httpx.Client(timeout=timeout)
 
     def _request(self, method: str, url: str, content: bytes | None = None) -> httpx.Response:
-        headers = self.credentials.http_headers(method, url)
+        headers = self.credentials.http_headers(method, url, content)
         if content is not None:
             headers["Content-Type"] = "application/json"
         try:

@@ -98,6 +98,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument(
         "--max-skew", type=float, default=d.max_skew, help="seconds a signature's date may be off (300)"
     )
+    ap.add_argument(
+        "--public-host",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="a name clients reach this gateway by (host or host:port, repeatable): a signature over "
+        "another host is refused (default: any host)",
+    )
+    ap.add_argument(
+        "--allow-replays",
+        action="store_true",
+        help="take a signature more than once within its window (benchmarks only: off is safe)",
+    )
     ap.add_argument("--access-log", action="store_true", help="one INFO line per request, with its sid")
     ap.add_argument("--log-level", default=d.log_level, choices=("debug", "info", "warning", "error"))
     return ap.parse_args(argv)
@@ -129,6 +142,8 @@ def settings_from(args: argparse.Namespace) -> GatewaySettings:
         trusted_proxies=args.trusted_proxy,
         consumer_header=args.consumer_header,
         max_skew=args.max_skew,
+        public_hosts=args.public_host,
+        allow_replays=args.allow_replays,
         log_level="info" if args.access_log and args.log_level == "warning" else args.log_level,
     )
     if cluster is not None:

@@ -35,7 +35,7 @@ from ase_serving.gateway.asgi import (
     server_error,
 )
 from ase_serving.gateway.atom import to_request
-from ase_serving.gateway.auth import check_app_id
+from ase_serving.gateway.auth import check_app_id, check_digest
 from ase_serving.gateway.docs import docs_page, swagger_dir
 from ase_serving.gateway.routes import Service
 from ase_serving.gateway.runtime import Gateway
@@ -155,7 +155,9 @@ class GatewayApp:
                     http=405,
                 )
             check_content_type(scope)
-            body = webgate.parse_body(await read_body(scope, receive, svc.max_body))
+            raw = await read_body(scope, receive, svc.max_body)
+            check_digest(scope, raw)
+            body = webgate.parse_body(raw)
             webgate.check(svc, body)
             check_app_id(consumer, body)
             status = webgate.frame_status(body, Status.ONCE)

@@ -7,12 +7,15 @@ Three modes (``--auth``):
     (:mod:`.consumers`), by one of two schemes (PROTOCOL.md, "Authentication"):
 
     - API key: header ``X-Api-Key`` or query parameter ``apikey``;
-    - HMAC-SHA256: ``signature = base64(hmac_sha256(api_secret, "host: H\\ndate: D\\nMETHOD PATH HTTP/1.1"))``
-      in ``Authorization: api_key="..", algorithm="hmac-sha256", headers="host date request-line",
-      signature=".."`` with ``Date`` and ``Host`` headers, or as the query parameters
-      ``authorization=base64(that)&date=..&host=..`` (what a browser's WebSocket can send).
-      ``PATH`` is the request's path without its query; a date more than ``max_skew`` (300) s
-      from the gateway's clock is refused.
+    - HMAC-SHA256 (:mod:`ase_serving.protocol.signing`): ``signature = base64(hmac_sha256(
+      api_secret, "host: H\\ndate: D\\nMETHOD PATH HTTP/1.1[\\ndigest: SHA-256=..][\\nx-nonce: N]"))``
+      in ``Authorization: api_key="..", algorithm="hmac-sha256", headers="host date request-line
+      digest x-nonce", signature=".."`` with ``Date``, ``Host``, ``Digest`` and ``X-Nonce``
+      headers, or as the query parameters ``authorization=base64(that)&date=..&host=..&x-nonce=..``
+      (what a browser's WebSocket can send). ``PATH`` carries the query string in the header
+      form. A request with a body must sign its digest; a date more than ``max_skew`` (300) s
+      from the gateway's clock is refused; each signature is taken once in its window
+      (:class:`Replays`); with ``public_hosts`` the signed host must be one of them.
 ``proxy``
     A front proxy (Kong, ...) has authenticated the caller and names its app id in a header
     (``X-Consumer-Custom-ID``); the header is believed only from the networks ``trusted_proxies``
@@ -28,6 +31,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import collections
 import email.utils
 import functools
 import hmac
@@ -44,7 +48,14 @@ from urllib.parse import parse_qs
 from ase_serving import errors
 from ase_serving.errors import AseError
 from ase_serving.gateway.consumers import ConsumerRecord, key_digest
-from ase_serving.protocol.signing import ALGORITHM, SIGNED_HEADERS, signature, string_to_sign
+from ase_serving.protocol.signing import (
+    ALGORITHM,
+    DIGEST_PREFIX,
+    body_digest,
+    request_line,
+    signature,
+    signed_text,
+)
 from ase_serving.store.kv import KVEvent
 
 log = logging.getLogger("ase_serving.gateway")
@@ -52,6 +63,8 @@ log = logging.getLogger("ase_serving.gateway")
 MODES = ("gateway", "proxy", "off")
 _PAIR = re.compile(r'([A-Za-z_]+)\s*=\s*"([^"]*)"')
 _AUTHORIZATION = re.compile(r'\s*[A-Za-z_]+\s*=\s*"[^"]*"(?:\s*,\s*[A-Za-z_]+\s*=\s*"[^"]*")*\s*')
+_REQUIRED = frozenset(("host", "date", "request-line"))
+_TOKEN = re.compile(r"[a-z0-9!#$%&'*+.^_`|~-]{1,64}")
 _HELP = "send X-Api-Key (or ?apikey=), or an HMAC-SHA256 signature (PROTOCOL.md, Authentication)"
 
 
@@ -213,9 +226,22 @@ def parse_authorization(text: str) -> dict[str, str]:
         raise AuthFailed(
             f"the authorization's algorithm {fields['algorithm']!r} is not supported: use hmac-sha256"
         )
-    if fields["headers"].lower().split() != SIGNED_HEADERS.split():
-        raise AuthFailed(f'the authorization must sign headers="{SIGNED_HEADERS}", not {fields["headers"]!r}')
+    _signed_names(fields["headers"])
     return fields
+
+
+@functools.lru_cache(maxsize=256)
+def _signed_names(text: str) -> tuple[str, ...]:
+    """The names of an authorization's ``headers`` field, checked (cached: a client sends the same)."""
+    names = tuple(text.lower().split())
+    if not _REQUIRED.issubset(names) or len(set(names)) != len(names) or len(names) > 16:
+        raise AuthFailed(
+            f'the authorization must sign headers="host date request-line" (then digest for a body, '
+            f"x-nonce or other headers), each once, not {text!r}"
+        )
+    if not all(_TOKEN.fullmatch(n) for n in names):
+        raise AuthFailed(f"the authorization's headers {text!r} are not all header names")
+    return names
 
 
 @functools.lru_cache(maxsize=1024)
@@ -228,18 +254,94 @@ def _date_seconds(text: str) -> float | None:
         return None
 
 
-class KeyAuth:
-    """``--auth gateway``: API keys and HMAC signatures against :class:`ConsumerBook`."""
+class Replays:
+    """The signatures accepted within the date window, each of which is taken once.
 
-    def __init__(self, book: ConsumerBook, max_skew: float = 300.0, clock: Callable[[], float] = time.time):
+    A signature is remembered until its date falls out of the window (``max_skew`` either side of
+    the clock). At most ``cap`` are remembered: when more come, the oldest is forgotten and no
+    signature dated at or before it is taken any more (``floor``), so a forgotten one can never
+    come back; under that load the effective window is shorter, never open.
+    """
+
+    def __init__(self, max_skew: float, cap: int = 200_000) -> None:
+        self.max_skew = max_skew
+        self.cap = cap
+        self._seen: dict[str, float] = {}  # signature -> its date, seconds
+        self._order: collections.deque[tuple[float, str]] = collections.deque()
+        self.floor = -math.inf
+
+    def __len__(self) -> int:
+        return len(self._seen)
+
+    def take(self, sig: str, when: float, now: float) -> str | None:
+        """Take ``sig`` dated ``when``; None when taken, else why it is refused."""
+        order, seen = self._order, self._seen
+        while order and order[0][0] < now - self.max_skew:  # out of the window: may go
+            seen.pop(order.popleft()[1], None)
+        if sig in seen:
+            return "this signature was used already (a replay): sign every request afresh"
+        if when <= self.floor:
+            return (
+                "the date is older than this gateway's memory of signatures reaches under its "
+                "present load: sign with the current time"
+            )
+        while len(seen) >= self.cap:
+            old_when, old = order.popleft()
+            seen.pop(old, None)
+            self.floor = max(self.floor, old_when)
+        seen[sig] = when
+        order.append((when, sig))
+        return None
+
+
+#: Where :meth:`KeyAuth.authenticate` leaves the ``Digest`` a signature covers, for
+#: :func:`check_digest` once the body is read.
+SIGNED_DIGEST = "ase.signed_digest"
+
+
+def check_digest(scope: Mapping[str, Any], body: bytes) -> None:
+    """10401 when the request's signature covers a digest that is not the body's."""
+    want = scope.get(SIGNED_DIGEST)
+    if want is not None and not hmac.compare_digest(body_digest(body).encode(), want.encode()):
+        raise AuthFailed(
+            "the body is not the one signed: its SHA-256 is not the Digest header's; send the exact "
+            "bytes that were signed"
+        )
+
+
+def _has_body(scope: Mapping[str, Any]) -> bool:
+    if scope["type"] != "http":
+        return False
+    for name, value in scope["headers"]:
+        if name == b"content-length":
+            return value.strip() not in (b"0", b"")
+        if name == b"transfer-encoding":
+            return True
+    return False
+
+
+class KeyAuth:
+    """``--auth gateway``: API keys and HMAC signatures against :class:`ConsumerBook`.
+
+    A signature must cover ``host date request-line``, and ``digest`` when the request has a body
+    (checked against the body by :func:`check_digest`); it is taken once (:class:`Replays`,
+    unless ``replays`` is False); with ``public_hosts``, the host signed must be one of them
+    (``name`` or ``name:port``; a name without a port stands for any port).
+    """
+
+    def __init__(
+        self,
+        book: ConsumerBook,
+        max_skew: float = 300.0,
+        clock: Callable[[], float] = time.time,
+        public_hosts: Iterable[str] = (),
+        replays: bool = True,
+    ):
         self.book = book
         self.max_skew = max_skew
         self.clock = clock
-        #: Signatures verified lately: (authorization, date, host, method, path) -> (date's time,
-        #: the record it matched). A client signs once per second per path; re-verifying an
-        #: identical signature is only HMAC work. The date window and the record are still
-        #: checked on every request (a rotated key or secret makes a new record).
-        self._verified: dict[tuple[str, str, str, str, str], tuple[float, ConsumerRecord]] = {}
+        self.public_hosts = frozenset(h.lower() for h in public_hosts)
+        self.replays = Replays(max_skew) if replays else None
 
     def authenticate(self, scope: Mapping[str, Any], service: str) -> Consumer:
         rec = self._identify(scope)
@@ -276,10 +378,8 @@ class KeyAuth:
                 authorization = value
         query = _query(scope)  # {} without a query string (the common case)
         if authorization is not None:
-            headers = _headers(scope)
-            text = authorization.decode("latin-1")
-            host = headers.get(b"host", b"").decode("latin-1")
-            return self._signed(scope, text, headers.get(b"date"), host, "header")
+            headers = {bytes(k).decode("latin-1"): bytes(v).decode("latin-1") for k, v in scope["headers"]}
+            return self._verify(scope, authorization.decode("latin-1"), headers, "header")
         if "authorization" in query:
             try:
                 text = base64.b64decode(query["authorization"], validate=True).decode()
@@ -294,10 +394,7 @@ class KeyAuth:
                     f"the signed host {host!r} is not this request's Host {sent_host!r}: sign the host the "
                     "request is sent to"
                 )
-            date = query.get("date")
-            return self._signed(
-                scope, text, date.encode("latin-1") if date is not None else None, host, "query"
-            )
+            return self._verify(scope, text, query, "query")
         if api_key is None and "apikey" in query:
             api_key = query["apikey"].encode("latin-1")
         if api_key is None:
@@ -320,46 +417,52 @@ class KeyAuth:
             )
         return AuthFailed(f"{text} (it may have been rotated or removed)")
 
-    def _signed(
-        self, scope: Mapping[str, Any], text: str, date: bytes | None, host: str, form: str
-    ) -> ConsumerRecord:
-        if date:
-            method = "GET" if scope["type"] == "websocket" else str(scope["method"])
-            raw = scope.get("raw_path")
-            path = raw.decode("latin-1").split("?", 1)[0] if raw else str(scope["path"])
-            key = (text, date.decode("latin-1"), host, method, path)
-            seen = self._verified.get(key)
-            if seen is not None:
-                sent, rec = seen
-                if abs(sent - self.clock()) <= self.max_skew and self.book.by_app_id(rec.app_id) is rec:
-                    return rec
-            rec = self._verify(scope, text, date, host, form)
-            if len(self._verified) >= 4096:
-                self._verified.clear()
-            when = _date_seconds(key[1])
-            if when is not None:
-                self._verified[key] = (when, rec)
-            return rec
-        return self._verify(scope, text, date, host, form)
-
     def _verify(
-        self, scope: Mapping[str, Any], text: str, date: bytes | None, host: str, form: str
+        self, scope: Mapping[str, Any], text: str, values: Mapping[str, str], form: str
     ) -> ConsumerRecord:
+        """A signature in ``form`` (header or query) whose signed values are ``values`` (the
+        request's headers or its query parameters, by lower-case name)."""
         fields = parse_authorization(text)
-        where = "a Date header" if form == "header" else "a date query parameter"
-        if not date:
-            raise AuthFailed(f"the signed request has no date: send {where} (RFC 1123, GMT)")
-        date_text = date.decode("latin-1")
+        names = _signed_names(fields["headers"])
+        where = "header" if form == "header" else "query parameter"
+        date_text = values.get("date")
+        if not date_text:
+            named = "a Date header" if form == "header" else "a date query parameter"
+            raise AuthFailed(f"the signed request has no date: send {named} (RFC 1123, GMT)")
         sent = _date_seconds(date_text)
         if sent is None:
             raise AuthFailed(
                 f"the date {date_text!r} is not an RFC 1123 date such as 'Wed, 02 Dec 2026 01:45:33 GMT'"
             )
-        skew = sent - self.clock()
+        now = self.clock()
+        skew = sent - now
         if abs(skew) > self.max_skew:
             raise AuthFailed(
                 f"the date {date_text!r} is {abs(skew):.0f} s {'ahead of' if skew > 0 else 'behind'} the "
                 f"gateway's clock (at most {self.max_skew:.0f} s): check the client's clock"
+            )
+        host = values.get("host", "")
+        if self.public_hosts and not self._public(host):
+            raise AuthFailed(
+                f"the signed host {host!r} is not a name of this gateway: sign the host the request is "
+                f"sent to ({', '.join(sorted(self.public_hosts))})"
+            )
+        digest = values.get("digest") if "digest" in names else None
+        if "digest" in names:
+            if not digest or not digest[:8].upper() == DIGEST_PREFIX:
+                raise AuthFailed(
+                    f"the signature covers digest but the request has no {DIGEST_PREFIX}... digest "
+                    f"{where}: send the body's SHA-256 in base64"
+                )
+        elif _has_body(scope):
+            raise AuthFailed(
+                "the request has a body that the signature does not cover: send a Digest header "
+                f"'{DIGEST_PREFIX}<base64 of the body's SHA-256>' and add digest to the signed headers"
+            )
+        missing = [n for n in names if n != "request-line" and n not in values]
+        if missing:
+            raise AuthFailed(
+                f"the signature covers {', '.join(missing)} but the request sends no such {where}"
             )
         rec = self.book.by_key(fields["api_key"])
         if rec is None:
@@ -367,13 +470,29 @@ class KeyAuth:
         method = "GET" if scope["type"] == "websocket" else str(scope["method"])
         raw = scope.get("raw_path")
         path = raw.decode("latin-1").split("?", 1)[0] if raw else str(scope["path"])
-        signed = string_to_sign(host, date_text, method, path)
+        qs = scope.get("query_string") or b""
+        if form == "header" and qs:  # the query form's query is the signature: not signed itself
+            path += "?" + qs.decode("latin-1")
+        signed = signed_text(names, values, request_line(method, path))
         if not hmac.compare_digest(signature(rec.secret, signed).encode(), fields["signature"].encode()):
             raise AuthFailed(
                 f"the signature does not match this request: sign {signed!r} with the api_secret "
                 "(HMAC-SHA256, base64)"
             )
+        if self.replays is not None:
+            refused = self.replays.take(fields["signature"], sent, now)
+            if refused is not None:
+                raise AuthFailed(f"{refused} (an X-Nonce header lets identical requests differ)")
+        if digest is not None and isinstance(scope, dict):
+            scope[SIGNED_DIGEST] = DIGEST_PREFIX + digest[8:]
         return rec
+
+    def _public(self, host: str) -> bool:
+        host = host.lower()
+        if host in self.public_hosts:
+            return True
+        name, colon, port = host.rpartition(":")
+        return bool(colon) and port.isdigit() and name in self.public_hosts
 
 
 class ProxyAuth:

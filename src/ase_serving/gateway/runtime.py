@@ -52,7 +52,9 @@ def _beside(cache: Path | None, what: str) -> Path | None:
 
 def make_auth(settings: GatewaySettings, book: ConsumerBook) -> Auth:
     if settings.auth == "gateway":
-        return KeyAuth(book, settings.max_skew)
+        return KeyAuth(
+            book, settings.max_skew, public_hosts=settings.public_hosts, replays=not settings.allow_replays
+        )
     if settings.auth == "proxy":
         return ProxyAuth(book, settings.trusted_proxies, settings.consumer_header)
     return NoAuth()

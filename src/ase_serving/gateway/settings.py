@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
 from ase_serving.store.base import DEFAULT_GROUP, DEFAULT_PROJECT
+
+_PUBLIC_HOST = re.compile(r"(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+)(:[0-9]{1,5})?")
 
 DEFAULT_PORT = 2392
 ENV = "ASE_GATEWAY_SETTINGS"
@@ -72,6 +75,11 @@ class GatewaySettings:
     consumer_header: str = "X-Consumer-Custom-ID"
     #: Seconds a signed request's date may be off the gateway's clock.
     max_skew: float = 300.0
+    #: The names clients reach this gateway by (``name`` or ``name:port``): a signature over
+    #: another host is refused. Empty: any host (the Host header the request came with).
+    public_hosts: list[str] = dataclasses.field(default_factory=list)
+    #: Take a signature more than once within its window (for benchmarks that replay one request).
+    allow_replays: bool = False
 
     def check(self) -> list[str]:
         """Every problem with these values (empty when fine)."""
@@ -131,6 +139,12 @@ class GatewaySettings:
                 out.append(f"trusted proxy {net!r} is not an IP address or network (10.0.0.0/8, ::1)")
         if self.max_skew <= 0:
             out.append(f"max_skew must be > 0 seconds, not {self.max_skew}")
+        for host in self.public_hosts:
+            if not _PUBLIC_HOST.fullmatch(host):
+                out.append(
+                    f"public host {host!r} is not a host name or address with an optional port "
+                    "(api.example.com, 10.0.0.5:2392, [::1]:2392)"
+                )
         return out
 
     def to_env(self) -> str:
