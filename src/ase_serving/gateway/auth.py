@@ -64,6 +64,8 @@ MODES = ("gateway", "proxy", "off")
 _PAIR = re.compile(r'([A-Za-z_]+)\s*=\s*"([^"]*)"')
 _AUTHORIZATION = re.compile(r'\s*[A-Za-z_]+\s*=\s*"[^"]*"(?:\s*,\s*[A-Za-z_]+\s*=\s*"[^"]*")*\s*')
 _REQUIRED = frozenset(("host", "date", "request-line"))
+_ALWAYS = frozenset((b"host", b"date"))
+_HEADERS_FIELD = re.compile(r'headers\s*=\s*"([^"]*)"', re.I)
 _TOKEN = re.compile(r"[a-z0-9!#$%&'*+.^_`|~-]{1,64}")
 _HELP = "send X-Api-Key (or ?apikey=), or an HMAC-SHA256 signature (PROTOCOL.md, Authentication)"
 
@@ -202,6 +204,22 @@ class ConsumerBook:
 
 def _headers(scope: Mapping[str, Any]) -> dict[bytes, bytes]:
     return {bytes(k): bytes(v) for k, v in scope["headers"]}
+
+
+def _signed_headers(scope: Mapping[str, Any], authorization: str) -> dict[str, str]:
+    """The headers a signature may cover (those its ``headers`` field names, when it parses), by
+    lower-case name: not every header of the request decoded."""
+    match = _HEADERS_FIELD.search(authorization)
+    try:
+        wanted = _wanted(match.group(1)) if match else _ALWAYS
+    except AuthFailed:
+        wanted = _ALWAYS  # parse_authorization says what is wrong
+    return {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"] if k in wanted}
+
+
+@functools.lru_cache(maxsize=256)
+def _wanted(text: str) -> frozenset[bytes]:
+    return _ALWAYS | frozenset(n.encode("latin-1") for n in _signed_names(text))
 
 
 def _query(scope: Mapping[str, Any]) -> dict[str, str]:
@@ -378,8 +396,8 @@ class KeyAuth:
                 authorization = value
         query = _query(scope)  # {} without a query string (the common case)
         if authorization is not None:
-            headers = {bytes(k).decode("latin-1"): bytes(v).decode("latin-1") for k, v in scope["headers"]}
-            return self._verify(scope, authorization.decode("latin-1"), headers, "header")
+            text = authorization.decode("latin-1")
+            return self._verify(scope, text, _signed_headers(scope, text), "header")
         if "authorization" in query:
             try:
                 text = base64.b64decode(query["authorization"], validate=True).decode()
@@ -464,7 +482,7 @@ class KeyAuth:
             raise AuthFailed(
                 f"the signature covers {', '.join(missing)} but the request sends no such {where}"
             )
-        rec = self.book.by_key(fields["api_key"])
+        rec = self.book.by_key_bytes(fields["api_key"].encode("latin-1"))
         if rec is None:
             raise self._unknown("signature's api_key", "no consumer has the api_key of this signature")
         method = "GET" if scope["type"] == "websocket" else str(scope["method"])

@@ -74,7 +74,7 @@ def string_to_sign(
 
 def signature(secret: str, text: str) -> str:
     """``base64(hmac_sha256(secret, text))``."""
-    return base64.b64encode(hmac.new(secret.encode(), text.encode(), hashlib.sha256).digest()).decode("ascii")
+    return base64.b64encode(hmac.digest(secret.encode(), text.encode(), "sha256")).decode("ascii")
 
 
 def authorization(api_key: str, sig: str, headers: str = SIGNED_HEADERS) -> str:
