@@ -77,3 +77,41 @@ async def _one_full_session(gw: GatewayProcess) -> int:
     async with connect(f"{gw.ws_url}/v1/private/session_sync") as ws:
         await ws.send(first_frame("session_sync", 2, "last"))
         return int(orjson.loads(await ws.recv())["header"]["code"])
+
+
+def _gone(gw: GatewayProcess) -> float:
+    """Sessions whose client left before they ended (code -1 in the gateway's metrics)."""
+    text = gw.client.get("/metrics").text
+    return metric_value(text, "ase_gateway_requests_total", service="session_sync", mode="session", code="-1")
+
+
+def test_a_client_gone_while_its_session_waits_for_a_licence_makes_no_loader_session(
+    gw: GatewayProcess, tmp_path: Path
+) -> None:
+    """Item 4: the loader's only licence is held; a client opens a session and leaves while it
+    waits in line. The gateway gives up its place at once: when the licence comes free, no
+    loader session is created for it (wrapperCreate never runs), and the next client gets it."""
+    held, left = tmp_path / "held", tmp_path / "left"
+    held.mkdir()
+    left.mkdir()
+    before = _gone(gw)
+
+    async def run() -> None:
+        async with connect(f"{gw.ws_url}/v1/private/session_sync") as holder:
+            await holder.send(first_frame("session_sync", 0, "hold", created=str(held)))
+            assert orjson.loads(await holder.recv())["header"]["code"] == 0  # it has the licence
+            leaver = await connect(f"{gw.ws_url}/v1/private/session_sync")
+            await leaver.send(first_frame("session_sync", 0, "gone", created=str(left)))
+            leaver.transport.abort()
+            # The gateway saw it go (not after the queue timeout, 10110: that would be later).
+            await asyncio.to_thread(
+                wait_for, lambda: _gone(gw) == before + 1, 30, "the leaver's session ended"
+            )
+            await holder.send(orjson.dumps({"header": {"status": 2}}).decode())
+            async for _ in holder:
+                pass
+
+    asyncio.run(run())
+    assert asyncio.run(_one_full_session(gw)) == 0
+    assert len(list(held.iterdir())) == 1
+    assert list(left.iterdir()) == []  # no wrapperCreate for the client that left

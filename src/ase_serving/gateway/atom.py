@@ -146,37 +146,43 @@ class Atom:
     async def open_session(self, svc: Service, first: Request) -> tuple[LoaderSession, str, float]:
         """Open a session on a loader with a free licence: (session, loader address, seconds waited).
 
-        The first frame is sent here; a loader whose stream fails at once (unreachable) is
-        excluded and another one tried. The caller must :meth:`release` the address when the
-        session ends."""
+        The first frame is sent here. A loader that cannot be reached is excluded and another
+        one tried; one whose licences are all busy after all (10110: the LB's view was stale)
+        sends the session back to its place in line, as a once request. The caller must
+        :meth:`release` the address when the session ends."""
         start = time.monotonic()
         deadline = start + svc.queue_timeout
         exclude: set[str] = set()
         why: list[str] = []
         waited = 0.0
         ticket = self.waits.ticket()
+        requeue = False
         while True:
-            address, pick_wait = await self._pick(svc, exclude, deadline, why, ticket)
+            address, pick_wait = await self._pick(svc, exclude, deadline, why, ticket, requeue)
             waited += pick_wait
             # The licence picked is this function's until it returns the open session with it:
             # every other way out closes the session and gives the licence back, once.
-            opened = unreachable = False
+            opened, refused = False, 0
             try:
                 session = self.transport.session(address, first, svc.session_timeout + 5.0)
                 try:
                     await session.open()
-                    opened = not session.ended
-                    unreachable = session.ended
+                    refused = errors.NO_LOADER if session.ended else await session.refused()
+                    opened = refused == 0
                 finally:
                     if not opened:
                         await session.close()
             finally:
                 if not opened:
-                    # An unreachable loader (nothing reached a worker) has no licence to hand over.
-                    await self.waits.release(svc.service_id, svc.version, address, hand_over=not unreachable)
+                    # A loader that did not take the session has no licence to hand over.
+                    await self.waits.release(svc.service_id, svc.version, address, hand_over=refused == 0)
             if opened:
                 return session, address, waited
-            exclude.add(address)
+            requeue = refused == errors.NO_LICENCE
+            if requeue:
+                why.append(f"the loader at {address} had every licence busy")
+            else:
+                exclude.add(address)
 
     async def close(self) -> None:
         await self.waits.close()

@@ -19,8 +19,10 @@ Every way a session can end, and what the client sees:
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -43,7 +45,7 @@ from ase_serving.gateway.atom import to_request
 from ase_serving.gateway.auth import check_app_id
 from ase_serving.gateway.routes import Service
 from ase_serving.gateway.transport import LoaderSession
-from ase_serving.protocol.items import Status
+from ase_serving.protocol.items import Request, Status
 from ase_serving.protocol.public import result_to_public
 
 if TYPE_CHECKING:
@@ -58,6 +60,10 @@ def close_code(exc: AseError) -> int:
     if exc.code == errors.NO_LICENCE:
         return 1013
     return 1011 if exc.http >= 500 else 1008
+
+
+#: Client frames kept while a session's loader session is being opened.
+EARLY_FRAMES = 64
 
 
 def error_frame(code: int, message: str, sid: str) -> str:
@@ -143,6 +149,8 @@ class _Conn:
         self.client_done = False
         #: The message of the error that ended the session (for the log).
         self.failure = ""
+        #: Client messages received while the loader session was being opened.
+        self._early: collections.deque[Mapping[str, Any]] = collections.deque()
 
     # -- the socket -------------------------------------------------------------------------
     async def send_text(self, text: str) -> None:
@@ -176,7 +184,7 @@ class _Conn:
         try:
             # Straight from the server's queue (cancelling a receive there loses nothing): a
             # client that sends faster than the loader takes frames is slowed down by TCP.
-            msg = await clock.wait(self._receive)
+            msg = self._early.popleft() if self._early else await clock.wait(self._receive)
         except Expired as exc:
             if exc.kind == "total":
                 raise Timeout(
@@ -220,7 +228,7 @@ class _Conn:
                 )
             items = webgate.payload_items(body, status)
             req = to_request(svc, body, items, self.sid, status)
-            session, address, waited = await gw.atom.open_session(svc, req)
+            session, address, waited = await self._open(req)
         except ClientGone:
             return -1
         except AseError as exc:
@@ -241,6 +249,34 @@ class _Conn:
                 await session.close()
             finally:
                 await gw.atom.release(svc, address)
+
+    async def _open(self, req: Request) -> tuple[LoaderSession, str, float]:
+        """The loader session of ``req``, given up when the client leaves meanwhile (it may wait
+        in line for a licence): a client gone makes no loader session. The frames that come in
+        meanwhile are kept for the relay (up to :data:`EARLY_FRAMES`, then TCP slows the client)."""
+        opening = asyncio.ensure_future(self.gw.atom.open_session(self.svc, req))
+        watch = asyncio.ensure_future(self._watch())
+        try:
+            await asyncio.wait((opening, watch), return_when=asyncio.FIRST_COMPLETED)
+            if not opening.done() and watch.result():  # the client left first
+                opening.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await opening  # gives its licence back (its own finally)
+                if opening.cancelled():
+                    raise ClientGone
+            return await opening
+        finally:
+            watch.cancel()  # a receive cancelled in the server's queue loses nothing
+
+    async def _watch(self) -> bool:
+        """Keep the client's messages until it leaves (True) or :data:`EARLY_FRAMES` are kept."""
+        early = self._early
+        while len(early) < EARLY_FRAMES:
+            msg = await self._receive()
+            early.append(msg)
+            if msg["type"] == "websocket.disconnect":
+                return True
+        return False
 
     async def _relay(self, session: LoaderSession) -> int:
         up = asyncio.create_task(self._upstream(session))

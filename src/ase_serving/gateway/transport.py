@@ -36,6 +36,12 @@ class LoaderSession(Protocol):
 
     async def open(self) -> None: ...
 
+    async def refused(self) -> int:
+        """After :meth:`open`: the code with which the loader refused the session at once (10110
+        every licence busy, 11503 unreachable or draining), else 0 (taken, or a transport that
+        cannot tell before the first result)."""
+        ...
+
     async def send(self, status: int, items: Iterable[DataItem] = ()) -> None: ...
 
     async def recv(self) -> Result | None: ...
@@ -258,7 +264,11 @@ class _Direct:
             return None
         for i, client in self._workers():
             session = client.session(first, timeout, self.limits)
-            code = await session.answered()
+            try:
+                code = await session.answered()
+            except BaseException:  # cancelled (the client left): the worker must not keep it
+                await session.close()
+                raise
             if code == errors.NO_LICENCE or code == errors.NO_LOADER:
                 await session.close()
                 if not client.connected:
@@ -313,6 +323,9 @@ class _DirectSession:
 
     async def open(self) -> None:
         await self._opened()
+
+    async def refused(self) -> int:
+        return await (await self._opened()).refused()
 
     async def send(self, status: int, items: Iterable[DataItem] = ()) -> None:
         await (await self._opened()).send(status, items)
@@ -442,6 +455,9 @@ class _InProcessSession:
         self.state = SessionState(host, handle)
         if first.items or first.status == Status.END:
             await self._frame(first.status, first.items)
+
+    async def refused(self) -> int:
+        return errors.NO_LOADER if self.ended and isinstance(self.host, Result) else 0
 
     async def _frame(self, status: int, items: list[DataItem]) -> None:
         res = await asyncio.to_thread(self._run, status, items)

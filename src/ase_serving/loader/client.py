@@ -250,6 +250,11 @@ class AsyncClientSession:
             first, self._first = self._first, None
             await self._write(first)
 
+    async def refused(self) -> int:
+        """11503 when the stream failed at once (the loader unreachable); else 0: a refusal for
+        lack of a licence comes as the first result, which gRPC does not tell apart here."""
+        return errors.NO_LOADER if self.ended else 0
+
     async def _write(self, msg: bytes) -> None:
         try:
             await self._call.write(msg)

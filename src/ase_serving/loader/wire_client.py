@@ -365,6 +365,12 @@ class WireSession:
             self._clock, self._total = self._limits.clock(self.timeout)
         conn.send(wire.OP_CREATE, self._id, wire.deadline_ms(self.timeout), wire.encode(first))
 
+    async def refused(self) -> int:
+        """After :meth:`open`: 10110 or 11503 when the loader refused the session at once (its
+        first answer, left for :meth:`recv`), else 0."""
+        code = await self.answered()
+        return code if code in (errors.NO_LICENCE, errors.NO_LOADER) else 0
+
     async def answered(self) -> int:
         """Wait for the loader's first answer (left for :meth:`recv`) and return its code."""
         await self.open()
@@ -437,7 +443,8 @@ class WireSession:
         # A loader front destroys a session that ended by itself; a worker called directly
         # (``limits``) keeps it until told, as it keeps one its front has not closed yet.
         known = conn is not None and conn.sessions.pop(self._id, None) is not None
-        if conn is not None and not conn.closed and (known or self._limits is not None):
+        created = self._id != 0  # else cancelled before its create was sent
+        if conn is not None and not conn.closed and (known or (self._limits is not None and created)):
             conn.send(wire.OP_DESTROY, self._id, self._why)
         if self._held:
             self._held = False
