@@ -267,6 +267,11 @@ def test_the_example_is_a_drop_in_for_debians_conf_d(tls: tuple[Path, Path], tmp
     ):
         assert old in text, old
         text = text.replace(old, new)
+    # Dynamic modules (nginx-light's echo module, say): their `load_module modules/...` lines are
+    # relative to nginx's compiled-in prefix, which `-p` below would move: made absolute.
+    modules = "include /etc/nginx/modules-enabled/*.conf;"
+    if modules in text:
+        text = text.replace(modules, _enabled_modules())
     (etc / "nginx.conf").write_text(text)
     cert, key = tls
     conf = (EXAMPLE / "ase-gateway.conf").read_text()
@@ -279,3 +284,18 @@ def test_the_example_is_a_drop_in_for_debians_conf_d(tls: tuple[Path, Path], tmp
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=30)
     assert done.returncode == 0, done.stderr
     assert "test is successful" in done.stderr
+
+
+def _enabled_modules() -> str:
+    """The ``load_module`` lines of /etc/nginx/modules-enabled, with absolute paths."""
+    assert NGINX is not None
+    version = subprocess.run([NGINX, "-V"], capture_output=True, text=True, timeout=30).stderr
+    found = re.search(r"--prefix=(\S+)", version)
+    prefix = Path(found.group(1) if found else "/usr/share/nginx")
+    lines = []
+    for conf in sorted(Path("/etc/nginx/modules-enabled").glob("*.conf")):
+        for line in conf.read_text().splitlines():
+            load = re.fullmatch(r"\s*load_module\s+(\S+);\s*", line)
+            if load:
+                lines.append(f"load_module {prefix / load.group(1)};")
+    return "\n".join(lines)
