@@ -243,7 +243,7 @@ class Cluster:
 
     def close(self) -> None:
         for loader in self.loaders:
-            loader.kill()
+            loader.finish()
         self.loaders.clear()
 
 

@@ -48,7 +48,7 @@ def embedded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     try:
         yield server
     finally:
-        server.kill()
+        server.finish()
 
 
 @pytest.fixture(scope="module")

@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ase_serving.store import Backend, open_backend
-from tests.support import read_ready_line, stop_group
+from tests.support import measured, read_ready_line, stop_group
 
 START_DEADLINE = 20.0
 STOP_DEADLINE = 10.0
@@ -112,7 +112,11 @@ class EmbeddedServer:
         return self
 
     def __exit__(self, *_exc: object) -> None:
-        self.kill()
+        self.finish()
+
+    def finish(self) -> None:
+        """End it after a test: at once, or gracefully while coverage measures it (``measured``)."""
+        self.stop() if measured() else self.kill()
 
 
 def start_embedded(data_dir: Path, port: int = 0, args: Sequence[str] = ()) -> EmbeddedServer:
