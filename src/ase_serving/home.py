@@ -23,6 +23,8 @@ from typing import Any
 
 import orjson
 
+from ase_serving.files import ase_home as ase_home  # where $ASE_HOME is, for every user of this module
+from ase_serving.files import write_private
 from ase_serving.store import Backend, open_backend
 from ase_serving.store.base import DEFAULT_GROUP, DEFAULT_PROJECT
 
@@ -33,21 +35,6 @@ CREDENTIALS_FILE = "credentials.json"
 
 class SettingsError(Exception):
     """cluster.json is unreadable or incomplete; the message says what to run."""
-
-
-def ase_home() -> Path:
-    return Path(os.environ.get("ASE_HOME") or "~/.ase").expanduser()
-
-
-def write_private(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` readable by the owner only (0600), atomically."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(data)
-    os.chmod(tmp, 0o600)
-    os.replace(tmp, path)
 
 
 @dataclass

@@ -146,8 +146,8 @@ def test_loader_build_test_and_compose(images: None, env: dict[str, str], tmp_pa
 
 async def _registry_and_secret(home: Path) -> tuple[dict[str, Any], bytes | None]:
     """The echo instance's attributes in the compose cluster's registry, and the cluster's secret."""
-    from ase_serving.cluster.secret import read_secret
     from ase_serving.home import ClusterSettings
+    from ase_serving.store.secret import read_secret
 
     settings = ClusterSettings.load(home)
     assert settings is not None

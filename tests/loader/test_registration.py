@@ -428,9 +428,9 @@ def test_a_data_port_beyond_loopback_refuses_callers_without_the_secret(
     loaders: StartLoader, cluster: Cluster
 ) -> None:
     from ase_serving import wire
-    from ase_serving.cluster.secret import read_secret
     from ase_serving.loader.wire_client import WireLoaderClient
     from ase_serving.protocol.items import DataItem
+    from ase_serving.store.secret import read_secret
 
     service = unique("sec")
     env = {**cluster.env, "ASE_LOADER_ADVERTISE": "127.0.0.1"}

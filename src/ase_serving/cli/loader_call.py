@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
-import secrets
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -15,9 +14,9 @@ import typer
 from ase_serving.cli.common import abort, print_json
 from ase_serving.errors import AseError
 from ase_serving.loader.client import LoaderClient
-from ase_serving.loader.testcases import ONCE, TestCase, load_file
-from ase_serving.protocol.items import DataType, Result
-from ase_serving.protocol.public import frame_from_public, request_from_public, result_to_public
+from ase_serving.loader.testcases import ONCE, TestCase, call_case, load_file
+from ase_serving.protocol.items import DataType
+from ase_serving.protocol.public import result_to_public
 
 _EPILOG = """\
 Example:
@@ -63,24 +62,6 @@ def _decode(doc: dict[str, Any]) -> dict[str, Any]:
     return doc
 
 
-def _call(client: LoaderClient, case: TestCase, timeout: float) -> list[Result]:
-    req = request_from_public(case.request, sid=f"call{secrets.token_hex(6)}")
-    if case.mode == ONCE:
-        return [client.once(req, timeout=timeout)]
-    frames = [frame_from_public(body) for body in case.frames]
-    if req.status == 3:
-        req.status = 0
-    session = client.session(req, timeout=timeout)
-    try:
-        for status, items in frames:
-            if session.ended:
-                break
-            session.send(status, items)
-        return session.results(timeout=timeout)
-    finally:
-        session.close()
-
-
 def register(app: typer.Typer) -> None:
     @app.command("call", epilog=_EPILOG)
     def call(
@@ -100,7 +81,7 @@ def register(app: typer.Typer) -> None:
         chosen = _pick_case(file, case)
         with LoaderClient(address, timeout=timeout) as client:
             try:
-                results = _call(client, chosen, timeout)
+                results = call_case(client, chosen, timeout)
             except AseError as exc:
                 abort(f"the request is not valid: {exc.message}")
             except TimeoutError as exc:

@@ -151,9 +151,9 @@ def _cluster_secret() -> bytes:
     """The cluster's secret (made now if the config centre has none), for a data port beyond loopback."""
     import asyncio
 
-    from ase_serving.cluster.secret import ensure_secret
     from ase_serving.home import ClusterSettings
     from ase_serving.store import StoreError
+    from ase_serving.store.secret import ensure_secret
 
     cluster = ClusterSettings.load()
     assert cluster is not None

@@ -22,7 +22,8 @@ import orjson
 
 from ase_serving.cluster.access import check_access, run_with_backend
 from ase_serving.cluster.local import Component, LocalCluster, LocalError, Running
-from ase_serving.home import CREDENTIALS_FILE, ClusterSettings, SettingsError, ase_home, write_private
+from ase_serving.files import write_private
+from ase_serving.home import CREDENTIALS_FILE, ClusterSettings, SettingsError, ase_home
 from ase_serving.store import Backend, StoreError, open_backend
 
 CONFIG_PORT = 2390

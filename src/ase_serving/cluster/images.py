@@ -169,9 +169,9 @@ def _wait_port(port: int, deadline: float) -> bool:
 
 def _remote_result(client: LoaderClient, case: TestCase) -> Result:
     """A case's result from a running loader: a session's frames folded into its last result."""
-    from ase_serving.cli.loader_call import _call
+    from ase_serving.loader.testcases import call_case
 
-    results = _call(client, case, 30.0)
+    results = call_case(client, case, 30.0)
     result = results[-1]
     for extra in results[:-1]:
         result.items[:0] = extra.items

@@ -135,7 +135,7 @@ class Gateway:
         """The cluster's secret from the config centre (for loaders that ask for it)."""
         if self.backend is None:
             return None
-        from ase_serving.cluster.secret import read_secret
+        from ase_serving.store.secret import read_secret
 
         return await read_secret(self.backend)
 

@@ -11,14 +11,19 @@ from __future__ import annotations
 
 import base64
 import copy
+import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 import yaml
 
-from ase_serving.protocol.items import DataType, Status
+from ase_serving.protocol.items import DataType, Result, Status
+from ase_serving.protocol.public import frame_from_public, request_from_public
+
+if TYPE_CHECKING:
+    from ase_serving.loader.client import LoaderClient
 
 ONCE, SESSION = "once", "session"
 SUFFIXES = (".json", ".yml", ".yaml")
@@ -267,3 +272,23 @@ def parse_expect(value: Any, base: Path, where: str) -> Expect:
         contains=contains,
         message_contains=None if message is None else str(message),
     )
+
+
+def call_case(client: LoaderClient, case: TestCase, timeout: float) -> list[Result]:
+    """A test case (``asectl loader test`` format) sent in the public protocol: its results (a
+    session's frames, in order)."""
+    req = request_from_public(case.request, sid=f"call{secrets.token_hex(6)}")
+    if case.mode == ONCE:
+        return [client.once(req, timeout=timeout)]
+    frames = [frame_from_public(body) for body in case.frames]
+    if req.status == 3:
+        req.status = 0
+    session = client.session(req, timeout=timeout)
+    try:
+        for status, items in frames:
+            if session.ended:
+                break
+            session.send(status, items)
+        return session.results(timeout=timeout)
+    finally:
+        session.close()

@@ -11,7 +11,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from ase_serving.home import ase_home
+from ase_serving.files import ase_home
 from ase_serving.store.base import StoreError
 from ase_serving.store.embedded.db import DEFAULT_HISTORY
 from ase_serving.store.embedded.server import DEFAULT_HOST, DEFAULT_PORT, run_server

@@ -16,7 +16,7 @@ import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 
-from ase_serving.home import write_private
+from ase_serving.files import write_private
 from ase_serving.store.base import check_name
 from ase_serving.store.embedded.db import DB_FILE, KVDB, BadRequest
 

@@ -143,7 +143,7 @@ async def serve(
 
     Raises :class:`StoreError` when the port is taken or the data directory cannot be used."""
     if data_dir is None:
-        from ase_serving.home import ase_home
+        from ase_serving.files import ase_home
 
         data_dir = ase_home() / "configd"
     data_dir = data_dir.expanduser()
