@@ -24,6 +24,7 @@ from starlette.staticfiles import StaticFiles
 from ase_serving import errors
 from ase_serving.errors import AseError, BadRequest, NoRoute, TooLarge
 from ase_serving.gateway import webgate
+from ase_serving.gateway.admission import ONCE, admit, loader_request
 from ase_serving.gateway.asgi import (
     ClientGone,
     Receive,
@@ -34,13 +35,11 @@ from ase_serving.gateway.asgi import (
     retry_headers,
     server_error,
 )
-from ase_serving.gateway.atom import to_request
-from ase_serving.gateway.auth import check_app_id, check_digest
+from ase_serving.gateway.auth import check_digest
 from ase_serving.gateway.docs import docs_page, swagger_dir
 from ase_serving.gateway.routes import Service
 from ase_serving.gateway.runtime import Gateway
 from ase_serving.gateway.session import deny, run_session
-from ase_serving.protocol.items import Status
 from ase_serving.protocol.public import result_to_public
 from ase_serving.schema.openapi import openapi_document
 
@@ -147,22 +146,13 @@ class GatewayApp:
         sid = gw.sids.next(svc.schema.sub)
         code, failure = 0, ""
         try:
-            consumer = gw.auth.authenticate(scope, svc.service_id)
-            gw.limits.request(consumer)
-            if not svc.serves("once"):
-                raise BadRequest(
-                    f"{svc.service_id} is served as sessions only: open a WebSocket on {scope['path']}",
-                    http=405,
-                )
+            consumer = admit(gw, svc, scope, ONCE)
             check_content_type(scope)
             raw = await read_body(scope, receive, svc.max_body)
             check_digest(scope, raw)
             body = webgate.parse_body(raw)
             webgate.check(svc, body)
-            check_app_id(consumer, body)
-            status = webgate.frame_status(body, Status.ONCE)
-            items = webgate.payload_items(body, status)
-            result, waited = await gw.atom.once(svc, to_request(svc, body, items, sid, status))
+            result, waited = await gw.atom.once(svc, loader_request(svc, consumer, body, sid, ONCE))
             if waited:
                 gw.metrics.queued(svc.service_id, waited)
             result.sid = sid

@@ -31,6 +31,7 @@ from ase_serving import errors
 from ase_serving.clock import Expired, SessionClock
 from ase_serving.errors import AseError, BadRequest, Timeout, TooLarge
 from ase_serving.gateway import webgate
+from ase_serving.gateway.admission import SESSION, admit, loader_request
 from ase_serving.gateway.asgi import (
     ClientGone,
     Receive,
@@ -41,8 +42,6 @@ from ase_serving.gateway.asgi import (
     retry_headers,
     server_error,
 )
-from ase_serving.gateway.atom import to_request
-from ase_serving.gateway.auth import check_app_id
 from ase_serving.gateway.routes import Service
 from ase_serving.gateway.transport import LoaderSession
 from ase_serving.protocol.items import Request, Status
@@ -100,13 +99,7 @@ async def run_session(gw: Gateway, svc: Service, scope: Scope, receive: Receive,
         return
     sid = gw.sids.next(svc.schema.sub)
     try:
-        consumer = gw.auth.authenticate(scope, svc.service_id)
-        if not svc.serves("session"):
-            raise BadRequest(
-                f"{svc.service_id} is served as once requests only: POST the body to {scope['path']}",
-                http=405,
-            )
-        gw.limits.request(consumer)
+        consumer = admit(gw, svc, scope, SESSION)
         release = gw.limits.open_session(consumer)
     except AseError as exc:
         await deny(scope, send, exc, sid, gw.settings.retry_after)
@@ -220,14 +213,7 @@ class _Conn:
         gw, svc = self.gw, self.svc
         try:
             body = await self.next_frame(first=True)
-            check_app_id(consumer, body)
-            status = webgate.frame_status(body, Status.BEGIN)
-            if status not in (Status.BEGIN, Status.END):
-                raise BadRequest(
-                    f"header.status is {status}: a session's first frame has 0 (or 2 for a one-frame session)"
-                )
-            items = webgate.payload_items(body, status)
-            req = to_request(svc, body, items, self.sid, status)
+            req = loader_request(svc, consumer, body, self.sid, SESSION)
             session, address, waited = await self._open(req)
         except ClientGone:
             return -1
@@ -236,7 +222,7 @@ class _Conn:
         # From here this function owns the session and its licence: whatever happens next, the
         # ``finally`` closes the one and gives the other back, once.
         try:
-            self.client_done = status == Status.END
+            self.client_done = req.status == Status.END
             if waited:
                 gw.metrics.queued(svc.service_id, waited)
             gw.metrics.session_opened(svc.service_id)
