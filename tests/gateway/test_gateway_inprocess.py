@@ -266,3 +266,29 @@ def test_a_wrapper_code_the_schema_declares_a_client_error_is_400() -> None:
     bad, good = asyncio.run(main())
     assert bad.status_code == 400 and bad.json()["header"]["code"] == 20002, bad.text
     assert good.status_code == 200
+
+
+@pytest.mark.parametrize("parameter", [None, {"echo": {"encoding": "utf8", "format": "plain"}, "speed": 2}])
+def test_loader_test_builds_the_request_the_gateway_builds(parameter: dict[str, Any] | None) -> None:
+    """One conversion (issue 17, point 4): `asectl loader test` (request_from_public with the
+    project's schema outputs) and the gateway (to_request) make the same loader request."""
+    from ase_serving.loader.testrun import _schema_outputs
+    from ase_serving.protocol.public import decode_item, request_from_public
+
+    gw, _hosts = _gateway("echo")
+    svc = next(s for s in gw.table.live() if s.service_id == "echo")
+    body: dict[str, Any] = {
+        "header": {"app_id": "a1", "uid": "u1"},
+        "payload": {"text": {"encoding": "utf8", "text": "aGk="}},
+    }
+    if parameter is not None:
+        body["parameter"] = {"echo": parameter}
+    items = [decode_item("text", body["payload"]["text"], Status.ONCE)]
+    by_gateway = to_request(svc, body, items, "sid1", Status.ONCE)
+    accepts = _schema_outputs(load_project(EXAMPLES / "echo"))
+    assert accepts == svc.schema.accepts
+    by_loader_test = request_from_public(body, svc.service_id, svc.version, "sid1", accepts)
+    assert by_loader_test == by_gateway
+    assert by_gateway.expect and by_gateway.expect[0].key == "echo"
+    if parameter is not None:
+        assert by_gateway.expect[0].desc["format"] == "plain" and by_gateway.params == {"speed": "2"}

@@ -8,7 +8,7 @@ import pytest
 
 from ase_serving import errors
 from ase_serving.loader.client import LoaderClient
-from ase_serving.protocol.items import DataItem, Request, Status
+from ase_serving.protocol.items import DataItem, OutputSpec, Request, Status
 from tests.conftest import StartLoader
 from tests.support import WRAPPERS, LoaderProcess
 
@@ -42,11 +42,20 @@ def test_once_echoes_items(client: LoaderClient) -> None:
 def test_params_and_headers_reach_the_wrapper(client: LoaderClient) -> None:
     req = Request(sid="s-2", headers={"app_id": "a1"}, params={"upper": "1", "echo_params": "1"})
     req.items = [DataItem(key="t", data=b"abc")]
+    # The attributes asked of an output (the request's expect) reach it too (over gRPC here).
+    req.expect = [OutputSpec(key="t", desc={"encoding": "utf8", "format": "plain"})]
     res = client.once(req)
     assert res.code == 0
     by_key = {i.key: i.data for i in res.items}
     assert by_key["t"] == b"ABC"
-    assert by_key["params"].decode().split(",") == ["app_id", "echo_params", "sid", "upper"]
+    assert by_key["params"].decode().split(",") == [
+        "accept.t.encoding",
+        "accept.t.format",
+        "app_id",
+        "echo_params",
+        "sid",
+        "upper",
+    ]
 
 
 def test_large_payload_round_trips(client: LoaderClient) -> None:

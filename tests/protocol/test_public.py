@@ -56,7 +56,8 @@ def test_parse_body_accepts_str() -> None:
 def test_request_fields() -> None:
     req = request_from_public(orjson.loads(orjson.dumps(BODY)), sid="s1")
     assert req.service_id == "image-detect" and req.sid == "s1" and req.status == Status.ONCE
-    assert req.headers == {"app_id": "app1", "uid": "u-42", "status": "3"}
+    # The sid among the headers, as the gateway sends it.
+    assert req.headers == {"app_id": "app1", "uid": "u-42", "status": "3", "sid": "s1"}
     # Parameters reach the wrapper as strings; objects and arrays as JSON.
     assert req.params == {"vcn": "x", "speed": "100", "ratio": "0.5", "fast": "true", "tags": '["a","b"]'}
     (spec,) = req.expect

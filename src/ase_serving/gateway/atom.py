@@ -25,36 +25,21 @@ from ase_serving.errors import NoLicence, NoLoader
 from ase_serving.gateway.balance import LicenceQueue, Picker
 from ase_serving.gateway.routes import Service
 from ase_serving.gateway.transport import LoaderSession, LoaderTransport, make_transport
-from ase_serving.protocol.items import DataItem, DataType, OutputSpec, Request, Result
-from ase_serving.protocol.public import OUTPUT_DESC_KEYS, param_text, texts
-
-
-def _output_spec(name: str, accept: dict[str, Any], wanted: Any) -> OutputSpec:
-    kind = DataType.from_field(str(accept.get("dataType", "text"))) or DataType.OTHER
-    desc = {k: param_text(accept[k]) for k in OUTPUT_DESC_KEYS if isinstance(accept.get(k), (str, int))}
-    if isinstance(wanted, dict):
-        desc.update(texts({k: v for k, v in wanted.items() if k in OUTPUT_DESC_KEYS}, f"parameter.{name}"))
-    return OutputSpec(key=name, type=int(kind), desc=desc)
+from ase_serving.protocol.items import DataItem, Request, Result
+from ase_serving.protocol.public import build_request, output_spec
 
 
 def to_request(svc: Service, body: dict[str, Any], items: list[DataItem], sid: str, status: int) -> Request:
-    """A checked public body (or first frame) -> the loader's request."""
+    """A checked public body (or first frame) -> the loader's request (:func:`build_request`
+    with the service's outputs; their list for a request without parameters made once)."""
     header = body.get("header") or {}
     parameter = body.get("parameter")
     params = parameter.get(svc.service_id) or {} if isinstance(parameter, dict) else {}
-    headers = texts(header, "header")
-    headers["sid"] = sid
     accepts = svc.schema.accepts
-    if not params:  # the common case: every output with the schema's defaults (built once)
-        expect = svc.cache.get("expect")
-        if expect is None:
-            expect = svc.cache["expect"] = [
-                _output_spec(name, accept, None) for name, accept in accepts.items()
-            ]
-        return Request(svc.service_id, svc.version, sid, headers, {}, expect, [], items, status)
-    req_params = texts({k: v for k, v in params.items() if k not in accepts}, f"parameter.{svc.service_id}")
-    expect = [_output_spec(name, accept, params.get(name)) for name, accept in accepts.items()]
-    return Request(svc.service_id, svc.version, sid, headers, req_params, expect, [], items, status)
+    expect = svc.cache.get("expect")
+    if expect is None:
+        expect = svc.cache["expect"] = [output_spec(name, accept) for name, accept in accepts.items()]
+    return build_request(svc.service_id, svc.version, sid, header, params, items, status, accepts, expect)
 
 
 class Atom:

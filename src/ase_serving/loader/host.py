@@ -174,11 +174,16 @@ class EngineHost:
 
 
 def params_for(req: Request) -> dict[str, str]:
-    """What a wrapper gets as ``params``: header fields, the sid, then the service parameters."""
+    """What a wrapper gets as ``params``: header fields, the sid, the service parameters, then
+    the attributes asked of each output as ``accept.<output>.<attribute>`` (the schema's
+    defaults, or what ``parameter.<service>.<output>`` asked: ``accept.audio.encoding``)."""
     params = dict(req.headers)
     if req.sid:
         params["sid"] = req.sid
     params.update(req.params)
+    for spec in req.expect:
+        for name, value in spec.desc.items():
+            params[f"accept.{spec.key}.{name}"] = value
     return params
 
 

@@ -120,7 +120,7 @@ def run_project(folder: str | Path) -> Report:
     except AseError as exc:
         report.problems.append(f"wrapperInit failed ({exc.code}): {exc.message}")
         return report
-    runner = CaseRunner(host, settings)
+    runner = CaseRunner(host, settings, _schema_outputs(settings))
     try:
         report.cases = [runner.run(case) for case in cases]
     finally:
@@ -130,6 +130,22 @@ def run_project(folder: str | Path) -> Report:
         except AseError as exc:
             report.problems.append(f"wrapperFini failed ({exc.code}): {exc.message}")
     return report
+
+
+def _schema_outputs(settings: LoaderSettings) -> dict[str, dict[str, Any]] | None:
+    """The outputs (``accept``) of the service schema the project's ai_api.yml makes, so that a
+    case's request is built as the gateway builds it; None without a readable ai_api.yml."""
+    from ase_serving.loader.project import find_api_yaml
+    from ase_serving.schema import ApiDefinitionError, from_yaml, load_service_schema
+
+    yml = find_api_yaml(Path(settings.project_dir))
+    if yml is None:
+        return None
+    try:
+        compiled = from_yaml(yml, service=settings.service, version=settings.version)
+    except ApiDefinitionError:
+        return None
+    return load_service_schema(compiled.doc).accepts
 
 
 def run_case(case: TestCase, produce: Callable[[], Result]) -> CaseResult:
@@ -151,9 +167,13 @@ def run_case(case: TestCase, produce: Callable[[], Result]) -> CaseResult:
 class CaseRunner:
     """Runs cases against an initialised :class:`EngineHost`, one at a time."""
 
-    def __init__(self, host: EngineHost, settings: LoaderSettings) -> None:
+    def __init__(
+        self, host: EngineHost, settings: LoaderSettings, accepts: dict[str, dict[str, Any]] | None = None
+    ) -> None:
         self.host = host
         self.settings = settings
+        #: The outputs of the project's service schema (as the gateway builds requests), if known.
+        self.accepts = accepts
         #: (handle, items, code, message) pushed by ``ase_serving.wrapper.callback``
         self.pushed: queue.Queue[tuple[str, list[DataItem], int, str]] = queue.Queue()
         host.install_callback(lambda h, items, code, msg: self.pushed.put((h, items, code, msg)))
@@ -166,7 +186,9 @@ class CaseRunner:
         parameter = body.get("parameter")
         # A case may name the service in `parameter`; when it names several, ours is the one.
         service = self.settings.service if isinstance(parameter, dict) and len(parameter) > 1 else ""
-        return request_from_public(body, service_id=service, sid=f"test{next(_sids):04d}")
+        return request_from_public(
+            body, service_id=service, sid=f"test{next(_sids):04d}", accepts=self.accepts
+        )
 
     def _once(self, case: TestCase) -> Result:
         try:

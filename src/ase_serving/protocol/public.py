@@ -6,6 +6,7 @@ The gateway adds schema checks on top; ``asectl loader test`` uses this directly
 from __future__ import annotations
 
 import binascii
+from collections.abc import Mapping
 from typing import Any
 
 import orjson
@@ -146,25 +147,70 @@ def _status_of(header: dict[str, Any], default: int) -> int:
     return int(status)
 
 
-def request_from_public(
-    body: dict[str, Any], service_id: str = "", version: str = "", sid: str = ""
+def output_spec(name: str, accept: Mapping[str, Any], wanted: Any = None) -> OutputSpec:
+    """The loader's description of output ``name``: the schema's ``accept`` entry, with the
+    attributes a request asks for (``parameter.<service>.<name>``: encoding, format, ...)."""
+    kind = DataType.from_field(str(accept.get("dataType", "text"))) or DataType.OTHER
+    desc = {k: param_text(accept[k]) for k in OUTPUT_DESC_KEYS if isinstance(accept.get(k), (str, int))}
+    if isinstance(wanted, dict):
+        desc.update(texts({k: v for k, v in wanted.items() if k in OUTPUT_DESC_KEYS}, f"parameter.{name}"))
+    return OutputSpec(key=name, type=int(kind), desc=desc)
+
+
+def build_request(
+    service_id: str,
+    version: str,
+    sid: str,
+    header: dict[str, Any],
+    params: dict[str, Any],
+    items: list[DataItem],
+    status: int,
+    accepts: Mapping[str, Mapping[str, Any]] | None = None,
+    default_expect: list[OutputSpec] | None = None,
 ) -> Request:
-    """A public request body (or a session's first frame) -> the loader's request."""
+    """The loader's request: the one conversion the gateway, ``asectl loader test`` and ``loader
+    call`` share.
+
+    With the service schema's outputs (``accepts``, its ``accept`` section), a parameter named
+    after an output asks for that output's attributes and every output is in ``expect``
+    (``default_expect``: the list for no parameters, made once by the caller). Without a schema,
+    a parameter whose value is an object of output attributes only is taken as one."""
+    headers = texts(header, "header")
+    headers["sid"] = sid
+    if accepts is None:
+        req = Request(service_id, version, sid, headers, {}, [], [], items, status)
+        for key, value in params.items():
+            if isinstance(value, dict) and value and set(value) <= OUTPUT_DESC_KEYS | {"type"}:
+                req.expect.append(OutputSpec(key=key, desc=texts(value, f"parameter.{service_id}.{key}")))
+            elif value is not None:
+                req.params[key] = texts({key: value}, f"parameter.{service_id}")[key]
+        return req
+    if not params:
+        expect = (
+            default_expect if default_expect is not None else [output_spec(n, a) for n, a in accepts.items()]
+        )
+        return Request(service_id, version, sid, headers, {}, expect, [], items, status)
+    req_params = texts({k: v for k, v in params.items() if k not in accepts}, f"parameter.{service_id}")
+    expect = [output_spec(name, accept, params.get(name)) for name, accept in accepts.items()]
+    return Request(service_id, version, sid, headers, req_params, expect, [], items, status)
+
+
+def request_from_public(
+    body: dict[str, Any],
+    service_id: str = "",
+    version: str = "",
+    sid: str = "",
+    accepts: Mapping[str, Mapping[str, Any]] | None = None,
+) -> Request:
+    """A public request body (or a session's first frame) -> the loader's request
+    (:func:`build_request`; ``accepts``: the schema's outputs, when known)."""
     header = _object(body, "header")
     parameter = _object(body, "parameter")
     payload = _object(body, "payload")
     service_id, params = _service_params(parameter, service_id)
     status = _status_of(header, Status.ONCE)
-    req = Request(service_id=service_id, version=version, sid=sid, status=status)
-    req.headers = texts(header, "header")
-    for key, value in params.items():
-        if isinstance(value, dict) and value and set(value) <= OUTPUT_DESC_KEYS | {"type"}:
-            req.expect.append(OutputSpec(key=key, desc=texts(value, f"parameter.{service_id}.{key}")))
-        elif value is not None:
-            req.params[key] = texts({key: value}, f"parameter.{service_id}")[key]
-    item_status = status if status != Status.ONCE else Status.ONCE
-    req.items = [decode_item(name, entry, item_status) for name, entry in payload.items()]
-    return req
+    items = [decode_item(name, entry, status) for name, entry in payload.items()]
+    return build_request(service_id, version, sid, header, params, items, status, accepts)
 
 
 def frame_from_public(body: dict[str, Any]) -> tuple[int, list[DataItem]]:
