@@ -10,6 +10,7 @@ outlives a test.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import selectors
@@ -21,6 +22,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -222,3 +224,20 @@ def wait_for(predicate: Any, timeout: float = 10.0, what: str = "condition", int
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
         time.sleep(interval)
+
+
+async def until(check: Callable[[], Any], what: str, timeout: float = 20.0, interval: float = 0.02) -> None:
+    """Run the event loop until ``check()`` (sync, or a coroutine) holds; an assertion naming
+    ``what`` after ``timeout`` s (a generous bound, never a measurement). ``interval`` 0 only
+    lets every ready callback run between checks (nothing then waits on a timer)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        got = check()
+        if asyncio.iscoroutine(got):
+            got = await got
+        if got:
+            return
+        if loop.time() > deadline:
+            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+        await asyncio.sleep(interval)

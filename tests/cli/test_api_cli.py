@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from tests.cli.cluster_support import asectl, on_terminal, one_line_error, set_up
-from tests.schema.test_code_api import CODE, SEED, YAML, project
-from tests.schema.test_yaml_api import SEED as SEED_YAML
+from tests.schema.support import CODE, SEED_YAML, YAML, project
+from tests.schema.support import SEED_CODE as SEED
 from tests.store.embedded_server import EmbeddedServer
 from tests.support import ASECTL
 

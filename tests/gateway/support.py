@@ -25,6 +25,8 @@ from typing import Any, TypeVar
 
 import httpx
 import orjson
+import websockets
+from websockets.asyncio.client import ClientConnection
 
 from ase_serving.gateway.consumers import ConsumerStore
 from ase_serving.schema import from_yaml
@@ -252,3 +254,54 @@ def _healthy(gw: GatewayProcess) -> bool:
         return gw.client.get("/health").status_code == 200
     except httpx.HTTPError:
         return False
+
+
+def frame(status: int, text: str | None) -> str:
+    """A later frame: header.status and payload.text."""
+    body: dict[str, Any] = {"header": {"status": status}}
+    if text is not None:
+        body["payload"] = {"text": {"encoding": "utf8", "status": status, "text": b64(text)}}
+    return orjson.dumps(body).decode()
+
+
+def first_frame(service: str, status: int, text: str, **params: Any) -> str:
+    """The first frame: app_id, the service's parameters, payload.text."""
+    body = orjson.loads(frame(status, text))
+    body["header"]["app_id"] = "test"
+    body["parameter"] = {service: params}
+    return orjson.dumps(body).decode()
+
+
+async def results(ws: ClientConnection) -> list[dict[str, Any]]:
+    """Every frame until the server closes."""
+    out = []
+    try:
+        async for msg in ws:
+            out.append(orjson.loads(msg))
+    except websockets.ConnectionClosed:
+        pass
+    return out
+
+
+ECHO_YAML = """
+apiVersion: ase-serving/v1
+kind: ApiSchema
+metadata: {serviceName: echo, version: "1.0.0", name: echo}
+spec:
+  interface: once
+  sub: ech
+  max_body: 4096
+  request:
+    parameters:
+      properties:
+        upper: {type: string, enum: ["0", "1"]}
+        speed: {type: integer, minimum: 0, maximum: 100}
+    payload:
+      properties:
+        text: {type: text, encoding: [utf8, raw]}
+      required: [text]
+  response:
+    payload:
+      properties:
+        text: {type: text, encoding: utf8}
+"""

@@ -91,7 +91,7 @@ def signed_query(creds: dict[str, str], host: str, path: str, method: str = "GET
 
 @pytest.fixture(scope="module")
 def gw(cluster: Cluster) -> Iterator[GatewayProcess]:
-    from tests.gateway.test_gateway_once import ECHO as ECHO_YAML
+    from tests.gateway.support import ECHO_YAML
 
     cluster.put_schema(ECHO_YAML)
     cluster.loader(WRAPPERS / "echo", "--service", "echo")

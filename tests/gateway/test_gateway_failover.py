@@ -16,8 +16,7 @@ import orjson
 import pytest
 from websockets.asyncio.client import connect
 
-from tests.gateway.support import Cluster, GatewayProcess, api_yaml, once_body
-from tests.gateway.test_gateway_sessions import first_frame, frame, results
+from tests.gateway.support import Cluster, GatewayProcess, api_yaml, first_frame, frame, once_body, results
 from tests.support import WRAPPERS, LoaderProcess, project_copy, wait_for
 
 

@@ -25,7 +25,7 @@ STREAM = "/v1/private/stream_echo"
 
 @pytest.fixture(scope="module")
 def loaders(cluster: Cluster) -> Cluster:
-    from tests.gateway.test_gateway_once import ECHO as ECHO_YAML
+    from tests.gateway.support import ECHO_YAML
 
     cluster.put_schema(ECHO_YAML)
     cluster.loader(WRAPPERS / "echo", "--service", "echo", "--lic", "64")

@@ -12,31 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.gateway.support import ECHO_YAML as ECHO
 from tests.gateway.support import Cluster, GatewayProcess, api_yaml, b64, once_body, unb64
 from tests.support import WRAPPERS, wait_for
-
-ECHO = """
-apiVersion: ase-serving/v1
-kind: ApiSchema
-metadata: {serviceName: echo, version: "1.0.0", name: echo}
-spec:
-  interface: once
-  sub: ech
-  max_body: 4096
-  request:
-    parameters:
-      properties:
-        upper: {type: string, enum: ["0", "1"]}
-        speed: {type: integer, minimum: 0, maximum: 100}
-    payload:
-      properties:
-        text: {type: text, encoding: [utf8, raw]}
-      required: [text]
-  response:
-    payload:
-      properties:
-        text: {type: text, encoding: utf8}
-"""
 
 
 @pytest.fixture(scope="module")

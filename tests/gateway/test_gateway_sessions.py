@@ -9,12 +9,11 @@ from typing import Any
 
 import orjson
 import pytest
-import websockets
-from websockets.asyncio.client import ClientConnection, connect
+from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
 from examples.support import example_dir
-from tests.gateway.support import Cluster, GatewayProcess, api_yaml, b64, unb64
+from tests.gateway.support import Cluster, GatewayProcess, api_yaml, first_frame, frame, results, unb64
 from tests.support import WRAPPERS, wait_for
 
 
@@ -46,33 +45,6 @@ def _loaders_known(gw: GatewayProcess) -> bool:
         return True
 
     return asyncio.run(probe())
-
-
-def frame(status: int, text: str | None) -> str:
-    """A later frame: header.status and payload.text."""
-    body: dict[str, Any] = {"header": {"status": status}}
-    if text is not None:
-        body["payload"] = {"text": {"encoding": "utf8", "status": status, "text": b64(text)}}
-    return orjson.dumps(body).decode()
-
-
-def first_frame(service: str, status: int, text: str, **params: Any) -> str:
-    """The first frame: app_id, the service's parameters, payload.text."""
-    body = orjson.loads(frame(status, text))
-    body["header"]["app_id"] = "test"
-    body["parameter"] = {service: params}
-    return orjson.dumps(body).decode()
-
-
-async def results(ws: ClientConnection) -> list[dict[str, Any]]:
-    """Every frame until the server closes."""
-    out = []
-    try:
-        async for msg in ws:
-            out.append(orjson.loads(msg))
-    except websockets.ConnectionClosed:
-        pass
-    return out
 
 
 def test_stream_echo_frames_in_results_out_then_a_normal_close(gw: GatewayProcess) -> None:

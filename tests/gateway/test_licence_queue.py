@@ -7,6 +7,7 @@ deadline), and the Balancer's nodes are fed by hand (or through a RegistryFeed's
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
 import time
 from collections.abc import Awaitable, Callable, Collection
@@ -23,6 +24,10 @@ from ase_serving.gateway.routes import Service
 from ase_serving.lb.feed import RegistryFeed
 from ase_serving.protocol.items import Request, Result
 from ase_serving.store.base import Instance, InstanceEvent
+from tests.support import until as _until
+
+#: Run the loop until a condition holds, letting every ready callback run between checks.
+until = functools.partial(_until, interval=0)
 
 SVC, VER = "asr", "1.0"
 A, B = "10.0.0.1:9000", "10.0.0.2:9000"
@@ -74,15 +79,6 @@ class GatedPicker(SilentPicker):
         finally:
             self.in_flight -= 1
         return await super().pick(service, version, exclude)
-
-
-async def until(cond: Callable[[], bool], what: str, timeout: float = 20.0) -> None:
-    """Run the loop until ``cond()`` holds (fails after ``timeout`` s: a generous bound)."""
-    end = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > end:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0)
 
 
 async def settle(steps: int = 50) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -13,17 +12,9 @@ from ase_serving.lb import Balancer
 from ase_serving.lb.feed import RegistryFeed, licences
 from ase_serving.store import Instance, InstanceEvent
 from tests.store.embedded_server import start_embedded
+from tests.support import until
 
 S, V = "ocr", "2"
-
-
-async def until(check: Callable[[], bool], timeout: float, what: str) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not check():
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
-        await asyncio.sleep(0.05)
 
 
 def addresses(lb: Balancer) -> dict[str, tuple[int, int, bool]]:
@@ -79,17 +70,17 @@ async def _scenario(centre: object) -> None:
         assert addresses(lb) == {"127.0.0.1:7101": (4, 4, True)}
         # Registered while the feed runs: appears; its licence updates arrive as reports.
         reg_b = await registry.register(Instance(S, V, "127.0.0.1:7102", attrs), ttl=30)
-        await until(lambda: "127.0.0.1:7102" in addresses(lb), 10, "the second instance")
+        await until(lambda: "127.0.0.1:7102" in addresses(lb), "the second instance", 10)
         reg_b = await registry.update(reg_b, {**attrs, "lic_idle": 1})
-        await until(lambda: addresses(lb)["127.0.0.1:7102"] == (4, 1, True), 10, "the idle update")
+        await until(lambda: addresses(lb)["127.0.0.1:7102"] == (4, 1, True), "the idle update", 10)
         assert sorted(lb.pick(S, V, n=2)) == ["127.0.0.1:7101", "127.0.0.1:7102"]
         await registry.deregister(reg_a)
-        await until(lambda: "127.0.0.1:7101" not in addresses(lb), 10, "the deregistration")
+        await until(lambda: "127.0.0.1:7101" not in addresses(lb), "the deregistration", 10)
 
         # The store goes away: the LB keeps its last view for several of its own TTLs (only the
         # feed's re-reports keep the node: nothing else reports it).
         centre.stop()
-        await until(lambda: not feed.connected, 10, "the feed to notice the outage")
+        await until(lambda: not feed.connected, "the feed to notice the outage", 10)
         loop = asyncio.get_running_loop()
         end = loop.time() + 3.0  # three TTLs
         while loop.time() < end:
@@ -97,14 +88,14 @@ async def _scenario(centre: object) -> None:
             await asyncio.sleep(0.2)
         # ...but a node nobody re-reports still expires (the refresh covers only registry nodes).
         lb.report("other", "1", "127.0.0.1:9", 1, 1)
-        await until(lambda: not lb.nodes("other"), 5, "the unregistered node to expire")
+        await until(lambda: not lb.nodes("other"), "the unregistered node to expire", 5)
 
         # The store returns: a change made right away arrives.
         centre.start()
         fresh = centre.backend()
         assert fresh.registry is not None
         reg_c = await fresh.registry.register(Instance(S, V, "127.0.0.1:7103", attrs), ttl=30)
-        await until(lambda: "127.0.0.1:7103" in addresses(lb), 20, "a registration made after the outage")
+        await until(lambda: "127.0.0.1:7103" in addresses(lb), "a registration made after the outage", 20)
         assert feed.connected
         await fresh.registry.deregister(reg_c)
         await fresh.close()

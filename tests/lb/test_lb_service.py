@@ -16,27 +16,12 @@ from ase_serving.errors import NoLicence, NoLoader
 from ase_serving.lb.client import LbClient, lb_healthy
 from ase_serving.store import Instance
 from tests.lb.lb_process import run_lb, start_lb
+from tests.lb.support import run
 from tests.store.embedded_server import start_embedded
+from tests.support import until
 
 S, V = "asr", "1.0"
 T = TypeVar("T")
-
-
-def run(coro: Awaitable[T]) -> T:
-    async def main() -> T:
-        return await coro
-
-    return asyncio.run(main())
-
-
-async def until(check: Callable[[], Awaitable[bool]], timeout: float, what: str) -> None:
-    """Poll an async condition with a deadline."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not await check():
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
-        await asyncio.sleep(0.05)
 
 
 @pytest.mark.timeout(60)
@@ -103,7 +88,7 @@ def test_load_mini_release_over_grpc_and_ttl() -> None:
                         return False
                     return False
 
-                await until(gone, 10.0, "the silent node to expire")
+                await until(gone, "the silent node to expire", 10.0)
 
         run(scenario())
         assert lb.stop() == 0
@@ -168,7 +153,7 @@ def test_fed_from_the_embedded_registry(tmp_path: Path) -> None:
                     attrs = {"lic_total": 4, "lic_idle": 4, "live": True, "workers": 1}
                     reg = await registry.register(Instance(S, V, "127.0.0.1:7001", attrs), ttl=20)
                     picked = picked_addr(client, "127.0.0.1:7001")
-                    await until(picked, 15.0, "the registered instance to be picked")
+                    await until(picked, "the registered instance to be picked", 15.0)
                     # Draining (live false) -> never picked; deregistered -> gone.
                     reg = await registry.update(reg, {**attrs, "live": False})
 
@@ -179,12 +164,12 @@ def test_fed_from_the_embedded_registry(tmp_path: Path) -> None:
                             return match in exc.message
                         return False
 
-                    await until(lambda: refused("1 not live"), 15.0, "the draining instance to be skipped")
+                    await until(lambda: refused("1 not live"), "the draining instance to be skipped", 15.0)
                     await registry.deregister(reg)
-                    await until(lambda: refused("none registered"), 15.0, "the instance to disappear")
+                    await until(lambda: refused("none registered"), "the instance to disappear", 15.0)
                     # Registered instances outlive the LB's own TTL: the feed re-reports them.
                     reg2 = await registry.register(Instance(S, V, "127.0.0.1:7002", attrs), ttl=20)
-                    await until(picked_addr(client, "127.0.0.1:7002"), 15.0, "the second instance")
+                    await until(picked_addr(client, "127.0.0.1:7002"), "the second instance", 15.0)
                     await asyncio.sleep(4.0)  # > --ttl 3: would have expired without the re-reports
                     assert await client.pick(S, V) == ["127.0.0.1:7002"]
                     await registry.deregister(reg2)

@@ -6,7 +6,6 @@ import asyncio
 import os
 import signal
 import socket
-from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -16,24 +15,10 @@ from ase_serving.errors import BadRequest, NoLicence, NoLoader
 from ase_serving.lb.lean import OP_LB_RELEASE
 from ase_serving.lb.wire_client import LbWireClient
 from tests.lb.lb_process import start_lb
-from tests.lb.test_lb_service import run
+from tests.lb.support import run
+from tests.support import until
 
 S, V = "asr", "1.0"
-
-
-async def until(check: Callable[[], Any], timeout: float, what: str) -> None:
-    """Poll ``check`` (sync or async) with a deadline."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while True:
-        got = check()
-        if asyncio.iscoroutine(got):
-            got = await got
-        if got:
-            return
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
-        await asyncio.sleep(0.02)
 
 
 async def in_use(client: LbWireClient) -> dict[str, int]:
@@ -123,10 +108,10 @@ def test_releases_leave_in_one_frame_and_all_arrive() -> None:
                 again = await asyncio.gather(*(client.pick(S, V) for _ in range(3)))
                 assert conn.transport is not None
                 conn.transport.abort()
-                await until(lambda: not client.connected, 10, "the connection to go")
+                await until(lambda: not client.connected, "the connection to go", 10)
                 for (address,) in again:
                     await client.release(S, V, address)
-                await until(lambda: client.queued_releases == 0, 10, "the releases to be sent")
+                await until(lambda: client.queued_releases == 0, "the releases to be sent", 10)
                 assert await in_use(client) == {"a:1": 0}
 
             # close() sends what is still queued.
@@ -137,7 +122,7 @@ def test_releases_leave_in_one_frame_and_all_arrive() -> None:
             await closing.close()
             async with LbWireClient(lb.wire) as other:
                 await until(
-                    lambda: _in_use_is(other, {"a:1": 0}), 10, "the releases sent on close to be counted"
+                    lambda: _in_use_is(other, {"a:1": 0}), "the releases sent on close to be counted", 10
                 )
 
         run(scenario())
@@ -162,7 +147,7 @@ def test_a_lost_lb_fails_picks_in_flight_and_the_next_call_reconnects() -> None:
                 assert await client.pick(S, V) == ["a:1"]
                 os.kill(lb.proc.pid, signal.SIGSTOP)  # the pick below stays in flight
                 inflight = asyncio.ensure_future(client.pick(S, V))
-                await until(lambda: client._conn is not None and client._conn.pending, 10, "a pick in flight")
+                await until(lambda: client._conn is not None and client._conn.pending, "a pick in flight", 10)
                 lb.kill()
                 with pytest.raises(NoLoader) as lost:
                     await inflight
@@ -199,7 +184,7 @@ def test_a_pick_answered_after_its_timeout_is_released() -> None:
                 client.timeout = 20.0
                 # The LB applied the pick after all (the frame was on the connection, ahead of any
                 # Nodes call); its late answer comes back and the client releases it.
-                await until(lambda: _in_use_is(client, {"a:1": 0}), 10, "the late pick to be released")
+                await until(lambda: _in_use_is(client, {"a:1": 0}), "the late pick to be released", 10)
                 assert client.queued_releases == 0
 
         run(scenario())

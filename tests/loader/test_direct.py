@@ -22,7 +22,7 @@ from ase_serving import errors, wire
 from ase_serving.loader.wire_client import SessionLimits, WireLoaderClient, WireSession
 from ase_serving.protocol.items import DataItem, Request, Result, Status
 from tests.conftest import StartLoader
-from tests.loader.test_loader_licences import _gated
+from tests.loader.support import gated as _gated
 from tests.support import WRAPPERS, LoaderProcess, project_copy, wait_for
 
 pytestmark = pytest.mark.timeout(90)

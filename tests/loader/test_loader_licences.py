@@ -12,6 +12,7 @@ from ase_serving import errors
 from ase_serving.loader.client import LoaderClient
 from ase_serving.protocol.items import Request, Result
 from tests.conftest import StartLoader
+from tests.loader.support import gated as _gated
 from tests.support import WRAPPERS, LoaderProcess, project_copy, wait_for
 
 pytestmark = pytest.mark.timeout(60)
@@ -20,10 +21,6 @@ pytestmark = pytest.mark.timeout(60)
 @pytest.fixture(scope="module")
 def slow(module_loaders: StartLoader) -> LoaderProcess:
     return module_loaders(WRAPPERS / "slow", "--workers", "2", "--lic", "1")
-
-
-def _gated(tmp_path: Path, tag: str) -> Request:
-    return Request(sid=tag, params={"gate": str(tmp_path / "gate"), "started": str(tmp_path / "started")})
 
 
 def test_calls_run_concurrently_and_the_next_one_gets_10110(slow: LoaderProcess, tmp_path: Path) -> None:

@@ -13,8 +13,7 @@ import orjson
 import pytest
 from websockets.asyncio.client import connect
 
-from tests.gateway.support import Cluster, GatewayProcess, api_yaml, once_body
-from tests.gateway.test_gateway_sessions import first_frame, results
+from tests.gateway.support import Cluster, GatewayProcess, api_yaml, first_frame, once_body, results
 from tests.support import WRAPPERS, wait_for
 
 #: Licences of the session loader: fewer than the bad sessions sent, so a leak would show.

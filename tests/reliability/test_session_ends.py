@@ -12,8 +12,7 @@ import orjson
 import pytest
 from websockets.asyncio.client import connect
 
-from tests.gateway.support import Cluster, GatewayProcess, api_yaml, metric_value
-from tests.gateway.test_gateway_sessions import first_frame
+from tests.gateway.support import Cluster, GatewayProcess, api_yaml, first_frame, metric_value
 from tests.support import WRAPPERS, wait_for
 
 pytestmark = pytest.mark.timeout(180)

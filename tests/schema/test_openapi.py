@@ -19,8 +19,8 @@ from ase_serving.schema import (
     load_service_schema,
     openapi_document,
 )
-from tests.schema.test_code_api import CODE, project
-from tests.schema.test_yaml_api import SEED
+from tests.schema.support import CODE, project
+from tests.schema.support import SEED_YAML as SEED
 
 DATA = Path(__file__).parent / "data"
 ORIGINAL = DATA / "webgate_s8e6e8a48.json"

@@ -14,24 +14,10 @@ import pytest
 
 from ase_serving.schema import ApiDefinitionError, check_service_schema, from_yaml
 from ase_serving.schema.loaded import load_service_schema
+from tests.schema.support import SEED_YAML as SEED
+from tests.schema.support import accepts
 
-DATA = Path(__file__).parent / "data"
-SEED = DATA / "seed_ai_api.yml"
 B64 = base64.b64encode(b"\xff\xd8 jpeg bytes").decode()
-
-
-def validators(schema: dict[str, Any]) -> list[Any]:
-    """The gateway's validator and an independent one: both must agree on every body."""
-    return [
-        jsonschema_rs.Draft7Validator(schema),
-        jsonschema.Draft7Validator(schema, format_checker=jsonschema.Draft7Validator.FORMAT_CHECKER),
-    ]
-
-
-def accepts(schema: dict[str, Any], body: Any) -> bool:
-    answers = {v.is_valid(body) for v in validators(schema)}
-    assert len(answers) == 1, f"the validators disagree on {body}"
-    return answers.pop()
 
 
 def write(tmp_path: Path, text: str, name: str = "ai_api.yml") -> Path:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import stat
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,7 @@ from ase_serving.store.kv import Put
 from ase_serving.store.view import ConfigView, PrefixView, RegistryView
 from tests.store.embedded_server import start_embedded
 from tests.store.etcd_server import start_etcd
+from tests.support import until
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -40,14 +41,6 @@ def server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
         yield started
     finally:
         started.kill()
-
-
-async def until(predicate: Callable[[], bool], what: str, timeout: float = DEADLINE) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
-        await asyncio.sleep(0.02)
 
 
 def contents(view: ConfigView) -> dict[str, bytes]:
