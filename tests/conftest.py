@@ -1,4 +1,4 @@
-"""Shared fixtures: factories that start real loaders and kill them (and their workers) at teardown."""
+"""Shared fixtures: factories that start real loaders and end them (and their workers) at teardown."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ def _factory() -> Iterator[StartLoader]:
 
     yield start
     for loader in started:
-        loader.kill()
+        loader.finish()
 
 
 @pytest.fixture
