@@ -35,3 +35,50 @@ def loaders() -> Iterator[StartLoader]:
 def module_loaders() -> Iterator[StartLoader]:
     """Like ``loaders`` but shared by a test module (a loader start costs about a second)."""
     yield from _factory()
+
+
+# -- markers: what a test needs (pyproject.toml declares them; --strict-markers) ---------------
+
+#: Source text that means a module starts real processes (a loader, a config centre, a gateway,
+#: etcd, asectl) or reaches the network of this machine.
+_PROCESS_SIGNS = (
+    "subprocess",
+    "start_loader",
+    "start_embedded",
+    "start_etcd",
+    "spawn(",
+    "Popen",
+    "asectl(",
+    "Cluster",
+    "GatewayProcess",
+    "LoaderProcess",
+    "loaders",
+    "etcd",
+    "embedded",
+    "centre",
+    "uvicorn",
+    "socket",
+)
+
+
+def _kind(path: Path) -> str:
+    text = path.read_text()
+    if "playwright" in text:
+        return "browser"
+    if path.name in ("test_docker_e2e.py",) or "docker_engine" in text:
+        return "docker"
+    if path.name == "test_quickstart.py" or path.parent.name == "examples" or "examples" in path.parts[-3:-1]:
+        return "e2e"
+    return "process" if any(sign in text for sign in _PROCESS_SIGNS) else "unit"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Each test gets one of ``unit``, ``process``, ``e2e``, ``docker``, ``browser`` from what its
+    module does (``pytest -m unit`` is the quick in-process part; ``-m "not docker"``...)."""
+    kinds: dict[Path, str] = {}
+    for item in items:
+        path = Path(str(item.fspath))
+        kind = kinds.get(path)
+        if kind is None:
+            kind = kinds[path] = _kind(path)
+        item.add_marker(getattr(pytest.mark, kind))
