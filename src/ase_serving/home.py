@@ -23,6 +23,7 @@ from typing import Any
 
 import orjson
 
+from ase_serving.errors import UserError
 from ase_serving.store import Backend, open_backend
 from ase_serving.store.base import DEFAULT_GROUP, DEFAULT_PROJECT
 
@@ -31,7 +32,7 @@ SETTINGS_FILE = "cluster.json"
 CREDENTIALS_FILE = "credentials.json"
 
 
-class SettingsError(Exception):
+class SettingsError(UserError):
     """cluster.json is unreadable or incomplete; the message says what to run."""
 
 

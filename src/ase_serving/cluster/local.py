@@ -26,6 +26,7 @@ from typing import Any
 
 import orjson
 
+from ase_serving.errors import UserError
 from ase_serving.home import ase_home, write_private
 
 #: Seconds a component may take to become healthy, and a stopping one to exit after SIGTERM.
@@ -35,7 +36,7 @@ _POLL = 0.1
 _LOG_TAIL = 15
 
 
-class LocalError(Exception):
+class LocalError(UserError):
     """A component could not be started or stopped; the message says why (with its log tail)."""
 
 
