@@ -7,7 +7,7 @@
     │   ├── BadRequest        10160 bad JSON · 10161 bad base64 · 10163 schema mismatch · 10202 after end
     │   │   └── protocol.public.TooDeep   a JSON body nested too deep to take
     │   ├── AuthFailed        10401 no credentials, an unknown key, a signature that does not match
-    │   ├── Forbidden         10403 the consumer may not call this service (10313: app id not its own)
+    │   ├── Forbidden         10403 the consumer may not call this service
     │   ├── OverLimit         10110 the consumer is over its rps / sessions limit (``retry_after``)
     │   ├── NoLicence         10110 every licence slot busy (overload)
     │   ├── Timeout           10114 engine too slow, or a session idle / too long
@@ -24,8 +24,9 @@
         │   └── lb.service.LbError            the LB service cannot start (port, config centre address)
         ├── store.StoreError              anything that went wrong talking to the config centre
         │   ├── StoreUnavailable              it cannot be reached: retry later
+        │   │   └── cluster.access.ClusterUnreachable   asectl cannot reach its config centre
         │   ├── StoreAuthFailed               wrong or missing account/password
-        │   │   └── cluster.access.AccessDenied   the account lacks a permission a command needs
+        │   │   └── cluster.access.AccessDenied   asectl's account refused, said with what to run
         │   ├── NotFound                      no such config item / revision / lease
         │   ├── ReadOnly                      the backend takes no writes (configmap)
         │   ├── Compacted                     a watch asked for history no longer kept
@@ -41,7 +42,8 @@
         ├── cluster.local.LocalError      a local cluster's component cannot start or stop
         └── cluster.k8s.K8sError          helm failed (its own ``exit_code``: 2 for a bad option)
 
-    10500 is no exception of this tree: the gateway's answer to one that is not an AseError (a bug).
+    An AseError raised with no code is 10500: the gateway's answer to an exception that is not an
+    AseError (a bug); 10313 (``app_id`` missing or not the consumer's) is one too, with its ``http``.
 
 An :class:`AseError` may carry its own HTTP status (``http``) where one code has two (10313: 400
 when ``app_id`` is missing, 403 when it is not the consumer's). Each transport maps these to its
@@ -50,7 +52,7 @@ a status beyond ``http``.
 
 A :class:`UserError` never reaches a client: the command line tool turns it into ``error:
 <message>`` on stderr and exit status ``exit_code`` in one place (:mod:`ase_serving.cli.main`),
-and the servers' ``__main__`` modules print a :class:`StartupError` the same way.
+and the servers' ``__main__`` modules print one (mostly a :class:`StartupError`) the same way.
 """
 
 from __future__ import annotations
