@@ -1,22 +1,58 @@
-"""The error codes of the public protocol (PROTOCOL.md) and the one exception tree that carries them.
+"""The error codes of the public protocol (PROTOCOL.md) and the one exception tree of the project.
 
 ::
 
-    AseError (code, message)
-    ├── BadRequest        10160 bad JSON · 10161 bad base64 · 10163 schema mismatch · 10202 frame after end
-    ├── NoLicence         10110 every licence slot busy (overload)
-    ├── Timeout           10114 engine too slow, or a session idle / too long
-    ├── NoLoader          11503 no loader reachable for the service
-    ├── NoRoute           10404 no service at this route
-    ├── TooLarge          10413 request body or session frame over the service's limit
-    └── WrapperFailure    109xx, or any non-zero code a wrapper returned
+    Exception
+    ├── AseError (code, message, http)   a protocol error: a request or session failed with a code
+    │   ├── BadRequest        10160 bad JSON · 10161 bad base64 · 10163 schema mismatch · 10202 after end
+    │   │   └── protocol.public.TooDeep   a JSON body nested too deep to take
+    │   ├── AuthFailed        10401 no credentials, an unknown key, a signature that does not match
+    │   ├── Forbidden         10403 the consumer may not call this service
+    │   ├── OverLimit         10110 the consumer is over its rps / sessions limit (``retry_after``)
+    │   ├── NoLicence         10110 every licence slot busy (overload)
+    │   ├── Timeout           10114 engine too slow, or a session idle / too long
+    │   ├── NoLoader          11503 no loader reachable for the service
+    │   ├── NoRoute           10404 no service at this route
+    │   ├── TooLarge          10413 request body or session frame over the service's limit
+    │   └── WrapperFailure    109xx, or any non-zero code a wrapper returned
+    └── UserError (exit_code)            something a user can put right; asectl prints it, exits 1
+        ├── StartupError (message)       a process could not start; no protocol code
+        │   ├── rpc.BindError                 a gRPC server's port cannot be listened on
+        │   ├── loader.pool.StartError        a worker could not load or init the wrapper
+        │   ├── loader.serve.ServeError       the loader cannot start (port taken, TLS, secret)
+        │   ├── gateway.server.GatewayError   the gateway cannot start (port taken, bad settings)
+        │   └── lb.service.LbError            the LB service cannot start (port, config centre address)
+        ├── store.StoreError              anything that went wrong talking to the config centre
+        │   ├── StoreUnavailable              it cannot be reached: retry later
+        │   │   └── cluster.access.ClusterUnreachable   asectl cannot reach its config centre
+        │   ├── StoreAuthFailed               wrong or missing account/password
+        │   │   └── cluster.access.AccessDenied   asectl's account refused, said with what to run
+        │   ├── NotFound                      no such config item / revision / lease
+        │   ├── ReadOnly                      the backend takes no writes (configmap)
+        │   ├── Compacted                     a watch asked for history no longer kept
+        │   ├── LeaseLost                     a registration's lease is gone: register again
+        │   ├── InvalidName (ValueError)      a name that cannot be a key part
+        │   ├── embedded.db.InvalidStoreRequest (ValueError)   a request the embedded store refuses
+        │   ├── cluster.access.NotSetUp       no cluster set up under $ASE_HOME
+        │   └── cluster.items.Ambiguous       a bare item name that several services' items have
+        ├── home.SettingsError            cluster.json unreadable or incomplete
+        ├── loader.project.ProjectError   a project folder or its ase.toml is unusable
+        ├── schema.ApiDefinitionError (ValueError)   an API definition refused, every problem listed
+        ├── cluster.images.DockerError    docker cannot build, run or test an image
+        ├── cluster.local.LocalError      a local cluster's component cannot start or stop
+        └── cluster.k8s.K8sError          helm failed (its own ``exit_code``: 2 for a bad option)
 
-    10500 is no exception of this tree: the gateway's answer to one that is not an AseError (a bug).
+    An AseError raised with no code is 10500: the gateway's answer to an exception that is not an
+    AseError (a bug); 10313 (``app_id`` missing or not the consumer's) is one too, with its ``http``.
 
-An error may carry its own HTTP status (``http``) where one code has two (10313: 400 when
-``app_id`` is missing, 403 when it is not the consumer's).
+An :class:`AseError` may carry its own HTTP status (``http``) where one code has two (10313: 400
+when ``app_id`` is missing, 403 when it is not the consumer's). Each transport maps these to its
+own form (HTTP status, WebSocket close code, gRPC response) in one place; a raise site never picks
+a status beyond ``http``.
 
-Each transport maps these to its own form (HTTP status, WebSocket frame, gRPC response) in one place.
+A :class:`UserError` never reaches a client: the command line tool turns it into ``error:
+<message>`` on stderr and exit status ``exit_code`` in one place (:mod:`ase_serving.cli.main`),
+and the servers' ``__main__`` modules print one (mostly a :class:`StartupError`) the same way.
 """
 
 from __future__ import annotations
@@ -61,19 +97,29 @@ HTTP_STATUS: dict[int, int] = {
     NO_LOADER: 503,
     TIMEOUT: 504,
     FRAME_AFTER_END: 400,
+    WRAPPER_INIT: 500,
+    WRAPPER_FINI: 500,
+    WRAPPER_CREATE: 500,
+    WRAPPER_DESTROY: 500,
+    WRAPPER_WRITE: 500,
+    WRAPPER_READ: 500,
+    WRAPPER_EXEC: 500,
+    WRAPPER_EXCEPTION: 500,
+    WORKER_DIED: 500,
+    UNSUPPORTED_MODE: 500,
     SERVER_ERROR: 500,
 }
 
 
 def http_status(code: int) -> int:
-    """The HTTP status for a protocol code; wrapper codes (109xx and others) are 500."""
+    """The HTTP status for a protocol code; wrapper codes (109xx and any other) are 500."""
     return HTTP_STATUS.get(code, 500)
 
 
 class AseError(Exception):
     """An error with a protocol code and a message a user can act on."""
 
-    code: int = 500
+    code: int = SERVER_ERROR
 
     def __init__(self, message: str, code: int | None = None, http: int | None = None) -> None:
         super().__init__(message)
@@ -88,6 +134,24 @@ class AseError(Exception):
 
 class BadRequest(AseError):
     code = SCHEMA_MISMATCH
+
+
+class AuthFailed(AseError):
+    def __init__(self, message: str) -> None:
+        super().__init__(message, AUTH_FAILED, http=401)
+
+
+class Forbidden(AseError):
+    def __init__(self, message: str) -> None:
+        super().__init__(message, FORBIDDEN, http=403)
+
+
+class OverLimit(AseError):
+    """A consumer over its own limit: 10110 / HTTP 429 with ``Retry-After: retry_after``."""
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message, NO_LICENCE, http=429)
+        self.retry_after = retry_after
 
 
 class NoLicence(AseError):
@@ -112,6 +176,23 @@ class TooLarge(AseError):
 
 class WrapperFailure(AseError):
     code = WRAPPER_EXCEPTION
+
+
+class UserError(Exception):
+    """Something a user can put right (a file, a setting, a port); the message says what and how.
+
+    ``asectl`` prints it as ``error: <message>`` on stderr and exits with ``exit_code``."""
+
+    exit_code: int = 1
+
+
+class StartupError(UserError):
+    """A process (gateway, loader, LB service) could not start; the message says why. No protocol code:
+    no request was made."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
 
 
 def frame_after_end() -> BadRequest:

@@ -23,6 +23,7 @@ from typing import Any
 
 import orjson
 
+from ase_serving.errors import UserError
 from ase_serving.files import ase_home as ase_home  # where $ASE_HOME is, for every user of this module
 from ase_serving.files import write_private
 from ase_serving.store import Backend, open_backend
@@ -33,7 +34,7 @@ SETTINGS_FILE = "cluster.json"
 CREDENTIALS_FILE = "credentials.json"
 
 
-class SettingsError(Exception):
+class SettingsError(UserError):
     """cluster.json is unreadable or incomplete; the message says what to run."""
 
 

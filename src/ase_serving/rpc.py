@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import grpc
 
+from ase_serving.errors import StartupError
 
-class BindError(Exception):
+
+class BindError(StartupError):
     """The port cannot be listened on; the message names the address and the likely cause."""
 
 

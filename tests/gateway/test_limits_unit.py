@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from ase_serving.gateway.auth import Consumer, Limits, OverLimit
+from ase_serving.errors import OverLimit
+from ase_serving.gateway.auth import Consumer, Limits
 
 
 class Clock:

@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 
 from ase_serving.client.signing import sign
-from ase_serving.gateway.auth import AuthFailed, ConsumerBook, KeyAuth, Replays, check_digest
+from ase_serving.errors import AuthFailed
+from ase_serving.gateway.auth import ConsumerBook, KeyAuth, Replays, check_digest
 from ase_serving.gateway.consumers import ConsumerRecord, key_digest
 
 T0 = 1_800_000_000.0

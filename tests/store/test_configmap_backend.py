@@ -16,10 +16,10 @@ import pytest
 from ase_serving.store import (
     ConfigEvent,
     ConfigKey,
+    ConfigScope,
     InvalidName,
     NotFound,
     ReadOnly,
-    Scope,
     StoreUnavailable,
     open_backend,
 )
@@ -101,7 +101,7 @@ def test_both_layouts(tmp_path: Path) -> None:
         assert sorted(i.store_revision for i in items) == [1, 2, 3]
         flat = await backend.config.get(ConfigKey("team", "blue", "asr", "v1", "schema.json"))
         assert flat.content == b'{"flat": true}'
-        only_team, _ = await backend.config.list(Scope("team", "blue", "asr"))
+        only_team, _ = await backend.config.list(ConfigScope("team", "blue", "asr"))
         assert len(only_team) == 2
         with pytest.raises(NotFound):
             await backend.config.get(ConfigKey("default", "default", "asr", "v1", "schema.json"))
@@ -121,7 +121,7 @@ def test_kubernetes_symlink_swap_is_seen(tmp_path: Path) -> None:
         backend = open_backend(f"configmap://{volume.root}")  # the default 0.5 s poll
         items, revision = await backend.config.list()
         assert [(i.key, i.content) for i in items] == [(asr, b"one"), (ocr, b"ocr")]
-        events = backend.config.watch(Scope(), revision)
+        events = backend.config.watch(ConfigScope(), revision)
 
         started = time.monotonic()
         volume.apply({"asr--v1--schema.json": b"two"})  # asr changed, ocr removed
@@ -194,7 +194,7 @@ def test_missing_directory_is_unavailable_not_a_delete(tmp_path: Path) -> None:
         (root / "asr--v1--schema.json").write_bytes(b"kept")
         await store.ping()
         _, revision = await store.list()
-        events = store.watch(Scope(), revision)
+        events = store.watch(ConfigScope(), revision)
 
         shutil.rmtree(root)  # unmounted: keep the last known config, say the store is unavailable
         with pytest.raises(StoreUnavailable, match="is the ConfigMap mounted"):
@@ -213,7 +213,7 @@ def test_watch_from_zero_replays_everything_in_scope(tmp_path: Path) -> None:
     store = DirConfigStore(tmp_path, poll_interval=FAST)
 
     async def main() -> None:
-        events = store.watch(Scope(service="ocr"), 0)
+        events = store.watch(ConfigScope(service="ocr"), 0)
         first = await next_event(events)
         assert first.key.service == "ocr" and first.store_revision == 2
         (tmp_path / "ocr--v1--schema.json").write_bytes(b"ocr 2")

@@ -17,11 +17,11 @@ import pytest
 from ase_serving.store import (
     ConfigEvent,
     ConfigKey,
+    ConfigScope,
     ConfigStore,
     InvalidName,
     NotFound,
     ReadOnly,
-    Scope,
     open_backend,
 )
 from tests.store.conftest import ConfigCase, take
@@ -31,7 +31,9 @@ pytestmark = pytest.mark.timeout(90)
 
 
 @contextlib.asynccontextmanager
-async def watching(store: ConfigStore, scope: Scope, after: int) -> AsyncIterator[AsyncIterator[ConfigEvent]]:
+async def watching(
+    store: ConfigStore, scope: ConfigScope, after: int
+) -> AsyncIterator[AsyncIterator[ConfigEvent]]:
     events = store.watch(scope, after)
     try:
         yield events
@@ -68,17 +70,17 @@ def test_put_get_list_and_scopes(config_backend: ConfigCase) -> None:
         with pytest.raises(NotFound):
             await case.store.get(case.key("missing", service="s1"))
 
-        async def names(scope: Scope | None) -> list[ConfigKey]:
+        async def names(scope: ConfigScope | None) -> list[ConfigKey]:
             items, revision = await case.store.list(scope)
             assert revision >= max(i.store_revision for i in items)
             return [i.key for i in items if i.key.project == case.project]
 
-        assert await names(Scope(case.project)) == [a, b, v2, c]
-        assert await names(Scope(case.project, service="s1")) == [a, b, v2]
-        assert await names(Scope(case.project, service="s1", version="1")) == [a, b]
-        assert await names(Scope(case.project, "other")) == [other]
+        assert await names(ConfigScope(case.project)) == [a, b, v2, c]
+        assert await names(ConfigScope(case.project, service="s1")) == [a, b, v2]
+        assert await names(ConfigScope(case.project, service="s1", version="1")) == [a, b]
+        assert await names(ConfigScope(case.project, "other")) == [other]
         assert await names(None) == sorted([a, b, c, v2, other])
-        items, _ = await case.store.list(Scope(case.project, service="s2"))
+        items, _ = await case.store.list(ConfigScope(case.project, service="s2"))
         assert [(i.key, i.content) for i in items] == [(c, c.path.encode())]
 
     case.run(body)
@@ -119,7 +121,7 @@ def test_delete_keeps_history_and_revisions_continue(config_backend: ConfigCase)
         assert deleted_at > second.store_revision
         with pytest.raises(NotFound):
             await case.store.get(key)
-        items, _ = await case.store.list(Scope(case.project))
+        items, _ = await case.store.list(ConfigScope(case.project))
         assert key not in [i.key for i in items]
         assert [i.content for i in await case.store.history(key)] == [b"one", b"two"]
         assert (await case.store.get(key, revision=1)).content == b"one"
@@ -140,7 +142,7 @@ def test_delete_keeps_history_and_revisions_continue(config_backend: ConfigCase)
 def test_watch_sees_every_change_after_a_revision_in_order(config_backend: ConfigCase) -> None:
     case = config_backend
     a, b = case.key("a"), case.key("b")
-    scope = Scope(case.project)
+    scope = ConfigScope(case.project)
 
     async def body() -> None:
         _, start = await case.store.list(scope)
@@ -167,7 +169,7 @@ def test_watch_sees_every_change_after_a_revision_in_order(config_backend: Confi
 
 def test_watch_resumes_after_reconnect_without_gap_or_duplicate(config_backend: ConfigCase) -> None:
     case = config_backend
-    scope = Scope(case.project)
+    scope = ConfigScope(case.project)
     keys = [case.key(f"k{n}") for n in range(5)]
 
     async def body() -> None:
@@ -200,8 +202,8 @@ def test_scoped_watch_does_not_see_other_groups_or_services(config_backend: Conf
     async def body() -> None:
         _, start = await case.store.list()
         async with (
-            watching(case.store, Scope(case.project, "g1"), start) as group_events,
-            watching(case.store, Scope(case.project, "g1", "svc-a"), start) as service_events,
+            watching(case.store, ConfigScope(case.project, "g1"), start) as group_events,
+            watching(case.store, ConfigScope(case.project, "g1", "svc-a"), start) as service_events,
         ):
             await case.write(case.key("x", group="g2"), b"other group")
             await case.write(case.key("x", service="svc-b", group="g1"), b"other service")
@@ -223,7 +225,7 @@ def test_scoped_watch_does_not_see_other_groups_or_services(config_backend: Conf
 
 def test_list_is_consistent_with_its_revision(config_backend: ConfigCase) -> None:
     case = config_backend
-    scope = Scope(case.project)
+    scope = ConfigScope(case.project)
     keys = [case.key(f"item{n}") for n in range(8)]
 
     async def body() -> None:
@@ -268,14 +270,14 @@ def test_content_is_bytes_exact(config_backend: ConfigCase, content: bytes) -> N
     key = case.key("blob.bin")
 
     async def body() -> None:
-        _, start = await case.store.list(Scope(case.project))
+        _, start = await case.store.list(ConfigScope(case.project))
         written = await case.write(key, content)
         assert written.content == content
         assert (await case.store.get(key)).content == content
         assert (await case.store.get(key, revision=written.revision)).content == content
-        items, _ = await case.store.list(Scope(case.project))
+        items, _ = await case.store.list(ConfigScope(case.project))
         assert [i.content for i in items] == [content]
-        async with watching(case.store, Scope(case.project), start) as events:
+        async with watching(case.store, ConfigScope(case.project), start) as events:
             (event,) = await take(events, 1)
         assert event.item is not None and event.item.content == content
 
@@ -315,9 +317,9 @@ def test_invalid_names_fail_before_any_io(parts: tuple[str, ...], address: str) 
 
 def test_invalid_scopes() -> None:
     with pytest.raises(InvalidName):
-        Scope("p", "g", version="1")  # a version needs a service
+        ConfigScope("p", "g", version="1")  # a version needs a service
     with pytest.raises(InvalidName):
-        Scope("p", "a b")
+        ConfigScope("p", "a b")
     with pytest.raises(InvalidName):
         ConfigKey.from_path("p/g/s/1")
 

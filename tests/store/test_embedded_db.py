@@ -8,7 +8,7 @@ import pytest
 
 from ase_serving.store import Compacted, LeaseLost
 from ase_serving.store.embedded import db as dbmod
-from ase_serving.store.embedded.db import KVDB, BadRequest, prefix_end
+from ase_serving.store.embedded.db import KVDB, InvalidStoreRequest, prefix_end
 from ase_serving.store.kv import Put
 
 
@@ -34,7 +34,7 @@ def test_a_txn_is_one_revision_and_compares_guard_it(tmp_path: Path) -> None:
         ("delete", "/b", 2),
     ]
     assert nxt == 3
-    with pytest.raises(BadRequest, match="same key twice"):
+    with pytest.raises(InvalidStoreRequest, match="same key twice"):
         db.txn([Put("/a", b"1")], ["/a"])
     with pytest.raises(LeaseLost):
         db.txn([Put("/a", b"1", lease=12345)])

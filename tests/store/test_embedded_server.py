@@ -22,7 +22,7 @@ from typing import TypeVar
 import httpx
 import pytest
 
-from ase_serving.store import AuthFailed, Compacted, LeaseLost, StoreError, StoreUnavailable
+from ase_serving.store import Compacted, LeaseLost, StoreAuthFailed, StoreError, StoreUnavailable
 from ase_serving.store.embedded.accounts import add_account
 from ase_serving.store.embedded.client import EmbeddedKV
 from ase_serving.store.kv import KVEvent, Put
@@ -89,13 +89,13 @@ def test_accounts_and_the_open_read_rule(embedded: EmbeddedServer) -> None:
         wrong = EmbeddedKV(embedded.url, "admin", "not-the-password")
         root = admin(embedded)
         try:
-            with pytest.raises(AuthFailed, match="asectl setup"):
+            with pytest.raises(StoreAuthFailed, match="asectl setup"):
                 await wrong.status()
-            with pytest.raises(AuthFailed, match="wrong account or password"):
+            with pytest.raises(StoreAuthFailed, match="wrong account or password"):
                 await wrong.txn([Put("/ase/config/x/y", b"1")])
-            with pytest.raises(AuthFailed, match="needs an account"):
+            with pytest.raises(StoreAuthFailed, match="needs an account"):
                 await anon.txn([Put("/ase/config/x/y", b"1")])
-            with pytest.raises(AuthFailed):
+            with pytest.raises(StoreAuthFailed):
                 await anon.grant(5)
 
             rev = await root.txn([Put("/ase/config/open/k", b"v"), Put("/ase/secret/x", b"s")])
@@ -104,11 +104,11 @@ def test_accounts_and_the_open_read_rule(embedded: EmbeddedServer) -> None:
             assert entry is not None and entry.value == b"v"
             entries, _ = await anon.range("/ase/config/open/")
             assert [e.key for e in entries] == ["/ase/config/open/k"]
-            with pytest.raises(AuthFailed, match="needs an account"):
+            with pytest.raises(StoreAuthFailed, match="needs an account"):
                 await anon.get("/ase/secret/x")
-            with pytest.raises(AuthFailed):
+            with pytest.raises(StoreAuthFailed):
                 await anon.range("/ase/")  # covers secrets too
-            with pytest.raises(AuthFailed):
+            with pytest.raises(StoreAuthFailed):
                 await collect(anon.watch("/ase/secret/", 1), 1)
             assert (await root.get("/ase/secret/x")) is not None
 
@@ -117,7 +117,7 @@ def test_accounts_and_the_open_read_rule(embedded: EmbeddedServer) -> None:
             alice = EmbeddedKV(embedded.url, "alice", "s3cret-pw")
             try:
                 assert await alice.txn([Put("/ase/config/open/alice", b"a")]) is not None
-                with pytest.raises(AuthFailed, match="only the admin"):
+                with pytest.raises(StoreAuthFailed, match="only the admin"):
                     await alice.add_account("bob", "pw")
                 with pytest.raises(StoreError, match="already exists"):
                     await root.add_account("alice", "other")
@@ -448,7 +448,7 @@ def test_anonymous_backend_reads_config_without_an_account(embedded: EmbeddedSer
             await writer.config.put(key, b'{"a": 1}')
             assert (await reader.config.get(key)).content == b'{"a": 1}'
             await reader.config.ping()
-            with pytest.raises(AuthFailed):
+            with pytest.raises(StoreAuthFailed):
                 await reader.config.put(key, b"no")
         finally:
             await writer.close()

@@ -14,14 +14,14 @@ from typing import Any, TypeVar
 import pytest
 
 from ase_serving.store import (
-    AuthFailed,
     Compacted,
     ConfigEvent,
     ConfigKey,
+    ConfigScope,
     Instance,
     InvalidName,
     LeaseLost,
-    Scope,
+    StoreAuthFailed,
     StoreUnavailable,
     open_backend,
 )
@@ -30,7 +30,7 @@ from tests.store.etcd_server import EtcdServer, free_port, start_etcd
 
 T = TypeVar("T")
 KEY = ConfigKey("proj", "grp", "asr", "v1", "schema.json")
-SCOPE = Scope("proj", "grp")
+SCOPE = ConfigScope("proj", "grp")
 
 
 def run(coro: Coroutine[Any, Any, T], timeout: float = 60.0) -> T:
@@ -68,14 +68,14 @@ def test_parse_address() -> None:
 def test_auth_wrong_password_refused_right_one_works(etcd_auth: EtcdServer) -> None:
     async def main() -> None:
         wrong = open_backend(etcd_auth.address, "root", "not-the-password")
-        with pytest.raises(AuthFailed, match="password"):
+        with pytest.raises(StoreAuthFailed, match="password"):
             await wrong.config.ping()
-        with pytest.raises(AuthFailed):
+        with pytest.raises(StoreAuthFailed):
             await wrong.config.put(KEY, b"x")
         await wrong.close()
 
         anonymous = open_backend(etcd_auth.address)
-        with pytest.raises(AuthFailed):
+        with pytest.raises(StoreAuthFailed):
             await anonymous.config.put(KEY, b"x")
         await anonymous.close()
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from ase_serving.store import ConfigEvent, ConfigKey, Instance, InstanceEvent, Scope, open_backend
+from ase_serving.store import ConfigEvent, ConfigKey, ConfigScope, Instance, InstanceEvent, open_backend
 from ase_serving.store.backoff import Backoff
 from ase_serving.store.kv import Put
 from ase_serving.store.view import ConfigView, PrefixView, RegistryView
@@ -52,7 +52,7 @@ def summary(events: list[ConfigEvent]) -> list[tuple[str, str, bytes | None]]:
 
 
 def test_config_view_serves_through_an_outage_and_catches_up(server: Any, tmp_path: Path) -> None:
-    scope = Scope("views", "g")
+    scope = ConfigScope("views", "g")
     a, b, c = (ConfigKey("views", "g", "svc", "1", n) for n in ("a.yml", "b.yml", "c.yml"))
     cache = tmp_path / "home" / "config-cache.json"
 
@@ -175,7 +175,7 @@ def test_registry_view_keeps_instances_while_the_store_is_down(server: Any) -> N
 def test_retries_back_off_and_close_is_prompt(server: Any) -> None:
     async def body() -> None:
         backend = server.backend()
-        view = ConfigView(backend.config, Scope("views", "backoff"))  # default backoff: 0.2 s .. 5 s
+        view = ConfigView(backend.config, ConfigScope("views", "backoff"))  # default backoff: 0.2 s .. 5 s
         try:
             await view.start(wait=DEADLINE)
             assert view.connected
@@ -207,7 +207,7 @@ def test_a_failing_on_change_never_stops_the_view(server: Any) -> None:
     async def body() -> None:
         backend = server.backend()
         key = ConfigKey("views", "broken", "svc", "1", "n")
-        view = ConfigView(backend.config, Scope("views", "broken"), on_change=broken, backoff=QUICK)
+        view = ConfigView(backend.config, ConfigScope("views", "broken"), on_change=broken, backoff=QUICK)
         try:
             await backend.config.put(key, b"1")
             await view.start(wait=DEADLINE)
@@ -302,7 +302,7 @@ class Proxy:
 
 def test_config_view_lists_again_after_compaction(tmp_path: Path) -> None:
     """History compacted while the view was cut off: it lists again and reports only the difference."""
-    scope = Scope("views", "compacted")
+    scope = ConfigScope("views", "compacted")
     a, b, c, d = (ConfigKey("views", "compacted", "svc", "1", n) for n in "abcd")
     with start_etcd(tmp_path / "etcd") as etcd:
 
@@ -395,7 +395,7 @@ def test_a_record_that_cannot_be_read_is_skipped_and_reported(server: Any) -> No
         kv = backend.config.kv
         registry = backend.registry
         assert registry is not None
-        scope = Scope("skip", "default")
+        scope = ConfigScope("skip", "default")
         configs: list[ConfigEvent] = []
         config_view = ConfigView(backend.config, scope, on_change=configs.extend, backoff=QUICK)
         registry_view = RegistryView(registry, backoff=QUICK)

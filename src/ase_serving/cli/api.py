@@ -12,7 +12,7 @@ from ase_serving.cli.common import abort, print_json
 from ase_serving.cluster.access import load_settings, run_with_backend
 from ase_serving.cluster.items import item_doc
 from ase_serving.home import ClusterSettings, SettingsError
-from ase_serving.loader.project import ProjectError, load_project
+from ase_serving.loader.project import load_project
 from ase_serving.schema import ApiDefinitionError, Compiled, from_code, from_yaml
 from ase_serving.store import Backend, ConfigItem, ConfigKey, StoreError
 from ase_serving.wrapper.plugin import resolve_path
@@ -152,10 +152,7 @@ def gen(
     file = resolve_path(wrapper)
     if not file.is_file():
         abort(f"{file}: no such file (give the wrapper.py that defines the Api class)", 2)
-    try:
-        settings = load_project(file.parent)
-    except ProjectError as exc:
-        abort(str(exc))
+    settings = load_project(file.parent)
     try:
         compiled = from_code(file, settings.service, settings.version)
     except ApiDefinitionError as exc:

@@ -12,7 +12,6 @@ from rich.table import Table
 from ase_serving.cli.common import abort, print_json
 from ase_serving.cluster.access import load_settings
 from ase_serving.cluster.status import all_healthy, gather_status
-from ase_serving.store import StoreError
 
 app = typer.Typer(help="The cluster as a whole.", no_args_is_help=True)
 
@@ -86,10 +85,7 @@ def status(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False,
 ) -> None:
     """Show components with URL and health, and services with routes and loader instances."""
-    try:
-        settings = load_settings(project, group)
-    except StoreError as exc:
-        abort(str(exc))
+    settings = load_settings(project, group)
     doc = asyncio.run(gather_status(settings))
     if as_json:
         print_json(doc)

@@ -8,7 +8,7 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, NoReturn
 
 import typer
 from rich.console import Console
@@ -19,7 +19,7 @@ from ase_serving.cluster.access import load_settings, run_with_backend
 from ase_serving.cluster.items import Checked, check_content, content_doc, iso_time, item_doc, resolve
 from ase_serving.home import ClusterSettings
 from ase_serving.schema import Problem
-from ase_serving.store import Backend, ConfigItem, ConfigKey, NotFound, Scope, StoreError
+from ase_serving.store import Backend, ConfigItem, ConfigKey, ConfigScope, NotFound, StoreError
 
 app = typer.Typer(
     help="Config items in the config centre (service schemas and any other file).", no_args_is_help=True
@@ -31,16 +31,9 @@ Json = Annotated[bool, typer.Option("--json", help="Print one JSON document.")]
 Name = Annotated[str, typer.Argument(help="Item name, or service/version/name when the name is ambiguous.")]
 
 
-def _settings(project: str | None, group: str | None) -> ClusterSettings:
+def _scope(settings: ClusterSettings) -> ConfigScope:
     try:
-        return load_settings(project, group)
-    except StoreError as exc:
-        abort(str(exc))
-
-
-def _scope(settings: ClusterSettings) -> Scope:
-    try:
-        return Scope(settings.project, settings.group)
+        return ConfigScope(settings.project, settings.group)
     except StoreError as exc:
         abort(str(exc), 2)
 
@@ -51,13 +44,6 @@ def _refuse(what: str, problems: list[Problem], extra: str = "") -> NoReturn:
     lines += [f"  {p}" for p in problems]
     typer.echo("\n".join(lines), err=True)
     raise typer.Exit(1)
-
-
-def _run(settings: ClusterSettings, work: Any) -> Any:
-    try:
-        return run_with_backend(settings, work)
-    except StoreError as exc:
-        abort(str(exc))
 
 
 @app.command(
@@ -93,7 +79,7 @@ def upload(
         if not value:
             abort(f"{flag} is required: {file} is not a service schema that names it", 2)
     assert service is not None and version is not None
-    settings = _settings(project, group)
+    settings = load_settings(project, group)
     try:
         key = ConfigKey(settings.project, settings.group, service, version, name)
     except StoreError as exc:
@@ -102,7 +88,7 @@ def upload(
     async def work(b: Backend) -> ConfigItem:
         return await b.config.put(key, content)
 
-    item: ConfigItem = _run(settings, work)
+    item: ConfigItem = run_with_backend(settings, work)
     if as_json:
         print_json(item_doc(item))
     else:
@@ -117,13 +103,13 @@ def _meta_str(checked: Checked, field: str) -> str | None:
 @app.command("list", epilog="Example:\n\n  asectl config list --json")
 def list_items(project: Project = None, group: Group = None, as_json: Json = False) -> None:
     """List the config items of the project and group (latest revision of each)."""
-    settings = _settings(project, group)
+    settings = load_settings(project, group)
     scope = _scope(settings)
 
     async def work(b: Backend) -> list[ConfigItem]:
         return (await b.config.list(scope))[0]
 
-    items: list[ConfigItem] = _run(settings, work)
+    items: list[ConfigItem] = run_with_backend(settings, work)
     docs = [item_doc(i) for i in items]
     if as_json:
         print_json({"project": scope.project, "group": scope.group, "items": docs})
@@ -151,7 +137,7 @@ def show(
     as_json: Json = False,
 ) -> None:
     """Print an item's content (stdout, as stored), or its revision history."""
-    settings = _settings(project, group)
+    settings = load_settings(project, group)
     scope = _scope(settings)
 
     async def work(b: Backend) -> tuple[ConfigItem, list[ConfigItem]]:
@@ -161,7 +147,7 @@ def show(
             return revs[-1], revs
         return await b.config.get(key, revision), []
 
-    item, revs = _run(settings, work)
+    item, revs = run_with_backend(settings, work)
     if history:
         entries = [
             {"revision": r.revision, "updated": iso_time(r.updated), "size": len(r.content)} for r in revs
@@ -171,7 +157,7 @@ def show(
             return
         table = Table("revision", "updated", "size", box=None)
         for e in entries:
-            table.add_row(str(e["revision"]), e["updated"], str(e["size"]))
+            table.add_row(str(e["revision"]), str(e["updated"]), str(e["size"]))
         k = item.key
         typer.echo(f"{k.service}/{k.version}/{k.name} (project {k.project}, group {k.group})")
         Console(width=200).print(table)
@@ -191,13 +177,13 @@ def edit(name: Name, project: Project = None, group: Group = None) -> None:
     An invalid edit is refused and nothing changes; the edited text is kept in a temporary file
     whose path is printed, so no work is lost.
     """
-    settings = _settings(project, group)
+    settings = load_settings(project, group)
     scope = _scope(settings)
 
     async def fetch(b: Backend) -> ConfigItem:
         return await b.config.get(await resolve(b.config, scope, name))
 
-    item: ConfigItem = _run(settings, fetch)
+    item: ConfigItem = run_with_backend(settings, fetch)
     key = item.key
     was_schema = check_content(key.name, item.content).schema
     fd, tmp = tempfile.mkstemp(prefix="ase-edit-", suffix=f"-{key.name}")
@@ -229,7 +215,7 @@ def edit(name: Name, project: Project = None, group: Group = None) -> None:
             )
         return await b.config.put(key, new)
 
-    written: ConfigItem = _run(settings, push)
+    written: ConfigItem = run_with_backend(settings, push)
     Path(tmp).unlink(missing_ok=True)
     typer.echo(f"edited {key.service}/{key.version}/{key.name}: revision {written.revision}")
 
@@ -247,13 +233,13 @@ def delete(
     On a terminal it asks first; without one it refuses (exit 2) unless --yes is given, because
     the safe answer to an unasked question is no.
     """
-    settings = _settings(project, group)
+    settings = load_settings(project, group)
     scope = _scope(settings)
 
     async def find(b: Backend) -> ConfigKey:
         return await resolve(b.config, scope, name)
 
-    key: ConfigKey = _run(settings, find)
+    key: ConfigKey = run_with_backend(settings, find)
     shown = f"{key.service}/{key.version}/{key.name}"
     if not yes:
         if not sys.stdin.isatty():
@@ -264,7 +250,7 @@ def delete(
     async def remove(b: Backend) -> int:
         return await b.config.delete(key)
 
-    _run(settings, remove)
+    run_with_backend(settings, remove)
     typer.echo(f"deleted {shown} (restore it with `asectl config rollback {shown} --revision N`)")
 
 
@@ -280,7 +266,7 @@ def rollback(
     group: Group = None,
 ) -> None:
     """Write revision N's content as a new revision (history is never rewritten)."""
-    settings = _settings(project, group)
+    settings = load_settings(project, group)
     scope = _scope(settings)
 
     async def work(b: Backend) -> ConfigItem:
@@ -294,7 +280,7 @@ def rollback(
             ) from None
         return await b.config.put(key, old.content)
 
-    item: ConfigItem = _run(settings, work)
+    item: ConfigItem = run_with_backend(settings, work)
     k = item.key
     typer.echo(
         f"rolled back {k.service}/{k.version}/{k.name} to revision {revision}'s content: "
@@ -321,7 +307,5 @@ def serve(
 
     try:
         run_server(host, port, data_dir, ready=ready)
-    except StoreError as exc:
-        abort(str(exc))
     except KeyboardInterrupt:
         raise typer.Exit(0) from None

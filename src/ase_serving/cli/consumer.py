@@ -48,11 +48,8 @@ def store_of(backend: Backend, project: str) -> ConsumerStore:
 
 
 def _with_store(project: str | None, work: Callable[[ConsumerStore], Awaitable[T]]) -> T:
-    try:
-        settings: ClusterSettings = load_settings(project)
-        return run_with_backend(settings, lambda b: work(store_of(b, settings.project)))
-    except StoreError as exc:
-        abort(str(exc))
+    settings: ClusterSettings = load_settings(project)
+    return run_with_backend(settings, lambda b: work(store_of(b, settings.project)))
 
 
 def _show_credentials(creds: Credentials, as_json: bool, what: str) -> None:

@@ -18,8 +18,6 @@ from ase_serving.cluster.bringup import (
     down_local,
     init_local,
 )
-from ase_serving.cluster.local import LocalError
-from ase_serving.store import StoreError
 
 _MODES = ("local", "compose", "k8s")
 
@@ -45,18 +43,15 @@ them.
 
 def _init_compose(folder: Path, gateway_port: int, etcd_port: int | None, as_json: bool) -> None:
     from ase_serving.cluster.compose import ETCD_PORT, ComposeOptions, init_compose
-    from ase_serving.cluster.images import DockerError, check_engine
+    from ase_serving.cluster.images import check_engine
 
-    try:
-        check_engine()
-    except DockerError as exc:
-        abort(str(exc))
+    check_engine()
     if not as_json:
         typer.echo(f"writing the compose project to {folder} and starting it ...", err=True)
     try:
         port = ETCD_PORT if etcd_port is None else etcd_port
         result = init_compose(ComposeOptions(folder, gateway_port=gateway_port, etcd_port=port))
-    except (DockerError, StoreError, OSError) as exc:
+    except OSError as exc:
         abort(str(exc))
     if as_json:
         print_json(result.doc())
@@ -78,11 +73,10 @@ def _init_compose(folder: Path, gateway_port: int, etcd_port: int | None, as_jso
 
 def _down_compose(volumes: bool) -> list[str]:
     from ase_serving.cluster.compose import down_compose
-    from ase_serving.cluster.images import DockerError
 
     try:
         folder = down_compose(volumes=volumes)
-    except (DockerError, OSError) as exc:
+    except OSError as exc:
         abort(str(exc))
     return [] if folder is None else [str(folder)]
 
@@ -162,10 +156,7 @@ def register(app: typer.Typer) -> None:
             opts_k8s = k8s.K8sOptions(
                 release, namespace, list(values or []), list(set_values or []), dry_run=dry_run, wait=wait
             )
-            try:
-                k8s.run_helm(opts_k8s)
-            except k8s.K8sError as exc:
-                abort(exc.message, exc.code)
+            k8s.run_helm(opts_k8s)
             return
         if mode == "compose":
             _init_compose(folder, gateway_port, config_port, as_json)
@@ -185,10 +176,7 @@ def register(app: typer.Typer) -> None:
         )
         if not as_json:
             typer.echo("starting the local cluster ...", err=True)
-        try:
-            result = init_local(opts)
-        except (LocalError, StoreError) as exc:
-            abort(str(exc))
+        result = init_local(opts)
         if as_json:
             print_json(result.doc())
             return

@@ -7,8 +7,7 @@ from typing import Annotated
 
 import typer
 
-from ase_serving.cli.common import abort
-from ase_serving.cluster.images import LOADER_BASE_IMAGE, DockerError, build_loader
+from ase_serving.cluster.images import LOADER_BASE_IMAGE, build_loader
 
 HELP = """Build a docker image of the wrapper project DIR: FROM the loader base image, DIR copied to
 /app, its requirements.txt pip-installed; the image serves it with `asectl loader run /app`.
@@ -29,8 +28,5 @@ def register(app: typer.Typer) -> None:
         tag: Annotated[str | None, typer.Option("-t", "--tag", help="image tag")] = None,
         base: Annotated[str, typer.Option("--base", help="loader base image")] = LOADER_BASE_IMAGE,
     ) -> None:
-        try:
-            built = build_loader(folder, tag, base)
-        except DockerError as exc:
-            abort(str(exc))
+        built = build_loader(folder, tag, base)
         typer.echo(f"built {built}; `asectl loader test {folder} --image {built}` tests it")

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, NoReturn
 
 import orjson
 
-from ase_serving.errors import AseError
+from ase_serving.errors import UserError
 
 if TYPE_CHECKING:
     from ase_serving.loader.serve import Registrar
@@ -82,13 +82,19 @@ def main(argv: list[str] | None = None) -> None:
         abort(
             "usage: python -m ase_serving.cli.loader_serve OPTIONS-JSON (run `asectl loader run` instead)", 2
         )
-    serve_options(RunOptions(**orjson.loads(args[0])))
+    try:
+        serve_options(RunOptions(**orjson.loads(args[0])))
+    except UserError as exc:  # as asectl's commands print one (run in its process, asectl does)
+        abort(str(exc), exc.exit_code)
 
 
 def serve_options(opts: RunOptions) -> None:
-    """Load the project, register with the cluster (unless standalone) and serve until stopped."""
+    """Load the project, register with the cluster (unless standalone) and serve until stopped.
+
+    A :class:`~ase_serving.errors.UserError` (no ase.toml, a port taken, ...) is left to the caller
+    to print."""
     from ase_serving.loader.front import is_loopback
-    from ase_serving.loader.project import ProjectError, load_project
+    from ase_serving.loader.project import load_project
     from ase_serving.loader.serve import Ready, serve
 
     level = getattr(logging, opts.log_level.upper(), None)
@@ -100,19 +106,16 @@ def serve_options(opts: RunOptions) -> None:
         for name in ("httpx", "httpcore", "aetcd"):
             logging.getLogger(name).setLevel(logging.WARNING)
     metrics_port = opts.metrics_port
-    try:
-        settings = load_project(
-            Path(opts.folder),
-            service=opts.service,
-            version=opts.version,
-            workers=opts.workers,
-            lic=opts.lic,
-            host=opts.host,
-            port=opts.port,
-            metrics_port=None if metrics_port is None or metrics_port < 0 else metrics_port,
-        )
-    except ProjectError as exc:
-        abort(str(exc))
+    settings = load_project(
+        Path(opts.folder),
+        service=opts.service,
+        version=opts.version,
+        workers=opts.workers,
+        lic=opts.lic,
+        host=opts.host,
+        port=opts.port,
+        metrics_port=None if metrics_port is None or metrics_port < 0 else metrics_port,
+    )
     if metrics_port is not None and metrics_port < 0:
         settings.metrics_port = None
     if opts.data_port is not None:
@@ -141,8 +144,6 @@ def serve_options(opts: RunOptions) -> None:
     gateway = _gateway_url() if registrar is not None else None
     try:
         serve(settings, ready=ready, registrar=registrar)
-    except AseError as exc:
-        abort(exc.message)
     except KeyboardInterrupt:
         sys.exit(0)
 
@@ -208,14 +209,11 @@ def _api_lines(settings: LoaderSettings, gateway: str | None) -> list[str]:
 
 def _cluster_registrar(ttl: float, advertise: str | None) -> Registrar | None:
     """The registrar for the cluster set up under $ASE_HOME, or None (said on stderr) when none is."""
-    from ase_serving.home import ClusterSettings, SettingsError
+    from ase_serving.home import ClusterSettings
     from ase_serving.loader.registrar import ClusterRegistrar
     from ase_serving.store import StoreError, backend_kind
 
-    try:
-        cluster = ClusterSettings.load()
-    except SettingsError as exc:
-        abort(str(exc))
+    cluster = ClusterSettings.load()
     if cluster is None:
         print(
             "no cluster set up (run `asectl init`, or `asectl setup` to use an existing one): "

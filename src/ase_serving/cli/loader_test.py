@@ -13,8 +13,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from ase_serving.cli.common import abort, print_json
-from ase_serving.loader.project import ProjectError
+from ase_serving.cli.common import print_json
 from ase_serving.loader.testrun import Report, run_project
 
 HELP = """Check DIR/wrapper.py against the contract, then run wrapperInit, every test case in
@@ -84,21 +83,15 @@ def register(app: typer.Typer) -> None:
             typer.Option("--image", help="run the cases against this built image (docker) instead"),
         ] = None,
     ) -> None:
-        try:
-            if image is not None:
-                from ase_serving.cluster.images import DockerError, test_image
+        if image is not None:
+            from ase_serving.cluster.images import test_image
 
-                try:
-                    report = test_image(folder, image)
-                except DockerError as exc:
-                    abort(str(exc))
-            elif as_json:
-                with _stdout_to_stderr():
-                    report = run_project(folder)
-            else:
+            report = test_image(folder, image)
+        elif as_json:
+            with _stdout_to_stderr():
                 report = run_project(folder)
-        except ProjectError as exc:
-            abort(str(exc))
+        else:
+            report = run_project(folder)
         if report.no_cases and not report.problems:
             typer.echo(f"warning: no test cases in {report.project / 'tests'}", err=True)
         if as_json:

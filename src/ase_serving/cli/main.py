@@ -1,4 +1,10 @@
-"""``asectl``: the command line tool. A thin shell over the domain packages, one module per command group."""
+"""``asectl``: the command line tool. A thin shell over the domain packages, one module per command group.
+
+A :class:`~ase_serving.errors.UserError` that a command lets through (a config centre that refuses,
+a project folder without ase.toml, ...) is printed here, once for every command, as ``error:
+<message>`` on stderr with exit status ``exit_code`` (1); a command catches one itself only to say
+more, clean up or exit otherwise.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +13,10 @@ import sys
 from typing import Any
 
 import typer
+from typer.core import TyperGroup
+
+from ase_serving.cli.common import abort
+from ase_serving.errors import UserError
 
 #: Command groups and the modules that make them, in the order help lists them.
 GROUPS = {"loader": "loader", "api": "api", "config": "config", "cluster": "cluster", "consumer": "consumer"}
@@ -25,6 +35,18 @@ def wanted(argv: list[str], names: dict[str, str]) -> str | None:
     return names.get(argv[0])
 
 
+class _Asectl(TyperGroup):
+    """The top-level group: every command runs inside its :meth:`invoke`, in ``asectl`` and in
+    whatever calls the app in-process (Click's standalone mode would let the error out)."""
+
+    # ``ctx`` is a Context of the Click that Typer carries inside it (``typer._click``), no public name.
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)
+        except UserError as exc:
+            abort(str(exc), exc.exit_code)
+
+
 def make_app(argv: list[str] | None = None) -> typer.Typer:
     """The ``asectl`` app with the commands that ``argv`` (the arguments) needs; every one for None."""
     app = typer.Typer(
@@ -33,6 +55,7 @@ def make_app(argv: list[str] | None = None) -> typer.Typer:
         no_args_is_help=True,
         add_completion=False,
         pretty_exceptions_enable=False,
+        cls=_Asectl,
     )
 
     @app.callback()

@@ -18,7 +18,7 @@ from typing import TypeVar
 
 from ase_serving.home import ClusterSettings, SettingsError
 from ase_serving.store import Backend, open_backend
-from ase_serving.store.base import AuthFailed, StoreError, StoreUnavailable
+from ase_serving.store.base import StoreAuthFailed, StoreError, StoreUnavailable
 from ase_serving.store.kv import Put
 
 T = TypeVar("T")
@@ -43,7 +43,7 @@ class ClusterUnreachable(StoreUnavailable):
         )
 
 
-class AccessDenied(AuthFailed):
+class AccessDenied(StoreAuthFailed):
     def __init__(self, address: str, account: str | None, reason: object) -> None:
         who = f"account {account!r}" if account else "no account"
         why = _one_line(reason).removeprefix(f"config centre {address}: ")
@@ -95,7 +95,7 @@ async def check_access(backend: Backend, account: str | None = None, timeout: fl
 
     try:
         await asyncio.wait_for(probe(), timeout)
-    except AuthFailed as exc:
+    except StoreAuthFailed as exc:
         raise AccessDenied(backend.address, account, exc) from None
     except StoreUnavailable as exc:
         raise ClusterUnreachable(backend.address, exc) from None
@@ -111,7 +111,7 @@ async def opened(settings: ClusterSettings) -> AsyncIterator[Backend]:
     backend = open_backend(settings.address, settings.account, settings.password)
     try:
         yield backend
-    except AuthFailed as exc:
+    except StoreAuthFailed as exc:
         if isinstance(exc, AccessDenied):
             raise
         raise AccessDenied(settings.address, settings.account, exc) from None

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ase_serving import __version__
+from ase_serving.errors import UserError
 from ase_serving.loader.testcases import TestCase, load_cases
 from ase_serving.loader.testrun import CaseResult, Report, run_case
 from ase_serving.protocol.items import Result
@@ -36,7 +37,7 @@ _INFO_TIMEOUT = 20.0
 _PIP_ARGS = ("PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL", "PIP_TRUSTED_HOST")
 
 
-class DockerError(Exception):
+class DockerError(UserError):
     """Docker cannot do what was asked; the message says what, why and what to do."""
 
 

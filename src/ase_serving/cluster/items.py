@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ase_serving.schema import Problem, check_service_schema, parse_json
-from ase_serving.store import ConfigItem, ConfigKey, ConfigStore, NotFound, Scope, StoreError
+from ase_serving.store import ConfigItem, ConfigKey, ConfigScope, ConfigStore, NotFound, StoreError
 
 
 class Ambiguous(StoreError):
@@ -49,7 +49,7 @@ def content_doc(item: ConfigItem) -> dict[str, Any]:
     return doc
 
 
-async def resolve(store: ConfigStore, scope: Scope, name: str) -> ConfigKey:
+async def resolve(store: ConfigStore, scope: ConfigScope, name: str) -> ConfigKey:
     """``name`` (a live item's file name) or ``service/version/name`` (also a deleted item's) -> key.
 
     :class:`NotFound` when nothing matches, :class:`Ambiguous` when several items share the name.

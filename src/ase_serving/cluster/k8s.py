@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ase_serving.deploy import CHART_DIR
+from ase_serving.errors import UserError
 
 DEFAULT_RELEASE = "ase"
 DEFAULT_NAMESPACE = "ase"
@@ -37,13 +38,13 @@ _UNREACHABLE = (
 )
 
 
-class K8sError(Exception):
+class K8sError(UserError):
     """What went wrong, as one message for the user, and the exit code to use."""
 
-    def __init__(self, message: str, code: int = 1) -> None:
+    def __init__(self, message: str, exit_code: int = 1) -> None:
         super().__init__(message)
         self.message = message
-        self.code = code
+        self.exit_code = exit_code
 
 
 @dataclass

@@ -26,6 +26,7 @@ from typing import Any
 
 import orjson
 
+from ase_serving.errors import UserError
 from ase_serving.files import write_private
 from ase_serving.home import ase_home
 
@@ -36,7 +37,7 @@ _POLL = 0.1
 _LOG_TAIL = 15
 
 
-class LocalError(Exception):
+class LocalError(UserError):
     """A component could not be started or stopped; the message says why (with its log tail)."""
 
 

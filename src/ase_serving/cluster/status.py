@@ -29,7 +29,7 @@ import httpx
 from ase_serving.cluster.access import PING_TIMEOUT, ClusterUnreachable, check_access, opened
 from ase_serving.home import ClusterSettings
 from ase_serving.schema import is_service_schema, parse_json, schema_routes
-from ase_serving.store import Backend, Instance, Scope, StoreError
+from ase_serving.store import Backend, ConfigScope, Instance, StoreError
 
 #: Seconds one component or instance health probe may take.
 HEALTH_TIMEOUT = 2.0
@@ -99,7 +99,7 @@ async def _services(
             {"serviceId": service, "version": version, "routes": [], "schema": False, "instances": []},
         )
 
-    items, _ = await backend.config.list(Scope(settings.project, settings.group))
+    items, _ = await backend.config.list(ConfigScope(settings.project, settings.group))
     problems.update(getattr(backend.config, "bad", {}))
     for item in items:
         doc, problem = parse_json(item.content)

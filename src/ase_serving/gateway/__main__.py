@@ -15,11 +15,12 @@ import argparse
 import logging
 import sys
 
-from ase_serving.gateway.server import GatewayError, serve
+from ase_serving.errors import UserError
+from ase_serving.gateway.server import serve
 from ase_serving.gateway.settings import DEFAULT_PORT, GatewaySettings
-from ase_serving.home import ClusterSettings, SettingsError, ase_home
+from ase_serving.home import ClusterSettings, ase_home
 from ase_serving.lb.strategies import strategy_names
-from ase_serving.store import StoreError, backend_kind
+from ase_serving.store import backend_kind
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -176,8 +177,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"gateway serving on {url} (workers {settings.workers})", flush=True)
 
         serve(settings, ready)
-    except (GatewayError, SettingsError, StoreError) as exc:
-        print(f"error: {getattr(exc, 'message', exc)}", file=sys.stderr)
+    except UserError as exc:  # GatewayError (port taken, bad settings), SettingsError, StoreError
+        print(f"error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 0

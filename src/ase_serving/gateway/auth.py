@@ -46,7 +46,7 @@ from typing import Any, Protocol
 from urllib.parse import parse_qs
 
 from ase_serving import errors
-from ase_serving.errors import AseError
+from ase_serving.errors import AseError, AuthFailed, Forbidden, OverLimit
 from ase_serving.gateway.consumers import ConsumerRecord, key_digest
 from ase_serving.protocol.signing import (
     ALGORITHM,
@@ -68,24 +68,6 @@ _ALWAYS = frozenset((b"host", b"date"))
 _HEADERS_FIELD = re.compile(r'headers\s*=\s*"([^"]*)"', re.I)
 _TOKEN = re.compile(r"[a-z0-9!#$%&'*+.^_`|~-]{1,64}")
 _HELP = "send X-Api-Key (or ?apikey=), or an HMAC-SHA256 signature (PROTOCOL.md, Authentication)"
-
-
-class AuthFailed(AseError):
-    def __init__(self, message: str) -> None:
-        super().__init__(message, errors.AUTH_FAILED, http=401)
-
-
-class Forbidden(AseError):
-    def __init__(self, message: str) -> None:
-        super().__init__(message, errors.FORBIDDEN, http=403)
-
-
-class OverLimit(AseError):
-    """A consumer over its own limit: 10110 / HTTP 429 with ``Retry-After: retry_after``."""
-
-    def __init__(self, message: str, retry_after: int) -> None:
-        super().__init__(message, errors.NO_LICENCE, http=429)
-        self.retry_after = retry_after
 
 
 @dataclass(frozen=True)

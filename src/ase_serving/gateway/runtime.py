@@ -26,7 +26,7 @@ from ase_serving.gateway.routes import RouteTable
 from ase_serving.gateway.settings import GatewaySettings
 from ase_serving.gateway.transport import TransportContext, make_transport
 from ase_serving.lb.balancer import NodeInfo
-from ase_serving.store import Backend, Scope, open_backend
+from ase_serving.store import Backend, ConfigScope, open_backend
 from ase_serving.store.view import ConfigView, PrefixView
 
 log = logging.getLogger("ase_serving.gateway")
@@ -90,7 +90,10 @@ class Gateway:
             self.backend = open_backend(s.config, s.account, s.password)
             cache = Path(s.cache_file) if s.cache_file else None
             self.view = ConfigView(
-                self.backend.config, Scope(s.project, s.group), cache_file=cache, on_change=self.table.apply
+                self.backend.config,
+                ConfigScope(s.project, s.group),
+                cache_file=cache,
+                on_change=self.table.apply,
             )
             starts: list[Any] = [self.view]
             kv = getattr(self.backend.config, "kv", None)

@@ -15,17 +15,15 @@ import tempfile
 from collections.abc import Callable
 from typing import Any
 
-from ase_serving.errors import AseError
+from ase_serving.errors import StartupError
 from ase_serving.gateway.settings import ENV, GatewaySettings
 
 #: The largest WebSocket message uvicorn accepts (a service's ``max_frame`` is checked below it).
 WS_MAX_SIZE = 64 * 1024 * 1024
 
 
-class GatewayError(AseError):
+class GatewayError(StartupError):
     """The gateway cannot start (port taken, bad settings); the message says why."""
-
-    code = 500
 
 
 def create_app(settings: GatewaySettings | None = None) -> Any:

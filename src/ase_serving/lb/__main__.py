@@ -17,9 +17,10 @@ import argparse
 import logging
 import sys
 
-from ase_serving.home import ClusterSettings, SettingsError
+from ase_serving.errors import UserError
+from ase_serving.home import ClusterSettings
 from ase_serving.lb.lean import DEFAULT_WIRE_PORT
-from ase_serving.lb.service import DEFAULT_PORT, LbError, LbReady, open_registry, serve
+from ase_serving.lb.service import DEFAULT_PORT, LbReady, open_registry, serve
 from ase_serving.lb.strategies import strategy_names
 from ase_serving.store import Backend
 
@@ -96,10 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         backend = _backend(args)
         serve(args.host, args.port, args.strategy, args.ttl, backend, ready, wire_port)
-    except LbError as exc:
-        print(f"error: {exc.message}", file=sys.stderr)
-        return 1
-    except SettingsError as exc:
+    except UserError as exc:  # LbError (port taken, bad config centre address), SettingsError
         print(f"error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:  # a Ctrl-C before the signal handlers are in place

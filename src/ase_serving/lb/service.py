@@ -23,7 +23,7 @@ from typing import Any
 
 import grpc
 
-from ase_serving.errors import AseError, BadRequest
+from ase_serving.errors import AseError, BadRequest, StartupError
 from ase_serving.lb.balancer import Balancer
 from ase_serving.lb.feed import RegistryFeed
 from ase_serving.lb.lean import DEFAULT_WIRE_PORT, LbWireServer
@@ -37,10 +37,8 @@ SERVICE = "ase.lb.v1.Balancer"
 DEFAULT_PORT = 2391
 
 
-class LbError(AseError):
+class LbError(StartupError):
     """The LB service cannot start (port taken, bad config centre address); the message says why."""
-
-    code = 500
 
 
 class LbService:

@@ -28,7 +28,7 @@ from collections.abc import Awaitable, Callable
 from ase_serving import errors, wire
 from ase_serving.clock import Deadlines, Expired, SessionClock
 from ase_serving.loader.metrics import LoaderMetrics
-from ase_serving.loader.pool import OnceAnswer, Pool, PoolSession
+from ase_serving.loader.pool import OnceAnswer, PoolSession, WorkerPool
 from ase_serving.loader.settings import LoaderSettings
 from ase_serving.protocol.items import Status
 from ase_serving.wire_stream import Connection
@@ -48,7 +48,7 @@ def _end(code: int, message: str) -> bytes:
 class Front:
     """Once calls and sessions over the pool, for every port of one loader."""
 
-    def __init__(self, pool: Pool, settings: LoaderSettings, metrics: LoaderMetrics) -> None:
+    def __init__(self, pool: WorkerPool, settings: LoaderSettings, metrics: LoaderMetrics) -> None:
         self.pool = pool
         self.settings = settings
         self.metrics = metrics

@@ -27,7 +27,7 @@ from typing import Any
 import orjson
 
 from ase_serving import errors, wire
-from ase_serving.errors import AseError
+from ase_serving.errors import StartupError
 from ase_serving.loader.settings import LoaderSettings
 from ase_serving.protocol.items import Status
 
@@ -40,10 +40,8 @@ _BACKOFF_MAX_S = 5.0
 OnceAnswer = tuple[int, bytes]
 
 
-class StartError(AseError):
+class StartError(StartupError):
     """A worker could not load or init the wrapper at start-up; the message says why."""
-
-    code = errors.WRAPPER_INIT
 
 
 def describe_exit(returncode: int | None) -> str:
@@ -108,7 +106,7 @@ class PoolSession:
 class WorkerProc:
     """One worker process and its socket."""
 
-    def __init__(self, pool: Pool, index: int) -> None:
+    def __init__(self, pool: WorkerPool, index: int) -> None:
         self.pool = pool
         self.index = index
         self.lic = pool.settings.lic
@@ -371,7 +369,7 @@ class WorkerProc:
             proc.wait(0.5)
 
 
-class Pool:
+class WorkerPool:
     """The worker processes of one loader and the licence accounting across them."""
 
     def __init__(

@@ -15,6 +15,7 @@ from typing import Any
 
 import yaml
 
+from ase_serving.errors import UserError
 from ase_serving.loader.settings import LoaderSettings
 from ase_serving.store.base import NAME_RE
 
@@ -29,7 +30,7 @@ _RESULTS = ("sync", "async", "auto")
 API_YAML = ("ai_api.yml", "ai_api.yaml")
 
 
-class ProjectError(Exception):
+class ProjectError(UserError):
     """The project folder or its ase.toml is unusable; the message says where and what to do."""
 
 

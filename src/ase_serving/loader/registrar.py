@@ -69,7 +69,6 @@ from ase_serving.store.base import (
     DEFAULT_GROUP,
     DEFAULT_PROJECT,
     NAME_RE,
-    AuthFailed,
     ConfigKey,
     Instance,
     InvalidName,
@@ -77,6 +76,7 @@ from ase_serving.store.base import (
     NotFound,
     Registration,
     Registry,
+    StoreAuthFailed,
     StoreError,
     StoreUnavailable,
 )
@@ -397,7 +397,7 @@ class ClusterRegistrar:
         if self._down:
             return
         self._down = True
-        if isinstance(exc, AuthFailed):
+        if isinstance(exc, StoreAuthFailed):
             log.error(
                 "the config centre at %s refused the account (%s): serving unregistered; "
                 "run `asectl setup` with the right account and password",

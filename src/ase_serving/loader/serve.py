@@ -26,11 +26,11 @@ from typing import Protocol
 import grpc
 
 from ase_serving import wire
-from ase_serving.errors import AseError
+from ase_serving.errors import StartupError
 from ase_serving.loader.client import MAX_MESSAGE
 from ase_serving.loader.front import DRAINING, DataServer, Front, is_loopback
 from ase_serving.loader.metrics import LoaderMetrics, MetricsServer
-from ase_serving.loader.pool import Pool
+from ase_serving.loader.pool import WorkerPool
 from ase_serving.loader.server import LoaderService, add_to_server
 from ase_serving.loader.settings import LoaderSettings
 from ase_serving.rpc import BindError, bind, host_port
@@ -38,10 +38,8 @@ from ase_serving.rpc import BindError, bind, host_port
 log = logging.getLogger("ase_serving.loader")
 
 
-class ServeError(AseError):
+class ServeError(StartupError):
     """The loader cannot start (port taken, wrapper init failed, ...); the message says why."""
-
-    code = 10901
 
 
 @dataclass
@@ -137,7 +135,7 @@ async def _serve(
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
     metrics = LoaderMetrics(settings.service, settings.version)
-    pool = Pool(settings, loop, on_restart=metrics.restarted, on_stats=metrics.direct_calls)
+    pool = WorkerPool(settings, loop, on_restart=metrics.restarted, on_stats=metrics.direct_calls)
     front = Front(pool, settings, metrics)
     service = LoaderService(front)
     metrics.bind(pool.lic_total, pool.busy, pool.sessions)
@@ -180,14 +178,14 @@ async def _serve(
         await asyncio.wait({starting, stopped}, return_when=asyncio.FIRST_COMPLETED)
         if not starting.done():  # stopped while the wrappers were still loading
             starting.cancel()
-            with contextlib.suppress(asyncio.CancelledError, AseError):
+            with contextlib.suppress(asyncio.CancelledError, StartupError):
                 await starting
             await pool.stop(drain_timeout=0, fini_timeout=2.0)
             return
         stopped.cancel()
         try:
             starting.result()
-        except AseError as exc:
+        except StartupError as exc:
             raise ServeError(exc.message) from None
         front.serving()
         metrics_url = None

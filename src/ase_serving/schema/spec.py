@@ -13,6 +13,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, TypeGuard
 
+from ase_serving.errors import UserError
+
 __all__ = [
     "BYTES_LIMITS",
     "DATA_TYPES",
@@ -92,7 +94,7 @@ class ApiProblem:
         return f"{self.where}: {self.message}"
 
 
-class ApiDefinitionError(ValueError):
+class ApiDefinitionError(UserError, ValueError):
     """An API definition was refused; ``problems`` lists every reason with its file, line and field."""
 
     def __init__(self, problems: list[ApiProblem]) -> None:

@@ -20,11 +20,11 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from ase_serving.store.base import (
-    AuthFailed,
     Compacted,
     ConfigEvent,
     ConfigItem,
     ConfigKey,
+    ConfigScope,
     ConfigStore,
     Instance,
     InstanceEvent,
@@ -34,18 +34,18 @@ from ase_serving.store.base import (
     ReadOnly,
     Registration,
     Registry,
-    Scope,
+    StoreAuthFailed,
     StoreError,
     StoreUnavailable,
 )
 
 __all__ = [
-    "AuthFailed",
     "Backend",
     "Compacted",
     "ConfigEvent",
     "ConfigItem",
     "ConfigKey",
+    "ConfigScope",
     "ConfigStore",
     "Instance",
     "InstanceEvent",
@@ -55,7 +55,7 @@ __all__ = [
     "ReadOnly",
     "Registration",
     "Registry",
-    "Scope",
+    "StoreAuthFailed",
     "StoreError",
     "StoreUnavailable",
     "open_backend",

@@ -5,14 +5,15 @@ Every backend (embedded server, etcd, a mounted ConfigMap directory) offers the 
 
 ::
 
-    StoreError                 anything that went wrong talking to a store
-    ├── StoreUnavailable       the store cannot be reached (down, refused, timed out): retry later
-    ├── AuthFailed             wrong or missing account/password for a write or a protected read
-    ├── NotFound               no such config item / revision / lease
-    ├── ReadOnly               the backend takes no writes (configmap)
-    ├── Compacted              a watch asked for history the store no longer keeps: list again
-    ├── LeaseLost              a registration's lease expired or the store forgot it: register again
-    └── InvalidName            a project/group/service/version/name that cannot be a key part
+    errors.UserError           something a user can put right (the whole tree: :mod:`ase_serving.errors`)
+    └── StoreError             anything that went wrong talking to a store
+        ├── StoreUnavailable   the store cannot be reached (down, refused, timed out): retry later
+        ├── StoreAuthFailed    wrong or missing account/password for a write or a protected read
+        ├── NotFound           no such config item / revision / lease
+        ├── ReadOnly           the backend takes no writes (configmap)
+        ├── Compacted          a watch asked for history the store no longer keeps: list again
+        ├── LeaseLost          a registration's lease expired or the store forgot it: register again
+        └── InvalidName        a project/group/service/version/name that cannot be a key part
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
+
+from ase_serving.errors import UserError
 
 #: One part of a config key or an instance key: no '/', no leading dot, not empty.
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:@-]*$")
@@ -31,7 +34,7 @@ DEFAULT_GROUP = "default"
 EventKind = Literal["put", "delete"]
 
 
-class StoreError(Exception):
+class StoreError(UserError):
     """A store operation failed; the message says what and what to do."""
 
 
@@ -39,7 +42,7 @@ class StoreUnavailable(StoreError):
     """The store cannot be reached; callers keep their last known state and retry with backoff."""
 
 
-class AuthFailed(StoreError):
+class StoreAuthFailed(StoreError):
     """The store refused the account/password (or none was given for a write)."""
 
 
@@ -100,7 +103,7 @@ class ConfigKey:
 
 
 @dataclass(frozen=True)
-class Scope:
+class ConfigScope:
     """What a watcher or a list covers: a (project, group), optionally narrowed to a service."""
 
     project: str = DEFAULT_PROJECT
@@ -232,12 +235,12 @@ class ConfigStore(Protocol):
         :class:`NotFound` if it does not exist."""
         ...
 
-    async def list(self, scope: Scope | None = None) -> tuple[list[ConfigItem], int]:
+    async def list(self, scope: ConfigScope | None = None) -> tuple[list[ConfigItem], int]:
         """The latest revision of every live item in ``scope`` (all if None), sorted by key,
         and the store revision the list is consistent with (start a watch from it)."""
         ...
 
-    def watch(self, scope: Scope, after: int) -> AsyncIterator[ConfigEvent]:
+    def watch(self, scope: ConfigScope, after: int) -> AsyncIterator[ConfigEvent]:
         """Every change in ``scope`` with a store revision > ``after``, in order, until cancelled.
 
         Raises :class:`StoreUnavailable` when the connection breaks (resume with the last
@@ -245,7 +248,7 @@ class ConfigStore(Protocol):
         ...
 
     async def ping(self) -> None:
-        """Raise :class:`StoreUnavailable`/:class:`AuthFailed` unless the store answers."""
+        """Raise :class:`StoreUnavailable`/:class:`StoreAuthFailed` unless the store answers."""
         ...
 
     async def close(self) -> None: ...

@@ -41,10 +41,10 @@ from ase_serving.store.base import (
     ConfigEvent,
     ConfigItem,
     ConfigKey,
+    ConfigScope,
     InvalidName,
     NotFound,
     ReadOnly,
-    Scope,
     StoreUnavailable,
     check_name,
 )
@@ -257,12 +257,12 @@ class DirConfigStore:
     async def delete(self, key: ConfigKey) -> int:
         raise ReadOnly(_READ_ONLY)
 
-    async def list(self, scope: Scope | None = None) -> tuple[list[ConfigItem], int]:
+    async def list(self, scope: ConfigScope | None = None) -> tuple[list[ConfigItem], int]:
         self.refresh()
         items = [s.item for k, s in sorted(self._live.items()) if scope is None or scope.covers(k)]
         return items, self._revision
 
-    async def watch(self, scope: Scope, after: int) -> AsyncIterator[ConfigEvent]:
+    async def watch(self, scope: ConfigScope, after: int) -> AsyncIterator[ConfigEvent]:
         # Events are numbered 1, 2, 3, ... so the first one after ``after`` is at index ``after``.
         position = max(after, 0)
         while True:

@@ -12,7 +12,7 @@ its (simple) token on a restart, and its shared watcher hides a broken stream in
   channel and goes on to the next. When none answers: :class:`StoreUnavailable`.
 - Every unary call has a deadline (``timeout``, 5 s) so nothing hangs on a dead etcd.
 - With an account, the client authenticates on first use and again when etcd says the token is
-  invalid (etcd restarted); a wrong password is :class:`AuthFailed`. An account given to an etcd
+  invalid (etcd restarted); a wrong password is :class:`StoreAuthFailed`. An account given to an etcd
   without auth is accepted and unused.
 - Nothing connects before the first call, so :func:`open_backend` never blocks.
 """
@@ -30,10 +30,10 @@ from aetcd import rpc  # type: ignore[import-untyped]
 
 from ase_serving.store import Backend
 from ase_serving.store.base import (
-    AuthFailed,
     Compacted,
     InvalidName,
     LeaseLost,
+    StoreAuthFailed,
     StoreError,
     StoreUnavailable,
 )
@@ -128,7 +128,7 @@ class EtcdKV:
         if not endpoints:
             raise InvalidName("an etcd backend needs at least one endpoint")
         if (account is None) != (password is None) and account:
-            raise AuthFailed("an etcd account needs a password too: set both, or neither")
+            raise StoreAuthFailed("an etcd account needs a password too: set both, or neither")
         self.endpoints = [_target(h, p) for h, p in endpoints]
         self.description = "etcd etcd://" + ",".join(self.endpoints)
         self.account = account or None
@@ -352,7 +352,7 @@ class EtcdKV:
 
         try:
             return await self._call(f"watch {prefix}", opener)
-        except AuthFailed:
+        except StoreAuthFailed:
             if self.account is None:
                 raise
             # etcd cancels a watch opened with a stale token (after a restart) instead of failing the
@@ -436,7 +436,7 @@ def _check_watch_response(prefix: str, start_revision: int, resp: Any) -> None:
             or "Unauthenticated" in reason
             or any(s in reason for s in _STALE_TOKEN)
         ):
-            raise AuthFailed(f"etcd refused the watch on {prefix}: {reason}; check the account's roles")
+            raise StoreAuthFailed(f"etcd refused the watch on {prefix}: {reason}; check the account's roles")
         raise StoreError(f"etcd cancelled the watch on {prefix}: {reason}")
 
 
@@ -449,7 +449,7 @@ def _map_error(what: str, account: str | None, exc: grpc.aio.AioRpcError) -> Sto
         and ("authentication failed" in details or "user name" in details)
     ):
         who = f"account {account!r}" if account else "no account"
-        return AuthFailed(
+        return StoreAuthFailed(
             f"etcd refused to {what} with {who}: {details}; check the account and password "
             "(asectl setup, or ASE_CONFIG_ACCOUNT / ASE_CONFIG_PASSWORD)"
         )

@@ -26,12 +26,12 @@ from ase_serving.store.base import (
     ConfigEvent,
     ConfigItem,
     ConfigKey,
+    ConfigScope,
     Instance,
     InstanceEvent,
     InvalidName,
     NotFound,
     Registration,
-    Scope,
     StoreError,
     check_name,
 )
@@ -144,7 +144,7 @@ class KVConfigStore(_Skips):
                 return store_rev
         raise StoreError(f"config item {key.path}: too many concurrent writes; try again")
 
-    async def list(self, scope: Scope | None = None) -> tuple[list[ConfigItem], int]:
+    async def list(self, scope: ConfigScope | None = None) -> tuple[list[ConfigItem], int]:
         prefix = CONFIG + (scope.path if scope is not None else "")
         entries, revision = await self.kv.range(prefix)
         items, bad = [], {}
@@ -156,7 +156,7 @@ class KVConfigStore(_Skips):
         self._relisted(prefix, bad)
         return sorted(items, key=lambda i: i.key), revision
 
-    async def watch(self, scope: Scope, after: int) -> AsyncIterator[ConfigEvent]:
+    async def watch(self, scope: ConfigScope, after: int) -> AsyncIterator[ConfigEvent]:
         async for batch in self.kv.watch(CONFIG + scope.path, after + 1):
             for ev in batch:
                 try:

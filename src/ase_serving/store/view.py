@@ -3,8 +3,8 @@
 Gateways, the LB and asectl read config and instances from a view, not from the store, so they
 keep working while the store is unreachable::
 
-    view = ConfigView(backend.config, Scope("default", "default"), cache_file=home / "config.cache.json",
-                      on_change=apply_events)
+    view = ConfigView(backend.config, ConfigScope("default", "default"),
+                      cache_file=home / "config.cache.json", on_change=apply_events)
     await view.start()          # first list done, or serving the disk cache after `wait` s
     item = view.get(key)
     ...
@@ -48,11 +48,11 @@ from ase_serving.store.base import (
     ConfigEvent,
     ConfigItem,
     ConfigKey,
+    ConfigScope,
     ConfigStore,
     Instance,
     InstanceEvent,
     Registry,
-    Scope,
     StoreError,
     StoreUnavailable,
 )
@@ -373,7 +373,7 @@ class ConfigView(_View[ConfigKey, ConfigItem, ConfigEvent]):
     def __init__(
         self,
         store: ConfigStore,
-        scope: Scope,
+        scope: ConfigScope,
         cache_file: Path | None = None,
         on_change: Callable[[list[ConfigEvent]], None] | None = None,
         backoff: tuple[float, float] = (0.2, 5.0),

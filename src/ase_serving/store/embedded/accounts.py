@@ -18,7 +18,7 @@ from pathlib import Path
 
 from ase_serving.files import write_private
 from ase_serving.store.base import check_name
-from ase_serving.store.embedded.db import DB_FILE, KVDB, BadRequest
+from ase_serving.store.embedded.db import DB_FILE, KVDB, InvalidStoreRequest
 
 ADMIN = "admin"
 PASSWORD_FILE = "admin.password"
@@ -60,10 +60,10 @@ class Accounts:
         return password
 
     def add(self, name: str, password: str, admin: bool = False) -> Account:
-        """Create an account; :class:`~.db.BadRequest` if the name is taken or the password empty."""
+        """Create an account; :class:`~.db.InvalidStoreRequest` if the name is taken or the password empty."""
         check_name("account", name)
         if not password:
-            raise BadRequest("an account needs a non-empty password")
+            raise InvalidStoreRequest("an account needs a non-empty password")
         salt = secrets.token_bytes(16)
         digest = _hash(password, salt)
         try:
@@ -73,7 +73,7 @@ class Accounts:
                     (name, salt, digest, int(admin)),
                 )
         except sqlite3.IntegrityError:
-            raise BadRequest(f"account {name!r} already exists") from None
+            raise InvalidStoreRequest(f"account {name!r} already exists") from None
         return Account(name, admin)
 
     async def check(self, name: str, password: str) -> Account | None:

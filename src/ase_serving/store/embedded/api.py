@@ -41,7 +41,7 @@ from starlette.routing import Route
 from ase_serving import __version__
 from ase_serving.store.base import Compacted, InvalidName, LeaseLost
 from ase_serving.store.embedded.accounts import PASSWORD_FILE, Account, Accounts
-from ase_serving.store.embedded.db import KVDB, BadRequest
+from ase_serving.store.embedded.db import KVDB, InvalidStoreRequest
 from ase_serving.store.kv import Put
 
 log = logging.getLogger("ase_serving.store.embedded")
@@ -108,11 +108,11 @@ def _b64(value: bytes) -> str:
 
 def _unb64(value: Any, what: str) -> bytes:
     if not isinstance(value, str):
-        raise BadRequest(f"{what} must be a base64 string")
+        raise InvalidStoreRequest(f"{what} must be a base64 string")
     try:
         return base64.b64decode(value, validate=True)
     except (binascii.Error, ValueError):
-        raise BadRequest(f"{what} is not valid base64") from None
+        raise InvalidStoreRequest(f"{what} is not valid base64") from None
 
 
 #: Integers of the API are SQLite's (signed 64 bits): revisions, lease ids, TTLs.
@@ -121,13 +121,13 @@ _INT_MAX = 2**63 - 1
 
 def _int(value: Any, what: str, low: int = -_INT_MAX, high: int = _INT_MAX) -> int:
     if isinstance(value, (bool, float)):
-        raise BadRequest(f"{what} must be an integer, not {value!r}")
+        raise InvalidStoreRequest(f"{what} must be an integer, not {value!r}")
     try:
         number = int(value)
     except (TypeError, ValueError):
-        raise BadRequest(f"{what} must be an integer, not {value!r}") from None
+        raise InvalidStoreRequest(f"{what} must be an integer, not {value!r}") from None
     if not low <= number <= high:
-        raise BadRequest(f"{what} must be {low}..{high}, not {number}")
+        raise InvalidStoreRequest(f"{what} must be {low}..{high}, not {number}")
     return number
 
 
@@ -136,9 +136,9 @@ def _seconds(value: str, what: str, high: float) -> float:
     try:
         seconds = float(value)
     except ValueError:
-        raise BadRequest(f"{what} must be a number of seconds, not {value!r}") from None
+        raise InvalidStoreRequest(f"{what} must be a number of seconds, not {value!r}") from None
     if not math.isfinite(seconds) or seconds < 0:
-        raise BadRequest(f"{what} must be a number of seconds 0..{high:g}, not {value!r}")
+        raise InvalidStoreRequest(f"{what} must be a number of seconds 0..{high:g}, not {value!r}")
     return min(seconds, high)
 
 
@@ -152,9 +152,9 @@ async def _body(request: Request) -> dict[str, Any]:
     try:
         doc = orjson.loads(await request.body())
     except orjson.JSONDecodeError as exc:
-        raise BadRequest(f"request body is not valid JSON ({exc})") from None
+        raise InvalidStoreRequest(f"request body is not valid JSON ({exc})") from None
     if not isinstance(doc, dict):
-        raise BadRequest("request body must be a JSON object")
+        raise InvalidStoreRequest("request body must be a JSON object")
     return doc
 
 
@@ -249,15 +249,15 @@ def create_app(centre: Centre) -> Starlette:
         doc = await _body(request)
         puts_in, deletes, if_mod = doc.get("puts", []), doc.get("deletes", []), doc.get("if_mod", {})
         if not isinstance(puts_in, list) or not all(isinstance(p, dict) for p in puts_in):
-            raise BadRequest("puts must be a list of {key, value, lease} objects")
+            raise InvalidStoreRequest("puts must be a list of {key, value, lease} objects")
         if not isinstance(deletes, list) or not all(isinstance(k, str) for k in deletes):
-            raise BadRequest("deletes must be a list of keys")
+            raise InvalidStoreRequest("deletes must be a list of keys")
         if not isinstance(if_mod, dict):
-            raise BadRequest("if_mod must be an object {key: mod_revision}")
+            raise InvalidStoreRequest("if_mod must be an object {key: mod_revision}")
         puts = []
         for i, p in enumerate(puts_in):
             if not isinstance(p.get("key"), str) or not p["key"]:
-                raise BadRequest(f"puts[{i}].key must be a non-empty string")
+                raise InvalidStoreRequest(f"puts[{i}].key must be a non-empty string")
             puts.append(
                 Put(p["key"], _unb64(p.get("value"), f"puts[{i}].value"), _int(p.get("lease", 0), "lease"))
             )
@@ -291,7 +291,7 @@ def create_app(centre: Centre) -> Starlette:
         doc = await _body(request)
         name, password = doc.get("account"), doc.get("password")
         if not isinstance(name, str) or not isinstance(password, str):
-            raise BadRequest('expected {"account": "...", "password": "..."}')
+            raise InvalidStoreRequest('expected {"account": "...", "password": "..."}')
         centre.accounts.add(name, password)
         return _json({"account": name}, 201)
 
@@ -347,7 +347,7 @@ def create_app(centre: Centre) -> Starlette:
         exception_handlers={
             ApiError: api_error,
             HTTPException: http_error,
-            BadRequest: handler(400, "bad_request"),
+            InvalidStoreRequest: handler(400, "bad_request"),
             InvalidName: handler(400, "bad_request"),
             LeaseLost: handler(404, "lease_lost"),
             Compacted: handler(410, "compacted"),

@@ -3,7 +3,7 @@
 ``open_backend("http://127.0.0.1:2390", "admin", password)`` gives the config store and the
 registry on one shared HTTP client (:mod:`.http`). Environment proxies are ignored: the embedded
 centre is reached directly. Errors map to the store's tree: unreachable -> StoreUnavailable, 401 ->
-AuthFailed, 410 -> Compacted, an unknown lease -> LeaseLost.
+StoreAuthFailed, 410 -> Compacted, an unknown lease -> LeaseLost.
 """
 
 from __future__ import annotations
@@ -16,10 +16,10 @@ import orjson
 
 from ase_serving.store import Backend
 from ase_serving.store.base import (
-    AuthFailed,
     Compacted,
     LeaseLost,
     NotFound,
+    StoreAuthFailed,
     StoreError,
     StoreUnavailable,
 )
@@ -33,8 +33,8 @@ POLL = 25.0
 TIMEOUT = 10.0
 
 _ERRORS: dict[str, type[StoreError]] = {
-    "unauthorized": AuthFailed,
-    "forbidden": AuthFailed,
+    "unauthorized": StoreAuthFailed,
+    "forbidden": StoreAuthFailed,
     "compacted": Compacted,
     "lease_lost": LeaseLost,
     "not_found": NotFound,

@@ -52,7 +52,7 @@ CREATE TABLE IF NOT EXISTS accounts (
 """
 
 
-class BadRequest(StoreError, ValueError):
+class InvalidStoreRequest(StoreError, ValueError):
     """The request itself is wrong (duplicate key in a txn, a TTL < 1, ...)."""
 
 
@@ -74,7 +74,7 @@ class KVDB:
 
     def __init__(self, path: Path, history: int = DEFAULT_HISTORY) -> None:
         if history < 1:
-            raise BadRequest(f"history must keep at least 1 revision, not {history}")
+            raise InvalidStoreRequest(f"history must keep at least 1 revision, not {history}")
         self.path = path
         self.history = history
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -165,7 +165,7 @@ class KVDB:
         that writes nothing returns the current revision)."""
         keys = [p.key for p in puts] + list(deletes)
         if len(set(keys)) != len(keys):
-            raise BadRequest("a txn names the same key twice")
+            raise InvalidStoreRequest("a txn names the same key twice")
         now = time.monotonic()
         for p in puts:
             if p.lease and self.deadlines.get(p.lease, 0.0) <= now:
@@ -212,7 +212,7 @@ class KVDB:
 
     def grant(self, ttl: int) -> int:
         if ttl < 1:
-            raise BadRequest(f"a lease TTL must be at least 1 s, not {ttl}")
+            raise InvalidStoreRequest(f"a lease TTL must be at least 1 s, not {ttl}")
         while True:
             # Random ids (JSON-safe): an id from before a wiped data dir never names a new lease.
             lease = secrets.randbelow(2**53 - 1) + 1

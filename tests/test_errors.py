@@ -1,0 +1,120 @@
+"""The exception tree and the protocol codes of :mod:`ase_serving.errors`, against each other,
+the WebSocket close codes and the README's table of codes."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from ase_serving import errors
+from ase_serving.gateway.session import close_code
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+#: Every protocol code errors.py names: its upper-case int constants.
+CODES = {name: value for name, value in vars(errors).items() if name.isupper() and type(value) is int}
+
+
+def readme_codes() -> dict[int, str]:
+    """The public protocol's table (``| code | meaning | HTTP |``): each code with its HTTP cell.
+
+    The ``109xx`` row names its codes in its meaning."""
+    lines = README.read_text().splitlines()
+    start = lines.index("| code | meaning | HTTP |")
+    rows: dict[int, str] = {}
+    for line in lines[start + 2 :]:
+        if not line.startswith("|"):
+            break
+        code, meaning, status = (cell.strip() for cell in line.strip("|").split("|"))
+        if code.isdigit():
+            rows[int(code)] = status
+        elif code == "109xx":
+            rows.update((int(c), status) for c in re.findall(r"\b109\d\d\b", meaning))
+    return rows
+
+
+def test_the_codes_are_found() -> None:
+    assert {"SUCCESS", "AUTH_FAILED", "WRAPPER_INIT", "UNSUPPORTED_MODE", "SERVER_ERROR"} <= set(CODES)
+    assert len(set(CODES.values())) == len(CODES), "two names for one code"
+
+
+@pytest.mark.parametrize("name", sorted(CODES))
+def test_every_code_has_an_http_status(name: str) -> None:
+    code = CODES[name]
+    assert code in errors.HTTP_STATUS, f"{name} ({code}) has no HTTP status in errors.HTTP_STATUS"
+    assert 200 <= errors.http_status(code) <= 599
+
+
+@pytest.mark.parametrize("name", sorted(set(CODES) - {"SUCCESS"}))
+def test_every_code_has_a_websocket_close_code(name: str) -> None:
+    exc = errors.error_for(CODES[name], "x")
+    assert exc.code == CODES[name]
+    expected = 1013 if exc.code == errors.NO_LICENCE else 1011 if exc.http >= 500 else 1008
+    assert close_code(exc) == expected
+
+
+@pytest.mark.parametrize("name", sorted(CODES))
+def test_every_code_has_a_row_in_the_readme(name: str) -> None:
+    code = CODES[name]
+    rows = readme_codes()
+    assert code in rows, f"README.md's table of codes has no row for {code} ({name})"
+    assert str(errors.http_status(code)) in rows[code], f"README.md gives {code} HTTP {rows[code]}"
+
+
+def test_the_readme_names_no_code_that_errors_py_lacks() -> None:
+    assert set(readme_codes()) <= set(CODES.values())
+
+
+def test_the_exceptions_of_the_tree() -> None:
+    cases: list[tuple[errors.AseError, int, int, int]] = [
+        (errors.AuthFailed("x"), errors.AUTH_FAILED, 401, 1008),
+        (errors.Forbidden("x"), errors.FORBIDDEN, 403, 1008),
+        (errors.OverLimit("x", retry_after=3), errors.NO_LICENCE, 429, 1013),
+        (errors.NoLicence("x"), errors.NO_LICENCE, 429, 1013),
+        (errors.Timeout("x"), errors.TIMEOUT, 504, 1011),
+        (errors.NoLoader("x"), errors.NO_LOADER, 503, 1011),
+        (errors.NoRoute("x"), errors.NO_ROUTE, 404, 1008),
+        (errors.TooLarge("x"), errors.TOO_LARGE, 413, 1008),
+        (errors.BadRequest("x"), errors.SCHEMA_MISMATCH, 400, 1008),
+        (errors.WrapperFailure("x"), errors.WRAPPER_EXCEPTION, 500, 1011),
+        (errors.AseError("x"), errors.SERVER_ERROR, 500, 1011),
+    ]
+    for exc, code, http, close in cases:
+        assert (exc.code, exc.http, close_code(exc)) == (code, http, close), type(exc).__name__
+
+
+def test_the_docstring_draws_every_exception() -> None:
+    doc = errors.__doc__ or ""
+    classes = [v for v in vars(errors).values() if isinstance(v, type) and issubclass(v, BaseException)]
+    for cls in classes:
+        assert re.search(rf"── (\S+\.)?{cls.__name__}\b", doc), cls
+
+
+def _subclasses(cls: type) -> set[type]:
+    found = set(cls.__subclasses__())
+    for sub in list(found):
+        found |= _subclasses(sub)
+    return found
+
+
+def test_the_roots_are_apart() -> None:
+    """A start-up failure is no protocol error, and no protocol error is the user's to put right."""
+    import ase_serving.cluster.images
+    import ase_serving.cluster.k8s
+    import ase_serving.cluster.local
+    import ase_serving.gateway.server
+    import ase_serving.lb.service
+    import ase_serving.loader.project
+    import ase_serving.loader.serve  # noqa: F401  (each defines a class of the tree)
+
+    assert not issubclass(errors.StartupError, errors.AseError)
+    assert not issubclass(errors.AseError, errors.UserError)
+    names = {cls.__name__ for cls in _subclasses(errors.StartupError)}
+    assert {"BindError", "StartError", "ServeError", "GatewayError", "LbError"} <= names
+    users = {cls.__name__ for cls in _subclasses(errors.UserError)}
+    assert {"StoreError", "SettingsError", "ProjectError", "ApiDefinitionError", "DockerError"} <= users
+    assert {"LocalError", "K8sError", "StoreAuthFailed", "InvalidName"} <= users
+    for cls in _subclasses(errors.AseError):
+        assert cls.code in errors.HTTP_STATUS, cls
