@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from ase_serving import errors
-from ase_serving.gateway.session import close_code
+from ase_serving.gateway.answers import close_code
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 
@@ -107,7 +107,8 @@ def test_the_roots_are_apart() -> None:
     import ase_serving.gateway.server
     import ase_serving.lb.service
     import ase_serving.loader.project
-    import ase_serving.loader.serve  # noqa: F401  (each defines a class of the tree)
+    import ase_serving.loader.serve
+    import ase_serving.schema.spec  # noqa: F401  (each defines a class of the tree)
 
     assert not issubclass(errors.StartupError, errors.AseError)
     assert not issubclass(errors.AseError, errors.UserError)
@@ -118,3 +119,31 @@ def test_the_roots_are_apart() -> None:
     assert {"LocalError", "K8sError", "StoreAuthFailed", "InvalidName"} <= users
     for cls in _subclasses(errors.AseError):
         assert cls.code in errors.HTTP_STATUS, cls
+
+
+@pytest.mark.parametrize(
+    ("cls", "code", "status"),
+    [
+        (errors.MethodNotAllowed, errors.SCHEMA_MISMATCH, 405),
+        (errors.NotJson, errors.BAD_JSON, 415),
+        (errors.AppIdMissing, errors.APP_ID_MISMATCH, 400),
+        (errors.AppIdMismatch, errors.APP_ID_MISMATCH, 403),
+        (errors.AuthFailed, errors.AUTH_FAILED, 401),
+        (errors.NoLoader, errors.NO_LOADER, 503),
+        (errors.SlowClient, errors.TIMEOUT, 408),
+    ],
+)
+def test_an_errors_http_status_is_its_classs(cls: type[errors.AseError], code: int, status: int) -> None:
+    exc = cls("why")
+    assert (exc.code, exc.http) == (code, status)
+
+
+def test_errors_are_rendered_in_one_module_of_the_gateway() -> None:
+    """Issue 17, point 3: only gateway/answers.py builds an error body; no raise site picks an
+    HTTP status (``http=``) but the relay of a wrapper's code (its service's client_errors)."""
+    gateway = Path(errors.__file__).parent / "gateway"
+    for path in sorted(gateway.glob("*.py")):
+        text = path.read_text()
+        if path.name != "answers.py":
+            assert "error_body(" not in text.replace("import error_body", ""), path.name
+        assert text.count("http=") == (1 if path.name == "session.py" else 0), path.name

@@ -5,12 +5,17 @@
     Exception
     ├── AseError (code, message, http)   a protocol error: a request or session failed with a code
     │   ├── BadRequest        10160 bad JSON · 10161 bad base64 · 10163 schema mismatch · 10202 after end
-    │   │   └── protocol.public.TooDeep   a JSON body nested too deep to take
+    │   │   ├── protocol.public.TooDeep   a JSON body nested too deep to take
+    │   │   ├── MethodNotAllowed  HTTP 405: a route asked the wrong way (GET, a WebSocket for once only)
+    │   │   └── NotJson           10160 with HTTP 415: a body sent as something else than JSON
+    │   ├── AppIdMissing      10313 with HTTP 400: ``header.app_id`` missing
+    │   ├── AppIdMismatch     10313 with HTTP 403: not the app id of the credentials used
     │   ├── AuthFailed        10401 no credentials, an unknown key, a signature that does not match
     │   ├── Forbidden         10403 the consumer may not call this service
     │   ├── OverLimit         10110 the consumer is over its rps / sessions limit (``retry_after``)
     │   ├── NoLicence         10110 every licence slot busy (overload)
     │   ├── Timeout           10114 engine too slow, or a session idle / too long
+    │   │   └── SlowClient    10114 with HTTP 408: a request's headers or body came too slowly
     │   ├── NoLoader          11503 no loader reachable for the service
     │   ├── NoRoute           10404 no service at this route
     │   ├── TooLarge          10413 request body or session frame over the service's limit
@@ -43,12 +48,12 @@
         └── cluster.k8s.K8sError          helm failed (its own ``exit_code``: 2 for a bad option)
 
     An AseError raised with no code is 10500: the gateway's answer to an exception that is not an
-    AseError (a bug); 10313 (``app_id`` missing or not the consumer's) is one too, with its ``http``.
+    AseError (a bug).
 
-An :class:`AseError` may carry its own HTTP status (``http``) where one code has two (10313: 400
-when ``app_id`` is missing, 403 when it is not the consumer's). Each transport maps these to its
-own form (HTTP status, WebSocket close code, gRPC response) in one place; a raise site never picks
-a status beyond ``http``.
+An error's HTTP status is its class's (``status``), else its code's (:data:`HTTP_STATUS`); the one
+status a raise site passes (``http``) is a wrapper code's, which the service's ``client_errors``
+make 400. Each transport renders an error in one place (:mod:`ase_serving.gateway.answers`: the
+HTTP answer, the WebSocket error frame and close code; the loader's gRPC answer).
 
 A :class:`UserError` never reaches a client: the command line tool turns it into ``error:
 <message>`` on stderr and exit status ``exit_code`` in one place (:mod:`ase_serving.cli.main`),
@@ -120,13 +125,17 @@ class AseError(Exception):
     """An error with a protocol code and a message a user can act on."""
 
     code: int = SERVER_ERROR
+    #: The HTTP status of every error of this class (None: the code's, :data:`HTTP_STATUS`).
+    status: int | None = None
 
     def __init__(self, message: str, code: int | None = None, http: int | None = None) -> None:
         super().__init__(message)
         self.message = message
         if code is not None:
             self.code = code
-        self.http = http if http is not None else http_status(self.code)
+        if http is None:
+            http = self.status if self.status is not None else http_status(self.code)
+        self.http = http
 
     def __str__(self) -> str:
         return f"{self.code}: {self.message}"
@@ -136,21 +145,49 @@ class BadRequest(AseError):
     code = SCHEMA_MISMATCH
 
 
+class MethodNotAllowed(BadRequest):
+    """A service route asked the wrong way (GET for a once route, a WebSocket for a once-only
+    service): HTTP 405."""
+
+    status = 405
+
+
+class NotJson(BadRequest):
+    """A body sent with a Content-Type that is not JSON: 10160 with HTTP 415."""
+
+    code = BAD_JSON
+    status = 415
+
+
+class AppIdMissing(AseError):
+    """``header.app_id`` is missing: 10313 with HTTP 400 (the caller's omission)."""
+
+    code = APP_ID_MISMATCH
+    status = 400
+
+
+class AppIdMismatch(AseError):
+    """``header.app_id`` is not the app id of the credentials used: 10313 with HTTP 403."""
+
+    code = APP_ID_MISMATCH
+    status = 403
+
+
 class AuthFailed(AseError):
     def __init__(self, message: str) -> None:
-        super().__init__(message, AUTH_FAILED, http=401)
+        super().__init__(message, AUTH_FAILED)
 
 
 class Forbidden(AseError):
     def __init__(self, message: str) -> None:
-        super().__init__(message, FORBIDDEN, http=403)
+        super().__init__(message, FORBIDDEN)
 
 
 class OverLimit(AseError):
     """A consumer over its own limit: 10110 / HTTP 429 with ``Retry-After: retry_after``."""
 
     def __init__(self, message: str, retry_after: int) -> None:
-        super().__init__(message, NO_LICENCE, http=429)
+        super().__init__(message, NO_LICENCE)
         self.retry_after = retry_after
 
 
@@ -160,6 +197,12 @@ class NoLicence(AseError):
 
 class Timeout(AseError):
     code = TIMEOUT
+
+
+class SlowClient(Timeout):
+    """10114 with HTTP 408: a request's headers or body did not arrive in time."""
+
+    status = 408
 
 
 class NoLoader(AseError):

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ase_serving.errors import BadRequest
+from ase_serving.errors import BadRequest, MethodNotAllowed
 from ase_serving.gateway import webgate
 from ase_serving.gateway.atom import to_request
 from ase_serving.gateway.auth import Consumer, check_app_id
@@ -31,13 +31,11 @@ def admit(gw: Gateway, svc: Service, scope: Scope, mode: str) -> Consumer | None
     consumer = gw.auth.authenticate(scope, svc.service_id)
     if not svc.serves(mode):
         if mode == ONCE:
-            raise BadRequest(
-                f"{svc.service_id} is served as sessions only: open a WebSocket on {scope['path']}",
-                http=405,
+            raise MethodNotAllowed(
+                f"{svc.service_id} is served as sessions only: open a WebSocket on {scope['path']}"
             )
-        raise BadRequest(
-            f"{svc.service_id} is served as once requests only: POST the body to {scope['path']}",
-            http=405,
+        raise MethodNotAllowed(
+            f"{svc.service_id} is served as once requests only: POST the body to {scope['path']}"
         )
     gw.limits.request(consumer)
     return consumer

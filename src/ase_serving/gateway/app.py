@@ -21,25 +21,23 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from ase_serving import errors
-from ase_serving.errors import AseError, BadRequest, NoRoute, TooLarge
+from ase_serving.errors import AseError, MethodNotAllowed, NoRoute, NotJson, TooLarge
 from ase_serving.gateway import webgate
 from ase_serving.gateway.admission import ONCE, admit, loader_request
+from ase_serving.gateway.answers import deny, error_response
 from ase_serving.gateway.asgi import (
     ClientGone,
     Receive,
     Scope,
     Send,
     Throttle,
-    error_body,
-    retry_headers,
     server_error,
 )
 from ase_serving.gateway.auth import check_digest
 from ase_serving.gateway.docs import docs_page, swagger_dir
 from ase_serving.gateway.routes import Service
 from ase_serving.gateway.runtime import Gateway
-from ase_serving.gateway.session import deny, run_session
+from ase_serving.gateway.session import run_session
 from ase_serving.protocol.public import result_to_public
 from ase_serving.schema.openapi import openapi_document
 
@@ -47,8 +45,10 @@ log = logging.getLogger("ase_serving.gateway")
 _JSON = (b"content-type", b"application/json")
 
 
-def error_response(exc: AseError, sid: str, retry_after: int) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
-    return exc.http, error_body(exc.code, exc.message, sid), retry_headers(exc, retry_after)
+def _page_error(exc: AseError) -> Response:
+    """A fixed page's error (a Starlette response), rendered as every other answer."""
+    status, body, headers = error_response(exc)
+    return Response(body, status, {k.decode(): v.decode() for k, v in headers}, media_type="application/json")
 
 
 async def _respond(send: Send, status: int, body: bytes, headers: Sequence[tuple[bytes, bytes]] = ()) -> None:
@@ -76,11 +76,9 @@ def check_content_type(scope: Scope) -> None:
         return
     media = value.split(b";", 1)[0].strip().lower()
     if media != b"application/json" and not (media.startswith(b"application/") and media.endswith(b"+json")):
-        raise BadRequest(
+        raise NotJson(
             f"the body is sent as {media.decode('latin-1')!r}: send it as JSON "
-            "(Content-Type: application/json)",
-            errors.BAD_JSON,
-            http=415,
+            "(Content-Type: application/json)"
         )
 
 
@@ -124,12 +122,12 @@ class GatewayApp:
                 elif scope["method"] == "POST":
                     await self.once(svc, scope, receive, send)
                 else:
-                    wrong = BadRequest(
+                    wrong = MethodNotAllowed(
                         f"{scope['method']} is not served on {scope['path']}: POST a JSON body for a "
-                        "once request, or open a WebSocket for a session",
-                        http=405,
+                        "once request, or open a WebSocket for a session"
                     )
-                    await _respond(send, 405, error_body(wrong.code, wrong.message), [(b"allow", b"POST")])
+                    status, body, headers = error_response(wrong)
+                    await _respond(send, status, body, [*headers, (b"allow", b"POST")])
                 return
             if kind == "websocket":
                 await receive()  # websocket.connect
@@ -214,7 +212,7 @@ class GatewayApp:
             exc = NoRoute(
                 f"no service at {req.url.path}: see /openapi.json for the routes this gateway serves"
             )
-            return Response(error_body(exc.code, exc.message), status_code=404, media_type="application/json")
+            return _page_error(exc)
 
         @contextlib.asynccontextmanager
         async def lifespan(_app: Starlette) -> AsyncIterator[None]:
@@ -247,7 +245,7 @@ class GatewayApp:
                 live = [s for s in live if s.service_id == service]
                 if not live:
                     exc = NoRoute(f"no live service {service!r}: /openapi.json lists the services served")
-                    return Response(error_body(exc.code, exc.message), 404, media_type="application/json")
+                    return _page_error(exc)
             title = f"ASE serving: {service}" if service else "ASE serving"
             body = orjson.dumps(openapi_document(live, title=title, servers=[server]))
             if len(self._openapi) > 64:

@@ -45,8 +45,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 from urllib.parse import parse_qs
 
-from ase_serving import errors
-from ase_serving.errors import AseError, AuthFailed, Forbidden, OverLimit
+from ase_serving.errors import AppIdMismatch, AseError, AuthFailed, Forbidden, NoLoader, OverLimit
 from ase_serving.gateway.consumers import ConsumerRecord, key_digest
 from ase_serving.protocol.signing import (
     ALGORITHM,
@@ -361,10 +360,8 @@ class KeyAuth:
         why = self.book.unloaded()
         if why is not None:
             # Not the caller's fault: a gateway that cannot read its consumers must not say "bad key".
-            raise AseError(
-                f"the gateway has not loaded its consumers from the config centre yet ({why}): try again",
-                errors.NO_LOADER,
-                http=503,
+            raise NoLoader(
+                f"the gateway has not loaded its consumers from the config centre yet ({why}): try again"
             )
         api_key = authorization = None
         for name, value in scope["headers"]:  # no dict of every header: two names matter here
@@ -409,11 +406,9 @@ class KeyAuth:
         (the store unreadable): then the key may be one added since, and the caller may retry."""
         why = self.book.stale()
         if why is not None:
-            return AseError(
+            return NoLoader(
                 f"the gateway has not loaded its consumers from the config centre ({why}); none of "
-                f"those it cached has this {what}: try again",
-                errors.NO_LOADER,
-                http=503,
+                f"those it cached has this {what}: try again"
             )
         return AuthFailed(f"{text} (it may have been rotated or removed)")
 
@@ -536,10 +531,8 @@ def check_app_id(consumer: Consumer | None, body: Mapping[str, Any]) -> None:
     header = body.get("header")
     app_id = header.get("app_id") if isinstance(header, dict) else None
     if app_id != consumer.app_id:
-        raise AseError(
-            f"header.app_id {app_id!r} is not the app id of the credentials used ({consumer.app_id!r})",
-            errors.APP_ID_MISMATCH,
-            http=403,
+        raise AppIdMismatch(
+            f"header.app_id {app_id!r} is not the app id of the credentials used ({consumer.app_id!r})"
         )
 
 

@@ -8,8 +8,8 @@ from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from ase_serving import errors
-from ase_serving.gateway.asgi import error_body
+from ase_serving.errors import SlowClient
+from ase_serving.gateway.answers import error_response
 
 
 class _Coalesced:
@@ -112,7 +112,7 @@ class GatewayHttpProtocol(HttpToolsProtocol):
         cycle = self.cycle
         if cycle is None or (cycle.response_complete if what == "headers" else not cycle.response_started):
             message = f"the request's {what} did not arrive within {seconds:g} s; send them faster"
-            body = error_body(errors.TIMEOUT, message)
+            _status, body, _headers = error_response(SlowClient(message))
             self.transport.write(_TIMED_OUT % (len(body), body))
         self.transport.close()
 

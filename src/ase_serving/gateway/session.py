@@ -32,14 +32,13 @@ from ase_serving.clock import Expired, SessionClock
 from ase_serving.errors import AseError, BadRequest, Timeout, TooLarge
 from ase_serving.gateway import webgate
 from ase_serving.gateway.admission import SESSION, admit, loader_request
+from ase_serving.gateway.answers import close_code, deny, error_frame
 from ase_serving.gateway.asgi import (
     ClientGone,
     Receive,
     Scope,
     Send,
     Throttle,
-    error_body,
-    retry_headers,
     server_error,
 )
 from ase_serving.gateway.routes import Service
@@ -55,41 +54,8 @@ log = logging.getLogger("ase_serving.gateway")
 _THROTTLE = Throttle()
 
 
-def close_code(exc: AseError) -> int:
-    if exc.code == errors.NO_LICENCE:
-        return 1013
-    return 1011 if exc.http >= 500 else 1008
-
-
 #: Client frames kept while a session's loader session is being opened.
 EARLY_FRAMES = 64
-
-
-def error_frame(code: int, message: str, sid: str) -> str:
-    return error_body(code, message, sid, status=2).decode()
-
-
-async def deny(scope: Scope, send: Send, exc: AseError, sid: str = "", retry_after: int = 1) -> None:
-    """Refuse a WebSocket before it is accepted: an HTTP answer where the server can send one,
-    else accept, one error frame, close."""
-    body = error_body(exc.code, exc.message, sid)
-    if "websocket.http.response" in scope.get("extensions", {}):
-        await send(
-            {
-                "type": "websocket.http.response.start",
-                "status": exc.http,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(body)).encode()),
-                    *retry_headers(exc, retry_after),
-                ],
-            }
-        )
-        await send({"type": "websocket.http.response.body", "body": body})
-        return
-    await send({"type": "websocket.accept"})
-    await send({"type": "websocket.send", "text": error_frame(exc.code, exc.message, sid)})
-    await send({"type": "websocket.close", "code": close_code(exc)})
 
 
 async def run_session(gw: Gateway, svc: Service, scope: Scope, receive: Receive, send: Send) -> None:
@@ -163,7 +129,7 @@ class _Conn:
 
     async def fail(self, exc: AseError) -> int:
         self.failure = exc.message
-        await self.send_text(error_frame(exc.code, exc.message, self.sid))
+        await self.send_text(error_frame(exc, self.sid))
         await self.close(close_code(exc))
         return exc.code
 

@@ -16,7 +16,7 @@ from typing import Any
 import jsonschema_rs
 
 from ase_serving import errors
-from ase_serving.errors import AseError, BadRequest
+from ase_serving.errors import AppIdMissing, AseError, BadRequest
 from ase_serving.gateway.routes import Service
 from ase_serving.protocol.items import DataItem
 from ase_serving.protocol.public import decode_item, parse_body
@@ -44,11 +44,7 @@ def _problem(err: jsonschema_rs.ValidationError) -> AseError:
         missing = getattr(err.kind, "property", "?")
         field = f"{where}.{missing}" if where else str(missing)
         if field in ("header", "header.app_id"):
-            return AseError(
-                "header.app_id is required: send the app id your API key belongs to",
-                errors.APP_ID_MISMATCH,
-                http=400,
-            )
+            return AppIdMissing("header.app_id is required: send the app id your API key belongs to")
         return BadRequest(f"{field} is required")
     if kind == "ContentEncoding":
         return BadRequest(f"{where} is not valid base64", errors.BAD_BASE64)
