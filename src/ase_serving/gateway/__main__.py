@@ -15,6 +15,7 @@ import argparse
 import logging
 import sys
 
+from ase_serving.envflags import apply_env
 from ase_serving.errors import UserError
 from ase_serving.gateway.server import serve
 from ase_serving.gateway.settings import DEFAULT_PORT, GatewaySettings
@@ -75,7 +76,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--max-body", type=int, default=d.max_body, help="largest once body, bytes")
     ap.add_argument("--max-frame", type=int, default=d.max_frame, help="largest session frame, bytes")
     ap.add_argument(
-        "--loop", default=d.loop, choices=("asyncio", "uvloop"), help="event loop (default uvloop)"
+        "--loop",
+        default=d.loop,
+        choices=("auto", "asyncio", "uvloop"),
+        help="event loop (default auto: uvloop where installed)",
     )
     ap.add_argument(
         "--auth",
@@ -114,6 +118,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     ap.add_argument("--access-log", action="store_true", help="one INFO line per request, with its sid")
     ap.add_argument("--log-level", default=d.log_level, choices=("debug", "info", "warning", "error"))
+    apply_env(ap, "ASE_GATEWAY")
     return ap.parse_args(argv)
 
 

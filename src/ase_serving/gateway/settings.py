@@ -1,4 +1,5 @@
-"""Typed settings of one gateway (flags of ``python -m ase_serving.gateway``, ``ASE_GATEWAY_*``).
+"""Typed settings of one gateway (flags of ``python -m ase_serving.gateway``, each also an
+``ASE_GATEWAY_*`` variable: :mod:`ase_serving.envflags`).
 
 Per-service values in a service schema (``meta.queue_timeout``, ``max_body``, ...) win over the
 defaults here. Worker processes get the settings as one JSON environment variable
@@ -66,8 +67,8 @@ class GatewaySettings:
     #: One log line per request (with its sid) at INFO.
     access_log: bool = False
     log_level: str = "warning"
-    #: uvicorn's event loop: uvloop (default) or asyncio.
-    loop: str = "uvloop"
+    #: uvicorn's event loop: auto (uvloop where it is installed, else asyncio), uvloop or asyncio.
+    loop: str = "auto"
     #: Who checks callers: "gateway" (API keys and signatures of the config centre's consumers),
     #: "proxy" (a front proxy did; its consumer header is believed from trusted_proxies), "off".
     auth: str = "gateway"
@@ -105,8 +106,8 @@ class GatewaySettings:
         ):
             if getattr(self, name) <= 0:
                 out.append(f"{name} must be > 0 seconds, not {getattr(self, name)}")
-        if self.loop not in ("asyncio", "uvloop"):
-            out.append(f"loop must be asyncio or uvloop, not {self.loop!r}")
+        if self.loop not in ("auto", "asyncio", "uvloop"):
+            out.append(f"loop must be auto, asyncio or uvloop, not {self.loop!r}")
         if self.loader_ca and not os.path.isfile(self.loader_ca):
             out.append(
                 f"--loader-ca {self.loader_ca}: no such file (the PEM file of the CA that signed "

@@ -17,6 +17,7 @@ import argparse
 import logging
 import sys
 
+from ase_serving.envflags import apply_env
 from ase_serving.errors import UserError
 from ase_serving.home import ClusterSettings
 from ase_serving.lb.lean import DEFAULT_WIRE_PORT
@@ -47,6 +48,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--account", help="config centre account (default: cluster settings)")
     ap.add_argument("--password", help="config centre password (default: cluster settings)")
     ap.add_argument("--log-level", default="warning", choices=("debug", "info", "warning", "error"))
+    apply_env(ap, "ASE_LB")
     return ap.parse_args(argv)
 
 

@@ -1,4 +1,5 @@
-"""Typed settings of one loader (from ase.toml, flags and ``ASE_LOADER_*`` variables)."""
+"""Typed settings of one loader (from ase.toml and the flags of ``asectl loader run``; the
+variables ``ASE_LOADER_ADVERTISE`` and ``ASE_LOADER_EXEC``)."""
 
 from __future__ import annotations
 

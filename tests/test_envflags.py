@@ -1,0 +1,67 @@
+"""Every server flag is also an environment variable (ase_serving.envflags)."""
+
+from __future__ import annotations
+
+import argparse
+
+import pytest
+
+from ase_serving.envflags import apply_env, env_name
+
+
+def _parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--max-body", type=int, default=16)
+    ap.add_argument("--trusted-proxy", action="append", default=[])
+    ap.add_argument("--access-log", action="store_true")
+    ap.add_argument("--loop", default="auto", choices=("auto", "uvloop", "asyncio"))
+    return ap
+
+
+def test_a_variable_sets_a_flags_default_and_the_flag_still_wins() -> None:
+    env = {
+        "X_MAX_BODY": "99",
+        "X_TRUSTED_PROXY": "10.0.0.1, 10.0.0.2",
+        "X_ACCESS_LOG": "true",
+        "X_LOOP": "asyncio",
+    }
+    ap = _parser()
+    apply_env(ap, "X", env)
+    args = ap.parse_args([])
+    assert (args.max_body, args.trusted_proxy, args.access_log, args.loop) == (
+        99,
+        ["10.0.0.1", "10.0.0.2"],
+        True,
+        "asyncio",
+    )
+    assert ap.parse_args(["--max-body", "5"]).max_body == 5
+    assert "[env X_MAX_BODY]" in ap.format_help()
+
+
+@pytest.mark.parametrize(
+    ("env", "said"),
+    [
+        ({"X_MAX_BODY": "lots"}, "X_MAX_BODY='lots' is not a valid value for --max-body"),
+        ({"X_ACCESS_LOG": "maybe"}, "X_ACCESS_LOG='maybe': use 1 or 0"),
+        ({"X_LOOP": "trio"}, "X_LOOP='trio': choose from auto, uvloop, asyncio"),
+    ],
+)
+def test_a_bad_value_is_a_usage_error_naming_the_variable(
+    env: dict[str, str], said: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as info:
+        apply_env(_parser(), "X", env)
+    assert info.value.code == 2 and said in capsys.readouterr().err
+
+
+def test_the_gateway_and_the_lb_take_their_variables(monkeypatch: pytest.MonkeyPatch) -> None:
+    from ase_serving.gateway.__main__ import parse_args as gateway_args
+    from ase_serving.lb.__main__ import parse_args as lb_args
+
+    monkeypatch.setenv("ASE_GATEWAY_MAX_BODY", "1234")
+    monkeypatch.setenv("ASE_GATEWAY_PUBLIC_HOST", "api.example.com,10.0.0.5:2392")
+    args = gateway_args([])
+    assert args.max_body == 1234 and args.public_host == ["api.example.com", "10.0.0.5:2392"]
+    assert env_name("ASE_LB", "--port") == "ASE_LB_PORT"
+    monkeypatch.setenv("ASE_LB_PORT", "2399")
+    assert lb_args([]).port == 2399
