@@ -9,7 +9,14 @@ from typing import Any
 import typer
 
 #: Command groups and the modules that make them, in the order help lists them.
-GROUPS = {"loader": "loader", "api": "api", "config": "config", "cluster": "cluster", "consumer": "consumer"}
+GROUPS = {
+    "loader": "loader",
+    "api": "api",
+    "config": "config",
+    "cluster": "cluster",
+    "consumer": "consumer",
+    "account": "account",
+}
 #: Top-level commands and the modules that register them.
 COMMANDS = {"setup": "setup", "init": "init", "down": "init", "call": "call"}
 

@@ -7,7 +7,8 @@ Every backend (embedded server, etcd, a mounted ConfigMap directory) offers the 
 
     StoreError                 anything that went wrong talking to a store
     ├── StoreUnavailable       the store cannot be reached (down, refused, timed out): retry later
-    ├── AuthFailed             wrong or missing account/password for a write or a protected read
+    ├── AuthFailed             wrong or missing account/password, a role that may not, or too
+    │                          many failed logins (the message says which)
     ├── NotFound               no such config item / revision / lease
     ├── ReadOnly               the backend takes no writes (configmap)
     ├── Compacted              a watch asked for history the store no longer keeps: list again
