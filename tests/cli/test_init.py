@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import os
@@ -14,6 +15,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tests.cli.cluster_support import asectl
@@ -89,6 +91,7 @@ def test_init_status_init_again_down(tmp_path: Path, home: Path) -> None:
         "mode": "local",
         "address": url,
         "account": "admin",
+        "gateway_account": "gateway",
         "lb": lb,
         "settings": str(home / "cluster.json"),
     }
@@ -109,6 +112,24 @@ def test_init_status_init_again_down(tmp_path: Path, home: Path) -> None:
     entry = json.loads((home / "cluster.json").read_text())["regions"]["default"]
     assert entry["password"] == (home / "configd" / "admin.password").read_text().strip()
     assert entry["components"] == {"config": url, "lb": lb, "gateway": gw}
+    # The gateway and the LB run with the role gateway: they read consumer secrets, write nothing.
+    gw_password = home / "configd" / "gateway.password"
+    assert stat.S_IMODE(gw_password.stat().st_mode) == 0o600
+    gw_auth = ("gateway", gw_password.read_text().strip())
+    creds = json.loads((home / "credentials.json").read_text())
+    key = f"/ase/consumers/default/{creds['app_id']}"
+    record = httpx.get(f"{url}/v1/get", params={"key": key}, auth=gw_auth).json()["entry"]
+    assert json.loads(base64.b64decode(record["value"]))["secret"] == creds["api_secret"]
+    put = {"puts": [{"key": "/ase/config/x", "value": ""}]}
+    assert httpx.post(f"{url}/v1/txn", json=put, auth=gw_auth).status_code == 403
+    for c in comps[1:]:  # the LB and the gateway
+        assert b"ASE_CONFIG_ACCOUNT=gateway" in Path(f"/proc/{c['pid']}/environ").read_bytes().split(b"\0")
+    # ... and the gateway takes the consumer init made (a record without its secret it would not).
+    deadline = time.monotonic() + 20
+    while (health := httpx.get(f"{gw}/health").json())["auth"]["consumers"] != 1:
+        assert time.monotonic() < deadline, health
+        time.sleep(0.05)
+    assert health["problems"] == {}
 
     status = asectl(home, "cluster", "status", "--json")
     assert status.returncode == 0, status.stderr

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -94,4 +95,87 @@ def test_leases_get_a_full_ttl_again_on_reopen(tmp_path: Path) -> None:
     with pytest.raises(LeaseLost):
         again.keepalive(lease)
     assert again.revoke(lease) is None
+    again.close()
+
+
+SECRETS = ("/s/",)
+
+
+def _events(db: KVDB, prefix: str = "/") -> list[tuple[str, str, bytes, int]]:
+    events, _ = db.events(prefix, 1)
+    return [(e.kind, e.key, e.value, e.mod_revision) for e in events]
+
+
+def test_keys_holding_secrets_keep_no_history(tmp_path: Path) -> None:
+    db = KVDB(tmp_path / "s.db", latest_only=SECRETS)
+    db.txn([Put("/s/a", b"old"), Put("/c/x", b"1")])  # rev 1
+    db.txn([Put("/s/a", b"new"), Put("/c/x", b"2")])  # rev 2
+    db.txn([Put("/s/b", b"gone")])  # rev 3
+    db.txn([], ["/s/b"])  # rev 4
+    lease = db.grant(30)
+    db.txn([Put("/s/l", b"leased", lease)])  # rev 5
+    db.revoke(lease)  # rev 6
+    # Other keys keep every event; a secret's key only its last, a put or a delete.
+    assert _events(db) == [
+        ("put", "/c/x", b"1", 1),
+        ("put", "/s/a", b"new", 2),
+        ("put", "/c/x", b"2", 2),
+        ("delete", "/s/b", b"", 4),
+        ("delete", "/s/l", b"", 6),
+    ]
+    rows = db.conn.execute("SELECT value FROM events").fetchall()
+    assert not {b"old", b"gone", b"leased"} & {bytes(v) for (v,) in rows}
+    db.close()
+
+
+def test_a_file_with_secret_history_loses_it_on_open(tmp_path: Path) -> None:
+    db = KVDB(tmp_path / "s.db")  # as written before secrets kept no history
+    db.txn([Put("/s/a", b"v1")])
+    db.txn([Put("/s/a", b"v2"), Put("/c/x", b"1")])
+    db.txn([Put("/c/x", b"2"), Put("/s/b", b"b1")])
+    db.close()
+    again = KVDB(tmp_path / "s.db", latest_only=SECRETS)
+    assert _events(again) == [
+        ("put", "/s/a", b"v2", 2),
+        ("put", "/c/x", b"1", 2),
+        ("put", "/c/x", b"2", 3),
+        ("put", "/s/b", b"b1", 3),
+    ]
+    assert again.conn.execute("PRAGMA secure_delete").fetchone() == (1,)
+    again.close()
+
+
+#: The accounts table as written before roles.
+_OLD_ACCOUNTS = """
+CREATE TABLE accounts (
+    name TEXT PRIMARY KEY, salt BLOB NOT NULL, hash BLOB NOT NULL, admin INTEGER NOT NULL
+)
+"""
+
+
+def test_accounts_written_before_roles_get_one(tmp_path: Path) -> None:
+    path = tmp_path / "s.db"
+    conn = sqlite3.connect(path)
+    conn.execute(_OLD_ACCOUNTS)
+    conn.executemany(
+        "INSERT INTO accounts (name, salt, hash, admin) VALUES (?, ?, ?, ?)",
+        [("admin", b"s1", b"h1", 1), ("ops", b"s2", b"h2", 0)],
+    )
+    conn.commit()
+    conn.close()
+    db = KVDB(path)
+    columns = [row[1] for row in db.conn.execute("PRAGMA table_info(accounts)")]
+    assert columns == ["name", "salt", "hash", "role"]
+    rows = db.conn.execute("SELECT name, salt, hash, role FROM accounts ORDER BY name").fetchall()
+    assert [(n, bytes(s), bytes(h), r) for n, s, h, r in rows] == [
+        ("admin", b"s1", b"h1", "admin"),
+        ("ops", b"s2", b"h2", "writer"),
+    ]
+    db.close()
+    # Opening again changes nothing.
+    again = KVDB(path)
+    assert again.conn.execute("SELECT name, role FROM accounts ORDER BY name").fetchall() == [
+        ("admin", "admin"),
+        ("ops", "writer"),
+    ]
     again.close()

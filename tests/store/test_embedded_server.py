@@ -112,20 +112,22 @@ def test_accounts_and_the_open_read_rule(embedded: EmbeddedServer) -> None:
                 await collect(anon.watch("/ase/secret/", 1), 1)
             assert (await root.get("/ase/secret/x")) is not None
 
-            # Admin adds an account; it writes, but cannot add accounts itself.
-            await root.add_account("alice", "s3cret-pw")
+            # Admin adds a writer; it writes, but cannot add accounts itself.
+            await root.add_account("alice", "s3cret-pw", "writer")
             alice = EmbeddedKV(embedded.url, "alice", "s3cret-pw")
             try:
                 assert await alice.txn([Put("/ase/config/open/alice", b"a")]) is not None
-                with pytest.raises(StoreAuthFailed, match="only the admin"):
-                    await alice.add_account("bob", "pw")
+                with pytest.raises(StoreAuthFailed, match="only an admin may"):
+                    await alice.add_account("bob", "pw", "reader")
                 with pytest.raises(StoreError, match="already exists"):
-                    await root.add_account("alice", "other")
+                    await root.add_account("alice", "other", "writer")
+                with pytest.raises(StoreError, match="role must be one of admin, writer, reader, gateway"):
+                    await root.add_account("dave", "pw", "root")
             finally:
                 await alice.close()
 
             # Without HTTP: straight into the data directory of the running server.
-            add_account(embedded.data_dir, "carol", "pw-carol")
+            add_account(embedded.data_dir, "carol", "pw-carol", "writer")
             carol = EmbeddedKV(embedded.url, "carol", "pw-carol")
             try:
                 assert await carol.txn([Put("/ase/config/open/carol", b"c")]) is not None

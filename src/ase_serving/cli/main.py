@@ -19,7 +19,14 @@ from ase_serving.cli.common import abort
 from ase_serving.errors import UserError
 
 #: Command groups and the modules that make them, in the order help lists them.
-GROUPS = {"loader": "loader", "api": "api", "config": "config", "cluster": "cluster", "consumer": "consumer"}
+GROUPS = {
+    "loader": "loader",
+    "api": "api",
+    "config": "config",
+    "cluster": "cluster",
+    "consumer": "consumer",
+    "account": "account",
+}
 #: Top-level commands and the modules that register them.
 COMMANDS = {"setup": "setup", "init": "init", "down": "init", "call": "call"}
 

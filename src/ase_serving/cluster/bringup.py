@@ -6,15 +6,21 @@ one is named (``etcd://...``, or another embedded server's URL); then every comp
 healthy, the address, credentials, LB and component URLs are saved with
 :meth:`ClusterSettings.save`, so every later command with the same ``$ASE_HOME`` works without
 ``asectl setup``.
+
+The saved account (``admin`` of a centre init started) is what commands and loaders use; the
+gateway and the LB service init starts run with the embedded centre's account ``gateway`` (role
+gateway: reads everything, consumer secrets included, writes nothing), which init makes on first
+use with its password in ``configd/gateway.password`` (0600).
 """
 
 from __future__ import annotations
 
 import asyncio
 import inspect
+import secrets
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +30,7 @@ from ase_serving.cluster.access import check_access, run_with_backend
 from ase_serving.cluster.local import Component, LocalCluster, LocalError, Running
 from ase_serving.files import write_private
 from ase_serving.home import CREDENTIALS_FILE, ClusterSettings, SettingsError, ase_home
-from ase_serving.store import Backend, StoreError, open_backend
+from ase_serving.store import Backend, StoreAuthFailed, StoreError, open_backend
 
 CONFIG_PORT = 2390
 LB_PORT = 2391
@@ -32,6 +38,9 @@ GATEWAY_PORT = 2392
 #: The LB's lean-wire port: what ``python -m ase_serving.gateway --lb`` names.
 LB_WIRE_PORT = 2393
 _PROBE_TIMEOUT = 2.0
+#: The account of the gateway and LB service that init starts with an embedded centre of its own.
+SERVING_ACCOUNT = "gateway"
+SERVING_PASSWORD_FILE = "gateway.password"
 
 
 @dataclass(frozen=True)
@@ -70,12 +79,15 @@ class InitResult:
     settings_path: Path
     components: list[Running]
     consumer: Consumer | None = None
+    #: The account the gateway and the LB service run with.
+    serving_account: str | None = None
 
     def doc(self) -> dict[str, Any]:
         return {
             "mode": "local",
             "address": self.settings.address,
             "account": self.settings.account,
+            "gateway_account": self.serving_account,
             "lb": self.settings.lb,
             "components": [c.doc() for c in self.components],
             "settings": str(self.settings_path),
@@ -205,6 +217,7 @@ def init_local(opts: InitOptions, home: Path | None = None) -> InitResult:
         if opts.config:
             settings.address, settings.account, settings.password = opts.config, opts.account, opts.password
             _check(settings)
+            serving = settings
         else:
             data = home / "configd"
             rec = cluster.start(embedded_component(opts, data))
@@ -213,9 +226,10 @@ def init_local(opts: InitOptions, home: Path | None = None) -> InitResult:
             settings.account = opts.account or "admin"
             settings.password = opts.password or _admin_password(data)
             _check(settings)
+            serving = serving_settings(settings, data)
         settings.components = {"config": settings.address}
         for build in COMPONENTS:
-            comp = build(opts, settings)
+            comp = build(opts, serving)
             if comp is None:
                 continue
             rec = cluster.start(comp)
@@ -230,7 +244,55 @@ def init_local(opts: InitOptions, home: Path | None = None) -> InitResult:
             if rec.new:
                 cluster.stop(rec)
         raise
-    return InitResult(settings, path, up, consumer)
+    return InitResult(settings, path, up, consumer, serving.account)
+
+
+def serving_settings(settings: ClusterSettings, data: Path) -> ClusterSettings:
+    """``settings`` with the embedded centre's account :data:`SERVING_ACCOUNT` (role gateway),
+    made now if it is not there yet (its password in ``data/gateway.password``, 0600); ``settings``
+    as they are when that account cannot be had (it exists with another password, or the account
+    of ``settings`` may not add accounts)."""
+    from ase_serving.store.embedded.client import EmbeddedKV
+
+    path = data / SERVING_PASSWORD_FILE
+
+    async def logs_in(password: str) -> bool:
+        kv = EmbeddedKV(settings.address, SERVING_ACCOUNT, password)
+        try:
+            await kv.status()
+        except StoreAuthFailed:
+            return False
+        finally:
+            await kv.close()
+        return True
+
+    async def work(backend: Backend) -> str | None:
+        try:
+            password = path.read_text().strip()
+        except FileNotFoundError:
+            password = ""
+        if password and await logs_in(password):
+            return password
+        if not password:
+            password = secrets.token_urlsafe(24)
+            # The file first, as for admin.password: an account whose password is lost is of no use.
+            write_private(path, (password + "\n").encode())
+        kv = getattr(backend.config, "kv", None)
+        if not isinstance(kv, EmbeddedKV):
+            return None
+        try:
+            await kv.add_account(SERVING_ACCOUNT, password, "gateway")
+        except StoreError:
+            return None
+        return password
+
+    try:
+        password = run_with_backend(settings, work)
+    except (StoreError, OSError):
+        password = None
+    if password is None:
+        return settings
+    return replace(settings, account=SERVING_ACCOUNT, password=password)
 
 
 def first_consumer(settings: ClusterSettings, home: Path) -> Consumer | None:

@@ -149,6 +149,14 @@ class ConsumerBook:
                 log.warning("consumer record %s holds app id %r: ignored", ev.key, rec.app_id)
                 self.bad[ev.key] = f"holds app id {rec.app_id!r}, not {app_id!r}"
                 continue
+            if not rec.usable():
+                why = (
+                    "served without its key digest and secret: the gateway's config centre account "
+                    "may not read secrets (give it the role gateway)"
+                )
+                log.warning("consumer record %s %s: ignored", ev.key, why)
+                self.bad[ev.key] = why
+                continue
             self._put(rec)
 
     def by_key_bytes(self, api_key: bytes) -> ConsumerRecord | None:

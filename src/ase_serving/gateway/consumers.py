@@ -11,8 +11,10 @@ One key per consumer, ``/ase/consumers/<project>/<app_id>``, holding a JSON reco
   reveal it. Keys are 128 random bits, so an unsalted digest is as strong as the key.
 - The HMAC scheme needs the secret itself, so it is stored as is, and the prefix is one that
   needs an account to read: the embedded config centre refuses anonymous reads outside
-  ``/ase/config/``, ``/ase/history/`` and ``/ase/instances/``; on etcd, give only the gateway's
-  and the operators' roles read access to ``/ase/consumers/``.
+  ``/ase/config/``, ``/ase/history/`` and ``/ase/instances/``, serves a ``reader`` account
+  records without ``key_sha256`` and ``secret`` (they read as ``""``; :meth:`ConsumerRecord.usable`
+  is False), and keeps no history of them (a rotated secret is gone); on etcd, give only the
+  gateway's and the operators' roles read access to ``/ase/consumers/``.
 - ``services`` empty = every service of the project; ``rps``/``sessions`` 0 = no limit.
 """
 
@@ -71,8 +73,9 @@ class Credentials:
 @dataclass(frozen=True)
 class ConsumerRecord:
     app_id: str
-    key_sha256: str
-    secret: str = field(repr=False)
+    #: Empty in a record served without its secrets (to an account whose role may not see them).
+    key_sha256: str = ""
+    secret: str = field(default="", repr=False)
     key_id: str = ""
     name: str = ""
     services: tuple[str, ...] = ()
@@ -82,6 +85,10 @@ class ConsumerRecord:
     sessions: int = 0
     created: float = 0.0
     rotated: float = 0.0
+
+    def usable(self) -> bool:
+        """Does the record hold its key digest and secret (not served without them)?"""
+        return bool(self.key_sha256 and self.secret)
 
     def may_call(self, service: str) -> bool:
         return not self.services or service in self.services

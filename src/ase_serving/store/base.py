@@ -8,7 +8,8 @@ Every backend (embedded server, etcd, a mounted ConfigMap directory) offers the 
     errors.UserError           something a user can put right (the whole tree: :mod:`ase_serving.errors`)
     └── StoreError             anything that went wrong talking to a store
         ├── StoreUnavailable   the store cannot be reached (down, refused, timed out): retry later
-        ├── StoreAuthFailed    wrong or missing account/password for a write or a protected read
+        ├── StoreAuthFailed    wrong or missing account/password, a role that may not, or too
+        │                      many failed logins (the message says which)
         ├── NotFound           no such config item / revision / lease
         ├── ReadOnly           the backend takes no writes (configmap)
         ├── Compacted          a watch asked for history the store no longer keeps: list again

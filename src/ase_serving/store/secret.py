@@ -1,10 +1,11 @@
 """The cluster's secret: what a caller of a loader's data port proves it knows (see ase_serving.wire).
 
 One key, ``/ase/secrets/wire``, outside the prefixes anyone may read: the embedded config centre
-serves it only to an account, and on etcd only the roles of gateways and loaders should read
-``/ase/secrets/``. It is made once (32 random bytes, hex) by the first loader or ``asectl init``
-that needs it; later ones read it. A config centre without a key-value store (ConfigMap) has
-none: loaders there keep their data ports on loopback or use TLS with their own trust.
+serves it only to accounts of the roles admin, writer and gateway (and keeps no history of it),
+and on etcd only the roles of gateways and loaders should read ``/ase/secrets/``. It is made once
+(32 random bytes, hex) by the first loader or ``asectl init`` that needs it; later ones read it.
+A config centre without a key-value store (ConfigMap) has none: loaders there keep their data
+ports on loopback or use TLS with their own trust.
 """
 
 from __future__ import annotations

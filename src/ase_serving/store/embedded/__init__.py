@@ -3,6 +3,8 @@
 ==================  ==========================================================
 :mod:`.db`          the KV engine (keys, revisions, event log, leases)
 :mod:`.accounts`    accounts (scrypt) and the first-start admin password file
+:mod:`.roles`       what each account's role may read and write; redaction
+:mod:`.throttle`    failed logins slowed per client
 :mod:`.api`         the HTTP+JSON API (Starlette)
 :mod:`.server`      :func:`~.server.run_server`: uvicorn, signals, the data directory
 :mod:`.client`      :class:`~.client.EmbeddedKV` and the backend factory

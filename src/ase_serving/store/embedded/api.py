@@ -9,14 +9,17 @@ All under ``/v1/``; values travel base64-encoded; errors are ``{"error": text, "
     POST /v1/txn {"puts": [{key, value, lease}], "deletes": [K], "if_mod": {K: rev}}
                                              {"succeeded", "revision"}
     POST /v1/lease/grant {"ttl"} | keepalive {"id"} | revoke {"id"}
-    POST /v1/accounts {"account", "password"}  (admin only)
-    GET  /v1/status                          {"revision", "version", "uptime", "compacted", "watchers"}
+    POST /v1/accounts {"account", "password", "role"}  (admin only)
+    GET  /v1/status        {"revision", "version", "uptime", "compacted", "watchers", "logins"}
     GET  /health                             ok
 
 A watch is a long poll: it answers as soon as there is an event at or after ``start`` (or with
 none at the timeout); ``next`` is where the following poll starts. Every write needs an account
-(HTTP Basic); reads of :data:`OPEN_PREFIXES` are open, any other read needs an account too.
-Credentials that are sent are always checked, so ``/v1/status`` doubles as a login check.
+(HTTP Basic) whose role writes; reads of :data:`~.roles.OPEN_PREFIXES` are open, any other read
+needs an account whose role may read it (:mod:`.roles`: 403 naming the role otherwise). A role
+without secrets is served consumer records without them. Credentials that are sent are always
+checked, so ``/v1/status`` doubles as a login check; a client with too many failed logins is
+answered 429 with ``Retry-After`` (:mod:`.throttle`).
 """
 
 from __future__ import annotations
@@ -40,14 +43,14 @@ from starlette.routing import Route
 
 from ase_serving import __version__
 from ase_serving.store.base import Compacted, InvalidName, LeaseLost
-from ase_serving.store.embedded.accounts import PASSWORD_FILE, Account, Accounts
+from ase_serving.store.embedded import roles
+from ase_serving.store.embedded.accounts import PASSWORD_FILE, Account, Accounts, Throttled
 from ase_serving.store.embedded.db import KVDB, InvalidStoreRequest
+from ase_serving.store.embedded.throttle import LoginThrottle
 from ase_serving.store.kv import Put
 
 log = logging.getLogger("ase_serving.store.embedded")
 
-#: Reads under these prefixes need no account (config, its history, the registry).
-OPEN_PREFIXES = ("/ase/config/", "/ase/history/", "/ase/instances/")
 MAX_POLL = 60.0
 #: The longest lease a registrar may ask for (a day): a lease is a liveness signal, not storage.
 MAX_TTL = 86_400
@@ -56,18 +59,18 @@ EXPIRY_TICK = 0.25
 
 
 class ApiError(Exception):
-    def __init__(self, status: int, code: str, message: str) -> None:
+    def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
-        self.status, self.code = status, code
+        self.status, self.code, self.headers = status, code, headers
 
 
 class Centre:
     """The server's state: the store, its accounts, and the condition long polls wait on."""
 
-    def __init__(self, db: KVDB, data_dir: Path) -> None:
+    def __init__(self, db: KVDB, data_dir: Path, throttle: LoginThrottle | None = None) -> None:
         self.db = db
         self.data_dir = data_dir
-        self.accounts = Accounts(db)
+        self.accounts = Accounts(db, throttle)
         #: Done at the next change (a new one is made by the first watcher after it).
         self._changed: asyncio.Future[None] | None = None
         self.started = time.monotonic()
@@ -158,8 +161,16 @@ async def _body(request: Request) -> dict[str, Any]:
     return doc
 
 
-def _entry(e: Any) -> dict[str, Any]:
-    return {"key": e.key, "value": _b64(e.value), "mod_revision": e.mod_revision, "lease": e.lease}
+def _entry(e: Any, secrets: bool) -> dict[str, Any]:
+    value = e.value if secrets else roles.redact(e.key, e.value)
+    return {"key": e.key, "value": _b64(value), "mod_revision": e.mod_revision, "lease": e.lease}
+
+
+def _refused(found: Account, what: str) -> ApiError:
+    can = roles.CAN.get(found.role, "may do nothing")
+    return ApiError(
+        403, "forbidden", f"account {found.name!r} has the role {found.role}, which {can}: it may not {what}"
+    )
 
 
 def create_app(centre: Centre) -> Starlette:
@@ -181,42 +192,55 @@ def create_app(centre: Centre) -> Starlette:
             raise ApiError(
                 401, "unauthorized", f"malformed Authorization header (HTTP Basic expected); {login_hint}"
             )
-        found = await centre.accounts.check(name, password)
+        try:
+            found = await centre.accounts.check(name, password, request.client.host if request.client else "")
+        except Throttled as exc:
+            retry = str(max(1, math.ceil(exc.retry_after)))
+            raise ApiError(429, "too_many_requests", str(exc), {"Retry-After": retry}) from None
         if found is None:
             raise ApiError(401, "unauthorized", f"wrong account or password for {name!r}; {login_hint}")
         return found
 
-    async def writer(request: Request) -> Account:
+    async def writer(request: Request, what: str = "write") -> Account:
         found = await account(request)
         if found is None:
             raise ApiError(
                 401, "unauthorized", f"writing to the config centre needs an account; {login_hint}"
             )
+        if not roles.can_write(found.role):
+            raise _refused(found, what)
         return found
 
-    async def reader(request: Request, key: str) -> None:
-        if await account(request) is None and not key.startswith(OPEN_PREFIXES):
-            raise ApiError(401, "unauthorized", f"reading {key!r} needs an account; {login_hint}")
+    async def reader(request: Request, key: str) -> bool:
+        """Check the request may read ``key`` (or the keys under it); may it see secrets?"""
+        found = await account(request)
+        if found is None:
+            if not roles.can_read(None, key):
+                raise ApiError(401, "unauthorized", f"reading {key!r} needs an account; {login_hint}")
+            return False
+        if not roles.can_read(found.role, key):
+            raise _refused(found, f"read {key!r}")
+        return roles.shows_secrets(found.role)
 
     async def get(request: Request) -> Response:
         key = request.query_params.get("key", "")
-        await reader(request, key)
+        secrets = await reader(request, key)
         found = db.get(key)
-        return _json({"revision": db.revision, "entry": _entry(found) if found else None})
+        return _json({"revision": db.revision, "entry": _entry(found, secrets) if found else None})
 
     async def range_(request: Request) -> Response:
         prefix = request.query_params.get("prefix", "")
-        await reader(request, prefix)
+        secrets = await reader(request, prefix)
         keys_only = request.query_params.get("keys_only", "") in ("1", "true")
         entries = db.range(prefix, keys_only)
-        return _json({"revision": db.revision, "entries": [_entry(e) for e in entries]})
+        return _json({"revision": db.revision, "entries": [_entry(e, secrets) for e in entries]})
 
     async def watch(request: Request) -> Response:
         q = request.query_params
         prefix = q.get("prefix", "")
         start = _int(q.get("start", "1"), "start", 0)
         timeout = _seconds(q.get("timeout", "25"), "timeout", MAX_POLL)
-        await reader(request, prefix)
+        secrets = await reader(request, prefix)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         centre.watchers += 1
@@ -238,7 +262,12 @@ def create_app(centre: Centre) -> Starlette:
                 "revision": db.revision,
                 "next": nxt,
                 "events": [
-                    {"kind": e.kind, "key": e.key, "value": _b64(e.value), "mod_revision": e.mod_revision}
+                    {
+                        "kind": e.kind,
+                        "key": e.key,
+                        "value": _b64(e.value if secrets else roles.redact(e.key, e.value)),
+                        "mod_revision": e.mod_revision,
+                    }
                     for e in events
                 ],
             }
@@ -269,31 +298,34 @@ def create_app(centre: Centre) -> Starlette:
         return _json({"succeeded": True, "revision": rev})
 
     async def grant(request: Request) -> Response:
-        await writer(request)
+        await writer(request, "hold leases")
         ttl = _int((await _body(request)).get("ttl"), "ttl", 1, MAX_TTL)
         return _json({"id": db.grant(ttl), "ttl": ttl})
 
     async def keepalive(request: Request) -> Response:
-        await writer(request)
+        await writer(request, "hold leases")
         lease = _int((await _body(request)).get("id"), "id")
         return _json({"id": lease, "ttl": db.keepalive(lease)})
 
     async def revoke(request: Request) -> Response:
-        await writer(request)
+        await writer(request, "hold leases")
         rev = db.revoke(_int((await _body(request)).get("id"), "id"))
         if rev is not None:
             await centre.notify()
         return _json({"revision": db.revision})
 
     async def add_account(request: Request) -> Response:
-        if not (await writer(request)).admin:
-            raise ApiError(403, "forbidden", "only the admin account can add accounts")
+        found = await writer(request, "add accounts")
+        if found.role != roles.ADMIN:
+            raise _refused(found, "add accounts (only an admin may)")
         doc = await _body(request)
-        name, password = doc.get("account"), doc.get("password")
-        if not isinstance(name, str) or not isinstance(password, str):
-            raise InvalidStoreRequest('expected {"account": "...", "password": "..."}')
-        centre.accounts.add(name, password)
-        return _json({"account": name}, 201)
+        name, password, role = doc.get("account"), doc.get("password"), doc.get("role")
+        if not isinstance(name, str) or not isinstance(password, str) or not isinstance(role, str):
+            raise InvalidStoreRequest(
+                f'expected {{"account": "...", "password": "...", "role": one of {", ".join(roles.ROLES)}}}'
+            )
+        centre.accounts.add(name, password, role)
+        return _json({"account": name, "role": role}, 201)
 
     async def status(request: Request) -> Response:
         await account(request)
@@ -304,6 +336,7 @@ def create_app(centre: Centre) -> Starlette:
                 "watchers": centre.watchers,
                 "version": __version__,
                 "uptime": round(time.monotonic() - centre.started, 3),
+                "logins": dict(centre.accounts.stats),
             }
         )
 
@@ -313,9 +346,10 @@ def create_app(centre: Centre) -> Starlette:
     # Errors become responses here and nowhere else.
     def handler(status: int, code: str) -> Callable[[Request, Exception], Awaitable[Response]]:
         async def handle(request: Request, exc: Exception) -> Response:
-            headers = {"WWW-Authenticate": 'Basic realm="ase"'} if status == 401 else None
+            headers = {"WWW-Authenticate": 'Basic realm="ase"'} if status == 401 else {}
+            headers.update(getattr(exc, "headers", None) or {})
             response = _json({"error": str(exc), "code": code}, status)
-            response.headers.update(headers or {})
+            response.headers.update(headers)
             return response
 
         return handle

@@ -2,8 +2,9 @@
 
 ``open_backend("http://127.0.0.1:2390", "admin", password)`` gives the config store and the
 registry on one shared HTTP client (:mod:`.http`). Environment proxies are ignored: the embedded
-centre is reached directly. Errors map to the store's tree: unreachable -> StoreUnavailable, 401 ->
-StoreAuthFailed, 410 -> Compacted, an unknown lease -> LeaseLost.
+centre is reached directly. Errors map to the store's tree: unreachable -> StoreUnavailable, 401
+(wrong login), 403 (the account's role may not) and 429 (too many failed logins) -> StoreAuthFailed,
+410 -> Compacted, an unknown lease -> LeaseLost.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ TIMEOUT = 10.0
 _ERRORS: dict[str, type[StoreError]] = {
     "unauthorized": StoreAuthFailed,
     "forbidden": StoreAuthFailed,
+    "too_many_requests": StoreAuthFailed,
     "compacted": Compacted,
     "lease_lost": LeaseLost,
     "not_found": NotFound,
@@ -148,9 +150,10 @@ class EmbeddedKV:
     async def status(self) -> dict[str, Any]:
         return await self._call("GET", "/v1/status")
 
-    async def add_account(self, account: str, password: str) -> None:
-        """Create an account (the client must be logged in as admin)."""
-        await self._call("POST", "/v1/accounts", {"account": account, "password": password})
+    async def add_account(self, account: str, password: str, role: str) -> None:
+        """Create an account with a role (admin, writer, reader, gateway); the client must be
+        logged in as an admin."""
+        await self._call("POST", "/v1/accounts", {"account": account, "password": password, "role": role})
 
     async def close(self) -> None:
         self._closed = True

@@ -6,12 +6,20 @@ Tables::
     kv(key, value, mod_revision, lease)     the live keys
     events(id, revision, key, kind, value)  every change, so a watch resumes after a restart
     leases(id, ttl)                         deadlines live in memory: on open every lease gets now + ttl
-    accounts(name, salt, hash, admin)       scrypt hashes (see :mod:`.accounts`)
+    accounts(name, salt, hash, role)        scrypt hashes and roles (see :mod:`.accounts`, :mod:`.roles`)
 
 The engine is synchronous and single-threaded (the server calls it from its event loop); every
 write is one SQLite transaction, so a crash never leaves half a txn behind. ``synchronous=NORMAL``
 keeps committed writes across a process crash (not across a power cut), which is what a local
 config centre needs at a fraction of the fsync cost.
+
+Keys under ``latest_only`` prefixes (the secrets: consumer records, the cluster's secret) keep
+no history: a write of such a key deletes its earlier events, so a watch from an old revision
+gets its current value (or its delete), never a value it replaced. ``secure_delete`` makes SQLite
+overwrite what it deletes in the database file (the WAL file holds it until its next checkpoint).
+
+A file written before roles (``accounts.admin``, a boolean) is migrated on open: admin accounts
+get the role ``admin``, the others ``writer`` (what they could do before).
 """
 
 from __future__ import annotations
@@ -46,9 +54,11 @@ CREATE TABLE IF NOT EXISTS events (
 );
 CREATE INDEX IF NOT EXISTS events_revision ON events (revision);
 CREATE TABLE IF NOT EXISTS leases (id INTEGER PRIMARY KEY, ttl INTEGER NOT NULL);
+"""
+_ACCOUNTS = """
 CREATE TABLE IF NOT EXISTS accounts (
-    name TEXT PRIMARY KEY, salt BLOB NOT NULL, hash BLOB NOT NULL, admin INTEGER NOT NULL
-);
+    name TEXT PRIMARY KEY, salt BLOB NOT NULL, hash BLOB NOT NULL, role TEXT NOT NULL
+)
 """
 
 
@@ -72,11 +82,12 @@ def prefix_end(prefix: str) -> str | None:
 class KVDB:
     """The store: keys, one revision counter, an event log, leases and accounts."""
 
-    def __init__(self, path: Path, history: int = DEFAULT_HISTORY) -> None:
+    def __init__(self, path: Path, history: int = DEFAULT_HISTORY, latest_only: tuple[str, ...] = ()) -> None:
         if history < 1:
             raise InvalidStoreRequest(f"history must keep at least 1 revision, not {history}")
         self.path = path
         self.history = history
+        self.latest_only = latest_only
         path.parent.mkdir(parents=True, exist_ok=True)
         # Owner-only: it holds password hashes (and, later, secrets). SQLite gives its -wal and
         # -shm files the database file's mode.
@@ -85,7 +96,10 @@ class KVDB:
         self.conn = sqlite3.connect(path, isolation_level=None)
         self.conn.execute("PRAGMA journal_mode=WAL")
         self.conn.execute("PRAGMA synchronous=NORMAL")
+        self.conn.execute("PRAGMA secure_delete=ON")
         self.conn.executescript(_SCHEMA)
+        self._migrate_accounts()
+        self._forget_old_secrets()
         self.revision = self._meta("revision")
         self.compacted = self._meta("compacted")
         now = time.monotonic()
@@ -99,6 +113,40 @@ class KVDB:
 
     def close(self) -> None:
         self.conn.close()
+
+    def _migrate_accounts(self) -> None:
+        """Create the accounts table, or turn the one written before roles into it."""
+        columns = {row[1] for row in self.conn.execute("PRAGMA table_info(accounts)")}
+        if "admin" not in columns or "role" in columns:
+            self.conn.execute(_ACCOUNTS)
+            return
+        with self._write() as db:
+            db.execute("ALTER TABLE accounts RENAME TO accounts_before_roles")
+            db.execute(_ACCOUNTS)
+            db.execute(
+                "INSERT INTO accounts (name, salt, hash, role) SELECT name, salt, hash, "
+                "CASE WHEN admin THEN 'admin' ELSE 'writer' END FROM accounts_before_roles"
+            )
+            db.execute("DROP TABLE accounts_before_roles")
+
+    def _secret(self, key: str) -> bool:
+        return bool(self.latest_only) and key.startswith(self.latest_only)
+
+    def _forget_old_secrets(self) -> None:
+        """Keep only the last event of each key under :attr:`latest_only` (a file written before
+        they were kept so, or with other prefixes)."""
+        if not self.latest_only:
+            return
+        with self._write() as db:
+            for prefix in self.latest_only:
+                end = prefix_end(prefix)
+                cond = "key >= ?" + (" AND key < ?" if end is not None else "")
+                args = (prefix,) + ((end,) if end is not None else ())
+                db.execute(
+                    f"DELETE FROM events WHERE {cond} AND id NOT IN "
+                    f"(SELECT MAX(id) FROM events WHERE {cond} GROUP BY key)",
+                    args + args,
+                )
 
     def _meta(self, name: str) -> int:
         row = self.conn.execute("SELECT value FROM meta WHERE name = ?", (name,)).fetchone()
@@ -184,10 +232,7 @@ class KVDB:
                     "INSERT OR REPLACE INTO kv (key, value, mod_revision, lease) VALUES (?, ?, ?, ?)",
                     (p.key, p.value, rev, p.lease),
                 )
-                db.execute(
-                    "INSERT INTO events (revision, key, kind, value) VALUES (?, ?, 'put', ?)",
-                    (rev, p.key, p.value),
-                )
+                self._event(db, rev, p.key, "put", p.value)
             self._delete(db, gone, rev)
             self._bump(db, rev)
         return rev
@@ -195,9 +240,15 @@ class KVDB:
     def _delete(self, db: sqlite3.Connection, keys: Sequence[str], rev: int) -> None:
         for key in keys:
             db.execute("DELETE FROM kv WHERE key = ?", (key,))
-            db.execute(
-                "INSERT INTO events (revision, key, kind, value) VALUES (?, ?, 'delete', x'')", (rev, key)
-            )
+            self._event(db, rev, key, "delete", b"")
+
+    def _event(self, db: sqlite3.Connection, rev: int, key: str, kind: str, value: bytes) -> None:
+        if self._secret(key):
+            # A key holding a secret keeps no history (see the module's docstring).
+            db.execute("DELETE FROM events WHERE key = ?", (key,))
+        db.execute(
+            "INSERT INTO events (revision, key, kind, value) VALUES (?, ?, ?, ?)", (rev, key, kind, value)
+        )
 
     def _bump(self, db: sqlite3.Connection, rev: int) -> None:
         db.execute("INSERT OR REPLACE INTO meta (name, value) VALUES ('revision', ?)", (rev,))

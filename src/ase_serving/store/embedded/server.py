@@ -26,6 +26,8 @@ import uvicorn
 from ase_serving.store.base import StoreError
 from ase_serving.store.embedded.api import Centre, create_app
 from ase_serving.store.embedded.db import DB_FILE, DEFAULT_HISTORY, KVDB
+from ase_serving.store.embedded.roles import SECRET_PREFIXES
+from ase_serving.store.embedded.throttle import LoginThrottle
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 2390
@@ -92,14 +94,16 @@ def _lock(data_dir: Path) -> IO[str]:
     return fh
 
 
-def open_centre(data_dir: Path, history: int = DEFAULT_HISTORY) -> Centre:
+def open_centre(
+    data_dir: Path, history: int = DEFAULT_HISTORY, throttle: LoginThrottle | None = None
+) -> Centre:
     """Open (or create) the store in ``data_dir``; on first start create ``admin``."""
     try:
         data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        db = KVDB(data_dir / DB_FILE, history)
+        db = KVDB(data_dir / DB_FILE, history, latest_only=SECRET_PREFIXES)
     except (OSError, sqlite3.Error) as exc:
         raise StoreError(f"cannot open the config centre's data in {data_dir}: {exc}") from None
-    centre = Centre(db, data_dir)
+    centre = Centre(db, data_dir, throttle)
     centre.accounts.ensure_admin(data_dir)
     return centre
 
@@ -138,6 +142,7 @@ async def serve(
     data_dir: Path | None = None,
     ready: Callable[[str], None] | None = None,
     history: int = DEFAULT_HISTORY,
+    throttle: LoginThrottle | None = None,
 ) -> None:
     """Serve until SIGTERM/SIGINT (or cancellation); ``ready(url)`` is called once listening.
 
@@ -154,7 +159,7 @@ async def serve(
     try:
         sock = bind(host, port)
         try:
-            centre = open_centre(data_dir, history)
+            centre = open_centre(data_dir, history, throttle)
             bound = sock.getsockname()[1]
             url = f"http://[{host}]:{bound}" if ":" in host else f"http://{host}:{bound}"
             config = uvicorn.Config(
@@ -186,6 +191,7 @@ def run_server(
     data_dir: Path | None = None,
     ready: Callable[[str], None] | None = None,
     history: int = DEFAULT_HISTORY,
+    throttle: LoginThrottle | None = None,
 ) -> None:
     """Blocking :func:`serve` in a new event loop (for ``asectl init`` / ``asectl config serve``)."""
-    asyncio.run(serve(host, port, data_dir, ready, history))
+    asyncio.run(serve(host, port, data_dir, ready, history, throttle))
