@@ -36,7 +36,6 @@ import orjson
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from ase_serving.gateway.auth import ConsumerBook, KeyAuth, NoAuth, Replays
-from ase_serving.gateway.consumers import new_credentials, record_for
 from ase_serving.protocol.signing import (
     HEADERS_NO_BODY,
     authorization,
@@ -44,6 +43,7 @@ from ase_serving.protocol.signing import (
     signature,
     string_to_sign,
 )
+from ase_serving.store.consumers import new_credentials, record_for
 
 HOST = "127.0.0.1:2392"
 PATH = "/v1/private/echo"

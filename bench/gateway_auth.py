@@ -49,8 +49,8 @@ from gateway_servers import (
 )
 
 from ase_serving.client.signing import sign
-from ase_serving.gateway.consumers import ConsumerStore, Credentials
 from ase_serving.store import open_backend
+from ase_serving.store.consumers import ConsumerStore, Credentials
 
 APP_ID = "bench"  # the app id of gateway_servers.once_body
 

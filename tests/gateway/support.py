@@ -28,10 +28,10 @@ import orjson
 import websockets
 from websockets.asyncio.client import ClientConnection
 
-from ase_serving.gateway.consumers import ConsumerStore
 from ase_serving.schema import from_yaml
 from ase_serving.store import ConfigKey
 from ase_serving.store.base import ConfigItem
+from ase_serving.store.consumers import ConsumerStore
 from tests.store.embedded_server import EmbeddedServer
 from tests.support import LoaderProcess, read_ready_line, spawn, start_loader, stop_group, wait_for
 

@@ -13,7 +13,7 @@ import pytest
 from ase_serving.client.signing import sign
 from ase_serving.errors import AuthFailed
 from ase_serving.gateway.auth import ConsumerBook, KeyAuth, Replays, check_digest
-from ase_serving.gateway.consumers import ConsumerRecord, key_digest
+from ase_serving.store.consumers import ConsumerRecord, key_digest
 
 T0 = 1_800_000_000.0
 

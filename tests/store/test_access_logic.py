@@ -11,7 +11,7 @@ import orjson
 import pytest
 
 from ase_serving.gateway.auth import ConsumerBook
-from ase_serving.gateway.consumers import ConsumerRecord, key_digest, new_credentials, record_for
+from ase_serving.store.consumers import ConsumerRecord, key_digest, new_credentials, record_for
 from ase_serving.store.embedded import accounts as accounts_mod
 from ase_serving.store.embedded import roles
 from ase_serving.store.embedded.accounts import Accounts, Throttled

@@ -16,8 +16,8 @@ import httpx
 import orjson
 import pytest
 
-from ase_serving.gateway.consumers import ConsumerStore, Credentials, key_digest
 from ase_serving.store import StoreAuthFailed
+from ase_serving.store.consumers import ConsumerStore, Credentials, key_digest
 from ase_serving.store.embedded.client import EmbeddedKV
 from ase_serving.store.embedded.roles import CAN
 from ase_serving.store.kv import KVEvent, Put

@@ -2,7 +2,7 @@
 
 A consumer's API key and secret are printed once, by ``add`` and ``rotate``; the config centre
 keeps only the key's digest (and the secret, which HMAC signatures need, under a prefix that
-needs an account to read). See :mod:`ase_serving.gateway.consumers`.
+needs an account to read). See :mod:`ase_serving.store.consumers`.
 """
 
 from __future__ import annotations
@@ -17,9 +17,9 @@ from rich.table import Table
 
 from ase_serving.cli.common import abort, print_json
 from ase_serving.cluster.access import load_settings, run_with_backend
-from ase_serving.gateway.consumers import ConsumerStore, Credentials
 from ase_serving.home import ClusterSettings
 from ase_serving.store import Backend, StoreError
+from ase_serving.store.consumers import ConsumerStore, Credentials
 
 app = typer.Typer(help="Consumers: the apps that may call the gateway, and their keys.", no_args_is_help=True)
 T = TypeVar("T")

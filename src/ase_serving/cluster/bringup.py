@@ -299,7 +299,7 @@ def first_consumer(settings: ClusterSettings, home: Path) -> Consumer | None:
     """The project's first consumer, added (its credentials saved in ``$ASE_HOME/credentials.json``,
     0600) when the project has none; the saved one when it still exists; None when the project has
     consumers of its own (then `asectl consumer add` makes one for this machine)."""
-    from ase_serving.gateway.consumers import ConsumerStore
+    from ase_serving.store.consumers import ConsumerStore
 
     path = home / CREDENTIALS_FILE
 

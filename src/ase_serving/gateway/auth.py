@@ -4,7 +4,7 @@ Three modes (``--auth``):
 
 ``gateway`` (default)
     The gateway checks the caller itself against the consumers in the config centre
-    (:mod:`.consumers`), by one of two schemes (PROTOCOL.md, "Authentication"):
+    (:mod:`ase_serving.store.consumers`), by one of two schemes (PROTOCOL.md, "Authentication"):
 
     - API key: header ``X-Api-Key`` or query parameter ``apikey``;
     - HMAC-SHA256 (:mod:`ase_serving.protocol.signing`): ``signature = base64(hmac_sha256(
@@ -46,7 +46,6 @@ from typing import Any, Protocol
 from urllib.parse import parse_qs
 
 from ase_serving.errors import AppIdMismatch, AseError, AuthFailed, Forbidden, NoLoader, OverLimit
-from ase_serving.gateway.consumers import ConsumerRecord, key_digest
 from ase_serving.protocol.signing import (
     ALGORITHM,
     DIGEST_PREFIX,
@@ -55,6 +54,7 @@ from ase_serving.protocol.signing import (
     signature,
     signed_text,
 )
+from ase_serving.store.consumers import ConsumerRecord, key_digest
 from ase_serving.store.kv import KVEvent
 
 log = logging.getLogger("ase_serving.gateway")

@@ -20,13 +20,13 @@ from ase_serving.errors import AseError
 from ase_serving.gateway.atom import Atom
 from ase_serving.gateway.auth import Auth, ConsumerBook, KeyAuth, Limits, NoAuth, ProxyAuth
 from ase_serving.gateway.balance import LocalPicker, Picker, RemotePicker
-from ase_serving.gateway.consumers import prefix as consumers_prefix
 from ase_serving.gateway.metrics import GatewayMetrics
 from ase_serving.gateway.routes import RouteTable
 from ase_serving.gateway.settings import GatewaySettings
 from ase_serving.gateway.transport import TransportContext, make_transport
 from ase_serving.lb.balancer import NodeInfo
 from ase_serving.store import Backend, ConfigScope, open_backend
+from ase_serving.store.consumers import prefix as consumers_prefix
 from ase_serving.store.view import ConfigView, PrefixView
 
 log = logging.getLogger("ase_serving.gateway")

@@ -26,7 +26,7 @@ ROLES = (ADMIN, WRITER, READER, GATEWAY)
 
 #: Reads under these prefixes need no account (config, its history, the registry).
 OPEN_PREFIXES = ("/ase/config/", "/ase/history/", "/ase/instances/")
-#: Consumer records (``/ase/consumers/<project>/<app_id>``, see ase_serving.gateway.consumers).
+#: Consumer records (``/ase/consumers/<project>/<app_id>``, see ase_serving.store.consumers).
 CONSUMERS = "/ase/consumers/"
 #: Keys holding secrets: served to the roles that need them only, and kept without history.
 SECRET_PREFIXES = (CONSUMERS, "/ase/secrets/")
