@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
+from ase_serving.backoff import Backoff
 from ase_serving.store import ConfigEvent, ConfigKey, ConfigScope, Instance, InstanceEvent, open_backend
-from ase_serving.store.backoff import Backoff
 from ase_serving.store.kv import Put
 from ase_serving.store.view import ConfigView, PrefixView, RegistryView
 from tests.store.embedded_server import start_embedded
