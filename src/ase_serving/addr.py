@@ -1,6 +1,9 @@
-"""Network addresses written one way: ``host:port``, with brackets around an IPv6 host."""
+"""Network addresses written one way (``host:port``, brackets around an IPv6 host), and the one
+ready line every server prints when it listens (``cluster.local`` and the tests read it)."""
 
 from __future__ import annotations
+
+import sys
 
 
 def host_port(host: str, port: int) -> str:
@@ -12,3 +15,14 @@ def host_port(host: str, port: int) -> str:
 def url(scheme: str, host: str, port: int) -> str:
     """``http://127.0.0.1:2390``, ``http://[::1]:2390``."""
     return f"{scheme}://{host_port(host, port)}"
+
+
+def serving_line(what: str, address: str, details: str = "") -> str:
+    """``gateway serving on http://127.0.0.1:2392 (workers 1)``: ``what``, the address, details."""
+    return f"{what} serving on {address}{f' {details}' if details else ''}"
+
+
+def announce(what: str, address: str, details: str = "", *after: str) -> None:
+    """Print :func:`serving_line` (then ``after``, a line each) to stdout at once."""
+    sys.stdout.write("".join(f"{line}\n" for line in (serving_line(what, address, details), *after)))
+    sys.stdout.flush()
