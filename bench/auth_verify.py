@@ -35,7 +35,9 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from ase_serving.gateway.auth import ConsumerBook, KeyAuth, NoAuth, Replays
+from ase_serving.gateway.auth import KeyAuth, NoAuth
+from ase_serving.gateway.consumer_book import ConsumerBook
+from ase_serving.gateway.signatures import Replays
 from ase_serving.protocol.signing import (
     HEADERS_NO_BODY,
     authorization,

@@ -4,16 +4,12 @@ from __future__ import annotations
 
 import grpc
 
+from ase_serving.addr import host_port
 from ase_serving.errors import StartupError
 
 
 class BindError(StartupError):
     """The port cannot be listened on; the message names the address and the likely cause."""
-
-
-def host_port(host: str, port: int) -> str:
-    """``host:port``, with brackets around an IPv6 host."""
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def bind(server: grpc.aio.Server, host: str, port: int, who: str) -> int:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from ase_serving.errors import OverLimit
-from ase_serving.gateway.auth import Consumer, Limits
+from ase_serving.gateway.consumer_book import Consumer
+from ase_serving.gateway.limits import Limits
 
 
 class Clock:

@@ -12,7 +12,9 @@ import pytest
 
 from ase_serving.client.signing import sign
 from ase_serving.errors import AuthFailed
-from ase_serving.gateway.auth import ConsumerBook, KeyAuth, Replays, check_digest
+from ase_serving.gateway.auth import KeyAuth
+from ase_serving.gateway.consumer_book import ConsumerBook
+from ase_serving.gateway.signatures import Replays, check_digest
 from ase_serving.store.consumers import ConsumerRecord, key_digest
 
 T0 = 1_800_000_000.0

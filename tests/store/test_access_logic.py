@@ -10,7 +10,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from ase_serving.gateway.auth import ConsumerBook
+from ase_serving.gateway.consumer_book import ConsumerBook
 from ase_serving.store.consumers import ConsumerRecord, key_digest, new_credentials, record_for
 from ase_serving.store.embedded import accounts as accounts_mod
 from ase_serving.store.embedded import roles

@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
+from ase_serving.backoff import Backoff
 from ase_serving.store import ConfigEvent, ConfigKey, ConfigScope, Instance, InstanceEvent, open_backend
-from ase_serving.store.backoff import Backoff
 from ase_serving.store.kv import Put
 from ase_serving.store.view import ConfigView, PrefixView, RegistryView
 from tests.store.embedded_server import start_embedded
@@ -348,7 +348,7 @@ def test_config_view_lists_again_after_compaction(tmp_path: Path) -> None:
 
 def test_prefix_view_keeps_the_gateways_consumers_through_an_outage(server: Any) -> None:
     """The gateway's consumers: a PrefixView over /ase/consumers/<project>/ feeding a ConsumerBook."""
-    from ase_serving.gateway.auth import ConsumerBook
+    from ase_serving.gateway.consumer_book import ConsumerBook
     from ase_serving.store.consumers import ConsumerStore, prefix
 
     async def body() -> None:

@@ -14,6 +14,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from ase_serving.addr import announce
 from ase_serving.cli.common import abort, print_json
 from ase_serving.cluster.access import load_settings, run_with_backend
 from ase_serving.cluster.items import Checked, check_content, content_doc, iso_time, item_doc, resolve
@@ -303,7 +304,7 @@ def serve(
     data_dir = (data or ase_home() / "configd").expanduser().resolve()
 
     def ready(url: str) -> None:
-        typer.echo(f"config centre serving on {url} (data {data_dir})")
+        announce("config centre", url, f"(data {data_dir})")
 
     try:
         run_server(host, port, data_dir, ready=ready)

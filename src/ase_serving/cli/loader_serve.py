@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, NoReturn
 
 import orjson
 
+from ase_serving.addr import announce
 from ase_serving.errors import UserError
 
 if TYPE_CHECKING:
@@ -128,15 +129,13 @@ def serve_options(opts: RunOptions) -> None:
 
     def ready(info: Ready) -> None:
         s = info.settings
-        line = (
-            f"loader {s.service} {s.version} serving on {info.data_address} "
+        details = (
             f"({s.workers} worker{'s' if s.workers != 1 else ''} x {s.lic} "
             f"licence{'s' if s.lic != 1 else ''}); grpc {info.address}"
         )
         if info.metrics_url:
-            line += f"; metrics {info.metrics_url}"
-        sys.stdout.write(line + "\n" + "".join(f"{x}\n" for x in _api_lines(s, gateway)))
-        sys.stdout.flush()
+            details += f"; metrics {info.metrics_url}"
+        announce(f"loader {s.service} {s.version}", info.data_address, details, *_api_lines(s, gateway))
 
     registrar = None if opts.standalone else _cluster_registrar(opts.ttl, opts.advertise)
     if registrar is not None and not is_loopback(settings.data_host or settings.host):

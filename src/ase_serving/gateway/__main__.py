@@ -15,6 +15,7 @@ import argparse
 import logging
 import sys
 
+from ase_serving.addr import announce
 from ase_serving.envflags import apply_env
 from ase_serving.errors import UserError
 from ase_serving.gateway.server import serve
@@ -179,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
             )
 
         def ready(url: str) -> None:
-            print(f"gateway serving on {url} (workers {settings.workers})", flush=True)
+            announce("gateway", url, f"(workers {settings.workers})")
 
         serve(settings, ready)
     except UserError as exc:  # GatewayError (port taken, bad settings), SettingsError, StoreError

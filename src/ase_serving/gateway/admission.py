@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING, Any
 from ase_serving.errors import BadRequest, MethodNotAllowed
 from ase_serving.gateway import webgate
 from ase_serving.gateway.atom import to_request
-from ase_serving.gateway.auth import Consumer, check_app_id
+from ase_serving.gateway.auth import check_app_id
+from ase_serving.gateway.consumer_book import Consumer
 from ase_serving.gateway.routes import Service
 from ase_serving.protocol.items import Request, Status
 

@@ -33,11 +33,11 @@ from ase_serving.gateway.asgi import (
     Throttle,
     server_error,
 )
-from ase_serving.gateway.auth import check_digest
 from ase_serving.gateway.docs import docs_page, swagger_dir
 from ase_serving.gateway.routes import Service
 from ase_serving.gateway.runtime import Gateway
 from ase_serving.gateway.session import run_session
+from ase_serving.gateway.signatures import check_digest
 from ase_serving.protocol.public import result_to_public
 from ase_serving.schema.openapi import openapi_document
 

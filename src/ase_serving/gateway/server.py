@@ -15,6 +15,7 @@ import tempfile
 from collections.abc import Callable
 from typing import Any
 
+from ase_serving import addr
 from ase_serving.errors import StartupError
 from ase_serving.gateway.settings import ENV, GatewaySettings
 
@@ -67,7 +68,6 @@ def serve(settings: GatewaySettings, ready: Callable[[str], None] | None = None)
     sock = bind(settings.host, settings.port)
     host, port = sock.getsockname()[:2]
     settings.port = port
-    shown = f"[{host}]" if ":" in host else host
     metrics_dir = None
     if settings.workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         metrics_dir = tempfile.mkdtemp(prefix="ase-gateway-metrics-")
@@ -91,7 +91,7 @@ def serve(settings: GatewaySettings, ready: Callable[[str], None] | None = None)
     }
     try:
         if ready is not None:
-            ready(f"http://{shown}:{port}")
+            ready(addr.url("http", host, port))
         if settings.workers == 1:
             config = uvicorn.Config(create_app(settings), **common)
             uvicorn.Server(config).run(sockets=[sock])

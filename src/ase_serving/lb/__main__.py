@@ -17,6 +17,7 @@ import argparse
 import logging
 import sys
 
+from ase_serving.addr import announce
 from ase_serving.envflags import apply_env
 from ase_serving.errors import UserError
 from ase_serving.home import ClusterSettings
@@ -85,10 +86,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
     def ready(info: LbReady) -> None:
-        print(
-            f"lb serving on {info.address} (strategy {info.strategy}); lean wire on {info.wire_address}",
-            flush=True,
-        )
+        announce("lb", info.address, f"(strategy {info.strategy}); lean wire on {info.wire_address}")
 
     wire_port = args.wire_port
     if wire_port is None:

@@ -23,12 +23,13 @@ from typing import Any
 
 import grpc
 
+from ase_serving.addr import host_port
 from ase_serving.errors import AseError, BadRequest, StartupError
 from ase_serving.lb.balancer import Balancer
 from ase_serving.lb.feed import RegistryFeed
 from ase_serving.lb.lean import DEFAULT_WIRE_PORT, LbWireServer
 from ase_serving.lb.proto import lb_pb2 as pb
-from ase_serving.rpc import BindError, bind, host_port
+from ase_serving.rpc import BindError, bind
 from ase_serving.store import Backend, StoreError, open_backend
 
 log = logging.getLogger("ase_serving.lb")

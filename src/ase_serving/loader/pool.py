@@ -27,6 +27,7 @@ from typing import Any
 import orjson
 
 from ase_serving import errors, wire
+from ase_serving.backoff import Backoff
 from ase_serving.errors import StartupError
 from ase_serving.loader.settings import LoaderSettings
 from ase_serving.protocol.items import Status
@@ -336,7 +337,7 @@ class WorkerProc:
             self._restart_task = self.pool.loop.create_task(self._restart())
 
     async def _restart(self) -> None:
-        failures = 0
+        backoff = Backoff(0.2, _BACKOFF_MAX_S)
         while not self.pool.stopping:
             self.spawn()
             reason = await self.wait_started()
@@ -344,10 +345,9 @@ class WorkerProc:
                 self.restarts += 1
                 self.pool.on_restart(self)
                 return
-            failures += 1
             log.error("worker %d failed to start again: %s", self.index, reason)
             await self._exited.wait()
-            await asyncio.sleep(min(0.1 * 2**failures, _BACKOFF_MAX_S))
+            await asyncio.sleep(backoff.next())
 
     async def stop(self, timeout: float) -> None:
         """wrapperFini, then the process ends (killed when it takes longer than ``timeout``)."""

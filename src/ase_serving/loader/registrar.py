@@ -56,6 +56,8 @@ from urllib.parse import urlsplit
 import orjson
 
 from ase_serving import wire
+from ase_serving.addr import host_port
+from ase_serving.backoff import Backoff
 from ase_serving.home import ClusterSettings
 from ase_serving.loader.project import find_api_yaml
 from ase_serving.loader.serve import Ready
@@ -108,10 +110,6 @@ def worth_reporting(written: int | None, idle: int) -> bool:
     return step > 0 and (idle == 0 or written == 0 or step >= max(1, min(idle, written) // 4))
 
 
-def _fmt(host: str, port: int) -> str:
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-
-
 def _store_host(address: str) -> tuple[str, int] | None:
     """The first host (and port) a config centre address names, e.g. ``etcd://h1:2379,h2:2379`` -> h1."""
     netloc = urlsplit(address).netloc.rsplit("@", 1)[-1].split(",")[0]
@@ -149,14 +147,14 @@ def advertised_address(
         if advertise.startswith("["):
             if "]:" in advertise:
                 return advertise
-            return _fmt(advertise.strip("[]"), port)
+            return host_port(advertise, port)
         if advertise.count(":") == 1:
             return advertise
-        return _fmt(advertise, port)
+        return host_port(advertise, port)
     if listen_host not in WILDCARD_HOSTS:
-        return _fmt(listen_host.strip("[]"), port)
+        return host_port(listen_host, port)
     host = _route_ip(_store_host(store_address) if store_address else None) or "127.0.0.1"
-    return _fmt(host, port)
+    return host_port(host, port)
 
 
 def _defined_schemas(settings: LoaderSettings) -> list[tuple[str, bytes]]:
@@ -369,12 +367,12 @@ class ClusterRegistrar:
             host = address.rsplit(":", 1)[0]
             metrics_url = f"http://{host}:{urlsplit(metrics_url).port}/metrics"
         self._metrics_url = metrics_url
-        delay = 0.2
+        backoff = Backoff(0.2, self._backoff_max)
         while True:
             try:
                 if self.registration is None:
                     await self._register(registry)
-                    delay = 0.2
+                    backoff.reset()
                 if not self._schemas_done:
                     await self._push_schemas()
                 await self._heartbeat(registry)
@@ -387,8 +385,7 @@ class ClusterRegistrar:
                 return
             except (StoreError, OSError) as exc:
                 self._unavailable(exc)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, self._backoff_max)
+                await asyncio.sleep(backoff.next())
             except Exception:  # never let a bug here end the loader; keep trying, loudly
                 log.exception("registration with %s failed", self.url)
                 await asyncio.sleep(self._backoff_max)

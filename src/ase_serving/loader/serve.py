@@ -26,6 +26,7 @@ from typing import Protocol
 import grpc
 
 from ase_serving import wire
+from ase_serving.addr import host_port
 from ase_serving.errors import StartupError
 from ase_serving.loader.client import MAX_MESSAGE
 from ase_serving.loader.front import DRAINING, DataServer, Front, is_loopback
@@ -33,7 +34,7 @@ from ase_serving.loader.metrics import LoaderMetrics, MetricsServer
 from ase_serving.loader.pool import WorkerPool
 from ase_serving.loader.server import LoaderService, add_to_server
 from ase_serving.loader.settings import LoaderSettings
-from ase_serving.rpc import BindError, bind, host_port
+from ase_serving.rpc import BindError, bind
 
 log = logging.getLogger("ase_serving.loader")
 

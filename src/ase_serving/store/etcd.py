@@ -28,6 +28,7 @@ from urllib.parse import urlsplit
 import grpc
 from aetcd import rpc  # type: ignore[import-untyped]
 
+from ase_serving.addr import host_port
 from ase_serving.store import Backend
 from ase_serving.store.base import (
     Compacted,
@@ -111,10 +112,6 @@ def _prefix_end(prefix: bytes) -> bytes:
     return b"\0"  # every key
 
 
-def _target(host: str, port: int) -> str:
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-
-
 class EtcdKV:
     """:class:`~ase_serving.store.kv.KV` on etcd. Safe to share between tasks of one event loop."""
 
@@ -129,7 +126,7 @@ class EtcdKV:
             raise InvalidName("an etcd backend needs at least one endpoint")
         if (account is None) != (password is None) and account:
             raise StoreAuthFailed("an etcd account needs a password too: set both, or neither")
-        self.endpoints = [_target(h, p) for h, p in endpoints]
+        self.endpoints = [host_port(h, p) for h, p in endpoints]
         self.description = "etcd etcd://" + ",".join(self.endpoints)
         self.account = account or None
         self.password = password

@@ -41,8 +41,8 @@ from typing import Any, Generic, TypeVar
 
 import orjson
 
+from ase_serving.backoff import Backoff
 from ase_serving.files import write_private
-from ase_serving.store.backoff import Backoff
 from ase_serving.store.base import (
     Compacted,
     ConfigEvent,

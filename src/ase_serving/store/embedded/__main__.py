@@ -14,6 +14,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from ase_serving.addr import announce
 from ase_serving.files import ase_home
 from ase_serving.store.base import StoreError
 from ase_serving.store.embedded.db import DEFAULT_HISTORY
@@ -62,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     data_dir: Path = (args.data or ase_home() / "configd").expanduser().resolve()
 
     def ready(url: str) -> None:
-        print(f"config centre serving on {url} (data {data_dir})", flush=True)
+        announce("config centre", url, f"(data {data_dir})")
 
     try:
         run_server(args.host, args.port, data_dir, ready=ready, history=args.history, throttle=throttle)

@@ -23,6 +23,7 @@ from typing import IO
 
 import uvicorn
 
+from ase_serving import addr
 from ase_serving.store.base import StoreError
 from ase_serving.store.embedded.api import Centre, create_app
 from ase_serving.store.embedded.db import DB_FILE, DEFAULT_HISTORY, KVDB
@@ -161,7 +162,7 @@ async def serve(
         try:
             centre = open_centre(data_dir, history, throttle)
             bound = sock.getsockname()[1]
-            url = f"http://[{host}]:{bound}" if ":" in host else f"http://{host}:{bound}"
+            url = addr.url("http", host, bound)
             config = uvicorn.Config(
                 create_app(centre),
                 log_config=None,

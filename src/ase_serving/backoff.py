@@ -1,4 +1,5 @@
-"""Capped exponential backoff with jitter, for clients that retry an unreachable store."""
+"""Capped exponential backoff with jitter: the one retry schedule of the project (views of an
+unreachable store, a loader's registration, a worker that fails to start again)."""
 
 from __future__ import annotations
 

@@ -1,0 +1,28 @@
+"""Network addresses written one way (``host:port``, brackets around an IPv6 host), and the one
+ready line every server prints when it listens (``cluster.local`` and the tests read it)."""
+
+from __future__ import annotations
+
+import sys
+
+
+def host_port(host: str, port: int) -> str:
+    """``127.0.0.1:2392``, ``[::1]:2392`` (a host already in brackets keeps them)."""
+    host = host.strip("[]")
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def url(scheme: str, host: str, port: int) -> str:
+    """``http://127.0.0.1:2390``, ``http://[::1]:2390``."""
+    return f"{scheme}://{host_port(host, port)}"
+
+
+def serving_line(what: str, address: str, details: str = "") -> str:
+    """``gateway serving on http://127.0.0.1:2392 (workers 1)``: ``what``, the address, details."""
+    return f"{what} serving on {address}{f' {details}' if details else ''}"
+
+
+def announce(what: str, address: str, details: str = "", *after: str) -> None:
+    """Print :func:`serving_line` (then ``after``, a line each) to stdout at once."""
+    sys.stdout.write("".join(f"{line}\n" for line in (serving_line(what, address, details), *after)))
+    sys.stdout.flush()

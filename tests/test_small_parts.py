@@ -1,0 +1,33 @@
+"""The small shared parts: one way to write an address, one retry schedule."""
+
+from __future__ import annotations
+
+import pytest
+
+from ase_serving.addr import host_port, url
+from ase_serving.backoff import Backoff
+
+
+@pytest.mark.parametrize(
+    ("host", "port", "text"),
+    [
+        ("127.0.0.1", 2392, "127.0.0.1:2392"),
+        ("::1", 80, "[::1]:80"),
+        ("[fe80::1]", 9, "[fe80::1]:9"),
+        ("gw", 1, "gw:1"),
+    ],
+)
+def test_an_address_is_written_one_way(host: str, port: int, text: str) -> None:
+    assert host_port(host, port) == text
+    assert url("http", host, port) == f"http://{text}"
+
+
+def test_backoff_doubles_to_its_cap_with_jitter_and_starts_again_after_a_success() -> None:
+    backoff = Backoff(0.2, 1.0)
+    delays = [backoff.next() for _ in range(6)]
+    for delay, full in zip(delays, [0.2, 0.4, 0.8, 1.0, 1.0, 1.0], strict=True):
+        assert full / 2 <= delay <= full
+    backoff.reset()
+    assert 0.1 <= backoff.next() <= 0.2
+    with pytest.raises(ValueError, match="0 < base <= cap"):
+        Backoff(2.0, 1.0)
