@@ -62,7 +62,9 @@ def test_no_case_schemathesis_makes_from_the_openapi_document_gets_a_5xx(
         str(tmp_path / "junit.xml"),
     ]
     env = {**os.environ, "NO_COLOR": "1", "SCHEMATHESIS_TELEMETRY": "false"}
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=800, env=env, stdin=subprocess.DEVNULL)
+    done = subprocess.run(  # in tmp_path: schemathesis keeps a cache folder where it runs
+        cmd, capture_output=True, text=True, timeout=800, env=env, stdin=subprocess.DEVNULL, cwd=tmp_path
+    )
     assert done.returncode == 0, done.stdout[-6000:] + done.stderr[-2000:]
     print(done.stdout[-3000:])
     report = (tmp_path / "junit.xml").read_text()
