@@ -26,7 +26,8 @@ the tables give the medians over the rounds. Access logs are off everywhere; one
 - **ours**: the embedded config centre, ``asectl loader run examples/echo --workers 1 --lic 128``
   and the gateway (one worker) with ``--auth off``; **ours-key** / **ours-hmac**: a second gateway
   of that cluster with ``--auth gateway``, called with ``X-Api-Key`` / an HMAC-SHA256
-  ``Authorization`` made afresh before each point (``gateway_auth.py``'s way); **ours-lic**: a
+  ``Authorization`` (with the body's digest) made afresh before each point, the gateway run with
+  ``--allow-replays`` (``gateway_auth.py``'s way); **ours-lic**: a
   second cluster whose echo loader has its default licences (``examples/echo/ase.toml``).
 - "server CPU µs/req": user + system CPU of the server's process tree(s) in the window (ours: config
   centre + loader + gateway) divided by the requests; "other CPU": what CPUs 0 and 1 spent beyond
@@ -180,7 +181,8 @@ def start_ours(
         if "ours" in args.only:
             checked(setup, Target("ours", KEYS["ours"], cluster.url, ONCE_ROUTE, cluster.pids), body, text)
         if {"ours-key", "ours-hmac"} & args.only:
-            secured = cluster.add_gateway([*gw_args, "--auth", "gateway"])
+            # wrk resends one signed request: the HMAC case needs a gateway that takes replays.
+            secured = cluster.add_gateway([*gw_args, "--auth", "gateway", "--allow-replays"])
             assert secured.proc is not None
             creds = add_consumer(cluster)
             # Each secured case counts its gateway, the loader and the config centre.
@@ -188,7 +190,7 @@ def start_ours(
             url = secured.target
             cases: list[tuple[str, Callable[[], dict[str, str]]]] = [
                 ("ours-key", lambda: {"X-Api-Key": creds.api_key}),
-                ("ours-hmac", lambda: signed(creds, url)),
+                ("ours-hmac", lambda: signed(creds, url, body)),
             ]
             for key, headers in cases:
                 if key in args.only:
