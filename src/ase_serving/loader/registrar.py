@@ -56,7 +56,7 @@ from urllib.parse import urlsplit
 import orjson
 
 from ase_serving import wire
-from ase_serving.addr import host_port
+from ase_serving.addr import host_port, split_host_port, url
 from ase_serving.backoff import Backoff
 from ase_serving.home import ClusterSettings
 from ase_serving.loader.project import find_api_yaml
@@ -364,8 +364,8 @@ class ClusterRegistrar:
             return
         metrics_url = ready.metrics_url
         if metrics_url and ready.host in WILDCARD_HOSTS:
-            host = address.rsplit(":", 1)[0]
-            metrics_url = f"http://{host}:{urlsplit(metrics_url).port}/metrics"
+            host = split_host_port(address)[0]
+            metrics_url = url("http", host, urlsplit(metrics_url).port or 0) + "/metrics"
         self._metrics_url = metrics_url
         backoff = Backoff(0.2, self._backoff_max)
         while True:
