@@ -105,10 +105,11 @@ def serve_bare(host: str, port: int, loop: str) -> int:
     """Run the bare app like the gateway runs (uvicorn, one process, the same event loop, no access log)."""
     import uvicorn
 
+    from ase_serving.addr import announce, url
     from ase_serving.gateway.server import WS_MAX_SIZE, bind
 
     sock = bind(host, port)
-    print(f"bare serving on http://{host}:{sock.getsockname()[1]}", flush=True)
+    announce("bare", url("http", host, sock.getsockname()[1]))
     config = uvicorn.Config(
         bare_app(),
         log_level="warning",

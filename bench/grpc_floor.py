@@ -16,6 +16,7 @@ from typing import Any
 
 import grpc
 
+from ase_serving.addr import announce, host_port
 from ase_serving.loader.proto import loader_pb2 as pb
 
 
@@ -33,9 +34,9 @@ async def serve(host: str, port: int) -> None:
         "ase.loader.v1.Loader", {"Once": grpc.unary_unary_rpc_method_handler(once)}
     )
     server.add_generic_rpc_handlers((handler,))
-    bound = server.add_insecure_port(f"{host}:{port}")
+    bound = server.add_insecure_port(host_port(host, port))
     await server.start()
-    print(f"floor serving on {host}:{bound}", flush=True)
+    announce("floor", host_port(host, bound))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ase_serving.addr import host_port, url
+from ase_serving.addr import host_port, serving_line, split_host_port, url
 from ase_serving.backoff import Backoff
 
 
@@ -20,6 +20,19 @@ from ase_serving.backoff import Backoff
 def test_an_address_is_written_one_way(host: str, port: int, text: str) -> None:
     assert host_port(host, port) == text
     assert url("http", host, port) == f"http://{text}"
+    assert split_host_port(text) == (host.strip("[]"), port)
+
+
+@pytest.mark.parametrize("text", ["gw", "gw:", ":80", "gw:http", "[::1]", ""])
+def test_an_address_without_a_host_or_a_port_is_refused(text: str) -> None:
+    with pytest.raises(ValueError, match="is not HOST:PORT"):
+        split_host_port(text)
+
+
+def test_the_ready_line_names_the_component_the_address_and_its_details() -> None:
+    assert serving_line("lb", "[::1]:2391") == "lb serving on [::1]:2391"
+    line = serving_line("gateway", "http://gw:1", "(workers 2)")
+    assert line == "gateway serving on http://gw:1 (workers 2)"
 
 
 def test_backoff_doubles_to_its_cap_with_jitter_and_starts_again_after_a_success() -> None:
@@ -31,3 +44,15 @@ def test_backoff_doubles_to_its_cap_with_jitter_and_starts_again_after_a_success
     assert 0.1 <= backoff.next() <= 0.2
     with pytest.raises(ValueError, match="0 < base <= cap"):
         Backoff(2.0, 1.0)
+
+
+def test_backoff_draws_its_jitter_from_the_given_source() -> None:
+    drawn: list[tuple[float, float]] = []
+
+    def low(a: float, b: float) -> float:
+        drawn.append((a, b))
+        return a
+
+    backoff = Backoff(1.0, 4.0, uniform=low)
+    assert [backoff.next() for _ in range(4)] == [0.5, 1.0, 2.0, 2.0]
+    assert drawn == [(0.5, 1.0), (1.0, 2.0), (2.0, 4.0), (2.0, 4.0)]

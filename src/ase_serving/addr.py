@@ -1,5 +1,5 @@
-"""Network addresses written one way (``host:port``, brackets around an IPv6 host), and the one
-ready line every server prints when it listens (``cluster.local`` and the tests read it)."""
+"""Network addresses written and read one way (``host:port``, brackets around an IPv6 host), and
+the one ready line every server prints when it listens (``cluster.local`` and the tests read it)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,15 @@ def host_port(host: str, port: int) -> str:
     """``127.0.0.1:2392``, ``[::1]:2392`` (a host already in brackets keeps them)."""
     host = host.strip("[]")
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def split_host_port(text: str) -> tuple[str, int]:
+    """``127.0.0.1:2392`` -> ``("127.0.0.1", 2392)``, ``[::1]:2392`` -> ``("::1", 2392)``; a
+    ValueError when there is no host or no port of digits."""
+    host, sep, port = text.rpartition(":")
+    if not (sep and host and port.isdigit()):
+        raise ValueError(f"{text!r} is not HOST:PORT")
+    return host.strip("[]"), int(port)
 
 
 def url(scheme: str, host: str, port: int) -> str:

@@ -18,7 +18,7 @@ import yaml
 from ase_serving.gateway.__main__ import parse_args
 from ase_serving.gateway.settings import DEFAULT_PORT, GatewaySettings
 from ase_serving.loader.project import load_project
-from ase_serving.loader.registrar import project_schemas
+from ase_serving.loader.project_schemas import project_schemas
 from ase_serving.schema.loaded import load_service_schema
 from ase_serving.schema.openapi import openapi_document
 from examples.support import EXAMPLES

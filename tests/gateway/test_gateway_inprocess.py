@@ -29,7 +29,7 @@ from ase_serving.gateway.transport import (
 )
 from ase_serving.loader.host import EngineHost
 from ase_serving.loader.project import load_project
-from ase_serving.loader.registrar import project_schemas
+from ase_serving.loader.project_schemas import project_schemas
 from ase_serving.protocol.items import DataItem, Status
 from ase_serving.store import ConfigKey
 from ase_serving.store.base import ConfigEvent, ConfigItem

@@ -23,7 +23,8 @@ import pytest
 
 from ase_serving import wire
 from ase_serving.home import ClusterSettings
-from ase_serving.loader.registrar import advertised_address, project_schemas
+from ase_serving.loader.advertise import advertised_address
+from ase_serving.loader.project_schemas import project_schemas
 from ase_serving.loader.settings import LoaderSettings
 from ase_serving.protocol.items import Request, Result, Status
 from ase_serving.store import ConfigKey, Instance, NotFound

@@ -194,7 +194,7 @@ def _api_lines(settings: LoaderSettings, gateway: str | None) -> list[str]:
     """Where the service's API and its documentation are, when the cluster has a gateway."""
     if not gateway:
         return []
-    from ase_serving.loader.registrar import project_routes
+    from ase_serving.loader.project_schemas import project_routes
 
     base = gateway.rstrip("/")
     modes = settings.modes or frozenset(("once", "session"))

@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from ase_serving.addr import split_host_port
 from ase_serving.cli.common import abort, print_json
 from ase_serving.cluster.access import check_access
 from ase_serving.home import ClusterSettings, SettingsError
@@ -97,8 +98,11 @@ def register(app: typer.Typer) -> None:
             check_name("group", grp)
         except InvalidName as exc:
             abort(str(exc), 2)
-        if lb_ and (":" not in lb_ or not lb_.rsplit(":", 1)[1].isdigit()):
-            abort(f"--lb {lb_!r} is not HOST:PORT", 2)
+        if lb_:
+            try:
+                split_host_port(lb_)
+            except ValueError:
+                abort(f"--lb {lb_!r} is not HOST:PORT", 2)
 
         settings = ClusterSettings(addr, acct, pw, region_, proj, grp, lb_ or None)
         if current is not None and same_store:

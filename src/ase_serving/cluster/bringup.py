@@ -26,6 +26,7 @@ from typing import Any
 
 import orjson
 
+from ase_serving import addr
 from ase_serving.cluster.access import check_access, run_with_backend
 from ase_serving.cluster.local import Component, LocalCluster, LocalError, Running
 from ase_serving.files import write_private
@@ -123,7 +124,7 @@ def lb_up(address: str) -> bool:
 def embedded_component(opts: InitOptions, data: Path) -> Component:
     module = "ase_serving.store.embedded"
     argv = [sys.executable, "-m", module, "--host", opts.host, "--port", str(opts.config_port)]
-    url = f"http://{opts.host}:{opts.config_port}"
+    url = addr.url("http", opts.host, opts.config_port)
     return Component("config", "config centre", [*argv, "--data", str(data)], url, store_healthy, module)
 
 
@@ -158,7 +159,7 @@ def lb_component(opts: InitOptions, settings: ClusterSettings) -> Component | No
     # loadMini: exact counts for gateways started with `--lb HOST:WIRE_PORT` (each releases what it
     # picks); `load` would wait for the loaders' next reports, which do not come per request.
     argv += ["--strategy", "loadMini"]
-    address = f"{opts.host}:{opts.lb_port}"
+    address = addr.host_port(opts.host, opts.lb_port)
     env = _cluster_env(settings)
     return Component("lb", "LB service", [*argv, "--config", settings.address], address, lb_up, module, env)
 
@@ -170,7 +171,7 @@ def gateway_component(opts: InitOptions, settings: ClusterSettings) -> Component
     module = "ase_serving.gateway"
     argv = [sys.executable, "-m", module, "--host", opts.host, "--port", str(opts.gateway_port)]
     argv += ["--workers", str(opts.gateway_workers), "--config", settings.address]
-    url = f"http://{opts.host}:{opts.gateway_port}"
+    url = addr.url("http", opts.host, opts.gateway_port)
     return Component("gateway", "gateway", argv, url, gateway_up, module, _cluster_env(settings))
 
 

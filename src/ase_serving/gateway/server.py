@@ -50,7 +50,7 @@ def bind(host: str, port: int) -> socket.socket:
     except OSError as exc:
         sock.close()
         raise GatewayError(
-            f"cannot listen on {host}:{port}: {exc.strerror or exc}; choose another --port"
+            f"cannot listen on {addr.host_port(host, port)}: {exc.strerror or exc}; choose another --port"
         ) from None
     sock.listen(2048)
     sock.set_inheritable(True)

@@ -16,6 +16,7 @@ from typing import Any
 
 import orjson
 
+from ase_serving.addr import split_host_port
 from ase_serving.store.base import DEFAULT_GROUP, DEFAULT_PROJECT
 
 _PUBLIC_HOST = re.compile(r"(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+)(:[0-9]{1,5})?")
@@ -163,5 +164,8 @@ class GatewaySettings:
 
 
 def _host_port(address: str) -> bool:
-    host, sep, port = address.rpartition(":")
-    return bool(sep and host and port.isdigit())
+    try:
+        split_host_port(address)
+    except ValueError:
+        return False
+    return True

@@ -31,6 +31,7 @@ import os
 from collections.abc import Collection
 
 from ase_serving import errors, wire
+from ase_serving.addr import split_host_port
 from ase_serving.errors import NoLoader, error_for
 from ase_serving.lb import lean
 from ase_serving.lb.balancer import NodeInfo
@@ -125,11 +126,11 @@ class LbWireClient:
     and the connection's opening (seconds)."""
 
     def __init__(self, address: str, timeout: float = 5.0) -> None:
-        host, sep, port = address.rpartition(":")
-        if not (sep and host and port.isdigit()):
-            raise ValueError(f"LB address {address!r} is not HOST:PORT")
+        try:
+            self.host, self.port = split_host_port(address)
+        except ValueError:
+            raise ValueError(f"LB address {address!r} is not HOST:PORT") from None
         self.address = address
-        self.host, self.port = host.strip("[]"), int(port)
         self.timeout = timeout
         self.closing = False
         self._conn: _Conn | None = None

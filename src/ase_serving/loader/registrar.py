@@ -19,13 +19,6 @@ Attributes written (names fixed; the LB and ``asectl cluster status`` read them)
 ``metrics_url``  the loader's /metrics, or null
 =============  ====================================================================
 
-**The address registered** must be one that gateways can reach. A loader listening on a wildcard
-address (``0.0.0.0``, ``::``) registers, in this order: ``--advertise HOST[:PORT]`` (or
-``ASE_LOADER_ADVERTISE``; a port there replaces the listening one, for port mappings); else the
-address of this host's interface that routes to the config centre (a UDP socket "connected" to the
-config centre's host: no packet is sent); else ``127.0.0.1``. A loader listening on one address
-registers that address (unless ``--advertise`` says otherwise).
-
 **The store never blocks the loader.** ``on_ready`` returns at once; registration runs in a
 background task. While the store is unreachable the loader keeps serving: the outage is logged
 once (not per retry), the task retries with backoff, and registers again when the store is back
@@ -33,11 +26,10 @@ once (not per retry), the task retries with backoff, and registers again when th
 within ``DRAIN_BOUND`` seconds in all, so a dead store never delays a drain; an instance that could
 not be deregistered disappears when its lease's TTL runs out.
 
-**Schemas.** When the config store lacks the project's service schema, the loader pushes it:
-:func:`project_schemas` lists what the project holds (the schema made from ``ai_api.yml`` or
-wrapper.py's ``Api`` class, ``schemas/*.json`` and ``service.json``), and every item whose
-(service, version, name) is missing under the cluster settings' (project, group) is written.
-Existing items are never overwritten.
+The address registered is :func:`~ase_serving.loader.advertise.advertised_address`'s. When the
+config store lacks the project's service schemas
+(:func:`~ase_serving.loader.project_schemas.project_schemas`), the registrar writes the missing
+ones under the cluster settings' (project, group), never overwriting one.
 """
 
 from __future__ import annotations
@@ -45,32 +37,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import socket
-import subprocess
-import sys
 from collections.abc import Awaitable
-from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
-import orjson
-
 from ase_serving import wire
-from ase_serving.addr import host_port
+from ase_serving.addr import url
 from ase_serving.backoff import Backoff
 from ase_serving.home import ClusterSettings
-from ase_serving.loader.project import find_api_yaml
+from ase_serving.loader.advertise import WILDCARD_HOSTS, advertised_address
+from ase_serving.loader.project_schemas import project_schemas
 from ase_serving.loader.serve import Ready
-from ase_serving.loader.settings import LoaderSettings
-from ase_serving.schema import ApiDefinitionError, from_yaml
-from ase_serving.schema.code_api import has_api_class
-from ase_serving.schema.compile import schema_bytes
-from ase_serving.schema.service import default_route, is_service_schema, parse_json, schema_routes
 from ase_serving.store import Backend
 from ase_serving.store.base import (
     DEFAULT_GROUP,
     DEFAULT_PROJECT,
-    NAME_RE,
     ConfigKey,
     Instance,
     InvalidName,
@@ -84,12 +65,8 @@ from ase_serving.store.base import (
 )
 
 log = logging.getLogger("ase_serving.loader.registrar")
-#: Seconds `python -m ase_serving.schema` may take to import wrapper.py and build its Api's schema.
-_GEN_TIMEOUT = 120
-
 T = TypeVar("T")
 
-WILDCARD_HOSTS = frozenset({"", "0.0.0.0", "::", "[::]"})
 #: How often licence use is looked at, and the shortest gap between two licence reports.
 POLL_S = 0.05
 REPORT_GAP_S = 0.1
@@ -108,136 +85,6 @@ def worth_reporting(written: int | None, idle: int) -> bool:
         return True
     step = abs(idle - written)
     return step > 0 and (idle == 0 or written == 0 or step >= max(1, min(idle, written) // 4))
-
-
-def _store_host(address: str) -> tuple[str, int] | None:
-    """The first host (and port) a config centre address names, e.g. ``etcd://h1:2379,h2:2379`` -> h1."""
-    netloc = urlsplit(address).netloc.rsplit("@", 1)[-1].split(",")[0]
-    if not netloc:
-        return None
-    if netloc.startswith("["):
-        host, _, rest = netloc[1:].partition("]")
-        port = rest.lstrip(":")
-    else:
-        host, _, port = netloc.partition(":")
-    return host, int(port) if port.isdigit() else 9
-
-
-def _route_ip(target: tuple[str, int] | None) -> str | None:
-    """This host's address on the interface that routes to ``target`` (no packet is sent)."""
-    if target is None:
-        return None
-    try:
-        family, kind, proto, _, sockaddr = socket.getaddrinfo(*target, type=socket.SOCK_DGRAM)[0]
-        with socket.socket(family, kind, proto) as s:
-            s.connect(sockaddr)
-            ip = str(s.getsockname()[0])
-    except OSError:
-        return None
-    return None if ip in WILDCARD_HOSTS else ip
-
-
-def advertised_address(
-    listen_host: str, port: int, store_address: str | None = None, advertise: str | None = None
-) -> str:
-    """``host:port`` to register for a loader listening on ``listen_host:port`` (see the module doc).
-
-    Blocking (it may resolve the store's host name): call it off the event loop."""
-    if advertise:
-        if advertise.startswith("["):
-            if "]:" in advertise:
-                return advertise
-            return host_port(advertise, port)
-        if advertise.count(":") == 1:
-            return advertise
-        return host_port(advertise, port)
-    if listen_host not in WILDCARD_HOSTS:
-        return host_port(listen_host, port)
-    host = _route_ip(_store_host(store_address) if store_address else None) or "127.0.0.1"
-    return host_port(host, port)
-
-
-def _defined_schemas(settings: LoaderSettings) -> list[tuple[str, bytes]]:
-    """The schemas the project's API definition makes: ai_api.yml, then wrapper.py's Api class.
-
-    The loader's service name and version win over the definition's (they are what it
-    registers under). The Api class is read in a child process, so that importing wrapper.py
-    (and the engine it loads) happens in the workers only."""
-    root = Path(settings.project_dir)
-    out: list[tuple[str, bytes]] = []
-    yml = find_api_yaml(root)
-    if yml is not None:
-        try:
-            compiled = from_yaml(yml, service=settings.service, version=settings.version)
-            out.append((compiled.item_name, compiled.content()))
-        except ApiDefinitionError as exc:
-            log.warning("schema %s skipped: %s", yml, str(exc).replace("\n", "; "))
-    wrapper = root / "wrapper.py"
-    if has_api_class(wrapper):
-        cmd = [sys.executable, "-m", "ase_serving.schema", str(wrapper), settings.service, settings.version]
-        try:
-            done = subprocess.run(cmd, capture_output=True, timeout=_GEN_TIMEOUT, cwd=root, check=False)
-        except subprocess.TimeoutExpired:
-            log.warning("schema of %s's Api class skipped: no answer within %d s", wrapper, _GEN_TIMEOUT)
-            return out
-        if done.returncode == 0:
-            doc = orjson.loads(done.stdout)
-            out.append((doc["name"], schema_bytes(doc["schema"])))
-        else:
-            why = done.stderr.decode(errors="replace").strip().replace("\n", "; ")
-            log.warning("schema of %s's Api class skipped: %s", wrapper, why)
-    return out
-
-
-def project_schemas(settings: LoaderSettings) -> list[tuple[str, bytes]]:
-    """The service schemas a project brings, as (config item name, content), sorted by name.
-
-    The API definition (``ai_api.yml``, the ``Api`` class in wrapper.py) first, then
-    ``schemas/*.json`` (named by their file name) and ``service.json``; for one name the first
-    wins. Files that are not JSON objects or whose name cannot be a config item name, and
-    definitions with problems, are skipped with a warning.
-    """
-    root = Path(settings.project_dir)
-    found: dict[str, bytes] = {}
-    for name, content in _defined_schemas(settings):
-        found.setdefault(name, content)
-    files = sorted((root / "schemas").glob("*.json")) if (root / "schemas").is_dir() else []
-    if (root / "service.json").is_file():
-        files.append(root / "service.json")
-    for path in files:
-        if not NAME_RE.match(path.name):
-            log.warning("schema %s skipped: %r cannot be a config item name", path, path.name)
-            continue
-        try:
-            content = path.read_bytes()
-            if not isinstance(orjson.loads(content), dict):
-                raise ValueError("not a JSON object")
-        except (OSError, ValueError) as exc:
-            log.warning("schema %s skipped: %s", path, exc)
-            continue
-        found.setdefault(path.name, content)
-    return sorted(found.items())
-
-
-def project_routes(settings: LoaderSettings) -> list[str]:
-    """The routes the project's service schema asks for (from ai_api.yml or schemas/*.json; the
-    Api class is not imported here), else the default route of the service."""
-    root = Path(settings.project_dir)
-    yml = find_api_yaml(root)
-    candidates: list[bytes] = []
-    if yml is not None:
-        with contextlib.suppress(ApiDefinitionError, OSError):
-            candidates.append(from_yaml(yml, service=settings.service, version=settings.version).content())
-    folder = root / "schemas"
-    for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
-        with contextlib.suppress(OSError):
-            candidates.append(path.read_bytes())
-    for content in candidates:
-        doc, problem = parse_json(content)
-        meta = doc.get("meta") if problem is None and is_service_schema(doc) else None
-        if isinstance(meta, dict) and meta.get("serviceId") == settings.service:
-            return schema_routes(doc)
-    return [default_route(settings.service)]
 
 
 class ClusterRegistrar:
@@ -364,8 +211,10 @@ class ClusterRegistrar:
             return
         metrics_url = ready.metrics_url
         if metrics_url and ready.host in WILDCARD_HOSTS:
+            # rsplit, not split_host_port: an --advertise text is registered as given and must
+            # not end the task here.
             host = address.rsplit(":", 1)[0]
-            metrics_url = f"http://{host}:{urlsplit(metrics_url).port}/metrics"
+            metrics_url = url("http", host, urlsplit(metrics_url).port or 0) + "/metrics"
         self._metrics_url = metrics_url
         backoff = Backoff(0.2, self._backoff_max)
         while True:

@@ -26,7 +26,7 @@ from typing import Protocol
 import grpc
 
 from ase_serving import wire
-from ase_serving.addr import host_port
+from ase_serving.addr import host_port, url
 from ase_serving.errors import StartupError
 from ase_serving.loader.client import MAX_MESSAGE
 from ase_serving.loader.front import DRAINING, DataServer, Front, is_loopback
@@ -158,7 +158,7 @@ async def _serve(
         await data.start()
     except OSError as exc:
         raise ServeError(
-            f"cannot listen on data port {data.host}:{data.port}: {exc.strerror or exc}; "
+            f"cannot listen on data port {host_port(data.host, data.port)}: {exc.strerror or exc}; "
             "choose another --data-port"
         ) from None
     if data.uds is not None and settings.direct:
@@ -191,7 +191,7 @@ async def _serve(
         front.serving()
         metrics_url = None
         if metrics_server is not None:
-            metrics_url = f"http://{settings.host}:{metrics_server.port}/metrics"
+            metrics_url = url("http", settings.host, metrics_server.port) + "/metrics"
         info = Ready(
             settings,
             settings.host,

@@ -21,6 +21,7 @@ import ssl
 from collections.abc import Awaitable, Callable, Iterable
 
 from ase_serving import errors, wire
+from ase_serving.addr import split_host_port
 from ase_serving.clock import Deadlines, Expired, SessionClock
 from ase_serving.protocol.items import DataItem, Frame, Request, Result, Status
 from ase_serving.wire_stream import Connection
@@ -33,10 +34,10 @@ def split_address(address: str) -> tuple[str, int] | str:
     """``host:port`` -> (host, port); ``unix:/path`` -> the path."""
     if address.startswith("unix:"):
         return address[5:]
-    host, sep, port = address.rpartition(":")
-    if not sep or not port.isdigit():
-        raise ValueError(f"loader address {address!r} is not host:port or unix:/path")
-    return host.strip("[]"), int(port)
+    try:
+        return split_host_port(address)
+    except ValueError:
+        raise ValueError(f"loader address {address!r} is not host:port or unix:/path") from None
 
 
 class _Conn(Connection):
