@@ -241,3 +241,37 @@ async def until(check: Callable[[], Any], what: str, timeout: float = 20.0, inte
         if loop.time() > deadline:
             raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
         await asyncio.sleep(interval)
+
+
+def asectl(
+    *args: str | Path,
+    home: Path | None = None,
+    env: dict[str, str] | None = None,
+    cwd: Path | None = None,
+    timeout: float = 60.0,
+) -> subprocess.CompletedProcess[str]:
+    """``asectl ARGS`` as a user runs it: no terminal (stdin closed), none of this environment's
+    ``ASE_*`` settings but ``$ASE_HOME`` = ``home`` (when given) and ``env``."""
+    full = {k: v for k, v in os.environ.items() if not k.startswith("ASE_")}
+    if home is not None:
+        full["ASE_HOME"] = str(home)
+    full.update(env or {})
+    return subprocess.run(
+        [*ASECTL, *map(str, args)],
+        env=full,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=cwd,
+        check=False,
+    )
+
+
+def one_line_error(proc: subprocess.CompletedProcess[str]) -> str:
+    """The single ``error: ...`` line of a failed command (no traceback, nothing else)."""
+    assert "Traceback" not in proc.stderr, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith("error: "), proc.stderr
+    return lines[0]

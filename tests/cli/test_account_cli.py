@@ -9,9 +9,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.cli.cluster_support import asectl, one_line_error, project_home, set_up
+from tests.cli.cluster_support import project_home, set_up
 from tests.store.conftest import unique
 from tests.store.embedded_server import EmbeddedServer
+from tests.support import asectl, one_line_error
 
 
 @pytest.fixture
@@ -26,7 +27,7 @@ def _write(centre: EmbeddedServer, auth: tuple[str, str]) -> httpx.Response:
 
 def test_add_an_account_with_each_role(home: Path, centre: EmbeddedServer, tmp_path: Path) -> None:
     reader = unique("reader")
-    proc = asectl(home, "account", "add", reader, "--role", "reader", "--json")
+    proc = asectl("account", "add", reader, "--role", "reader", "--json", home=home)
     assert proc.returncode == 0, proc.stderr
     doc = json.loads(proc.stdout)
     assert (doc["account"], doc["role"]) == (reader, "reader") and len(doc["password"]) >= 20
@@ -39,23 +40,23 @@ def test_add_an_account_with_each_role(home: Path, centre: EmbeddedServer, tmp_p
     assert refused.status_code == 403 and f"account {reader!r} has the role reader" in refused.json()["error"]
 
     writer = unique("writer")
-    proc = asectl(home, "account", "add", writer, "--role", "writer", "--password", "pw-writer")
+    proc = asectl("account", "add", writer, "--role", "writer", "--password", "pw-writer", home=home)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == f"account {writer} added with the role writer\n"  # a given password is not shown
     assert _write(centre, (writer, "pw-writer")).status_code == 200
 
     # Taken names and unknown roles are refused.
-    again = asectl(home, "account", "add", writer, "--role", "reader")
+    again = asectl("account", "add", writer, "--role", "reader", home=home)
     assert again.returncode == 1 and f"account {writer!r} already exists" in one_line_error(again)
-    bad = asectl(home, "account", "add", unique("x"), "--role", "root")
+    bad = asectl("account", "add", unique("x"), "--role", "root", home=home)
     assert bad.returncode == 2 and "'root' is not one of" in bad.stderr
 
     # Straight into the data directory (the server is running): no login needed.
     gateway = unique("gateway")
     proc = asectl(
-        tmp_path / "nohome", "account", "add", gateway, "--role", "gateway", "--password", "pw-gw", "--data",
-        centre.data_dir,
-    )  # fmt: skip
+        "account", "add", gateway, "--role", "gateway", "--password", "pw-gw", "--data",
+        centre.data_dir, home=tmp_path / "nohome",
+)  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     resp = httpx.get(f"{centre.url}/v1/get", params={"key": "/ase/secrets/wire"}, auth=(gateway, "pw-gw"))
     assert resp.status_code == 200
@@ -64,6 +65,6 @@ def test_add_an_account_with_each_role(home: Path, centre: EmbeddedServer, tmp_p
     # Only an admin adds accounts.
     as_writer = tmp_path / "writer-home"
     set_up(as_writer, centre.url, writer, "pw-writer")
-    proc = asectl(as_writer, "account", "add", unique("y"), "--role", "reader")
+    proc = asectl("account", "add", unique("y"), "--role", "reader", home=as_writer)
     assert proc.returncode == 1
     assert "has the role writer" in one_line_error(proc) and "may not add accounts" in one_line_error(proc)

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.cli.cluster_support import asectl, on_terminal, one_line_error, set_up
+from tests.cli.cluster_support import on_terminal, set_up
 from tests.schema.support import CODE, SEED_YAML, YAML, project
 from tests.schema.support import SEED_CODE as SEED
 from tests.store.embedded_server import EmbeddedServer
-from tests.support import ASECTL
+from tests.support import ASECTL, asectl, one_line_error
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -27,7 +27,7 @@ def home(tmp_path: Path, centre: EmbeddedServer) -> Path:
 
 
 def items(home: Path, project: str, group: str) -> list[dict[str, object]]:
-    proc = asectl(home, "config", "list", "--project", project, "--group", group, "--json")
+    proc = asectl("config", "list", "--project", project, "--group", group, "--json", home=home)
     assert proc.returncode == 0, proc.stderr
     listed: list[dict[str, object]] = json.loads(proc.stdout)["items"]
     return listed
@@ -42,7 +42,7 @@ def test_create_writes_schemas_name_json_and_does_not_push_without_a_terminal(
 ) -> None:
     work = tmp_path / "work"
     work.mkdir()
-    proc = asectl(home, "api", "create", "-f", SEED_YAML, cwd=work)
+    proc = asectl("api", "create", "-f", SEED_YAML, cwd=work, home=home)
     assert proc.returncode == 0, proc.stderr
     written = work / "schemas" / "my-api-schema.json"
     assert proc.stdout.strip() == "wrote schemas/my-api-schema.json (service image-detect 1.0.0)"
@@ -57,7 +57,7 @@ def test_create_push_goes_to_the_yamls_project_and_group(home: Path, tmp_path: P
     text = SEED_YAML.read_text().replace("guiderAllService", unique(tmp_path))
     (tmp_path / "ai_api.yml").write_text(text)
     out = tmp_path / "out"
-    proc = asectl(home, "api", "create", "-f", tmp_path / "ai_api.yml", "-o", out, "--push", "--json")
+    proc = asectl("api", "create", "-f", tmp_path / "ai_api.yml", "-o", out, "--push", "--json", home=home)
     assert proc.returncode == 0, proc.stderr
     doc = json.loads(proc.stdout)
     assert doc["file"] == str(out / "my-api-schema.json")
@@ -72,7 +72,7 @@ def test_create_push_goes_to_the_yamls_project_and_group(home: Path, tmp_path: P
     # The region named (dx) is not set up here: said, and the current one is used.
     assert "region 'dx' (metadata.region) is not set up" in proc.stderr
     show = asectl(
-        home, "config", "show", "xxxx.json", "--project", unique(tmp_path), "--group", "gas", "--json"
+        "config", "show", "xxxx.json", "--project", unique(tmp_path), "--group", "gas", "--json", home=home
     )
     assert show.returncode == 0, show.stderr
     assert json.loads(json.loads(show.stdout)["content"]) == json.loads(
@@ -102,7 +102,7 @@ def test_create_asks_on_a_terminal(home: Path, tmp_path: Path) -> None:
 def test_create_refuses_a_bad_file_with_every_problem_and_writes_nothing(home: Path, tmp_path: Path) -> None:
     bad = tmp_path / "bad.yml"
     bad.write_text(SEED_YAML.read_text().replace("minimum: 50", "minimum: 500000").replace("- vcn", "- vcnn"))
-    proc = asectl(home, "api", "create", "-f", bad, "-o", tmp_path / "out", "--push")
+    proc = asectl("api", "create", "-f", bad, "-o", tmp_path / "out", "--push", home=home)
     assert proc.returncode == 1
     assert "Traceback" not in proc.stderr
     problems = [line.strip() for line in proc.stderr.splitlines() if line.startswith("  ")]
@@ -119,7 +119,9 @@ def test_create_refuses_a_bad_file_with_every_problem_and_writes_nothing(home: P
 def test_create_without_a_cluster_writes_the_file_and_says_how_to_push(tmp_path: Path) -> None:
     (tmp_path / "ai_api.yml").write_text(YAML)
     out = tmp_path / "out"
-    proc = asectl(tmp_path / "nohome", "api", "create", "-f", tmp_path / "ai_api.yml", "-o", out, "--push")
+    proc = asectl(
+        "api", "create", "-f", tmp_path / "ai_api.yml", "-o", out, "--push", home=tmp_path / "nohome"
+    )
     assert proc.returncode == 1
     assert (out / "tts.json").is_file()
     assert (
@@ -133,7 +135,7 @@ def test_gen_writes_the_code_defined_schema_and_pushes_it(home: Path, tmp_path: 
     settings = json.loads((home / "cluster.json").read_text())
     settings["regions"]["default"]["project"] = unique(tmp_path)
     (home / "cluster.json").write_text(json.dumps(settings))
-    proc = asectl(home, "api", "gen", wrapper, "-o", tmp_path / "out", "--push")
+    proc = asectl("api", "gen", wrapper, "-o", tmp_path / "out", "--push", home=home)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.splitlines() == [
         f"wrote {tmp_path / 'out' / 'tts.json'} (service tts 2.0)",
@@ -144,11 +146,11 @@ def test_gen_writes_the_code_defined_schema_and_pushes_it(home: Path, tmp_path: 
 
 def test_gen_refuses_the_seeds_example_naming_param1(home: Path, tmp_path: Path) -> None:
     wrapper = project(tmp_path, SEED, "seed")
-    proc = asectl(home, "api", "gen", wrapper, "-o", tmp_path / "out", "--no-push")
+    proc = asectl("api", "gen", wrapper, "-o", tmp_path / "out", "--no-push", home=home)
     assert proc.returncode == 1
     assert f"{wrapper}:6: param1: minimum 11 > maximum 10" in proc.stderr
     assert not (tmp_path / "out").exists()
-    missing = asectl(home, "api", "gen", tmp_path / "nothing.py")
+    missing = asectl("api", "gen", tmp_path / "nothing.py", home=home)
     assert missing.returncode == 2
     assert "no such file" in one_line_error(missing)
 
@@ -171,7 +173,7 @@ def test_create_refuses_names_that_would_leave_the_output_folder(
     assert re.search(pattern, text), f"the seed YAML has no {field}"
     (tmp_path / "ai_api.yml").write_text(re.sub(pattern, rf"\g<1>{field}: '{value}'", text, count=1))
     out = tmp_path / "deep" / "out"
-    proc = asectl(home, "api", "create", "-f", tmp_path / "ai_api.yml", "-o", out)
+    proc = asectl("api", "create", "-f", tmp_path / "ai_api.yml", "-o", out, home=home)
     assert proc.returncode != 0
     shown = field.replace("configFilname", "configFileName")
     assert f"metadata.{shown} {value!r}" in proc.stderr, proc.stderr

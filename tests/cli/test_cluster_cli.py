@@ -11,10 +11,10 @@ from typing import Any
 import pytest
 
 from ase_serving.store import ConfigKey, Instance
-from tests.cli.cluster_support import asectl, one_line_error, set_up
+from tests.cli.cluster_support import set_up
 from tests.store.embedded_server import EmbeddedServer
 from tests.store.etcd_server import free_port
-from tests.support import WRAPPERS, LoaderProcess, start_loader
+from tests.support import WRAPPERS, LoaderProcess, asectl, one_line_error, start_loader
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -69,7 +69,7 @@ def test_status_lists_components_services_and_instances(
     )
     home = tmp_path / "home"
     set_up(home, centre.url, "admin", centre.password)
-    proc = asectl(home, "cluster", "status", "--json")
+    proc = asectl("cluster", "status", "--json", home=home)
     assert proc.returncode == 0, proc.stderr
     doc = json.loads(proc.stdout)
     dead_inst = doc["services"][0]["instances"][0]
@@ -112,7 +112,7 @@ def test_status_lists_components_services_and_instances(
             },
         ],
     }
-    table = asectl(home, "cluster", "status")
+    table = asectl("cluster", "status", home=home)
     assert table.returncode == 0, table.stderr
     for text in ("config", centre.url, "echo", "/v1/echo, /v2/echo", loader.address, "1/2", "ocr", "4/4"):
         assert text in table.stdout
@@ -126,7 +126,7 @@ def test_unhealthy_components_exit_1_with_the_document(tmp_path: Path, centre: E
     lb = f"127.0.0.1:{free_port()}"
     settings["regions"]["default"]["lb"] = lb
     (home / "cluster.json").write_text(json.dumps(settings))
-    proc = asectl(home, "cluster", "status", "--json")
+    proc = asectl("cluster", "status", "--json", home=home)
     assert proc.returncode == 1
     assert one_line_error(proc) == "error: not healthy: lb; `asectl init` starts a local cluster"
     comps: list[dict[str, Any]] = json.loads(proc.stdout)["components"]
@@ -139,7 +139,7 @@ def test_unhealthy_components_exit_1_with_the_document(tmp_path: Path, centre: E
     down = tmp_path / "down"
     url = f"http://127.0.0.1:{free_port()}"
     set_up(down, url, "admin", "x")
-    proc = asectl(down, "cluster", "status", "--json")
+    proc = asectl("cluster", "status", "--json", home=down)
     assert proc.returncode == 1
     doc = json.loads(proc.stdout)
     assert doc["services"] == []
@@ -148,6 +148,6 @@ def test_unhealthy_components_exit_1_with_the_document(tmp_path: Path, centre: E
     assert config["error"].startswith(f"cannot reach the config centre at {url}")
     assert one_line_error(proc) == "error: not healthy: config; `asectl init` starts a local cluster"
 
-    proc = asectl(tmp_path / "empty", "cluster", "status")
+    proc = asectl("cluster", "status", home=tmp_path / "empty")
     assert proc.returncode == 1
     assert one_line_error(proc) == "error: no cluster set up: run `asectl init` or `asectl setup`"

@@ -15,10 +15,10 @@ from typing import Any
 
 import pytest
 
-from tests.cli.cluster_support import asectl, one_line_error, project_home, set_up
+from tests.cli.cluster_support import project_home, set_up
 from tests.store.embedded_server import EmbeddedServer
 from tests.store.etcd_server import free_port
-from tests.support import ASECTL
+from tests.support import ASECTL, asectl, one_line_error
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -49,7 +49,7 @@ def write(path: Path, doc: Any) -> Path:
 
 
 def ok(home: Path, *args: str | Path, **kw: Any) -> str:
-    proc = asectl(home, *args, **kw)
+    proc = asectl(*args, **kw, home=home)
     assert proc.returncode == 0, proc.stderr
     assert "Traceback" not in proc.stderr
     return proc.stdout
@@ -101,16 +101,16 @@ def test_upload_list_show_history_rollback_delete(tmp_path: Path, home: Path) ->
     assert out == "rolled back echo/1.0/echo.json to revision 1's content: now revision 3\n"
     latest = json.loads(ok(home, "config", "show", "echo.json", "--json"))
     assert latest["revision"] == 3 and json.loads(latest["content"]) == SCHEMA
-    proc = asectl(home, "config", "rollback", "echo.json", "--revision", "9")
+    proc = asectl("config", "rollback", "echo.json", "--revision", "9", home=home)
     assert proc.returncode == 1
     assert one_line_error(proc) == "error: echo/1.0/echo.json has no revision 9 (it has 1, 2, 3)"
 
     # delete: without a terminal it needs --yes; the history stays, so a rollback restores it.
-    proc = asectl(home, "config", "delete", "notes")
+    proc = asectl("config", "delete", "notes", home=home)
     assert proc.returncode == 2 and "add --yes" in one_line_error(proc)
     assert ok(home, "config", "delete", "notes", "--yes").startswith("deleted echo/1.0/notes")
     assert [i["name"] for i in json.loads(ok(home, "config", "list", "--json"))["items"]] == ["echo.json"]
-    proc = asectl(home, "config", "show", "notes")
+    proc = asectl("config", "show", "notes", home=home)
     assert proc.returncode == 1 and "no config item named 'notes'" in one_line_error(proc)
     ok(home, "config", "rollback", "echo/1.0/notes", "--revision", "1")
     assert ok(home, "config", "show", "notes") == "hello\n"
@@ -121,7 +121,7 @@ def test_invalid_schema_is_refused_with_every_problem(tmp_path: Path, home: Path
         tmp_path / "bad.json",
         {"meta": {"serviceId": "echo"}, "schemainput": {"type": "object", "required": "payload"}},
     )
-    proc = asectl(home, "config", "upload", bad)
+    proc = asectl("config", "upload", bad, home=home)
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
     assert proc.stderr.splitlines() == [
         f"error: {bad} is refused: 3 problem(s) in the service schema",
@@ -131,15 +131,15 @@ def test_invalid_schema_is_refused_with_every_problem(tmp_path: Path, home: Path
     ]
     # The key it would be stored under must match the schema's meta.
     good = write(tmp_path / "good.json", SCHEMA)
-    proc = asectl(home, "config", "upload", good, "--version", "2.0")
+    proc = asectl("config", "upload", good, "--version", "2.0", home=home)
     assert proc.returncode == 1
     assert "$.meta.version: is '1.0' but the item is stored under --version '2.0'" in proc.stderr
     # A .json file that is not JSON is refused too; any other file needs --service/--version.
     proc = asectl(
-        home, "config", "upload", write(tmp_path / "x.json", "{"), "--service", "s", "--version", "1"
+        "config", "upload", write(tmp_path / "x.json", "{"), "--service", "s", "--version", "1", home=home
     )
     assert proc.returncode == 1 and "$: not valid JSON" in proc.stderr
-    proc = asectl(home, "config", "upload", write(tmp_path / "model.conf", "x"))
+    proc = asectl("config", "upload", write(tmp_path / "model.conf", "x"), home=home)
     assert proc.returncode == 2
     assert (
         one_line_error(proc)
@@ -163,7 +163,7 @@ def test_edit_valid_invalid_unchanged(tmp_path: Path, home: Path) -> None:
     assert json.loads(ok(home, "config", "show", "echo.json")) == edited
 
     bad = write(tmp_path / "bad.json", {**SCHEMA, "schemainput": {"type": "objec"}})
-    proc = asectl(home, "config", "edit", "echo.json", env={**env, "EDIT_WITH": str(bad)})
+    proc = asectl("config", "edit", "echo.json", env={**env, "EDIT_WITH": str(bad)}, home=home)
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
     first, problem = proc.stderr.splitlines()
     kept = Path(first.rsplit("your text is kept in ", 1)[1])
@@ -180,7 +180,7 @@ def test_ambiguous_names_list_the_candidates(tmp_path: Path, home: Path) -> None
     f = write(tmp_path / "model.conf", "x")
     ok(home, "config", "upload", f, "--service", "a", "--version", "1")
     ok(home, "config", "upload", f, "--service", "b", "--version", "1")
-    proc = asectl(home, "config", "show", "model.conf")
+    proc = asectl("config", "show", "model.conf", home=home)
     assert proc.returncode == 1
     assert (
         one_line_error(proc)
@@ -199,14 +199,14 @@ def test_store_down_and_not_set_up(tmp_path: Path) -> None:
         ("upload", write(tmp_path / "a.json", SCHEMA)),
         ("delete", "x", "--yes"),
     ):
-        proc = asectl(down, "config", *args)
+        proc = asectl("config", *args, home=down)
         assert proc.returncode == 1, args
         line = one_line_error(proc)
         assert line.startswith(f"error: cannot reach the config centre at {url}: ") and line.endswith(
             "start it with `asectl init`"
         ), line
 
-    proc = asectl(tmp_path / "empty", "config", "list")
+    proc = asectl("config", "list", home=tmp_path / "empty")
     assert proc.returncode == 1
     assert one_line_error(proc) == "error: no cluster set up: run `asectl init` or `asectl setup`"
 

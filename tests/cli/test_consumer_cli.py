@@ -13,8 +13,9 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.cli.cluster_support import asectl, one_line_error, project_home
+from tests.cli.cluster_support import project_home
 from tests.store.embedded_server import EmbeddedServer
+from tests.support import asectl, one_line_error
 
 
 @pytest.fixture
@@ -24,7 +25,7 @@ def home(tmp_path: Path, centre: EmbeddedServer) -> Path:
 
 
 def ok(home: Path, *args: str) -> str:
-    proc = asectl(home, *args)
+    proc = asectl(*args, home=home)
     assert proc.returncode == 0, proc.stderr
     return proc.stdout
 
@@ -105,16 +106,16 @@ def test_add_list_set_rotate_remove(home: Path, centre: EmbeddedServer) -> None:
 
 def test_clear_errors(home: Path) -> None:
     ok(home, "consumer", "add", "--app-id", "taken")
-    proc = asectl(home, "consumer", "add", "--app-id", "taken")
+    proc = asectl("consumer", "add", "--app-id", "taken", home=home)
     assert proc.returncode == 1 and "exists" in one_line_error(proc) and "rotate taken" in proc.stderr
-    proc = asectl(home, "consumer", "rotate", "nobody")
+    proc = asectl("consumer", "rotate", "nobody", home=home)
     assert proc.returncode == 1 and "no consumer with app id 'nobody'" in one_line_error(proc)
-    proc = asectl(home, "consumer", "add", "--app-id", "no spaces")
+    proc = asectl("consumer", "add", "--app-id", "no spaces", home=home)
     assert proc.returncode == 1 and "is not valid" in one_line_error(proc)
     assert ok(home, "consumer", "remove", "taken") == "consumer taken removed\n"
-    proc = asectl(home, "consumer", "remove", "taken")
+    proc = asectl("consumer", "remove", "taken", home=home)
     assert proc.returncode == 1 and "no consumer with app id 'taken'" in one_line_error(proc)
-    proc = asectl(home, "consumer", "set", "taken")
+    proc = asectl("consumer", "set", "taken", home=home)
     assert proc.returncode == 2 and "nothing to change" in one_line_error(proc)
 
 

@@ -18,9 +18,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.cli.cluster_support import asectl
 from tests.store.etcd_server import free_port, start_etcd
-from tests.support import ASECTL
+from tests.support import ASECTL, asectl
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -81,7 +80,7 @@ def test_init_status_init_again_down(tmp_path: Path, home: Path) -> None:
         str(gw_port),
     )
     args += ("--json",)
-    proc = asectl(home, *args)
+    proc = asectl(*args, home=home)
     assert proc.returncode == 0, proc.stderr
     doc = json.loads(proc.stdout)
     url, lb, gw = f"http://127.0.0.1:{config_port}", f"127.0.0.1:{lb_port}", f"http://127.0.0.1:{gw_port}"
@@ -131,7 +130,7 @@ def test_init_status_init_again_down(tmp_path: Path, home: Path) -> None:
         time.sleep(0.05)
     assert health["problems"] == {}
 
-    status = asectl(home, "cluster", "status", "--json")
+    status = asectl("cluster", "status", "--json", home=home)
     assert status.returncode == 0, status.stderr
     assert json.loads(status.stdout) == {
         "components": [
@@ -144,10 +143,10 @@ def test_init_status_init_again_down(tmp_path: Path, home: Path) -> None:
     }
     notes = tmp_path / "notes.txt"
     notes.write_text("hi")
-    assert asectl(home, "config", "upload", notes, "--service", "s", "--version", "1").returncode == 0
+    assert asectl("config", "upload", notes, "--service", "s", "--version", "1", home=home).returncode == 0
 
     # Again: nothing new starts; the same processes are reported.
-    again = asectl(home, *args)
+    again = asectl(*args, home=home)
     assert again.returncode == 0, again.stderr
     assert [(c["pid"], c["started"]) for c in json.loads(again.stdout)["components"]] == [
         (pids[0], False),
@@ -155,7 +154,7 @@ def test_init_status_init_again_down(tmp_path: Path, home: Path) -> None:
         (pids[2], False),
     ]
 
-    down = asectl(home, "down")
+    down = asectl("down", home=home)
     assert down.returncode == 0, down.stderr
     assert down.stdout.splitlines() == [
         f"stopped gateway (pid {pids[2]}, {gw})",
@@ -164,10 +163,10 @@ def test_init_status_init_again_down(tmp_path: Path, home: Path) -> None:
     ]
     wait_gone(pids)
     assert list((home / "run").glob("*.pid")) == []
-    proc = asectl(home, "cluster", "status", "--json")
+    proc = asectl("cluster", "status", "--json", home=home)
     assert proc.returncode == 1
     assert [c["healthy"] for c in json.loads(proc.stdout)["components"]] == [False, False, False]
-    nothing = asectl(home, "down")
+    nothing = asectl("down", home=home)
     assert nothing.returncode == 0
     assert nothing.stdout == "nothing to stop: no local cluster runs under this ASE_HOME\n"
 
@@ -177,7 +176,7 @@ def test_init_that_fails_shows_the_log_and_leaves_nothing_running(home: Path) ->
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        proc = asectl(home, "init", "--config-port", str(port), "--no-gateway")
+        proc = asectl("init", "--config-port", str(port), "--no-gateway", home=home)
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
     assert "error: the config centre exited with code 1; its log" in proc.stderr
     assert str(port) in proc.stderr  # the log's own reason (the taken port) is shown
@@ -202,18 +201,18 @@ def test_init_against_an_existing_etcd(tmp_path: Path, home: Path) -> None:
             str(free_port()),
             "--no-gateway",
         )
-        proc = asectl(home, *base, "--password", "wrong")
+        proc = asectl(*base, "--password", "wrong", home=home)
         assert proc.returncode == 1 and "refused account 'root'" in proc.stderr
         assert list((home / "run").glob("*.pid")) == []
 
-        proc = asectl(home, *base, "--password", etcd.password, "--json")
+        proc = asectl(*base, "--password", etcd.password, "--json", home=home)
         assert proc.returncode == 0, proc.stderr
         doc = json.loads(proc.stdout)
         assert (doc["address"], doc["account"]) == (etcd.address, "root")
         assert [c["name"] for c in doc["components"]] == ["lb"]  # no embedded centre started
         assert not (home / "configd").exists()
 
-        status = asectl(home, "cluster", "status", "--json")
+        status = asectl("cluster", "status", "--json", home=home)
         assert status.returncode == 0, status.stderr
         assert [(c["name"], c["url"]) for c in json.loads(status.stdout)["components"]] == [
             ("config", etcd.address),
@@ -221,19 +220,21 @@ def test_init_against_an_existing_etcd(tmp_path: Path, home: Path) -> None:
         ]
         notes = tmp_path / "notes.txt"
         notes.write_text("hi")
-        assert asectl(home, "config", "upload", notes, "--service", "s", "--version", "1").returncode == 0
+        assert (
+            asectl("config", "upload", notes, "--service", "s", "--version", "1", home=home).returncode == 0
+        )
         assert etcd.etcdctl("get", "--prefix", "--keys-only", "/ase/config/").split() == [
             "/ase/config/default/default/s/1/notes.txt"
         ]
 
-        down = asectl(home, "down")
+        down = asectl("down", home=home)
         assert down.returncode == 0 and down.stdout.startswith("stopped lb ")
         wait_gone([doc["components"][0]["pid"]])
 
 
 def test_init_on_free_ports_reports_the_ports_chosen(home: Path) -> None:
     """Without --lb, init starts what a local cluster uses: its gateway balances in its own process."""
-    proc = asectl(home, "init", "--config-port", "0", "--gateway-port", "0", "--json")
+    proc = asectl("init", "--config-port", "0", "--gateway-port", "0", "--json", home=home)
     assert proc.returncode == 0, proc.stderr
     doc = json.loads(proc.stdout)
     urls = {c["name"]: c["url"] for c in doc["components"]}
@@ -241,13 +242,13 @@ def test_init_on_free_ports_reports_the_ports_chosen(home: Path) -> None:
     assert urls["gateway"].startswith("http://127.0.0.1:") and not urls["gateway"].endswith(":0")
     assert urls["config"].startswith("http://127.0.0.1:") and not urls["config"].endswith(":0")
     assert not (home / "run" / "lb.pid").exists()
-    status = asectl(home, "cluster", "status", "--json")
+    status = asectl("cluster", "status", "--json", home=home)
     assert status.returncode == 0, status.stderr
     assert {c["name"]: (c["url"], c["healthy"]) for c in json.loads(status.stdout)["components"]} == {
         "config": (urls["config"], True),
         "gateway": (urls["gateway"], True),
     }
-    assert asectl(home, "down").returncode == 0
+    assert asectl("down", home=home).returncode == 0
 
 
 def test_a_loader_run_against_init_is_served_by_its_gateway(home: Path) -> None:
@@ -256,7 +257,7 @@ def test_a_loader_run_against_init_is_served_by_its_gateway(home: Path) -> None:
     from examples.support import example_dir
     from tests.support import read_ready_line, stop_group
 
-    proc = asectl(home, "init", "--config-port", "0", "--gateway-port", "0", "--json")
+    proc = asectl("init", "--config-port", "0", "--gateway-port", "0", "--json", home=home)
     assert proc.returncode == 0, proc.stderr
     gateway = {c["name"]: c["url"] for c in json.loads(proc.stdout)["components"]}["gateway"]
     env = {k: v for k, v in os.environ.items() if not k.startswith("ASE_")}
@@ -278,7 +279,7 @@ def test_a_loader_run_against_init_is_served_by_its_gateway(home: Path) -> None:
         assert docs.split() == ["docs", f"{gateway}/docs?service=echo"]
 
         def status() -> dict[str, object]:
-            out = asectl(home, "cluster", "status", "--json")
+            out = asectl("cluster", "status", "--json", home=home)
             doc: dict[str, object] = json.loads(out.stdout)
             return doc
 
@@ -317,10 +318,10 @@ def test_a_loader_run_against_init_is_served_by_its_gateway(home: Path) -> None:
         assert resp.json()["payload"]["echo"]["text"] == "aGk="
         # Authentication is on by default.
         assert httpx.post(f"{gateway}/v1/private/echo", json=body).json()["header"]["code"] == 10401
-        again = asectl(home, "init", "--config-port", "0", "--gateway-port", "0", "--json")
+        again = asectl("init", "--config-port", "0", "--gateway-port", "0", "--json", home=home)
         assert again.returncode == 0, again.stderr
         assert json.loads(again.stdout)["consumer"] == {**made, "new": False}
         assert json.loads(creds_file.read_text()) == creds
     finally:
         stop_group(run)
-    assert asectl(home, "down").returncode == 0
+    assert asectl("down", home=home).returncode == 0

@@ -4,31 +4,18 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from tests.support import asectl, one_line_error
 
 PLUGINS = Path(__file__).parents[1] / "wrapper" / "plugins"
 _SCRIPT = Path(sys.executable).parent / "asectl"
 ASECTL = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "ase_serving.cli.main"]
 
 pytestmark = pytest.mark.timeout(60)
-
-
-def asectl(*args: str | Path, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [*ASECTL, *map(str, args)], cwd=cwd, capture_output=True, text=True, timeout=50, check=False
-    )
-
-
-def one_line_error(proc: subprocess.CompletedProcess[str]) -> str:
-    assert "Traceback" not in proc.stderr
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1, proc.stderr
-    assert lines[0].startswith("error: ")
-    return lines[0]
 
 
 def project(tmp_path: Path, plugin: str, cases: dict[str, str] | None = None) -> Path:

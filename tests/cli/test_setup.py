@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.cli.cluster_support import asectl, on_terminal, one_line_error
+from tests.cli.cluster_support import on_terminal
 from tests.store.embedded_server import EmbeddedServer
 from tests.store.etcd_server import free_port
-from tests.support import ASECTL
+from tests.support import ASECTL, asectl, one_line_error
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -21,7 +21,6 @@ def test_setup_saves_checked_settings_readable_by_the_owner_only(
     tmp_path: Path, centre: EmbeddedServer
 ) -> None:
     proc = asectl(
-        tmp_path,
         "setup",
         "--address",
         centre.url,
@@ -32,6 +31,7 @@ def test_setup_saves_checked_settings_readable_by_the_owner_only(
         "--project",
         "shop",
         "--json",
+        home=tmp_path,
     )
     assert proc.returncode == 0, proc.stderr
     saved = tmp_path / "cluster.json"
@@ -51,7 +51,7 @@ def test_setup_saves_checked_settings_readable_by_the_owner_only(
     assert (entry["address"], entry["account"], entry["password"]) == (centre.url, "admin", centre.password)
 
     # Run again without flags and without a terminal: the saved values are the defaults; nothing is asked.
-    again = asectl(tmp_path, "setup", "--group", "prod")
+    again = asectl("setup", "--group", "prod", home=tmp_path)
     assert again.returncode == 0, again.stderr
     assert "accepts account admin" in again.stdout
     entry = json.loads(saved.read_text())["regions"]["default"]
@@ -59,7 +59,7 @@ def test_setup_saves_checked_settings_readable_by_the_owner_only(
 
 
 def test_wrong_password_exits_1_and_saves_nothing(tmp_path: Path, centre: EmbeddedServer) -> None:
-    proc = asectl(tmp_path, "setup", "--address", centre.url, "--account", "admin", "--password", "nope")
+    proc = asectl("setup", "--address", centre.url, "--account", "admin", "--password", "nope", home=tmp_path)
     assert proc.returncode == 1
     line = one_line_error(proc)
     assert (
@@ -70,7 +70,7 @@ def test_wrong_password_exits_1_and_saves_nothing(tmp_path: Path, centre: Embedd
 
 def test_no_password_is_refused_by_the_write_check(tmp_path: Path, centre: EmbeddedServer) -> None:
     # The embedded centre answers a ping without an account; only the write check catches this.
-    proc = asectl(tmp_path, "setup", "--address", centre.url, "--account", "")
+    proc = asectl("setup", "--address", centre.url, "--account", "", home=tmp_path)
     assert proc.returncode == 1
     assert "needs an account" in one_line_error(proc)
     assert not (tmp_path / "cluster.json").exists()
@@ -78,13 +78,13 @@ def test_no_password_is_refused_by_the_write_check(tmp_path: Path, centre: Embed
 
 def test_store_down_and_bad_addresses(tmp_path: Path) -> None:
     url = f"http://127.0.0.1:{free_port()}"
-    proc = asectl(tmp_path, "setup", "--address", url, "--password", "x")
+    proc = asectl("setup", "--address", url, "--password", "x", home=tmp_path)
     assert proc.returncode == 1
     line = one_line_error(proc)
     assert line.startswith(f"error: cannot reach the config centre at {url}: ")
     assert line.endswith("start it with `asectl init` (nothing saved)")
 
-    proc = asectl(tmp_path, "setup", "--address", "ftp://127.0.0.1:1")
+    proc = asectl("setup", "--address", "ftp://127.0.0.1:1", home=tmp_path)
     assert proc.returncode == 2
     assert "must start with one of" in one_line_error(proc)
     assert not (tmp_path / "cluster.json").exists()

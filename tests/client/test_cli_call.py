@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
@@ -12,23 +11,9 @@ import pytest
 
 from ase_serving.cli.call import _value, chunks
 from tests.gateway.support import GatewayProcess
-from tests.support import ASECTL
+from tests.support import asectl
 
 Call = Callable[..., subprocess.CompletedProcess[str]]
-
-
-def asectl(home: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    """``asectl call ARGS`` with ``$ASE_HOME`` = ``home`` and no ASE_* settings but ``env``."""
-    base = {k: v for k, v in os.environ.items() if not k.startswith("ASE_")}
-    full = {**base, "ASE_HOME": str(home), **(env or {})}
-    return subprocess.run(
-        [*ASECTL, "call", *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env=full,
-        stdin=subprocess.DEVNULL,
-    )
 
 
 def flags(creds: dict[str, str]) -> list[str]:
@@ -42,7 +27,7 @@ def call(gw: GatewayProcess, consumer: dict[str, str], tmp_path: Path) -> Call:
     home.mkdir()
 
     def run(*args: str) -> subprocess.CompletedProcess[str]:
-        return asectl(home, "--gateway", gw.url, *flags(consumer), *args)
+        return asectl("call", "--gateway", gw.url, *flags(consumer), *args, home=home)
 
     return run
 
@@ -147,10 +132,10 @@ def test_bad_flags_say_what_to_give(call: Call) -> None:
 
 
 def test_no_gateway_or_no_app_id_says_what_to_run(tmp_path: Path, gw: GatewayProcess) -> None:
-    done = asectl(tmp_path, "binecho", "--data", "text=x", "--app-id", "test")
+    done = asectl("call", "binecho", "--data", "text=x", "--app-id", "test", home=tmp_path)
     assert done.returncode == 1
     assert "no gateway" in done.stderr and "--gateway" in done.stderr and "asectl init" in done.stderr
-    done = asectl(tmp_path, "binecho", "--data", "text=x", env={"ASE_GATEWAY_URL": gw.url})
+    done = asectl("call", "binecho", "--data", "text=x", env={"ASE_GATEWAY_URL": gw.url}, home=tmp_path)
     assert done.returncode == 1
     assert "no app id" in done.stderr and "--app-id" in done.stderr and "asectl init" in done.stderr
     assert "asectl consumer add" in done.stderr
@@ -160,13 +145,20 @@ def test_credentials_from_the_environment(
     tmp_path: Path, gw: GatewayProcess, consumer: dict[str, str]
 ) -> None:
     env = {"ASE_GATEWAY_URL": gw.url, "ASE_APP_ID": consumer["app_id"], "ASE_API_KEY": consumer["api_key"]}
-    done = asectl(tmp_path, "binecho", "--data", "text=key", env=env)
+    done = asectl("call", "binecho", "--data", "text=key", env=env, home=tmp_path)
     assert (done.returncode, done.stdout) == (0, "key\n"), done.stderr
     done = asectl(
-        tmp_path, "binecho", "--data", "text=signed", env={**env, "ASE_API_SECRET": consumer["api_secret"]}
+        "call",
+        "binecho",
+        "--data",
+        "text=signed",
+        env={**env, "ASE_API_SECRET": consumer["api_secret"]},
+        home=tmp_path,
     )
     assert (done.returncode, done.stdout) == (0, "signed\n"), done.stderr
-    done = asectl(tmp_path, "binecho", "--data", "text=x", env={**env, "ASE_API_SECRET": "wrong"})
+    done = asectl(
+        "call", "binecho", "--data", "text=x", env={**env, "ASE_API_SECRET": "wrong"}, home=tmp_path
+    )
     assert done.returncode == 1 and "error: 10401: the signature does not match" in done.stderr
     assert consumer["api_secret"] not in done.stderr + done.stdout
 
@@ -174,13 +166,15 @@ def test_credentials_from_the_environment(
 def test_credentials_from_the_home(tmp_path: Path, gw: GatewayProcess, consumer: dict[str, str]) -> None:
     env = {"ASE_GATEWAY_URL": gw.url}
     (tmp_path / "credentials.json").write_bytes(orjson.dumps(consumer))
-    done = asectl(tmp_path, "stream_echo", "--session", "--data", "text=home", "--chunk", "2", env=env)
+    done = asectl(
+        "call", "stream_echo", "--session", "--data", "text=home", "--chunk", "2", env=env, home=tmp_path
+    )
     assert (done.returncode, done.stdout) == (0, "ho\nme\n"), done.stderr
     # Another app id on the command line: the file's key and secret are not sent with it.
-    done = asectl(tmp_path, "binecho", "--app-id", "other", "--data", "text=x", env=env)
+    done = asectl("call", "binecho", "--app-id", "other", "--data", "text=x", env=env, home=tmp_path)
     assert done.returncode == 1 and "error: 10401: authentication required" in done.stderr
     (tmp_path / "credentials.json").write_text("{oops")
-    done = asectl(tmp_path, "binecho", "--data", "text=x", env=env)
+    done = asectl("call", "binecho", "--data", "text=x", env=env, home=tmp_path)
     assert done.returncode == 1 and "credentials.json: unreadable" in done.stderr
 
 
@@ -190,7 +184,7 @@ def test_an_unreachable_gateway_is_one_line_with_the_url(tmp_path: Path) -> None
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         url = f"http://127.0.0.1:{sock.getsockname()[1]}"
-        done = asectl(tmp_path, "binecho", "--gateway", url, "--app-id", "a", "--data", "text=x")
+        done = asectl("call", "binecho", "--gateway", url, "--app-id", "a", "--data", "text=x", home=tmp_path)
     assert done.returncode == 1
     assert (
         done.stderr.count("\n") == 1

@@ -18,7 +18,7 @@ import yaml
 
 from ase_serving.cluster.k8s import find_helm
 from ase_serving.deploy import CHART_DIR
-from tests.cli.cluster_support import asectl
+from tests.support import asectl
 
 kubernetes_validate = pytest.importorskip("kubernetes_validate")
 
@@ -328,7 +328,7 @@ def test_configmap_mode_keeps_loader_data_ports_on_loopback() -> None:
 def test_cli_without_helm(tmp_path: Path) -> None:
     """No helm anywhere: exit 1, say how to install it and the exact helm command to run."""
     env = {"PATH": "/nonexistent", "ASE_HELM": ""}
-    proc = asectl(tmp_path, "init", "--mode", "k8s", "--values", VALUES / "configmap.yaml", env=env)
+    proc = asectl("init", "--mode", "k8s", "--values", VALUES / "configmap.yaml", env=env, home=tmp_path)
     assert proc.returncode == 1, proc.stderr
     assert "helm is not installed" in proc.stderr and "scripts/install-helm" in proc.stderr
     assert f"helm upgrade --install ase {CHART_DIR} --namespace ase --create-namespace" in proc.stderr
@@ -337,7 +337,9 @@ def test_cli_without_helm(tmp_path: Path) -> None:
 
 
 def test_cli_missing_values_file(tmp_path: Path) -> None:
-    proc = asectl(tmp_path, "init", "--mode", "k8s", "--values", tmp_path / "nope.yaml", env={"ASE_HELM": ""})
+    proc = asectl(
+        "init", "--mode", "k8s", "--values", tmp_path / "nope.yaml", env={"ASE_HELM": ""}, home=tmp_path
+    )
     assert proc.returncode == 2
     assert "nope.yaml: no such file" in proc.stderr
 
@@ -347,7 +349,7 @@ def test_cli_dry_run_prints_manifests(tmp_path: Path) -> None:
     assert HELM is not None
     env = {"ASE_HELM": HELM}
     proc = asectl(
-        tmp_path, "init", "--mode", "k8s", "--dry-run", "--values", VALUES / "configmap.yaml", env=env
+        "init", "--mode", "k8s", "--dry-run", "--values", VALUES / "configmap.yaml", env=env, home=tmp_path
     )
     assert proc.returncode == 0, proc.stderr
     docs = [d for d in yaml.safe_load_all(proc.stdout) if d]
@@ -366,7 +368,7 @@ def test_cli_no_cluster_reachable(tmp_path: Path) -> None:
         "users: [{name: u, user: {}}]\n"
     )
     env = {"ASE_HELM": HELM, "KUBECONFIG": str(kubeconfig), "HOME": str(tmp_path)}
-    proc = asectl(tmp_path, "init", "--mode", "k8s", env=env, timeout=90)
+    proc = asectl("init", "--mode", "k8s", env=env, timeout=90, home=tmp_path)
     assert proc.returncode == 1
     assert "no Kubernetes cluster reachable" in proc.stderr
     assert "helm upgrade --install ase" in proc.stderr
