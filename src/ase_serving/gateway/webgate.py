@@ -4,7 +4,9 @@ Transport-free: it takes bytes and parsed JSON, and raises the protocol's errors
 (:mod:`ase_serving.errors`) with messages that name the field and the rule:
 
 * 10160 the body is not a JSON object;
-* 10163 the body breaks the schema (the first problem the validator finds, with its JSON path);
+* 10163 the body breaks the schema (the first problem the validator finds, with its JSON path),
+  or it breaks it with a value nested deeper than JSON can be written back (254 levels), which
+  the validator cannot describe: then the field holding that value is named;
 * 10313 ``header.app_id`` is missing (HTTP 400);
 * 10161 a payload entry's data is not valid base64 (decoding happens here, once).
 """
@@ -19,12 +21,15 @@ from ase_serving import errors
 from ase_serving.errors import AppIdMissing, AseError, BadRequest
 from ase_serving.gateway.routes import Service
 from ase_serving.protocol.items import DataItem
-from ase_serving.protocol.public import decode_item, parse_body
+from ase_serving.protocol.public import TooDeep, decode_item, parse_body
 
 __all__ = ["check", "parse_body", "payload_items"]
 
 #: A message quoting a huge value (a base64 string) is cut to this many characters.
 _MESSAGE_MAX = 300
+#: Levels of arrays and objects a value may be nested (orjson's limit; jsonschema-rs describes an
+#: error only in a value nested at most about as deep).
+_DEPTH_MAX = 254
 
 
 def _where(path: Any) -> str:
@@ -56,8 +61,33 @@ def check(svc: Service, body: dict[str, Any], first: bool = True) -> None:
     validator = svc.validator if first else svc.frame_validator
     if validator.is_valid(body):
         return
-    for err in validator.iter_errors(body):
+    try:
+        err = next(iter(validator.iter_errors(body)), None)
+    except ValueError:  # "Recursion limit reached": the error's value is nested too deeply
+        raise _too_deep(body) from None
+    if err is not None:
         raise _problem(err)
+
+
+def _too_deep(body: dict[str, Any]) -> AseError:
+    """10163 naming the field of ``body`` that holds a value nested past :data:`_DEPTH_MAX`."""
+    stack: list[tuple[Any, tuple[str | int, ...]]] = [(body, ())]
+    while stack:
+        node, path = stack.pop()
+        if len(path) > _DEPTH_MAX:
+            field = []
+            for part in path[:3]:
+                if not isinstance(part, str):
+                    break
+                field.append(part)
+            return TooDeep(
+                f"{'.'.join(field)}: is nested too deeply: at most {_DEPTH_MAX} levels of arrays and objects"
+            )
+        if isinstance(node, dict):
+            stack.extend((value, (*path, key)) for key, value in node.items())
+        elif isinstance(node, list):
+            stack.extend((value, (*path, i)) for i, value in enumerate(node))
+    return BadRequest("the body breaks the schema in a way the validator cannot describe")
 
 
 def payload_items(body: dict[str, Any], default_status: int) -> list[DataItem]:
