@@ -53,6 +53,9 @@ class _WiredSession:
     def ended(self) -> bool:
         return bool(self.inner.ended)
 
+    async def open(self) -> None:
+        await self.inner.open()
+
     async def send(self, status: int, items: Iterable[DataItem] = ()) -> None:
         frame = wire.decode_frame(wire.encode(Frame(status, list(items))))
         await self.inner.send(frame.status, frame.items)
