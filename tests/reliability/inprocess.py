@@ -78,8 +78,8 @@ def _schema(gw: Gateway, service: str, version: str, name: str, content: bytes) 
 
 def fuzz_gateway(lic: int = 2, **settings: Any) -> tuple[Gateway, GatewayApp]:
     """examples/echo and examples/stream_echo, and ``typed`` (:data:`TYPED_YAML`) on echo's
-    wrapper, each with ``lic`` licences."""
-    gw = Gateway(GatewaySettings(auth="off", **settings))
+    wrapper, each with ``lic`` licences (reported once, so known for a day rather than ``lb_ttl``)."""
+    gw = Gateway(GatewaySettings(**{"auth": "off", "lb_ttl": 86400.0, **settings}))
     hosts: dict[str, EngineHost] = {}
     served: list[tuple[str, str, Path]] = []
     for name in ("echo", "stream_echo"):

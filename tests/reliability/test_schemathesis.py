@@ -1,5 +1,6 @@
 """schemathesis over the gateway's ``/openapi.json`` (issue 16): positive and negative cases made
-from the documented schemas, sent to a real gateway in front of the examples; no 5xx.
+from the documented schemas, sent to a real gateway in front of the examples (echo, stream_echo)
+and ``typed`` (a parameter of each JSON type, served by echo's wrapper); no 5xx.
 
 schemathesis runs from its own virtualenv (``.venv-schemathesis``, made by ``scripts/install``):
 it pins ``jsonschema_rs`` below the version the gateway validates with, so it must not share the
@@ -17,6 +18,7 @@ import pytest
 
 from examples.support import example_dir
 from tests.gateway.support import Cluster, GatewayProcess, once_body
+from tests.reliability.strategies import TYPED_YAML
 
 ROOT = Path(__file__).resolve().parents[2]
 SCHEMATHESIS = ROOT / ".venv-schemathesis" / "bin" / "schemathesis"
@@ -33,11 +35,13 @@ pytestmark = [
 
 @pytest.fixture(scope="module")
 def gw(cluster: Cluster) -> Iterator[GatewayProcess]:
+    cluster.put_schema(TYPED_YAML)
     cluster.loader(example_dir("echo"))
+    cluster.loader(example_dir("echo"), "--service", "typed")
     cluster.loader(example_dir("stream_echo"))
     with cluster.gateway() as gateway:
-        gateway.wait_route("/v1/private/echo")
-        gateway.wait_route("/v1/private/stream_echo")
+        for route in ("echo", "typed", "stream_echo"):
+            gateway.wait_route(f"/v1/private/{route}")
         yield gateway
 
 
