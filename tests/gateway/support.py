@@ -305,3 +305,34 @@ spec:
       properties:
         text: {type: text, encoding: utf8}
 """
+
+
+async def asgi_websocket(
+    app: Any, path: str, frames: list[bytes | str], timeout: float
+) -> list[dict[str, Any]]:
+    """One WebSocket through the ASGI app, as a client that sends ``frames`` and then waits for
+    the gateway to close: every message the app sent (a hang past ``timeout`` raises
+    ``TimeoutError``)."""
+    inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+    inbox.put_nowait({"type": "websocket.connect"})
+    for frame in frames:
+        key = "bytes" if isinstance(frame, bytes) else "text"
+        inbox.put_nowait({"type": "websocket.receive", key: frame})
+    sent: list[dict[str, Any]] = []
+
+    async def send(msg: Any) -> None:
+        if sent and sent[-1]["type"] == "websocket.close":
+            raise RuntimeError(f"sent after the close: {msg}")  # as a server would refuse it
+        sent.append(dict(msg))
+        if msg["type"] == "websocket.close":
+            inbox.put_nowait({"type": "websocket.disconnect", "code": msg.get("code", 1000)})
+
+    scope = {
+        "type": "websocket",
+        "path": path,
+        "headers": [],
+        "query_string": b"",
+        "client": ("127.0.0.1", 1),
+    }
+    await asyncio.wait_for(app(scope, inbox.get, send), timeout)
+    return sent

@@ -34,6 +34,7 @@ from ase_serving.protocol.items import DataItem, Status
 from ase_serving.store import ConfigKey
 from ase_serving.store.base import ConfigEvent, ConfigItem
 from ase_serving.wrapper.plugin import load_plugin
+from tests.gateway.support import asgi_websocket
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
@@ -156,29 +157,6 @@ class _Broken(InProcessTransport):
         raise RuntimeError("injected bug")
 
 
-async def _websocket(app: GatewayApp, path: str, first: str) -> list[dict[str, Any]]:
-    """Drive one WebSocket through the ASGI app: connect, one text frame; what the app sent."""
-    inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
-    for msg in ({"type": "websocket.connect"}, {"type": "websocket.receive", "text": first}):
-        inbox.put_nowait(msg)
-    sent: list[dict[str, Any]] = []
-
-    async def send(msg: Any) -> None:
-        sent.append(dict(msg))
-        if msg["type"] == "websocket.close":
-            inbox.put_nowait({"type": "websocket.disconnect", "code": msg.get("code", 1000)})
-
-    scope = {
-        "type": "websocket",
-        "path": path,
-        "headers": [],
-        "query_string": b"",
-        "client": ("127.0.0.1", 1),
-    }
-    await asyncio.wait_for(app(scope, inbox.get, send), 10)
-    return sent
-
-
 def test_a_gateway_bug_is_answered_in_the_protocol_and_frees_the_licence(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
@@ -197,7 +175,7 @@ def test_a_gateway_bug_is_answered_in_the_protocol_and_frees_the_licence(
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gw") as client:
             # More than the one licence: a licence kept by each failure would leave none.
             onces = [await client.post("/v1/private/echo", content=_body("x")) for _ in range(3)]
-            sessions = [await _websocket(app, "/v1/private/stream_echo", first) for _ in range(3)]
+            sessions = [await asgi_websocket(app, "/v1/private/stream_echo", [first], 10) for _ in range(3)]
             gw.atom.transport = working
             return onces, sessions, await client.post("/v1/private/echo", content=_body("after"))
 

@@ -8,7 +8,6 @@ engine gets it, as a loader would, so that a value the wire cannot carry fails h
 
 from __future__ import annotations
 
-import asyncio
 import tempfile
 import textwrap
 from collections.abc import Iterable
@@ -105,34 +104,3 @@ def fuzz_gateway(lic: int = 2, **settings: Any) -> tuple[Gateway, GatewayApp]:
 
 def licences_free(gw: Gateway, lic: int = 2) -> bool:
     return {n.avail for n in gw.picker.balancer.nodes()} == {lic}  # type: ignore[attr-defined]
-
-
-async def websocket(
-    app: GatewayApp, path: str, frames: list[bytes | str], timeout: float
-) -> list[dict[str, Any]]:
-    """One WebSocket through the ASGI app, as a client that sends ``frames`` and then waits for
-    the gateway to close: every message the app sent (a hang past ``timeout`` raises
-    ``TimeoutError``)."""
-    inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
-    inbox.put_nowait({"type": "websocket.connect"})
-    for frame in frames:
-        key = "bytes" if isinstance(frame, bytes) else "text"
-        inbox.put_nowait({"type": "websocket.receive", key: frame})
-    sent: list[dict[str, Any]] = []
-
-    async def send(msg: Any) -> None:
-        if sent and sent[-1]["type"] == "websocket.close":
-            raise RuntimeError(f"sent after the close: {msg}")  # as a server would refuse it
-        sent.append(dict(msg))
-        if msg["type"] == "websocket.close":
-            inbox.put_nowait({"type": "websocket.disconnect", "code": msg.get("code", 1000)})
-
-    scope = {
-        "type": "websocket",
-        "path": path,
-        "headers": [],
-        "query_string": b"",
-        "client": ("127.0.0.1", 1),
-    }
-    await asyncio.wait_for(app(scope, inbox.get, send), timeout)
-    return sent

@@ -24,7 +24,8 @@ from hypothesis import given
 
 from ase_serving import errors
 from ase_serving.gateway.app import GatewayApp
-from tests.reliability.inprocess import fuzz_gateway, licences_free, websocket
+from tests.gateway.support import asgi_websocket as websocket
+from tests.reliability.inprocess import fuzz_gateway, licences_free
 from tests.reliability.strategies import CLIENT_CLOSES, examples, frames, fuzz_settings, protocol_header
 
 EXAMPLES = examples(200)
