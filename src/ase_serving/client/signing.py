@@ -17,8 +17,6 @@ from dataclasses import dataclass, field
 from urllib.parse import urlencode, urlsplit
 
 from ase_serving.protocol.signing import (
-    HEADERS_NO_BODY,
-    HEADERS_WITH_BODY,
     SIGNED_HEADERS,
     authorization,
     body_digest,
@@ -63,11 +61,8 @@ def sign(
 
 
 def _names(digest: bool, x_nonce: bool) -> str:
-    if digest and x_nonce:
-        return HEADERS_WITH_BODY
-    if x_nonce:
-        return HEADERS_NO_BODY
-    return SIGNED_HEADERS + " digest" if digest else SIGNED_HEADERS
+    """The ``headers`` field: the seed's three names, then ``digest`` and ``x-nonce`` when signed."""
+    return " ".join([SIGNED_HEADERS, *(["digest"] if digest else []), *(["x-nonce"] if x_nonce else [])])
 
 
 def sign_query(
