@@ -212,3 +212,38 @@ def test_a_slowed_client_runs_no_scrypt_and_a_verified_login_still_passes(
         asyncio.run(body())
     finally:
         db.close()
+
+
+def test_an_unknown_account_costs_the_same_scrypt_as_a_wrong_password(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The time of a refusal must not tell a guesser which account names exist."""
+    salts: list[bytes] = []
+    real = accounts_mod._hash
+
+    def counted(password: str, salt: bytes) -> bytes:
+        salts.append(salt)
+        return real(password, salt)
+
+    clock = Clock()
+    db = KVDB(tmp_path / "s.db")
+    accounts = Accounts(db, LoginThrottle(free=2, base=30.0, cap=60.0, clock=clock))
+    accounts.add("admin", "right", "admin")
+    monkeypatch.setattr(accounts_mod, "_hash", counted)
+
+    async def body() -> None:
+        assert (await accounts.check("admin", "wrong", "10.0.0.1")) is None
+        assert (await accounts.check("nobody", "right", "10.0.0.1")) is None
+        assert (await accounts.check("nobody", "other", "10.0.0.2")) is None
+        # Three scrypt runs; the unknown name's with one salt of the process's own, not an account's.
+        assert len(salts) == 3 and salts[1] == salts[2] != salts[0]
+        assert accounts.stats == {"checked": 3, "failed": 3, "throttled": 0}
+        # And it counts as a failure like any other: 10.0.0.1 is now slowed.
+        with pytest.raises(Throttled):
+            await accounts.check("nobody", "x", "10.0.0.1")
+        assert len(salts) == 3
+
+    try:
+        asyncio.run(body())
+    finally:
+        db.close()

@@ -142,6 +142,23 @@ def test_each_role_does_what_it_may_and_is_refused_the_rest(
     assert {n for n, status in got.items() if status < 300} == allowed
 
 
+def test_an_account_added_without_a_role_is_a_writer(embedded: EmbeddedServer) -> None:
+    """What POST /v1/accounts without a role made before roles (a non-admin) is a writer now."""
+    name, password = unique("norole"), secrets.token_urlsafe(12)
+    with httpx.Client(base_url=embedded.url, auth=(embedded.account, embedded.password)) as admin:
+        resp = admin.post("/v1/accounts", json={"account": name, "password": password})
+        assert (resp.status_code, resp.json()) == (201, {"account": name, "role": "writer"})
+        for body in ({"role": "root"}, {"role": None}):
+            bad = admin.post("/v1/accounts", json={"account": unique("bad"), "password": "pw", **body})
+            assert bad.status_code == 400 and "admin, writer, reader, gateway" in bad.json()["error"]
+    with httpx.Client(base_url=embedded.url, auth=(name, password)) as client:
+        put = {"puts": [{"key": f"/ase/config/{unique('t')}/s/1/a", "value": _B64}]}
+        assert client.post("/v1/txn", json=put).status_code == 200
+        refused = client.post("/v1/accounts", json={"account": unique("n"), "password": "pw"})
+        assert refused.status_code == 403
+        assert f"account {name!r} has the role writer" in refused.json()["error"]
+
+
 # -- consumer secrets ----------------------------------------------------------------------------
 
 

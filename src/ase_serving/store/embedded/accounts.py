@@ -5,7 +5,8 @@ it to ``<data dir>/admin.password`` (0600): whoever can read that file owns the 
 Every other account has the role it was added with (:mod:`.roles`).
 scrypt costs ~50 ms by design, so a checked (account, password) pair is remembered in memory
 (as a keyed digest, never the password) and later requests of the same client cost nothing.
-Checks that need scrypt are slowed per client after failures (:mod:`.throttle`).
+Checks that need scrypt are slowed per client after failures (:mod:`.throttle`). A login naming
+no account runs scrypt too, so how long a refusal takes does not tell which accounts exist.
 """
 
 from __future__ import annotations
@@ -59,6 +60,8 @@ class Accounts:
         self.throttle = throttle if throttle is not None else LoginThrottle()
         # Random per process: the cache's digests are useless outside it.
         self._key = secrets.token_bytes(32)
+        #: The salt an unknown account's check runs scrypt with (see :meth:`_verify`).
+        self._unknown_salt = secrets.token_bytes(16)
         self._ok: dict[str, tuple[bytes, Account]] = {}
         #: Passwords checked with scrypt, checks that failed, attempts refused by the throttle.
         self.stats = {"checked": 0, "failed": 0, "throttled": 0}
@@ -131,12 +134,14 @@ class Accounts:
 
     async def _verify(self, name: str, password: str) -> Account | None:
         row = self.conn.execute("SELECT salt, hash, role FROM accounts WHERE name = ?", (name,)).fetchone()
-        if row is None:
-            return None
-        salt, stored, role = bytes(row[0]), bytes(row[1]), str(row[2])
+        # An unknown account costs the same scrypt as a wrong password: the time of the answer
+        # must not tell a guesser which accounts exist.
+        salt = bytes(row[0]) if row is not None else self._unknown_salt
         self.stats["checked"] += 1
         digest = await asyncio.to_thread(_hash, password, salt)
-        return Account(name, role) if hmac.compare_digest(digest, stored) else None
+        if row is None or not hmac.compare_digest(digest, bytes(row[1])):
+            return None
+        return Account(name, str(row[2]))
 
 
 def add_account(data_dir: Path, name: str, password: str, role: str) -> Account:

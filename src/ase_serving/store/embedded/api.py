@@ -9,7 +9,7 @@ All under ``/v1/``; values travel base64-encoded; errors are ``{"error": text, "
     POST /v1/txn {"puts": [{key, value, lease}], "deletes": [K], "if_mod": {K: rev}}
                                              {"succeeded", "revision"}
     POST /v1/lease/grant {"ttl"} | keepalive {"id"} | revoke {"id"}
-    POST /v1/accounts {"account", "password", "role"}  (admin only)
+    POST /v1/accounts {"account", "password", "role"}  (admin only; role: writer when left out)
     GET  /v1/status        {"revision", "version", "uptime", "compacted", "watchers", "logins"}
     GET  /health                             ok
 
@@ -319,10 +319,12 @@ def create_app(centre: Centre) -> Starlette:
         if found.role != roles.ADMIN:
             raise _refused(found, "add accounts (only an admin may)")
         doc = await _body(request)
-        name, password, role = doc.get("account"), doc.get("password"), doc.get("role")
+        # No role: writer, what an account added without one could do before roles.
+        name, password, role = doc.get("account"), doc.get("password"), doc.get("role", roles.WRITER)
         if not isinstance(name, str) or not isinstance(password, str) or not isinstance(role, str):
             raise InvalidStoreRequest(
                 f'expected {{"account": "...", "password": "...", "role": one of {", ".join(roles.ROLES)}}}'
+                f" (role {roles.WRITER} when left out)"
             )
         centre.accounts.add(name, password, role)
         return _json({"account": name, "role": role}, 201)
