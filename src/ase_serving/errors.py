@@ -147,9 +147,13 @@ class BadRequest(AseError):
 
 class MethodNotAllowed(BadRequest):
     """A service route asked the wrong way (GET for a once route, a WebSocket for a once-only
-    service): HTTP 405."""
+    service): HTTP 405, with ``allow`` the method the route takes (its ``Allow`` header)."""
 
     status = 405
+
+    def __init__(self, message: str, allow: str | None = None) -> None:
+        super().__init__(message)
+        self.allow = allow
 
 
 class NotJson(BadRequest):

@@ -277,5 +277,5 @@ spec:
   response:
     payload:
       properties:
-        echo: {type: text, encoding: utf8}
+        echo: {type: text, encoding: [utf8, raw]}  # echo's wrapper answers in the input's encoding
 """

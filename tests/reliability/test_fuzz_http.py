@@ -120,3 +120,57 @@ def test_a_value_nested_too_deeply_where_another_type_is_wanted_is_10163_naming_
     assert header["code"] == 10163 and header["sid"], header
     assert header["message"].startswith(f"{field}: is nested too deeply: at most 254 levels"), header
     assert good.status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "said"),
+    [
+        ("when", "2026-02-30T25:61:61Z", 'is not a "date-time": send one such as "2026-01-01T00:00:00Z"'),
+        ("rule", "([", 'is not a "regex": send one such as ".*"'),
+    ],
+)
+def test_a_string_not_of_its_format_is_10163_saying_what_one_looks_like(
+    name: str, value: str, said: str
+) -> None:
+    """Found by schemathesis (negative_data_rejection): the gateway validated without formats,
+    so a ``date-time`` or ``regex`` parameter that was not one reached the engine."""
+    _gw, app = fuzz_gateway()
+    doc = orjson.loads(GOOD["typed"])
+    doc["parameter"]["typed"][name] = value
+
+    async def main() -> httpx.Response:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gw") as client:
+            return await client.post("/v1/private/typed", content=orjson.dumps(doc))
+
+    resp = asyncio.run(main())
+    assert resp.status_code == 400, resp.text
+    header = resp.json()["header"]
+    assert header["code"] == 10163, header
+    assert header["message"] == f"parameter.typed.{name}: {json.dumps(value)} {said}", header
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "allow"),
+    [
+        ("POST", "/v1/private/stream_echo", "GET"),
+        ("GET", "/v1/private/stream_echo", "GET"),
+        ("PUT", "/v1/private/stream_echo", "GET"),
+        ("GET", "/v1/private/echo", "POST"),
+        ("DELETE", "/v1/private/echo", "POST"),
+    ],
+)
+def test_a_route_asked_the_wrong_way_is_405_with_the_method_it_takes(
+    method: str, path: str, allow: str
+) -> None:
+    """Found by schemathesis (unsupported_method): a POST to a route served as sessions only was
+    405 without the ``Allow`` header a 405 must have (RFC 9110)."""
+    _gw, app = fuzz_gateway()
+
+    async def main() -> httpx.Response:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gw") as client:
+            return await client.request(method, path, content=GOOD["echo"])
+
+    resp = asyncio.run(main())
+    assert resp.status_code == 405, resp.text
+    assert resp.headers["allow"] == allow, resp.headers
+    assert protocol_header(resp.json())["code"] == 10163

@@ -1,6 +1,7 @@
 """schemathesis over the gateway's ``/openapi.json`` (issue 16): positive and negative cases made
 from the documented schemas, sent to a real gateway in front of the examples (echo, stream_echo)
-and ``typed`` (a parameter of each JSON type, served by echo's wrapper); no 5xx.
+and ``typed`` (a parameter of each JSON type, served by echo's wrapper): no 5xx, every answer
+documented (status, content type, body schema), every body that breaks the schema refused.
 
 schemathesis runs from its own virtualenv (``.venv-schemathesis``, made by ``scripts/install``):
 it pins ``jsonschema_rs`` below the version the gateway validates with, so it must not share the
@@ -23,6 +24,11 @@ from tests.reliability.strategies import TYPED_YAML
 ROOT = Path(__file__).resolve().parents[2]
 SCHEMATHESIS = ROOT / ".venv-schemathesis" / "bin" / "schemathesis"
 EXAMPLES = int(os.environ.get("ASE_FUZZ_EXAMPLES", "40"))
+#: Every check of a single call, but two that do not apply here: ``ignored_auth`` (auth is off in
+#: this cluster, so a call without credentials succeeds) and ``positive_data_acceptance`` (a body
+#: the schema takes may still be refused for what a schema cannot say: echo's 20002 for data that
+#: is not UTF-8, 10110 when both licences are busy, 405 for a GET on the WebSocket's route).
+CHECKS = ["--checks", "all", "--exclude-checks", "ignored_auth,positive_data_acceptance"]
 
 pytestmark = [
     pytest.mark.timeout(900),
@@ -45,15 +51,14 @@ def gw(cluster: Cluster) -> Iterator[GatewayProcess]:
         yield gateway
 
 
-def test_no_case_schemathesis_makes_from_the_openapi_document_gets_a_5xx(
+def test_every_case_schemathesis_makes_from_the_openapi_document_gets_a_documented_answer(
     gw: GatewayProcess, tmp_path: Path
 ) -> None:
     cmd = [
         str(SCHEMATHESIS),
         "run",
         f"{gw.url}/openapi.json",
-        "--checks",
-        "not_a_server_error",
+        *CHECKS,
         "--mode",
         "all",  # positive and negative cases
         "--max-examples",

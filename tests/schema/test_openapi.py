@@ -45,7 +45,7 @@ def test_the_document_is_valid_openapi_with_a_valid_example_per_operation(tmp_pa
         validator = jsonschema_rs.Draft7Validator(body["schema"])
         errors = [e.message for e in validator.iter_errors(body["example"])]
         assert errors == [], (path, body["example"])
-        assert set(post["responses"]) >= {"200", "400", "401", "404", "429", "503", "504"}
+        assert set(post["responses"]) >= {"200", "400", "401", "404", "408", "415", "429", "503", "504"}
         error = post["responses"]["400"]["content"]["application/json"]["schema"]
         assert error == {"$ref": "#/components/schemas/Error"}
 
@@ -80,6 +80,10 @@ def test_a_session_only_service_is_described_as_a_websocket(tmp_path: Path) -> N
     assert ids == ["asr_session", "asr_session_2"]
     assert "ws(s)://HOST/v1/private/asr" in ops["get"]["description"]
     assert "Idle limit 15 s." in ops["get"]["description"]
+    # A plain GET (no upgrade) is 405, and an upgrade refused before it is accepted an error body.
+    assert set(ops["get"]["responses"]) == {"101", "401", "403", "404", "405", "429"}
+    error = ops["get"]["responses"]["405"]["content"]["application/json"]["schema"]
+    assert error == {"$ref": "#/components/schemas/Error"}
 
 
 def test_two_services_on_one_route_are_refused(tmp_path: Path) -> None:

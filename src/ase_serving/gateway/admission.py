@@ -26,6 +26,12 @@ if TYPE_CHECKING:
 ONCE, SESSION = "once", "session"
 
 
+def allowed(svc: Service) -> str:
+    """The method a 405 on ``svc``'s route names (``Allow``): the one /openapi.json documents,
+    POST for a service taking once requests, else GET (the WebSocket's opening request)."""
+    return "POST" if svc.serves(ONCE) else "GET"
+
+
 def admit(gw: Gateway, svc: Service, scope: Scope, mode: str) -> Consumer | None:
     """The caller of a request in ``mode`` (once, session), admitted; raises 10401, 10403, 405
     (the service is not served that way) or 10110 (over the caller's limit)."""
@@ -33,10 +39,12 @@ def admit(gw: Gateway, svc: Service, scope: Scope, mode: str) -> Consumer | None
     if not svc.serves(mode):
         if mode == ONCE:
             raise MethodNotAllowed(
-                f"{svc.service_id} is served as sessions only: open a WebSocket on {scope['path']}"
+                f"{svc.service_id} is served as sessions only: open a WebSocket on {scope['path']}",
+                allow=allowed(svc),
             )
         raise MethodNotAllowed(
-            f"{svc.service_id} is served as once requests only: POST the body to {scope['path']}"
+            f"{svc.service_id} is served as once requests only: POST the body to {scope['path']}",
+            allow=allowed(svc),
         )
     gw.limits.request(consumer)
     return consumer

@@ -2,8 +2,9 @@
 
 The body is always ``{"header": {"code", "message", "sid"}}`` (a session's error frame adds
 ``"status": 2``); the HTTP status is the error's (its class's, else its code's: :mod:`ase_serving.errors`),
-with ``Retry-After`` for 10110; a WebSocket gets that frame and a close code (1013 for 10110,
-1011 for a 5xx, else 1008), or, refused before it is accepted, the HTTP answer itself.
+with ``Retry-After`` for 10110 and ``Allow`` for a 405; a WebSocket gets that frame and a close
+code (1013 for 10110, 1011 for a 5xx, else 1008), or, refused before it is accepted, the HTTP
+answer itself.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import Any
 import orjson
 
 from ase_serving import errors
-from ase_serving.errors import AseError
+from ase_serving.errors import AseError, MethodNotAllowed
 from ase_serving.gateway.asgi import Scope, Send
 
 Headers = list[tuple[bytes, bytes]]
@@ -27,8 +28,11 @@ def error_body(code: int, message: str, sid: str = "", status: int | None = None
     return orjson.dumps({"header": header})
 
 
-def retry_headers(exc: Exception, default: int) -> list[tuple[bytes, bytes]]:
-    """``Retry-After`` for a 10110 answer: the error's own wait (a consumer's limit) or ``default``."""
+def error_headers(exc: Exception, default: int) -> Headers:
+    """``Retry-After`` for a 10110 answer: the error's own wait (a consumer's limit) or
+    ``default``; ``Allow`` for a 405: the method its route takes."""
+    if isinstance(exc, MethodNotAllowed) and exc.allow:
+        return [(b"allow", exc.allow.encode())]
     if getattr(exc, "code", None) != errors.NO_LICENCE:
         return []
     return [(b"retry-after", str(getattr(exc, "retry_after", default)).encode())]
@@ -36,7 +40,7 @@ def retry_headers(exc: Exception, default: int) -> list[tuple[bytes, bytes]]:
 
 def error_response(exc: AseError, sid: str = "", retry_after: int = 1) -> tuple[int, bytes, Headers]:
     """The HTTP answer to ``exc``: (status, body, extra headers)."""
-    return exc.http, error_body(exc.code, exc.message, sid), retry_headers(exc, retry_after)
+    return exc.http, error_body(exc.code, exc.message, sid), error_headers(exc, retry_after)
 
 
 def close_code(exc: AseError) -> int:
@@ -63,7 +67,7 @@ async def deny(scope: Scope, send: Send, exc: AseError, sid: str = "", retry_aft
                 "headers": [
                     (b"content-type", b"application/json"),
                     (b"content-length", str(len(body)).encode()),
-                    *retry_headers(exc, retry_after),
+                    *error_headers(exc, retry_after),
                 ],
             }
         )

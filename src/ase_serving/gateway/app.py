@@ -23,7 +23,7 @@ from starlette.staticfiles import StaticFiles
 
 from ase_serving.errors import AseError, MethodNotAllowed, NoRoute, NotJson, TooLarge
 from ase_serving.gateway import webgate
-from ase_serving.gateway.admission import ONCE, admit, loader_request
+from ase_serving.gateway.admission import ONCE, admit, allowed, loader_request
 from ase_serving.gateway.answers import deny, error_response
 from ase_serving.gateway.asgi import (
     ClientGone,
@@ -124,10 +124,10 @@ class GatewayApp:
                 else:
                     wrong = MethodNotAllowed(
                         f"{scope['method']} is not served on {scope['path']}: POST a JSON body for a "
-                        "once request, or open a WebSocket for a session"
+                        "once request, or open a WebSocket for a session",
+                        allow=allowed(svc),
                     )
-                    status, body, headers = error_response(wrong)
-                    await _respond(send, status, body, [*headers, (b"allow", b"POST")])
+                    await _respond(send, *error_response(wrong))
                 return
             if kind == "websocket":
                 await receive()  # websocket.connect

@@ -4,7 +4,8 @@ Transport-free: it takes bytes and parsed JSON, and raises the protocol's errors
 (:mod:`ase_serving.errors`) with messages that name the field and the rule:
 
 * 10160 the body is not a JSON object;
-* 10163 the body breaks the schema (the first problem the validator finds, with its JSON path),
+* 10163 the body breaks the schema (the first problem the validator finds, with its JSON path;
+  a string not of its ``format`` also says what one looks like),
   or it breaks it with a value nested deeper than JSON can be written back (254 levels), which
   the validator cannot describe: then the field holding that value is named;
 * 10313 ``header.app_id`` is missing (HTTP 400);
@@ -16,12 +17,14 @@ from __future__ import annotations
 from typing import Any
 
 import jsonschema_rs
+import orjson
 
 from ase_serving import errors
 from ase_serving.errors import AppIdMissing, AseError, BadRequest
 from ase_serving.gateway.routes import Service
 from ase_serving.protocol.items import DataItem
 from ase_serving.protocol.public import TooDeep, decode_item, parse_body
+from ase_serving.schema.openapi import FORMAT_EXAMPLES
 
 __all__ = ["check", "parse_body", "payload_items"]
 
@@ -53,6 +56,10 @@ def _problem(err: jsonschema_rs.ValidationError) -> AseError:
         return BadRequest(f"{field} is required")
     if kind == "ContentEncoding":
         return BadRequest(f"{where} is not valid base64", errors.BAD_BASE64)
+    fmt = getattr(err.kind, "format", None) if kind == "Format" else None
+    if fmt in FORMAT_EXAMPLES:
+        example = orjson.dumps(FORMAT_EXAMPLES[fmt]).decode()
+        return BadRequest(f"{where or 'the body'}: {message}: send one such as {example}")
     return BadRequest(f"{where or 'the body'}: {message}")
 
 

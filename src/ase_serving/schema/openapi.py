@@ -16,7 +16,7 @@ from typing import Any
 
 from ase_serving.schema.loaded import ServiceSchema
 
-__all__ = ["ERROR_CODES", "example_request", "example_value", "openapi_document"]
+__all__ = ["ERROR_CODES", "FORMAT_EXAMPLES", "example_request", "example_value", "openapi_document"]
 
 #: HTTP status -> the protocol codes it carries (PROTOCOL.md).
 ERROR_CODES: dict[int, str] = {
@@ -24,14 +24,17 @@ ERROR_CODES: dict[int, str] = {
     401: "10401 authentication failed",
     403: "10403 not allowed to call this service, 10313 app_id of another consumer",
     404: "10404 no service at this route",
+    408: "10114 the request's headers or body came too slowly",
     413: "10413 request too large",
+    415: "10160 the body is sent as something else than JSON (Content-Type)",
     429: "10110 no free engine licence (retry after Retry-After seconds)",
-    500: "109xx wrapper failure, or the wrapper's own code",
+    500: "109xx wrapper failure, or the wrapper's own code; 10500 a gateway failure",
     503: "11503 no loader for the service",
     504: "10114 timeout",
 }
 _SAMPLE = base64.b64encode(b"example data").decode()
-_FORMATS = {
+#: A value of each string format (spec.STRING_FORMATS): the examples, and the gateway's hint.
+FORMAT_EXAMPLES = {
     "date": "2026-01-01",
     "date-time": "2026-01-01T00:00:00Z",
     "time": "00:00:00Z",
@@ -97,8 +100,8 @@ def example_value(s: Any) -> Any:
     if t == "string":
         if s.get("contentEncoding") == "base64":
             return _SAMPLE
-        if s.get("format") in _FORMATS:
-            return _FORMATS[s["format"]]
+        if s.get("format") in FORMAT_EXAMPLES:
+            return FORMAT_EXAMPLES[s["format"]]
         if "pattern" in s:
             return None  # no generator for a regex: leave it out
         text = "example"
@@ -172,6 +175,26 @@ def _session_text(svc: ServiceSchema, route: str) -> str:
     )
 
 
+#: HTTP status -> why a WebSocket's opening GET is answered with it instead of 101.
+SESSION_ERROR_CODES: dict[int, str] = {
+    401: ERROR_CODES[401],
+    403: "10403 not allowed to call this service",
+    404: ERROR_CODES[404],
+    405: "10163 a GET that is not a WebSocket upgrade",
+    429: "10110 over the caller's session limit (retry after Retry-After seconds)",
+}
+
+
+def _errors(codes: dict[int, str]) -> dict[str, Any]:
+    return {
+        str(status): {
+            "description": text,
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+        }
+        for status, text in codes.items()
+    }
+
+
 def _responses(svc: ServiceSchema) -> dict[str, Any]:
     ok = {
         "type": "object",
@@ -181,13 +204,8 @@ def _responses(svc: ServiceSchema) -> dict[str, Any]:
         },
         "required": ["header"],
     }
-    out: dict[str, Any] = {"200": {"description": "success", "content": {"application/json": {"schema": ok}}}}
-    for status, codes in ERROR_CODES.items():
-        out[str(status)] = {
-            "description": codes,
-            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
-        }
-    return out
+    success = {"description": "success", "content": {"application/json": {"schema": ok}}}
+    return {"200": success, **_errors(ERROR_CODES)}
 
 
 def _operations(svc: ServiceSchema, route: str) -> dict[str, Any]:
@@ -221,7 +239,10 @@ def _operations(svc: ServiceSchema, route: str) -> dict[str, Any]:
             "summary": summary,
             "description": _session_text(svc, route) + text,
             "tags": tag,
-            "responses": {"101": {"description": "switching to the WebSocket protocol"}},
+            "responses": {
+                "101": {"description": "switching to the WebSocket protocol"},
+                **_errors(SESSION_ERROR_CODES),
+            },
         }
     return ops
 
@@ -237,7 +258,11 @@ def _components() -> dict[str, Any]:
         },
         "required": ["code", "message"],
     }
-    error = {"type": "object", "properties": {"header": {"$ref": "#/components/schemas/ResponseHeader"}}}
+    error = {
+        "type": "object",
+        "properties": {"header": {"$ref": "#/components/schemas/ResponseHeader"}},
+        "required": ["header"],
+    }
     return {
         "schemas": {"ResponseHeader": header, "Error": error},
         "securitySchemes": {
