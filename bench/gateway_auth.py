@@ -50,13 +50,13 @@ from gateway_servers import (
 
 from ase_serving.client.signing import sign
 from ase_serving.store import open_backend
-from ase_serving.store.consumers import ConsumerStore, Credentials
+from ase_serving.store.consumers import ConsumerStore, IssuedCredentials
 
 APP_ID = "bench"  # the app id of gateway_servers.once_body
 
 
-def add_consumer(cluster: Cluster) -> Credentials:
-    async def go() -> Credentials:
+def add_consumer(cluster: Cluster) -> IssuedCredentials:
+    async def go() -> IssuedCredentials:
         backend = open_backend(cluster.config, "admin", cluster.password)
         try:
             return await ConsumerStore(backend.config.kv, "default").add(APP_ID, name="bench")  # type: ignore[attr-defined]
@@ -66,7 +66,7 @@ def add_consumer(cluster: Cluster) -> Credentials:
     return asyncio.run(go())
 
 
-def signed(creds: Credentials, url: str, body: bytes) -> dict[str, str]:
+def signed(creds: IssuedCredentials, url: str, body: bytes) -> dict[str, str]:
     headers = sign(
         "POST", urlsplit(url).netloc, ONCE_ROUTE, creds.api_key, creds.api_secret, body=body, nonce=False
     )

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ase_serving.errors import AseError
-from ase_serving.loader.host import EngineHost, SessionState
+from ase_serving.loader.host import EngineHost, EngineSession
 from ase_serving.loader.project import load_project
 from ase_serving.protocol.items import DataItem, DataType, Request, Status
 from ase_serving.wrapper import load_plugin
@@ -76,7 +76,7 @@ def run_session(
     results: str = "auto",
     timeout_s: float = 15.0,
 ) -> SessionRun:
-    """Drive one session the way a loader worker does (SessionState), waiting for async results.
+    """Drive one session the way a loader worker does (EngineSession), waiting for async results.
 
     ``first`` opens the session (its items are the first frame's data); ``frames`` are the later
     (status, items). Every wait is bounded by ``timeout_s``.
@@ -85,7 +85,7 @@ def run_session(
     host.install_callback(lambda h, items, code, msg: pushes.put((h, items, code, msg)))
     run = SessionRun()
     handle = host.create(first)
-    state = SessionState(host, handle, results)
+    state = EngineSession(host, handle, results)
 
     def drain_pushes(block: bool) -> bool:
         """Move pushed results into ``run``; True when the session ended."""

@@ -3,11 +3,16 @@ the WebSocket close codes and the README's table of codes."""
 
 from __future__ import annotations
 
+import ast
+import importlib
+import pkgutil
 import re
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
+import ase_serving
 from ase_serving import errors
 from ase_serving.gateway.answers import close_code
 
@@ -97,6 +102,82 @@ def _subclasses(cls: type) -> set[type]:
     for sub in list(found):
         found |= _subclasses(sub)
     return found
+
+
+def _import_the_package() -> list[ModuleType]:
+    """Every module of ase_serving (not the ``__main__`` scripts), so every class of the tree exists."""
+    return [
+        importlib.import_module(m.name)
+        for m in pkgutil.walk_packages(ase_serving.__path__, "ase_serving.")
+        if not m.name.endswith("__main__")
+    ]
+
+
+def drawn_tree() -> dict[str, tuple[str, str, str]]:
+    """The docstring's tree: each class drawn, by name, with (its module path as drawn or "", the
+    class it is drawn under, its line)."""
+    drawn: dict[str, tuple[str, str, str]] = {}
+    stack: list[tuple[int, str]] = []  # (column of "── ", name) of the lines above, outermost first
+    for line in (errors.__doc__ or "").splitlines():
+        col = line.find("── ")
+        if col < 0:
+            continue
+        token = line[col + 3 :].split()[0]
+        path, _, name = token.rpartition(".")
+        while stack and stack[-1][0] >= col:
+            stack.pop()
+        assert name not in drawn, f"{name} drawn twice"
+        drawn[name] = (path, stack[-1][1] if stack else "Exception", line)
+        stack.append((col, name))
+    return drawn
+
+
+def test_the_tree_draws_every_class_of_the_package_under_its_base() -> None:
+    """Every exception of ase_serving under one of the two roots is drawn, under its own base, with a
+    module path that finds it (or that of the nearest class drawn above it with one), its other
+    base (ValueError) named on its line; and the tree draws no class that is not there."""
+    modules = {m.__name__: m for m in _import_the_package()}
+    drawn = drawn_tree()
+    tree = {errors.AseError, errors.UserError} | {
+        cls
+        for cls in _subclasses(errors.AseError) | _subclasses(errors.UserError)
+        if cls.__module__.startswith("ase_serving.")
+    }
+    names = {cls.__name__ for cls in tree}
+    assert not names - set(drawn), f"not drawn in errors.py's tree: {sorted(names - set(drawn))}"
+    assert not set(drawn) - names, f"drawn, but no such class: {sorted(set(drawn) - names)}"
+    for cls in tree:
+        path, parent, line = drawn[cls.__name__]
+        bases = {b.__name__ for b in cls.__bases__}
+        assert parent in bases, f"{cls.__name__} is drawn under {parent}, its bases are {sorted(bases)}"
+        for other in bases - {parent}:
+            assert f"({other})" in line, f"{cls.__name__}'s line does not name its base {other}"
+        at, above = path, parent
+        while not at and above in drawn:  # no path: the module of the nearest class above with one
+            at, above = drawn[above][0], drawn[above][1]
+        module = modules[f"ase_serving.{at}"] if at else errors
+        assert getattr(module, cls.__name__, None) is cls, f"{cls.__name__} is not ase_serving.{at}'s"
+
+
+#: Classes of the package that share a name, with why they may.
+SHARED_NAMES = {
+    # Both public: a plugin's result (``ase_serving.Result``) and the SDK's (``ase_serving.client``).
+    "Result",
+    # The generated gRPC stub of the LB service (lb/proto) and the balancer that serves it.
+    "Balancer",
+}
+
+
+def test_no_two_classes_of_the_package_share_a_name() -> None:
+    """One name, one class (issue 17: two AuthFailed, two BadRequest, two Pool, two Scope were one
+    too many); private classes (``_Conn``) aside."""
+    where: dict[str, list[str]] = {}
+    for path in sorted(Path(errors.__file__).parent.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ClassDef) and not node.name.startswith("_"):
+                where.setdefault(node.name, []).append(str(path.relative_to(README.parent)))
+    shared = {name: paths for name, paths in where.items() if len(paths) > 1}
+    assert set(shared) == SHARED_NAMES, shared
 
 
 def test_the_roots_are_apart() -> None:

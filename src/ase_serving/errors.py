@@ -37,12 +37,15 @@
         │   ├── Compacted                     a watch asked for history no longer kept
         │   ├── LeaseLost                     a registration's lease is gone: register again
         │   ├── InvalidName (ValueError)      a name that cannot be a key part
-        │   ├── embedded.db.InvalidStoreRequest (ValueError)   a request the embedded store refuses
+        │   ├── store.embedded.db.InvalidStoreRequest (ValueError)   a request the embedded store refuses
         │   ├── cluster.access.NotSetUp       no cluster set up under $ASE_HOME
         │   └── cluster.items.Ambiguous       a bare item name that several services' items have
         ├── home.SettingsError            cluster.json unreadable or incomplete
         ├── loader.project.ProjectError   a project folder or its ase.toml is unusable
         ├── schema.ApiDefinitionError (ValueError)   an API definition refused, every problem listed
+        ├── schema.ServiceSchemaError (ValueError)   a service schema JSON refused, every problem listed
+        ├── wrapper.PluginError           wrapper.py cannot be used (import, contract, Wrapper()), all listed
+        ├── loader.testcases.CaseError (ValueError)   a test case the runner cannot run (a failed case)
         ├── cluster.images.DockerError    docker cannot build, run or test an image
         ├── cluster.local.LocalError      a local cluster's component cannot start or stop
         └── cluster.k8s.K8sError          helm failed (its own ``exit_code``: 2 for a bad option)

@@ -1,4 +1,4 @@
-"""EngineHost's error mapping and SessionState's end-of-session rule, with a toy wrapper in-process."""
+"""EngineHost's error mapping and EngineSession's end-of-session rule, with a toy wrapper in-process."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 
 from ase_serving import errors
 from ase_serving.errors import AseError
-from ase_serving.loader.host import ASYNC, AUTO, SYNC, EngineHost, SessionState, params_for
+from ase_serving.loader.host import ASYNC, AUTO, SYNC, EngineHost, EngineSession, params_for
 from ase_serving.protocol.items import DataItem, Request, Status
 from ase_serving.wrapper import callback, load_plugin
 from ase_serving.wrapper.push import set_sink
@@ -147,7 +147,7 @@ def test_params_for_puts_service_params_last() -> None:
     assert params_for(req) == {"app_id": "p", "sid": "s"}
 
 
-# -- SessionState -----------------------------------------------------------------------------
+# -- EngineSession ---------------------------------------------------------------------------
 
 
 def frame(data: bytes, status: int = Status.CONTINUE) -> list[DataItem]:
@@ -155,7 +155,7 @@ def frame(data: bytes, status: int = Status.CONTINUE) -> list[DataItem]:
 
 
 def test_result_with_status_2_ends_the_session(host: EngineHost) -> None:
-    state = SessionState(host, "h", SYNC)
+    state = EngineSession(host, "h", SYNC)
     assert state.frame(Status.BEGIN, frame(b"one")) == ([DataItem("r", b"one", 1)], False, False)
     out, ended, wait = state.frame(Status.CONTINUE, frame(b"end"))
     assert (out[0].status, ended, wait) == (2, True, False)
@@ -165,26 +165,26 @@ def test_result_with_status_2_ends_the_session(host: EngineHost) -> None:
 
 
 def test_sync_last_frame_ends_the_session(host: EngineHost) -> None:
-    state = SessionState(host, "h", SYNC)
+    state = EngineSession(host, "h", SYNC)
     assert state.frame(Status.END, frame(b"x", 2))[1:] == (True, False)
 
 
 def test_async_last_frame_waits_for_a_callback(host: EngineHost) -> None:
-    state = SessionState(host, "h", ASYNC)
+    state = EngineSession(host, "h", ASYNC)
     assert state.frame(Status.END, frame(b"x", 2))[1:] == (False, True)
     assert state.push([DataItem("r", b"partial", 1)]) is False
     assert state.push([DataItem("r", b"final", 2)]) is True and state.ended
 
 
 def test_auto_is_sync_until_the_wrapper_pushes(host: EngineHost) -> None:
-    assert SessionState(host, "h", AUTO).frame(Status.END, frame(b"x", 2))[1:] == (True, False)
-    state = SessionState(host, "h", AUTO)
+    assert EngineSession(host, "h", AUTO).frame(Status.END, frame(b"x", 2))[1:] == (True, False)
+    state = EngineSession(host, "h", AUTO)
     state.push([])
     assert state.frame(Status.END, frame(b"x", 2))[1:] == (False, True)
 
 
 def test_destroy_runs_once(host: EngineHost) -> None:
-    state = SessionState(host, "h-x", SYNC)
+    state = EngineSession(host, "h-x", SYNC)
     state.destroy()
     state.destroy()
     assert [c for c in calls(host) if c[0] == "destroy"] == [("destroy", "h-x")]

@@ -17,7 +17,7 @@ import orjson
 import pytest
 
 from ase_serving.store import StoreAuthFailed
-from ase_serving.store.consumers import ConsumerStore, Credentials, key_digest
+from ase_serving.store.consumers import ConsumerStore, IssuedCredentials, key_digest
 from ase_serving.store.embedded.client import EmbeddedKV
 from ase_serving.store.embedded.roles import CAN
 from ase_serving.store.kv import KVEvent, Put
@@ -166,9 +166,9 @@ class Issued:
     """Every key and secret a test's consumers were given, to look for in what a role is served."""
 
     def __init__(self) -> None:
-        self.creds: list[Credentials] = []
+        self.creds: list[IssuedCredentials] = []
 
-    def add(self, creds: Credentials) -> Credentials:
+    def add(self, creds: IssuedCredentials) -> IssuedCredentials:
         self.creds.append(creds)
         return creds
 
@@ -179,12 +179,12 @@ class Issued:
         return [n for n in needles if n.encode() in value]
 
 
-def _consumers_with_history(embedded: EmbeddedServer, project: str) -> tuple[Issued, Credentials, int]:
+def _consumers_with_history(embedded: EmbeddedServer, project: str) -> tuple[Issued, IssuedCredentials, int]:
     """In ``project``: consumer a (added, rotated twice), b (added, removed), c (added). Returns
     what was issued, a's current credentials, and the store revision before the first write."""
     issued = Issued()
 
-    async def body() -> tuple[Credentials, int]:
+    async def body() -> tuple[IssuedCredentials, int]:
         admin = EmbeddedKV(embedded.url, embedded.account, embedded.password)
         try:
             store = ConsumerStore(admin, project)

@@ -19,7 +19,7 @@ from ase_serving.cli.common import abort, print_json
 from ase_serving.cluster.access import load_settings, run_with_backend
 from ase_serving.home import ClusterSettings
 from ase_serving.store import Backend, StoreError
-from ase_serving.store.consumers import ConsumerStore, Credentials
+from ase_serving.store.consumers import ConsumerStore, IssuedCredentials
 
 app = typer.Typer(help="Consumers: the apps that may call the gateway, and their keys.", no_args_is_help=True)
 T = TypeVar("T")
@@ -52,7 +52,7 @@ def _with_store(project: str | None, work: Callable[[ConsumerStore], Awaitable[T
     return run_with_backend(settings, lambda b: work(store_of(b, settings.project)))
 
 
-def _show_credentials(creds: Credentials, as_json: bool, what: str) -> None:
+def _show_credentials(creds: IssuedCredentials, as_json: bool, what: str) -> None:
     if as_json:
         print_json(creds.doc())
         return

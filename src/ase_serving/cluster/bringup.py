@@ -63,7 +63,7 @@ class InitOptions:
 
 
 @dataclass
-class Consumer:
+class FirstConsumer:
     """The consumer ``asectl init`` made (or found) for this machine."""
 
     app_id: str
@@ -79,7 +79,7 @@ class InitResult:
     settings: ClusterSettings
     settings_path: Path
     components: list[Running]
-    consumer: Consumer | None = None
+    consumer: FirstConsumer | None = None
     #: The account the gateway and the LB service run with.
     serving_account: str | None = None
 
@@ -296,7 +296,7 @@ def serving_settings(settings: ClusterSettings, data: Path) -> ClusterSettings:
     return replace(settings, account=SERVING_ACCOUNT, password=password)
 
 
-def first_consumer(settings: ClusterSettings, home: Path) -> Consumer | None:
+def first_consumer(settings: ClusterSettings, home: Path) -> FirstConsumer | None:
     """The project's first consumer, added (its credentials saved in ``$ASE_HOME/credentials.json``,
     0600) when the project has none; the saved one when it still exists; None when the project has
     consumers of its own (then `asectl consumer add` makes one for this machine)."""
@@ -304,7 +304,7 @@ def first_consumer(settings: ClusterSettings, home: Path) -> Consumer | None:
 
     path = home / CREDENTIALS_FILE
 
-    async def work(backend: Backend) -> Consumer | None:
+    async def work(backend: Backend) -> FirstConsumer | None:
         kv = getattr(backend.config, "kv", None)
         if kv is None:
             return None
@@ -312,12 +312,12 @@ def first_consumer(settings: ClusterSettings, home: Path) -> Consumer | None:
         saved = _saved_credentials(path)
         records = await store.list()
         if saved is not None and any(r.app_id == saved.get("app_id") for r in records):
-            return Consumer(str(saved["app_id"]), path, new=False)
+            return FirstConsumer(str(saved["app_id"]), path, new=False)
         if records:
             return None
         creds = await store.add(name="default")
         write_private(path, orjson.dumps(creds.doc(), option=orjson.OPT_INDENT_2) + b"\n")
-        return Consumer(creds.app_id, path, new=True)
+        return FirstConsumer(creds.app_id, path, new=True)
 
     return run_with_backend(settings, work)
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from ase_serving import errors
-from ase_serving.loader.host import EngineHost, SessionState
+from ase_serving.loader.host import EngineHost, EngineSession
 from ase_serving.loader.wire_client import SecretSource, SessionLimits, WireLoaderClient, WireSession
 from ase_serving.protocol.items import DataItem, Request, Result, Status
 
@@ -417,7 +417,7 @@ class _InProcessSession:
         self.host = host
         self.first: Request | None = first
         self.ended = False
-        self.state: SessionState | None = None
+        self.state: EngineSession | None = None
         self.results: asyncio.Queue[Result] = asyncio.Queue()
         self.lock = threading.Lock()
         self.sent = 0
@@ -452,7 +452,7 @@ class _InProcessSession:
         except errors.AseError as exc:
             self.results.put_nowait(Result(exc.code, exc.message, status=Status.END))
             return
-        self.state = SessionState(host, handle)
+        self.state = EngineSession(host, handle)
         if first.items or first.status == Status.END:
             await self._frame(first.status, first.items)
 

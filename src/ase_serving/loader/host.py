@@ -196,7 +196,7 @@ def ends_session(items: list[DataItem]) -> bool:
 SYNC, ASYNC, AUTO = "sync", "async", "auto"
 
 
-class SessionState:
+class EngineSession:
     """The end-of-session rule, shared by the loader's workers and ``asectl loader test``.
 
     A session ends when a result item has status 2 (from ``wrapperRead`` or a callback), or on an

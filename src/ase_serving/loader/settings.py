@@ -42,7 +42,7 @@ class LoaderSettings:
     read_timeout_s: float = 15.0
     session_timeout_s: float = 180.0
     drain_timeout_s: float = 30.0
-    #: sync | async | auto (see host.SessionState)
+    #: sync | async | auto (see host.EngineSession)
     session_results: str = "auto"
     #: The [wrapper] table of ase.toml, values as strings, for wrapperInit.
     wrapper_config: dict[str, str] = field(default_factory=dict)

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 import yaml
 
+from ase_serving.errors import UserError
 from ase_serving.protocol.items import DataType, Result, Status
 from ase_serving.protocol.public import frame_from_public, request_from_public
 
@@ -33,7 +34,7 @@ _EXPECT_KEYS = frozenset({"code", "outputs", "payload", "contains", "message_con
 _STREAM_KEYS = frozenset({"payload", "file", "chunk", "type"})
 
 
-class CaseError(ValueError):
+class CaseError(UserError, ValueError):
     """A case file says something the runner cannot do; the message names the place."""
 
 

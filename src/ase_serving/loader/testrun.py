@@ -2,7 +2,7 @@
 
 The steps mirror what a loader worker does (contract check, ``wrapperInit`` with the ``[wrapper]``
 table, once calls / sessions through :class:`~ase_serving.loader.host.EngineHost` and
-:class:`~ase_serving.loader.host.SessionState`, ``wrapperFini``), so a project that passes here
+:class:`~ase_serving.loader.host.EngineSession`, ``wrapperFini``), so a project that passes here
 behaves the same when served. Every wrapper call has a deadline: a hung wrapper fails its case
 with 10114 instead of hanging the run.
 """
@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 
 from ase_serving import errors
 from ase_serving.errors import AseError
-from ase_serving.loader.host import EngineHost, SessionState
+from ase_serving.loader.host import EngineHost, EngineSession
 from ase_serving.loader.project import load_project
 from ase_serving.loader.settings import LoaderSettings
 from ase_serving.loader.testcases import ONCE, TestCase, load_cases
@@ -214,7 +214,7 @@ class CaseRunner:
             handle = with_deadline(lambda: self.host.create(first), timeout, "wrapperCreate")
         except AseError as exc:
             return Result(exc.code, exc.message, sid=first.sid)
-        state = SessionState(self.host, handle, self.settings.session_results)
+        state = EngineSession(self.host, handle, self.settings.session_results)
         try:
             todo: list[tuple[int, list[DataItem]]] = []
             if first.items or first.status == 2:
@@ -247,7 +247,7 @@ class CaseRunner:
                     result.code, result.message = exc.code, exc.message
         return result
 
-    def _drain(self, state: SessionState | None, result: Result | None, wait_s: float = 0.0) -> None:
+    def _drain(self, state: EngineSession | None, result: Result | None, wait_s: float = 0.0) -> None:
         """Take pushed results for this session (waiting up to ``wait_s`` for the first one)."""
         while True:
             try:

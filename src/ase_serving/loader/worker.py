@@ -43,7 +43,7 @@ import orjson
 
 from ase_serving import errors, wire
 from ase_serving.loader import ipc
-from ase_serving.loader.host import EngineHost, SessionState
+from ase_serving.loader.host import EngineHost, EngineSession
 from ase_serving.protocol.items import DataItem, Result, Status
 from ase_serving.wrapper.plugin import PluginError, load_plugin
 
@@ -82,7 +82,7 @@ class _Session:
     def __init__(self, chan: ipc.BlockingChannel, call_id: int) -> None:
         self.chan = chan
         self.call_id = call_id
-        self.state: SessionState | None = None  # set once wrapperCreate returned
+        self.state: EngineSession | None = None  # set once wrapperCreate returned
         self.sid = ""
         #: Guards the state against a wrapper thread's callback (:meth:`Worker.push`).
         self.lock = threading.RLock()
@@ -433,7 +433,7 @@ class Worker:
             self._ended(sess)
             self._ack_error(sess, errors.WRAPPER_EXCEPTION, errors.describe(exc))
             return
-        sess.state = SessionState(self.host, handle, self.results)
+        sess.state = EngineSession(self.host, handle, self.results)
         self.by_handle[handle] = sess
         if req.items or req.status == Status.END:
             self._run_frame(sess, req.status, req.items)

@@ -19,7 +19,7 @@ from ase_serving.schema.spec import (
     NUMBER_FORMATS,
     ApiDefinitionError,
     ApiSpec,
-    Data,
+    DataSpec,
     Param,
     check_spec,
 )
@@ -78,7 +78,7 @@ def _choice(values: list[str], what: str) -> dict[str, Any]:
     return s
 
 
-def _data_attrs(d: Data) -> dict[str, Any]:
+def _data_attrs(d: DataSpec) -> dict[str, Any]:
     return {
         "encoding": _choice(d.encoding, "the data's encoding"),
         "compress": _choice(d.compress, "the data's compression"),
@@ -86,7 +86,7 @@ def _data_attrs(d: Data) -> dict[str, Any]:
     }
 
 
-def _input_schema(d: Data) -> dict[str, Any]:
+def _input_schema(d: DataSpec) -> dict[str, Any]:
     props: dict[str, Any] = {
         **_data_attrs(d),
         "status": _STATUS,
@@ -103,7 +103,7 @@ def _input_schema(d: Data) -> dict[str, Any]:
     return s
 
 
-def _accept_schema(d: Data) -> dict[str, Any]:
+def _accept_schema(d: DataSpec) -> dict[str, Any]:
     desc = d.description or f"the wanted form of the output {d.name}"
     return {
         "type": "object",
@@ -113,7 +113,7 @@ def _accept_schema(d: Data) -> dict[str, Any]:
     }
 
 
-def _output_schema(d: Data) -> dict[str, Any]:
+def _output_schema(d: DataSpec) -> dict[str, Any]:
     s = _input_schema(d)
     s["properties"].pop("seq", None)
     if d.value is not None:
@@ -122,7 +122,7 @@ def _output_schema(d: Data) -> dict[str, Any]:
     return s
 
 
-def _meta_data(d: Data) -> dict[str, Any]:
+def _meta_data(d: DataSpec) -> dict[str, Any]:
     out: dict[str, Any] = {"dataType": d.type}
     for key in ("encoding", "compress", "format"):
         values = getattr(d, key)

@@ -15,8 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ase_serving.api import _UNSET, Arg, BaseASEApi, Data, collecting
-from ase_serving.schema.spec import LIMITS, ApiDefinitionError, ApiProblem, ApiSpec, Param, Where
-from ase_serving.schema.spec import Data as DataSpec
+from ase_serving.schema.spec import LIMITS, ApiDefinitionError, ApiProblem, ApiSpec, DataSpec, Param, Where
 from ase_serving.wrapper.plugin import PluginError, import_module
 
 __all__ = ["find_api_class", "has_api_class", "spec_from_class", "spec_from_file"]

@@ -16,6 +16,8 @@ from typing import Any
 import jsonschema_rs
 import orjson
 
+from ase_serving.errors import UserError
+
 __all__ = [
     "Problem",
     "ServiceSchemaError",
@@ -42,7 +44,7 @@ class Problem:
         return f"{self.path}: {self.message}"
 
 
-class ServiceSchemaError(ValueError):
+class ServiceSchemaError(UserError, ValueError):
     """A service schema was refused; ``problems`` lists every reason."""
 
     def __init__(self, source: str, problems: list[Problem]) -> None:

@@ -25,7 +25,7 @@ __all__ = [
     "ApiDefinitionError",
     "ApiProblem",
     "ApiSpec",
-    "Data",
+    "DataSpec",
     "Param",
     "Where",
     "check_spec",
@@ -127,7 +127,7 @@ class Param:
 
 
 @dataclass
-class Data:
+class DataSpec:
     """A data input or output (a payload entry): ``audio1`` of type audio, speex-wb, ..."""
 
     name: str
@@ -174,8 +174,8 @@ class ApiSpec:
     params: list[Param] = field(default_factory=list)
     #: Extra parameters allowed (the YAML's ``additionalProperties: true``); default: refused.
     params_open: bool = False
-    inputs: list[Data] = field(default_factory=list)
-    outputs: list[Data] = field(default_factory=list)
+    inputs: list[DataSpec] = field(default_factory=list)
+    outputs: list[DataSpec] = field(default_factory=list)
     #: Names in a top-level ``required`` list (parameters or payload) with where each was written.
     required_params: dict[str, Where] = field(default_factory=dict)
     required_inputs: dict[str, Where] = field(default_factory=dict)
@@ -301,7 +301,7 @@ def _check_param(p: Param, out: list[ApiProblem]) -> None:
 
 
 def _check_names(
-    declared: list[Param] | list[Data], required: dict[str, Where], what: str, out: list[ApiProblem]
+    declared: list[Param] | list[DataSpec], required: dict[str, Where], what: str, out: list[ApiProblem]
 ) -> None:
     seen: dict[str, Where] = {}
     for d in declared:
@@ -315,7 +315,7 @@ def _check_names(
             out.append(ApiProblem(where, f"required {what} {name!r} is not defined (defined: {known})"))
 
 
-def _check_data(d: Data, out: list[ApiProblem]) -> None:
+def _check_data(d: DataSpec, out: list[ApiProblem]) -> None:
     if d.type not in DATA_TYPES:
         out.append(ApiProblem(d.where, f"unknown data type {d.type!r}: use one of {', '.join(DATA_TYPES)}"))
     if not _ID.match(d.name):

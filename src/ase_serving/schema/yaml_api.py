@@ -27,7 +27,7 @@ from ase_serving.schema.spec import (
     ApiDefinitionError,
     ApiProblem,
     ApiSpec,
-    Data,
+    DataSpec,
     Param,
     Where,
     check_spec,
@@ -260,7 +260,7 @@ class _Reader:
             p.items = self.param("items", doc["items"], (*path, "items"), False)
         return p
 
-    def data(self, name: str, value: Any, path: Path_, required: bool) -> Data:
+    def data(self, name: str, value: Any, path: Path_, required: bool) -> DataSpec:
         doc = self.mapping(value, path, "type, encoding, compress, format")
         self.known(doc, path, _DATA_KEYS, strict=False)
         raw_type = doc.get("type")
@@ -274,7 +274,7 @@ class _Reader:
         own = doc.get("required")
         if own is not None and not isinstance(own, bool):
             self.error((*path, "required"), f"must be true or false, not {own!r}")
-        d = Data(name, dtype, self.where(path), required=required or own is True)
+        d = DataSpec(name, dtype, self.where(path), required=required or own is True)
         d.encoding = self.strings(doc.get("encoding"), (*path, "encoding"))
         d.compress = self.strings(doc.get("compress"), (*path, "compress"))
         d.format = self.strings(doc.get("format"), (*path, "format"))
@@ -282,7 +282,7 @@ class _Reader:
         d.attrs = {k: doc[k] for k in _DATA_ATTRS if k in doc}
         return d
 
-    def payload(self, value: Any, path: Path_) -> tuple[list[Data], dict[str, Where]]:
+    def payload(self, value: Any, path: Path_) -> tuple[list[DataSpec], dict[str, Where]]:
         doc = self.mapping(value, path, "properties: name -> data, required: [names]")
         self.known(doc, path, ("properties", "required"), strict=True)
         listed = self.names(doc.get("required"), (*path, "required"))

@@ -56,7 +56,7 @@ def check_app_id(app_id: str) -> str:
 
 
 @dataclass(frozen=True)
-class Credentials:
+class IssuedCredentials:
     """What a consumer is given once, at ``add`` or ``rotate``: never stored in this form."""
 
     app_id: str
@@ -67,7 +67,7 @@ class Credentials:
         return {"app_id": self.app_id, "api_key": self.api_key, "api_secret": self.api_secret}
 
     def __repr__(self) -> str:
-        return f"Credentials(app_id={self.app_id!r}, api_key=<hidden>, api_secret=<hidden>)"
+        return f"IssuedCredentials(app_id={self.app_id!r}, api_key=<hidden>, api_secret=<hidden>)"
 
 
 @dataclass(frozen=True)
@@ -120,15 +120,15 @@ class ConsumerRecord:
         }
 
 
-def new_credentials(app_id: str | None = None) -> Credentials:
-    return Credentials(
+def new_credentials(app_id: str | None = None) -> IssuedCredentials:
+    return IssuedCredentials(
         app_id=check_app_id(app_id) if app_id else secrets.token_hex(4),
         api_key=secrets.token_hex(16),
         api_secret=secrets.token_urlsafe(32),
     )
 
 
-def record_for(creds: Credentials, base: ConsumerRecord | None = None, **fields: Any) -> ConsumerRecord:
+def record_for(creds: IssuedCredentials, base: ConsumerRecord | None = None, **fields: Any) -> ConsumerRecord:
     """A record holding ``creds`` (new keys over ``base``'s settings, if given)."""
     now = time.time()
     keyed: dict[str, Any] = {
@@ -169,7 +169,7 @@ class ConsumerStore:
         services: Iterable[str] = (),
         rps: float = 0,
         sessions: int = 0,
-    ) -> Credentials:
+    ) -> IssuedCredentials:
         """A new consumer and its credentials; :class:`StoreError` if the app id is taken."""
         check_limits(rps, sessions)
         creds = new_credentials(app_id)
@@ -198,7 +198,7 @@ class ConsumerStore:
                 return new
         raise StoreError(f"consumer {app_id!r} kept changing while it was written: try again")
 
-    async def rotate(self, app_id: str) -> Credentials:
+    async def rotate(self, app_id: str) -> IssuedCredentials:
         """New key and secret for ``app_id``; the old ones stop working at once."""
         creds = new_credentials(app_id)
         await self._replace(app_id, lambda rec: record_for(creds, rec))

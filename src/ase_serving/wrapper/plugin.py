@@ -13,6 +13,8 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from ase_serving.errors import UserError
+
 ONCE = "once"
 SESSION = "session"
 
@@ -36,7 +38,7 @@ MODE_FUNCS: dict[str, tuple[str, ...]] = {
 _counter = itertools.count()
 
 
-class PluginError(Exception):
+class PluginError(UserError):
     """``wrapper.py`` cannot be used; ``problems`` lists every reason, one line each."""
 
     def __init__(self, path: Path, problems: list[str]) -> None:
