@@ -82,3 +82,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         if kind is None:
             kind = kinds[path] = _kind(path)
         item.add_marker(getattr(pytest.mark, kind))
+    # The longest module (image builds on a Docker engine: minutes) first, so that under
+    # pytest-xdist (scripts/test runs `-n auto --dist loadfile`) one worker takes it while the
+    # others share everything else, instead of it starting last and running alone.
+    items.sort(key=lambda item: kinds[Path(str(item.fspath))] != "docker")

@@ -42,13 +42,32 @@ def test_two_workers_both_serve_a_pushed_schema_and_metrics_add_up(cluster: Clus
         wait_for(
             lambda: fresh(gw.url, "/v1/private/multi", once_body()).status_code == 200, 20, "loader known"
         )
-        before = gw.metric("ase_gateway_requests_total", service="multi", mode="once", code="0")
+        # A request is counted once its answer is written, so the count of the last call above may
+        # trail its answer: wait until two scrapes agree before taking the starting value.
+        labels = {"service": "multi", "mode": "once", "code": "0"}
+        counts: list[float] = []
+
+        def settled() -> bool:
+            text = fresh(gw.url, "/metrics").text
+            counts.append(metric_value(text, "ase_gateway_requests_total", **labels))
+            return len(counts) >= 2 and counts[-1] == counts[-2]
+
+        wait_for(settled, 10, "the request count settled")
+        before = counts[-1]
         for _ in range(20):
             assert fresh(gw.url, "/v1/private/multi", once_body()).status_code == 200
         # /metrics sums what every worker counted, whichever worker answers the scrape.
-        labels = {"service": "multi", "mode": "once", "code": "0"}
-        scrapes = [fresh(gw.url, "/metrics").text for _ in range(6)]
-        assert {metric_value(t, "ase_gateway_requests_total", **labels) for t in scrapes} == {before + 20}
+        scrapes: list[float] = []
+
+        def summed() -> bool:
+            scrapes[:] = [
+                metric_value(fresh(gw.url, "/metrics").text, "ase_gateway_requests_total", **labels)
+                for _ in range(6)
+            ]
+            return set(scrapes) == {before + 20}
+
+        wait_for(summed, 10, f"every scrape to count {before + 20:.0f} requests")
+        assert set(scrapes) == {before + 20}
 
 
 def run_gateway(*args: str) -> subprocess.CompletedProcess[str]:
