@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -137,7 +138,6 @@ def gen(
 def _caller() -> tuple[str, str, str | None, str | None]:
     """`asectl call`'s gateway and credentials, for the page's "try it"; what it would print as
     an error becomes the page's one line."""
-    import contextlib
     import io
 
     from ase_serving.cli import call
@@ -186,14 +186,14 @@ def web(
     if file is not None and file.exists() and not file.is_file():
         abort(f"{file}: not a file (give the ApiSchema YAML to open)", 2)
     target = file or find_api_yaml(folder) or folder / "ai_api.yml"
-    display = sys.platform in ("darwin", "win32") or os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")
+    display = sys.platform in ("darwin", "win32") or bool(
+        os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")
+    )
 
     def ready(url: str) -> None:
         announce("api design page", url, f"(project {folder}; Ctrl-C stops it)")
         if display and not no_open:
             threading.Thread(target=webbrowser.open, args=(url,), daemon=True).start()
 
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         serve(Project(folder, target), host, port, _caller, ready)
-    except KeyboardInterrupt:
-        pass

@@ -36,7 +36,8 @@ def _settings(spec: ApiSpec, notes: list[str]) -> ClusterSettings:
                 other.project, other.group = spec.project or other.project, spec.group or other.group
                 return other
             notes.append(
-                f"region {spec.region!r} (metadata.region) is not set up; pushing to region {settings.region!r}"
+                f"region {spec.region!r} (metadata.region) is not set up; "
+                f"pushing to region {settings.region!r}"
             )
     except SettingsError as exc:
         raise StoreError(str(exc)) from None

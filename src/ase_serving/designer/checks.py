@@ -35,10 +35,13 @@ _SPEC_WORDS = [
     ("client_errors", "service.client_errors"),
     ("interface ", "service.interface"),
     ("route ", "service.route"),
-    *((f"metadata.{k} ", f"metadata.{k}") for k in ("name", "configFileName", "projectName", "group", "region")),
+    *((f"metadata.{k} ", f"metadata.{k}") for k in ("name", "configFileName", "projectName", "group")),
+    ("metadata.region ", "metadata.region"),
     *((f"{k} ", f"service.{k}") for k in LIMITS),
 ]
-_KEYWORD = re.compile(r"^(?:unknown |duplicate |required )?(?:parameter |property |input |output |data )?(\w+)")
+_KEYWORD = re.compile(
+    r"^(?:unknown |duplicate |required )?(?:parameter |property |input |output |data )?(\w+)"
+)
 
 
 def _row(rows: list[dict[str, Any]], rest: str, at: str) -> tuple[list[str], str]:
@@ -92,7 +95,8 @@ def locate(problem: ApiProblem, design: dict[str, Any]) -> dict[str, Any]:
 
 
 def _problem(p: ApiProblem, design: dict[str, Any]) -> dict[str, Any]:
-    return {"text": str(p), "message": p.message, "field": p.where.field, "line": p.where.line, **locate(p, design)}
+    at = locate(p, design)
+    return {"text": str(p), "message": p.message, "field": p.where.field, "line": p.where.line, **at}
 
 
 def _examples(compiled: Compiled) -> dict[str, Any]:

@@ -55,8 +55,12 @@ def _scalar(value: Any) -> bool:
     return not isinstance(value, (dict, list))
 
 
+def _scalars(value: Any) -> bool:
+    return isinstance(value, list) and all(map(_scalar, value))
+
+
 def _pairs(dumper: yaml.SafeDumper, data: _Pairs) -> yaml.Node:
-    flat = isinstance(data, _Row) and all(_scalar(v) or isinstance(v, list) and all(map(_scalar, v)) for _, v in data)
+    flat = isinstance(data, _Row) and all(_scalar(v) or _scalars(v) for _, v in data)
     return dumper.represent_mapping("tag:yaml.org,2002:map", list(data), flow_style=flat and bool(data))
 
 
@@ -91,10 +95,10 @@ def _given(value: Any) -> bool:
 
 
 def _param_yaml(row: dict[str, Any]) -> Any:
-    schema = row.get("schema") if isinstance(row.get("schema"), dict) else {}
-    out = _Row((k, v) for k, v in schema.items() if _given(v) or k == "default" and v == "")
+    schema = _mapping(row.get("schema"))
+    out = _Row((k, v) for k, v in schema.items() if _given(v) or (k == "default" and v == ""))
     children = [c for c in row.get("properties") or [] if isinstance(c, dict)]
-    if children or schema.get("type") == "object" and "properties" in row:
+    if children or (schema.get("type") == "object" and "properties" in row):
         out.append(("properties", _Pairs((str(c.get("name", "")), _param_yaml(c)) for c in children)))
         required = [str(c.get("name", "")) for c in children if c.get("required")]
         if required:
@@ -111,7 +115,7 @@ def _data_yaml(row: dict[str, Any], with_required: bool) -> Any:
         values = [v for v in row.get(key) or [] if v != ""]
         if values:
             out.append((key, values[0] if len(values) == 1 else values))
-    attrs = row.get("attrs") if isinstance(row.get("attrs"), dict) else {}
+    attrs = _mapping(row.get("attrs"))
     out.extend((k, v) for k, v in attrs.items() if _given(v))
     if row.get("description"):
         out.append(("description", row["description"]))
@@ -160,9 +164,8 @@ def _tree(design: dict[str, Any]) -> Any:
 
 def design_yaml(design: dict[str, Any]) -> str:
     """The ApiSchema YAML of ``design``: what Save writes and ``asectl api create`` reads."""
-    text: str = yaml.dump(
-        _tree(design), Dumper=_Dumper, sort_keys=False, allow_unicode=True, default_flow_style=False, width=1000
-    )
+    tree = _tree(design)
+    text: str = yaml.dump(tree, Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=1000)
     return text
 
 
@@ -312,7 +315,12 @@ def design_from_schema(doc: dict[str, Any]) -> dict[str, Any]:
     if meta.get("client_errors"):
         service["client_errors"] = meta["client_errors"]
     metadata = {"serviceName": sid, "version": str(meta.get("version") or "1.0.0")}
-    for key, field in (("name", "name"), ("project", "projectName"), ("group", "group"), ("region", "region")):
+    for key, field in (
+        ("name", "name"),
+        ("project", "projectName"),
+        ("group", "group"),
+        ("region", "region"),
+    ):
         if meta.get(key):
             metadata[field] = meta[key]
     in_required = _names(payload.get("required"))
@@ -325,7 +333,7 @@ def design_from_schema(doc: dict[str, Any]) -> dict[str, Any]:
             for k, v in _mapping(service_params.get("properties")).items()
             if k not in accepts
         ],
-        "paramsOpen": "properties" in service_params and service_params.get("additionalProperties") is not False,
+        "paramsOpen": service_params.get("additionalProperties", True) is not False,
         "inputs": [
             _schema_data(k, _mapping(declared_inputs.get(k)), _mapping(v), k in in_required)
             for k, v in _mapping(payload.get("properties")).items()

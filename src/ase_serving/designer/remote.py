@@ -128,6 +128,11 @@ async def call_service(caller: Caller, design: dict[str, Any], body: Any) -> dic
     if checked["problems"]:
         raise RemoteError(f"fix the {len(checked['problems'])} problem(s) first")
     service = str(checked["serviceId"])
+    if "once" not in checked["examples"]:
+        raise RemoteError(
+            f"{service} takes sessions only, and try it sends a once request: "
+            f"use `asectl call {service} --session --data NAME=TEXT`"
+        )
     if not isinstance(body, dict):
         raise RemoteError("the request must be a JSON object (header, parameter, payload)")
     url, app_id, api_key, api_secret = caller()

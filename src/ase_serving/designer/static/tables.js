@@ -68,17 +68,22 @@ function set(obj, key, value) {
 }
 
 function msg(at, cell) {
-  return h("div", { class: "msg", "data-msg": `${at}|${cell}` });
+  return h("div", { class: "msg", "data-msg": `${at}|${cell}`, id: `msg-${at}|${cell}` });
+}
+
+/** The line under a row where its problems are said (the field itself is marked). */
+function msgRow(at, span) {
+  return h("tr", { class: "msgs" }, h("td", { colspan: span }, msg(at, "row")));
 }
 
 function input(label, value, onchange, attrs = {}) {
   return h("input", { type: "text", "aria-label": label, value: shown(value), oninput: (e) => onchange(e.target.value), ...attrs });
 }
 
-function select(label, options, value, onchange) {
+function select(label, options, value, onchange, key) {
   const known = options.some(([v]) => v === value);
   const opts = known ? options : [...options, [value ?? "", value === undefined || value === "" ? "(none)" : value]];
-  return h("select", { "aria-label": label, onchange: (e) => onchange(e.target.value) },
+  return h("select", { "aria-label": label, "data-key": key, onchange: (e) => onchange(e.target.value) },
     opts.map(([v, text]) => h("option", { value: v, selected: v === (value ?? "") }, text)));
 }
 
@@ -172,23 +177,23 @@ function rangeCell(ctx, row, who, at) {
   const bound = (key, text) => {
     shownKeys.add(key);
     cell.append(h("label", { class: "mini" }, text,
-      input(`${text} of ${who}`, s[key], (v) => { set(s, key, number(v)); ctx.changed(false); }, { inputmode: "decimal", size: 6 })));
+      input(`${text} of ${who}`, s[key], (v) => { set(s, key, number(v)); ctx.changed(false); }, { inputmode: "decimal", size: 6, "data-key": key })));
   };
   for (const [key, text] of BOUNDS[type] || []) bound(key, text);
   if (type === "string" || type === "integer" || type === "number") {
     const formats = type === "string" ? ctx.choices.stringFormats : ctx.choices.numberFormats;
     shownKeys.add("format");
     cell.append(h("label", { class: "mini" }, "format",
-      select(`format of ${who}`, pairs([["", "(none)"], ...formats]), s.format ?? "", (v) => { set(s, "format", v || undefined); ctx.changed(false); })));
+      select(`format of ${who}`, pairs([["", "(none)"], ...formats]), s.format ?? "", (v) => { set(s, "format", v || undefined); ctx.changed(false); }, "format")));
     shownKeys.add("enum");
     cell.append(h("label", { class: "mini" }, "enum",
       input(`enum values of ${who} (comma-separated)`, Array.isArray(s.enum) ? s.enum.map(shown).join(", ") : s.enum,
-        (v) => { set(s, "enum", v.trim() === "" ? undefined : list(v).map((x) => typed(x, type))); ctx.changed(false); }, { size: 10 })));
+        (v) => { set(s, "enum", v.trim() === "" ? undefined : list(v).map((x) => typed(x, type))); ctx.changed(false); }, { size: 10, "data-key": "enum" })));
   }
   if (type === "string") {
     shownKeys.add("pattern");
     cell.append(h("label", { class: "mini" }, "pattern",
-      input(`pattern of ${who}`, s.pattern, (v) => { set(s, "pattern", v === "" ? undefined : v); ctx.changed(false); }, { size: 10 })));
+      input(`pattern of ${who}`, s.pattern, (v) => { set(s, "pattern", v === "" ? undefined : v); ctx.changed(false); }, { size: 10, "data-key": "pattern" })));
   }
   if (type === "object" && Array.isArray(row.properties)) {
     cell.append(h("button", { type: "button", class: "link", onclick: () => { row.properties.push(newParam(row.properties, "prop")); ctx.changed(true); } }, `Add property to ${who}`));
@@ -197,7 +202,7 @@ function rangeCell(ctx, row, who, at) {
   for (const key of RANGE_KEYS) {
     if (s[key] !== undefined && !shownKeys.has(key)) {
       cell.append(h("label", { class: "mini" }, key,
-        input(`${key} of ${who}`, s[key], (v) => { set(s, key, typed(v, "json")); ctx.changed(false); }, { size: 6 })));
+        input(`${key} of ${who}`, s[key], (v) => { set(s, key, typed(v, "json")); ctx.changed(false); }, { size: 6, "data-key": key })));
     }
   }
   if (!cell.childNodes.length) cell.append(h("span", { class: "none" }, "—"));
@@ -223,14 +228,14 @@ function paramRow(ctx, tbody, row, at, depth, list, i, parent) {
     : input(`Identifier of ${who}`, row.name, (v) => { row.name = v; ctx.changed(false); });
   const types = pairs(ctx.choices.paramTypes);
   tbody.append(h("tr", { "data-at": at, class: `depth${Math.min(depth, 4)}` },
-    h("td", { class: "name" }, name, msg(at, "name")),
-    h("td", {}, input(`Description of ${who}`, s.description, (v) => { set(s, "description", v === "" ? undefined : v); ctx.changed(false); }), msg(at, "description")),
-    h("td", {}, select(`Data type of ${who}`, types, s.type, (v) => { setType(row, v); ctx.changed(true); }), msg(at, "type")),
-    h("td", {}, rangeCell(ctx, row, who, at), msg(at, "range")),
-    h("td", { class: "center" }, items ? "" : h("input", { type: "checkbox", "aria-label": `${who} is required`, checked: !!row.required, onchange: (e) => { row.required = e.target.checked; ctx.changed(false); } }), msg(at, "required")),
-    h("td", {}, items ? "" : input(`Default of ${who}`, s.default, (v) => { set(s, "default", typed(v, s.type)); ctx.changed(false); }, { size: 8 }), msg(at, "default")),
+    h("td", { class: "name", "data-cell": "name" }, name),
+    h("td", { "data-cell": "description" }, input(`Description of ${who}`, s.description, (v) => { set(s, "description", v === "" ? undefined : v); ctx.changed(false); })),
+    h("td", { "data-cell": "type" }, select(`Data type of ${who}`, types, s.type, (v) => { setType(row, v); ctx.changed(true); })),
+    h("td", { "data-cell": "range" }, rangeCell(ctx, row, who, at)),
+    h("td", { class: "center", "data-cell": "required" }, items ? "" : h("input", { type: "checkbox", "aria-label": `${who} is required`, checked: !!row.required, onchange: (e) => { row.required = e.target.checked; ctx.changed(false); } })),
+    h("td", { "data-cell": "default" }, items ? "" : input(`Default of ${who}`, s.default, (v) => { set(s, "default", typed(v, s.type)); ctx.changed(false); }, { size: 8 })),
     h("td", { class: "act" }, items ? "" : moveButtons(ctx, list, i, who)),
-  ));
+  ), msgRow(at, 7));
   (row.properties || []).forEach((child, j) => paramRow(ctx, tbody, child, `${at}.properties.${j}`, depth + 1, row.properties, j, who));
   if (row.items) paramRow(ctx, tbody, row.items, `${at}.items.0`, depth + 1, null, 0, who);
 }
@@ -267,18 +272,18 @@ export function renderData(ctx, table, tbody) {
     ctx.rows.set(at, row);
     const who = row.name || `${what} ${i + 1}`;
     const attrs = row.attrs || (row.attrs = {});
-    const text = (key, label) => h("td", {}, input(`${label} of ${who}`, (row[key] || []).join(", "), (v) => { row[key] = list(v); ctx.changed(false); }, { size: 8 }), msg(at, key));
-    const attr = (key, label) => h("td", {}, input(`${label} of ${who}`, attrs[key], (v) => { set(attrs, key, number(v)); ctx.changed(false); }, { size: 6, inputmode: "numeric" }), msg(at, key));
+    const text = (key, label) => h("td", { "data-cell": key }, input(`${label} of ${who}`, (row[key] || []).join(", "), (v) => { row[key] = list(v); ctx.changed(false); }, { size: 8 }));
+    const attr = (key, label) => h("td", { "data-cell": key }, input(`${label} of ${who}`, attrs[key], (v) => { set(attrs, key, number(v)); ctx.changed(false); }, { size: 6, inputmode: "numeric" }));
     tbody.append(h("tr", { "data-at": at },
-      h("td", { class: "name" }, input(`Name of ${who}`, row.name, (v) => { row.name = v; ctx.changed(false); }), msg(at, "name")),
-      h("td", {}, select(`Type of ${who}`, pairs(ctx.choices.dataTypes), row.type, (v) => { row.type = v; ctx.changed(false); }), msg(at, "type")),
+      h("td", { class: "name", "data-cell": "name" }, input(`Name of ${who}`, row.name, (v) => { row.name = v; ctx.changed(false); })),
+      h("td", { "data-cell": "type" }, select(`Type of ${who}`, pairs(ctx.choices.dataTypes), row.type, (v) => { row.type = v; ctx.changed(false); })),
       text("encoding", "Encoding"), text("format", "Format"),
       attr("sample_rate", "Sample rate"), attr("channels", "Channels"),
       text("compress", "Compress"),
-      inputs ? h("td", { class: "center" }, h("input", { type: "checkbox", "aria-label": `${who} is required`, checked: !!row.required, onchange: (e) => { row.required = e.target.checked; ctx.changed(false); } }), msg(at, "required")) : null,
-      h("td", {}, input(`Description of ${who}`, row.description, (v) => { row.description = v; ctx.changed(false); }), msg(at, "description")),
+      inputs ? h("td", { class: "center", "data-cell": "required" }, h("input", { type: "checkbox", "aria-label": `${who} is required`, checked: !!row.required, onchange: (e) => { row.required = e.target.checked; ctx.changed(false); } })) : null,
+      h("td", { "data-cell": "description" }, input(`Description of ${who}`, row.description, (v) => { row.description = v; ctx.changed(false); })),
       h("td", { class: "act" }, moveButtons(ctx, rows, i, who)),
-    ));
+    ), msgRow(at, inputs ? 10 : 9));
   });
   if (!rows.length) tbody.append(h("tr", {}, h("td", { colspan: inputs ? 10 : 9, class: "empty" }, `No ${what} yet`)));
 }
