@@ -8,17 +8,15 @@ import json
 import os
 import shutil
 import signal
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.designer.support import PageProcess, start_page
+from tests.designer.support import PageProcess, StartPage, start_page
 from tests.store.etcd_server import free_port
 from tests.support import asectl
-
-StartPage = Callable[..., PageProcess]
 
 
 @pytest.fixture

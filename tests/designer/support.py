@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import signal
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
@@ -49,3 +50,7 @@ def start_page(folder: Path, home: Path, *args: str, timeout: float = 30.0) -> P
         stop_group(proc, signal.SIGKILL)
         raise RuntimeError(f"asectl api web not ready ({exc}): {err.read_text()}") from None
     return PageProcess(proc, err, line.strip())
+
+
+#: The ``pages`` fixture: ``pages(folder, home, *flags)`` -> a running page, stopped after the test.
+StartPage = Callable[..., PageProcess]

@@ -94,23 +94,39 @@ async function check() {
   checked = r.doc;
   showChecks();
   showPreview();
+  if (document.body.dataset.state !== "ready") performance.mark("ase-page-ready");
   document.body.dataset.state = "ready";
   document.body.dataset.checks = String(mine);
 }
 
+/** Say a problem under its row (or its field) and mark the control it is about. */
 function place(at, table, key, text, kind) {
-  const cell = table && ctx.rows.has(at) ? cellOf(table, key) : "";
-  const box = document.querySelector(`[data-msg="${CSS.escape(`${at}|${cell}`)}"]`) || document.querySelector(`[data-msg="${CSS.escape(`${at}|name`)}"]`);
+  const row = ctx.rows.has(at);
+  const box = document.querySelector(`[data-msg="${CSS.escape(`${at}|${row ? "row" : ""}`)}"]`);
   if (!box) return false;
-  box.append(h("p", { class: kind }, text));
-  const control = box.parentElement.querySelector("input, select");
-  if (control && kind === "error") control.setAttribute("aria-invalid", "true");
+  const id = `${box.id}-${box.childElementCount}`;
+  box.append(h("p", { class: kind, id }, text));
+  let control = null;
+  if (row) {
+    const cell = document.querySelector(`tr[data-at="${CSS.escape(at)}"] > td[data-cell="${cellOf(table, key)}"]`);
+    control = cell && (cell.querySelector(`[data-key="${CSS.escape(key || "")}"]`) || cell.querySelector("input, select, button"));
+  } else {
+    control = box.parentElement.querySelector("input, select");
+  }
+  if (control && kind !== "note") {
+    if (kind === "error") control.setAttribute("aria-invalid", "true");
+    const ids = new Set((control.getAttribute("aria-describedby") || "").split(" ").filter(Boolean));
+    control.setAttribute("aria-describedby", [...ids, id].join(" "));
+  }
   return true;
 }
 
 function showChecks() {
   for (const box of document.querySelectorAll("[data-msg]")) box.replaceChildren();
-  for (const el of document.querySelectorAll("[aria-invalid]")) el.removeAttribute("aria-invalid");
+  for (const el of document.querySelectorAll("[aria-invalid], [aria-describedby]")) {
+    el.removeAttribute("aria-invalid");
+    el.removeAttribute("aria-describedby");
+  }
   if (!checked) return;
   const all = [...checked.problems.map((p) => ({ ...p, kind: "error" })), ...checked.warnings.map((p) => ({ ...p, kind: "warning" }))];
   for (const p of all) for (const at of p.at) place(at, at.split(".")[0], p.key, p.message, p.kind);
