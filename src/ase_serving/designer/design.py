@@ -52,11 +52,12 @@ class _Dumper(yaml.SafeDumper):
 
 
 def _scalar(value: Any) -> bool:
-    return not isinstance(value, (dict, list))
+    return not isinstance(value, (dict, list, tuple))
 
 
 def _scalars(value: Any) -> bool:
-    return isinstance(value, list) and all(map(_scalar, value))
+    """A plain list of scalars (``enum: [a, b]``), not a mapping (:class:`_Pairs` is a list)."""
+    return type(value) is list and all(map(_scalar, value))
 
 
 def _pairs(dumper: yaml.SafeDumper, data: _Pairs) -> yaml.Node:

@@ -282,7 +282,9 @@ async function boot() {
   if (!r.ok) { status(r.doc.error, "error"); document.body.dataset.state = "refused"; return; }
   start = r.doc;
   ctx.choices = start.choices;
-  $("file").textContent = start.file;
+  // The folder's name and the file's, the whole path on hover.
+  $("file").textContent = start.file.split("/").slice(-2).join("/");
+  $("file").title = start.file;
   const draft = localStorage.getItem(draftKey());
   if (draft && draft !== JSON.stringify(start.design)) {
     ctx.design = JSON.parse(draft);
