@@ -26,7 +26,8 @@
         │   ├── loader.pool.StartError        a worker could not load or init the wrapper
         │   ├── loader.serve.ServeError       the loader cannot start (port taken, TLS, secret)
         │   ├── gateway.server.GatewayError   the gateway cannot start (port taken, bad settings)
-        │   └── lb.service.LbError            the LB service cannot start (port, config centre address)
+        │   ├── lb.service.LbError            the LB service cannot start (port, config centre address)
+        │   └── designer.run.PageError        the API design page cannot listen (port taken, host unknown)
         ├── store.StoreError              anything that went wrong talking to the config centre
         │   ├── StoreUnavailable              it cannot be reached: retry later
         │   │   └── cluster.access.ClusterUnreachable   asectl cannot reach its config centre

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -9,12 +11,12 @@ from typing import Annotated
 import typer
 
 from ase_serving.cli.common import abort, print_json
-from ase_serving.cluster.access import load_settings, run_with_backend
 from ase_serving.cluster.items import item_doc
-from ase_serving.home import ClusterSettings, SettingsError
+from ase_serving.cluster.schemas import push_schema, push_target
 from ase_serving.loader.project import load_project
 from ase_serving.schema import ApiDefinitionError, Compiled, from_code, from_yaml
-from ase_serving.store import Backend, ConfigItem, ConfigKey, StoreError
+from ase_serving.store import ConfigItem, StoreError
+from ase_serving.store.base import InvalidName
 from ase_serving.wrapper.plugin import resolve_path
 
 app = typer.Typer(
@@ -36,46 +38,19 @@ def _refuse(source: object, exc: ApiDefinitionError) -> None:
     raise typer.Exit(1)
 
 
-def _settings(compiled: Compiled) -> ClusterSettings:
-    spec = compiled.spec
-    try:
-        settings = load_settings(spec.project, spec.group)
-        if spec.region and spec.region != settings.region:
-            other = ClusterSettings.load(region=spec.region)
-            if other is not None:
-                other.project, other.group = spec.project or other.project, spec.group or other.group
-                return other
-            typer.echo(
-                f"warning: region {spec.region!r} (metadata.region) is not set up; "
-                f"pushing to region {settings.region!r}",
-                err=True,
-            )
-    except (StoreError, SettingsError) as exc:
-        abort(f"cannot push: {exc}")
-    return settings
-
-
 def _push(compiled: Compiled) -> ConfigItem:
-    settings = _settings(compiled)
     try:
-        key = ConfigKey(
-            settings.project,
-            settings.group,
-            compiled.spec.service_id,
-            compiled.spec.version,
-            compiled.item_name,
-        )
-    except StoreError as exc:
+        target = push_target(compiled.spec)
+    except InvalidName as exc:
         abort(f"cannot push: {exc}", 2)
-
-    async def work(b: Backend) -> ConfigItem:
-        return await b.config.put(key, compiled.content())
-
+    except StoreError as exc:
+        abort(f"cannot push: {exc}")
+    for note in target.notes:
+        typer.echo(f"warning: {note}", err=True)
     try:
-        item: ConfigItem = run_with_backend(settings, work)
+        return asyncio.run(push_schema(target, compiled))
     except StoreError as exc:
         abort(f"cannot push: {exc}; the schema file is written, push it later with `asectl config upload`")
-    return item
 
 
 def _finish(compiled: Compiled, out_dir: Path, push: bool | None, as_json: bool) -> None:
@@ -158,3 +133,67 @@ def gen(
     except ApiDefinitionError as exc:
         _refuse(file, exc)
     _finish(compiled, output, push, as_json)
+
+
+def _caller() -> tuple[str, str, str | None, str | None]:
+    """`asectl call`'s gateway and credentials, for the page's "try it"; what it would print as
+    an error becomes the page's one line."""
+    import io
+
+    from ase_serving.cli import call
+    from ase_serving.designer.remote import RemoteError
+
+    said = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(said):
+            return (call.gateway_url(None), *call.credentials(None, None, None))
+    except typer.Exit:
+        raise RemoteError(said.getvalue().strip().removeprefix("error: ")) from None
+
+
+@app.command(
+    "web",
+    epilog="Examples:\n\n  asectl api web                    # the project in this folder: ./ai_api.yml\n\n"
+    "  asectl api web examples/echo --port 8765 --no-open\n\n"
+    "The printed URL carries a token that every change (save, push, try it) needs.",
+)
+def web(
+    folder: Annotated[
+        Path, typer.Argument(help="The project folder: its ai_api.yml is opened and saved.")
+    ] = Path("."),
+    file: Annotated[
+        Path | None, typer.Option("-f", "--file", help="The ApiSchema YAML to open and save instead.")
+    ] = None,
+    host: Annotated[str, typer.Option("--host", help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", help="Port to listen on (0: a free one).")] = 0,
+    no_open: Annotated[bool, typer.Option("--no-open", help="Do not open a browser.")] = False,
+) -> None:
+    """The API design page: design ai_api.yml in a browser, check it as you type, save, push, try it.
+
+    Serves on HOST:PORT until Ctrl-C, prints one line with the page's URL and opens it in a
+    browser where there is a display."""
+    import os
+    import threading
+    import webbrowser
+
+    from ase_serving.addr import announce
+    from ase_serving.designer.run import serve
+    from ase_serving.designer.server import Project
+    from ase_serving.loader.project import find_api_yaml
+
+    if not folder.is_dir():
+        abort(f"{folder}: no such folder (give the project folder, or use -f FILE)", 2)
+    if file is not None and file.exists() and not file.is_file():
+        abort(f"{file}: not a file (give the ApiSchema YAML to open)", 2)
+    target = file or find_api_yaml(folder) or folder / "ai_api.yml"
+    display = sys.platform in ("darwin", "win32") or bool(
+        os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")
+    )
+
+    def ready(url: str) -> None:
+        announce("api design page", url, f"(project {folder}; Ctrl-C stops it)")
+        if display and not no_open:
+            threading.Thread(target=webbrowser.open, args=(url,), daemon=True).start()
+
+    with contextlib.suppress(KeyboardInterrupt):
+        serve(Project(folder, target), host, port, _caller, ready)

@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from ase_serving.schema.compile import Compiled, from_code, from_yaml
+    from ase_serving.schema.compile import Compiled, from_code, from_yaml, from_yaml_text
     from ase_serving.schema.loaded import ServiceSchema, load_service_schema
     from ase_serving.schema.openapi import example_request, openapi_document
     from ase_serving.schema.service import (
@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 # Each name is imported from its module when first asked for: a gateway, which only loads and
 # documents schemas, then never imports the compiler (PyYAML, the Api class front end).
 _LAZY = {
-    **dict.fromkeys(("Compiled", "from_code", "from_yaml"), "compile"),
+    **dict.fromkeys(("Compiled", "from_code", "from_yaml", "from_yaml_text"), "compile"),
     **dict.fromkeys(("ServiceSchema", "load_service_schema"), "loaded"),
     **dict.fromkeys(("example_request", "openapi_document"), "openapi"),
     **dict.fromkeys(
@@ -73,6 +73,7 @@ __all__ = [
     "example_request",
     "from_code",
     "from_yaml",
+    "from_yaml_text",
     "is_service_schema",
     "load_service_schema",
     "openapi_document",

@@ -13,9 +13,9 @@ from ase_serving.schema.build import build_service_schema
 from ase_serving.schema.code_api import spec_from_file
 from ase_serving.schema.service import check_service_schema
 from ase_serving.schema.spec import ApiDefinitionError, ApiProblem, ApiSpec
-from ase_serving.schema.yaml_api import read_api_yaml
+from ase_serving.schema.yaml_api import read_api_text, read_api_yaml
 
-__all__ = ["Compiled", "from_code", "from_yaml", "schema_bytes"]
+__all__ = ["Compiled", "from_code", "from_yaml", "from_yaml_text", "schema_bytes"]
 
 
 def schema_bytes(doc: dict[str, Any]) -> bytes:
@@ -50,6 +50,12 @@ def _compiled(spec: ApiSpec, warnings: list[ApiProblem]) -> Compiled:
 def from_yaml(path: str | Path, *, service: str | None = None, version: str | None = None) -> Compiled:
     """``ai_api.yml`` -> service schema; :class:`~.spec.ApiDefinitionError` lists every problem."""
     read = read_api_yaml(path, service=service, version=version)
+    return _compiled(read.spec, read.warnings)
+
+
+def from_yaml_text(text: str, file: str = "ai_api.yml") -> Compiled:
+    """:func:`from_yaml` of text in hand (the API design page's): the same reader, the same checks."""
+    read = read_api_text(text, file)
     return _compiled(read.spec, read.warnings)
 
 

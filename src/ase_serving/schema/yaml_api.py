@@ -33,11 +33,12 @@ from ase_serving.schema.spec import (
     check_spec,
 )
 
-__all__ = ["API_VERSIONS", "YamlApi", "read_api_yaml"]
+__all__ = ["API_VERSIONS", "KEY_ALIASES", "TYPE_ALIASES", "YamlApi", "read_api_text", "read_api_yaml"]
 
 API_VERSIONS = ("ase-serving/v1", "iflytek.com/v1alpha1")
-_KEY_ALIASES = {"paramters": "parameters", "palyload": "payload", "configFilname": "configFileName"}
-_TYPE_ALIASES = {
+#: The seed's misspellings, read as the right words (with a warning).
+KEY_ALIASES = {"paramters": "parameters", "palyload": "payload", "configFilname": "configFileName"}
+TYPE_ALIASES = {
     "vedio": ("video", "'vedio' is a misspelling of 'video'"),
     "base64": ("other", "'base64' is not a data type (all payload data travels as base64): read as 'other'"),
 }
@@ -160,8 +161,8 @@ class _Reader:
                 if not isinstance(key, str):
                     key = str(key)
                 at = (*path, key)
-                if key in _KEY_ALIASES:
-                    right = _KEY_ALIASES[key]
+                if key in KEY_ALIASES:
+                    right = KEY_ALIASES[key]
                     self.lines.setdefault((*path, right), key_node.start_mark.line + 1)
                     self.warn((*path, right), f"{key!r} is a misspelling of {right!r}; read as {right!r}")
                     key, at = right, (*path, right)
@@ -265,8 +266,8 @@ class _Reader:
         self.known(doc, path, _DATA_KEYS, strict=False)
         raw_type = doc.get("type")
         dtype = self.text(raw_type, (*path, "type"), "") or ""
-        if dtype in _TYPE_ALIASES:
-            dtype, why = _TYPE_ALIASES[dtype]
+        if dtype in TYPE_ALIASES:
+            dtype, why = TYPE_ALIASES[dtype]
             self.warn((*path, "type"), why)
         if not dtype:
             self.error((*path, "type"), f"type is required: one of {', '.join(DATA_TYPES)}")
@@ -305,10 +306,8 @@ def read_api_yaml(path: str | Path, *, service: str | None = None, version: str 
     ``service``/``version`` override ``metadata.serviceName``/``version`` (a loader whose flags or
     ase.toml name the service otherwise).
     """
-    p = Path(path)
-    r = _Reader(str(path))
     try:
-        text = p.read_text(encoding="utf-8")
+        text = Path(path).read_text(encoding="utf-8")
     except OSError as exc:
         raise ApiDefinitionError(
             [ApiProblem(Where(str(path), None, ""), f"cannot read: {exc.strerror}")]
@@ -316,6 +315,13 @@ def read_api_yaml(path: str | Path, *, service: str | None = None, version: str 
     except UnicodeDecodeError as exc:
         problem = ApiProblem(Where(str(path), None, ""), f"not UTF-8 text ({exc.reason} at byte {exc.start})")
         raise ApiDefinitionError([problem]) from None
+    return read_api_text(text, str(path), service=service, version=version)
+
+
+def read_api_text(text: str, file: str, *, service: str | None = None, version: str | None = None) -> YamlApi:
+    """:func:`read_api_yaml` of text already read (``file`` names it in problems): the API design
+    page checks what it would write with the very code that ``asectl api create`` reads it with."""
+    r = _Reader(file)
     doc = r.load(text)
     if doc is None and r.problems:
         raise ApiDefinitionError(r.problems)
