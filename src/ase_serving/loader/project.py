@@ -98,7 +98,7 @@ def _same_names(svc: dict[str, Any], meta: dict[str, Any], toml_path: Path, yml:
         raise ProjectError(
             f"{toml_path.name} and {yml.name} disagree: [service] {key} is {str(ours)!r} in {toml_path} "
             f'but metadata.{meta_key} is {str(theirs)!r} in {yml}; set {key} = "{theirs}" in ase.toml '
-            f"(or delete it there: {yml.name} then names the service)"
+            f"(or delete it there: {yml.name}'s then counts)"
         )
 
 
