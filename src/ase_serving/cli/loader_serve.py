@@ -136,7 +136,7 @@ def serve_options(opts: RunOptions) -> None:
 
     if opts.push_schema and opts.standalone:
         abort("--push-schema writes the schema to the cluster's config centre: drop --standalone", 2)
-    cluster = None if opts.standalone else _cluster()
+    cluster = None if opts.standalone else _cluster(quiet=opts.push_schema)
     if opts.push_schema and cluster is None:
         abort("--push-schema needs a cluster to push to: run `asectl init` (or `asectl setup`) first")
     # The API definition is checked before anything starts: a broken one would be served by no
@@ -220,19 +220,20 @@ def _gateway_url() -> str | None:
     return cluster.components.get("gateway") if cluster is not None else None
 
 
-def _cluster() -> ClusterSettings | None:
-    """The cluster set up under $ASE_HOME, or None (said on stderr) when none is."""
+def _cluster(quiet: bool = False) -> ClusterSettings | None:
+    """The cluster set up under $ASE_HOME, or None (said on stderr unless ``quiet``) when none is."""
     from ase_serving.home import ClusterSettings
     from ase_serving.store import StoreError, backend_kind
 
     cluster = ClusterSettings.load()
-    if cluster is None:
+    if cluster is None and not quiet:
         print(
             "no cluster set up (run `asectl init`, or `asectl setup` to use an existing one): "
             "serving standalone",
             file=sys.stderr,
             flush=True,
         )
+    if cluster is None:
         return None
     try:
         backend_kind(cluster.address)
