@@ -55,7 +55,9 @@ def test_new_project_passes_loader_test_as_generated(tmp_path: Path, mode: str) 
     if mode == "once":
         # ... and requests the gateway refuses, checked against ai_api.yml as the gateway does.
         assert names["no-input"]["message"] == "payload.text is required"
-        assert names["bad-parameter"]["message"] == 'parameter.my-engine.upper: "yes" is not of type "boolean"'
+        assert (
+            names["bad-parameter"]["message"] == 'parameter.my-engine.upper: "yes" is not of type "boolean"'
+        )
 
     # ai_api.yml matches the engine: `asectl api create` takes it as written, for the engine's mode.
     proc = asectl("api", "create", "-f", root / "ai_api.yml", "-o", tmp_path / "out", "--no-push", "--json")
