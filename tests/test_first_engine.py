@@ -1,6 +1,7 @@
 """One's own engine behind the gateway in three commands, run as a user runs them (issue 18).
 
-`asectl loader new hello` prints the next two commands; they are run as printed (`asectl init`
+The README's "Your own engine in three commands" lists them; `asectl loader new hello` prints the
+next two; they are run as printed (`asectl init`
 with free ports added: `--config-port 0 --gateway-port 0`, so that it never meets another cluster),
 the loader in the background as if in a second terminal. The `try` line the loader prints is run
 as printed, in a shell, and must answer through the gateway; its docs page must be served. A fresh
@@ -27,6 +28,8 @@ import pytest
 from tests.support import read_ready_line, stop_group, wait_for
 
 pytestmark = pytest.mark.timeout(240)
+
+README = Path(__file__).resolve().parents[1] / "README.md"
 
 
 @dataclass
@@ -118,6 +121,13 @@ def serve(user: User, run_line: str) -> Served:
     return Served(proc, err, lines)
 
 
+def readme_commands() -> list[str]:
+    """The commands of the README's "Your own engine in three commands" (its first bash block)."""
+    section = README.read_text().split("### Your own engine in three commands", 1)[1]
+    block = section.split("```bash\n", 1)[1].split("```", 1)[0]
+    return [line.split("#", 1)[0].strip() for line in block.splitlines() if line.strip()]
+
+
 def three_commands(user: User) -> tuple[Served, float, Callable[[], float]]:
     """`asectl loader new hello`, then the two commands it prints (the loader in the background).
     Returns what the loader printed, the start time, and a clock."""
@@ -128,6 +138,8 @@ def three_commands(user: User) -> tuple[Served, float, Callable[[], float]]:
         line.split("#", 1)[0].strip() for line in new.stdout.splitlines() if line.startswith("  asectl ")
     ]
     assert printed == ["asectl init", "asectl loader run hello --push-schema"], new.stdout
+    # ... which are the README's three commands.
+    assert readme_commands() == ["asectl loader new hello", *printed]
     init = user.sh(printed[0] + " --config-port 0 --gateway-port 0")
     assert init.returncode == 0, init.stdout + init.stderr
     served = serve(user, printed[1])
