@@ -102,6 +102,8 @@ class Served:
     proc: subprocess.Popen[str]
     stderr: Path
     lines: dict[str, str]
+    #: Seconds from the first command to the end of each step ("new", "init", "ready").
+    steps: dict[str, float] = field(default_factory=dict)
 
 
 def serve(user: User, run_line: str) -> Served:
@@ -128,11 +130,11 @@ def readme_commands() -> list[str]:
     return [line.split("#", 1)[0].strip() for line in block.splitlines() if line.strip()]
 
 
-def three_commands(user: User) -> tuple[Served, float, Callable[[], float]]:
+def three_commands(user: User, mode: str = "once") -> tuple[Served, float, Callable[[], float]]:
     """`asectl loader new hello`, then the two commands it prints (the loader in the background).
     Returns what the loader printed, the start time, and a clock."""
     start = time.monotonic()
-    new = user.sh("asectl loader new hello")
+    new = user.sh("asectl loader new hello" + ("" if mode == "once" else f" --mode {mode}"))
     assert new.returncode == 0, new.stderr
     printed = [
         line.split("#", 1)[0].strip() for line in new.stdout.splitlines() if line.startswith("  asectl ")
@@ -140,9 +142,13 @@ def three_commands(user: User) -> tuple[Served, float, Callable[[], float]]:
     assert printed == ["asectl init", "asectl loader run hello --push-schema"], new.stdout
     # ... which are the README's three commands.
     assert readme_commands() == ["asectl loader new hello", *printed]
+    steps = {"new": time.monotonic() - start}
     init = user.sh(printed[0] + " --config-port 0 --gateway-port 0")
     assert init.returncode == 0, init.stdout + init.stderr
+    steps["init"] = time.monotonic() - start
     served = serve(user, printed[1])
+    steps["ready"] = time.monotonic() - start
+    served.steps = steps
     return served, start, lambda: time.monotonic() - start
 
 
@@ -158,28 +164,33 @@ def first_answer(user: User, line: str, want: str) -> subprocess.CompletedProces
     return got
 
 
+@pytest.mark.parametrize("mode", ["once", "session"])
 def test_three_commands_serve_ones_own_engine_with_a_docs_page(
-    user: User, record_property: Callable[[str, object], None]
+    user: User, mode: str, record_property: Callable[[str, object], None]
 ) -> None:
-    served, _start, clock = three_commands(user)
+    served, _start, clock = three_commands(user, mode)
     lines = served.lines
     gateway = lines["docs"].split("/docs?", 1)[0]
-    assert lines["api"] == f"{gateway}/v1/private/hello  (POST)"
+    assert lines["api"] == f"{gateway}/v1/private/hello  ({'POST' if mode == 'once' else 'WebSocket'})"
     assert lines["docs"] == f"{gateway}/docs?service=hello"
     try_line = lines["try"]
-    assert try_line.startswith(f"ASE_HOME={user.env['ASE_HOME']} asectl call hello --data 'text=hello ASE'")
+    session = "" if mode == "once" else "--session "
+    assert try_line.startswith(
+        f"ASE_HOME={user.env['ASE_HOME']} asectl call hello {session}--data 'text=hello ASE'"
+    )
 
     answer = first_answer(user, try_line, "hello ASE")
     seconds = clock()
     assert answer.stdout.strip() == "hello ASE"  # the scaffold's echo, through the gateway
     record_property("seconds_to_first_answer", round(seconds, 2))
-    print(f"\nthree commands, first answer through the gateway after {seconds:.1f} s")
+    done = ", ".join(f"{step} {at:.1f} s" for step, at in served.steps.items())
+    print(f"\nthree commands ({mode}): {done}, first answer through the gateway {seconds:.1f} s")
 
     docs = httpx.get(lines["docs"], timeout=10)
     assert docs.status_code == 200 and "swagger-ui" in docs.text and "ASE serving: hello API" in docs.text
     spec = httpx.get(f"{gateway}/openapi/hello.json", timeout=10)
     assert spec.status_code == 200
-    operation = spec.json()["paths"]["/v1/private/hello"]["post"]
+    operation = spec.json()["paths"]["/v1/private/hello"]["post" if mode == "once" else "get"]
     assert "upper" in orjson.dumps(operation).decode()  # ai_api.yml's parameter is documented
 
 
