@@ -301,6 +301,24 @@ def test_loader_test_shows_where_the_wrapper_raised(tmp_path: Path) -> None:
     assert f"line {shout_line(root)}, in shout" in proc.stdout
 
 
+def test_loader_test_shows_where_wrapper_init_raised(tmp_path: Path) -> None:
+    root = new_project(tmp_path)
+    edit(
+        root / "wrapper.py",
+        '        _settings["max_len"] = int(config.get("max_len", "1000"))\n',
+        '        _settings["max_len"] = int(config.get("prefix", "oops") or "oops")\n',
+    )
+    proc = asectl("loader", "test", root, "--json")
+    assert proc.returncode == 1
+    (problem,) = json.loads(proc.stdout)["problems"]
+    line = line_of(root / "wrapper.py", '"oops"')
+    assert problem.startswith(
+        "wrapperInit failed (10910): wrapperInit raised ValueError: invalid literal for int() with base 10: "
+        "'oops'\nTraceback (most recent call last):\n"
+    )
+    assert f'File "{root.resolve() / "wrapper.py"}", line {line}, in wrapperInit' in problem
+
+
 def test_the_loader_log_has_the_traceback_once_then_one_line(tmp_path: Path, loaders: StartLoader) -> None:
     root = raising_project(tmp_path)
     loader = loaders(root, "--standalone")
