@@ -144,6 +144,8 @@ def serve_options(opts: RunOptions) -> None:
     api = read_project_api(settings, code=cluster is not None)
     if api.problems:
         abort(definition_line(settings.service, api.problems, opts.folder))
+    for warning in api.warnings:  # an alias read as the right word, a file that cannot be pushed
+        print(f"warning: {warning}", file=sys.stderr, flush=True)
 
     def ready(info: Ready) -> None:
         s = info.settings
