@@ -220,6 +220,7 @@ def row_text(r: Row) -> str:
 AREAS = [  # (area, a substring of a frame that puts a sample there), first match from the leaf up
     ("prometheus metrics", "prometheus_client/"),
     ("schema check (jsonschema-rs)", "check (ase_serving/gateway/webgate.py"),
+    ("schema check (jsonschema-rs)", "ase_serving/schema/validate.py"),
     ("request/result conversion", "ase_serving/loader/convert.py"),
     ("request/result conversion", "ase_serving/protocol/public.py"),
     ("request/result conversion", "to_request (ase_serving/gateway/atom.py"),

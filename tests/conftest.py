@@ -61,13 +61,17 @@ _PROCESS_SIGNS = (
 )
 
 
+#: Top-level tests that run a user's whole path (the Quick start, one's first engine).
+_E2E_FILES = ("test_quickstart.py", "test_first_engine.py")
+
+
 def _kind(path: Path) -> str:
     text = path.read_text()
     if "playwright" in text:
         return "browser"
     if path.name in ("test_docker_e2e.py",) or "docker_engine" in text:
         return "docker"
-    if path.name == "test_quickstart.py" or path.parent.name == "examples" or "examples" in path.parts[-3:-1]:
+    if path.name in _E2E_FILES or path.parent.name == "examples" or "examples" in path.parts[-3:-1]:
         return "e2e"
     return "process" if any(sign in text for sign in _PROCESS_SIGNS) else "unit"
 

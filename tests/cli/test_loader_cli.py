@@ -35,8 +35,11 @@ def test_new_project_passes_loader_test_as_generated(tmp_path: Path, mode: str) 
     proc = asectl("loader", "new", "my-engine", "--mode", mode, "--dir", tmp_path)
     assert proc.returncode == 0, proc.stderr
     root = tmp_path / "my-engine"
-    assert "created" in proc.stdout and "asectl loader test" in proc.stdout
-    for name in ("wrapper.py", "ase.toml", "requirements.txt", "README.md"):
+    assert "created" in proc.stdout and f"asectl loader test {root}" in proc.stdout
+    # The dev loop it prints: a cluster, then the loader that pushes the (edited) schema.
+    assert "\n  asectl init " in proc.stdout
+    assert f"\n  asectl loader run {root} --push-schema " in proc.stdout
+    for name in ("wrapper.py", "ai_api.yml", "ase.toml", "requirements.txt", "README.md"):
         assert (root / name).is_file()
     assert f'modes = ["{mode}"]' in (root / "ase.toml").read_text()
     assert not list(root.rglob("*.tmpl"))
@@ -44,11 +47,24 @@ def test_new_project_passes_loader_test_as_generated(tmp_path: Path, mode: str) 
     proc = asectl("loader", "test", root, "--json")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     report = json.loads(proc.stdout)
-    assert report["ok"] is True and report["problems"] == []
+    assert report["ok"] is True and report["problems"] == [] and report["warnings"] == []
     names = {c["name"]: c for c in report["cases"]}
     assert names["hello"]["ok"] and names["hello"]["code"] == 0
     # The scaffold ships an expected-error case too, and it checks the engine's own code.
     assert names["too-long"]["ok"] and names["too-long"]["code"] == 20002
+    if mode == "once":
+        # ... and requests the gateway refuses, checked against ai_api.yml as the gateway does.
+        assert names["no-input"]["message"] == "payload.text is required"
+        assert (
+            names["bad-parameter"]["message"] == 'parameter.my-engine.upper: "yes" is not of type "boolean"'
+        )
+
+    # ai_api.yml matches the engine: `asectl api create` takes it as written, for the engine's mode.
+    proc = asectl("api", "create", "-f", root / "ai_api.yml", "-o", tmp_path / "out", "--no-push", "--json")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["serviceId"] == "my-engine" and proc.stderr == ""
+    schema = json.loads((tmp_path / "out" / "my-engine.json").read_text())
+    assert schema["meta"]["interface"] == [mode]
 
     # The table form passes too, and names the cases.
     proc = asectl("loader", "test", root)
@@ -139,7 +155,13 @@ def test_no_cases_passes_with_a_warning(tmp_path: Path) -> None:
     root = project(tmp_path, "module_once.py")
     proc = asectl("loader", "test", root, "--json")
     assert proc.returncode == 0
-    assert json.loads(proc.stdout) == {"ok": True, "problems": [], "cases": []}
+    report = json.loads(proc.stdout)
+    assert (report["ok"], report["problems"], report["cases"]) == (True, [], [])
+    # Without ai_api.yml nothing serves it through a gateway: said, as what to add.
+    assert report["warnings"] == [
+        "no API schema: the gateway has no route for proj until the project has an ai_api.yml "
+        "(or an Api class in wrapper.py); `asectl loader new NAME` scaffolds one"
+    ]
     assert proc.stderr.strip() == f"warning: no test cases in {root.resolve() / 'tests'}"
 
 

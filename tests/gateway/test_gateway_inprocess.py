@@ -250,7 +250,7 @@ def test_a_wrapper_code_the_schema_declares_a_client_error_is_400() -> None:
 def test_loader_test_builds_the_request_the_gateway_builds(parameter: dict[str, Any] | None) -> None:
     """One conversion (issue 17, point 4): `asectl loader test` (request_from_public with the
     project's schema outputs) and the gateway (to_request) make the same loader request."""
-    from ase_serving.loader.testrun import _schema_outputs
+    from ase_serving.loader.project_schemas import read_project_api
     from ase_serving.protocol.public import decode_item, request_from_public
 
     gw, _hosts = _gateway("echo")
@@ -263,7 +263,9 @@ def test_loader_test_builds_the_request_the_gateway_builds(parameter: dict[str, 
         body["parameter"] = {"echo": parameter}
     items = [decode_item("text", body["payload"]["text"], Status.ONCE)]
     by_gateway = to_request(svc, body, items, "sid1", Status.ONCE)
-    accepts = _schema_outputs(load_project(EXAMPLES / "echo"))
+    schema = read_project_api(load_project(EXAMPLES / "echo")).service
+    assert schema is not None
+    accepts = schema.accepts
     assert accepts == svc.schema.accepts
     by_loader_test = request_from_public(body, svc.service_id, svc.version, "sid1", accepts)
     assert by_loader_test == by_gateway

@@ -1,4 +1,4 @@
-"""ai_api.yml metadata names the service: precedence flags > ase.toml > ai_api.yml > defaults."""
+"""ai_api.yml metadata names the service: flags > ase.toml = ai_api.yml (a mismatch is refused) > defaults."""
 
 from __future__ import annotations
 
@@ -57,11 +57,25 @@ def test_wrapper_and_ai_api_yml_are_enough(tmp_path: Path) -> None:
     assert (s.service, s.version) == ("image-detect", "1.0.3")
 
 
-def test_ase_toml_wins_over_the_yaml_and_flags_over_both(tmp_path: Path) -> None:
+def test_ase_toml_and_the_yaml_must_agree_and_flags_win_over_both(tmp_path: Path) -> None:
+    # ase.toml naming the service otherwise than ai_api.yml: refused, saying which file to change
+    # (it used to win silently: the route was /v1/private/from-toml while the YAML said image-detect).
     root = project(tmp_path, toml='[service]\nname = "from-toml"\n')
+    with pytest.raises(ProjectError) as err:
+        load_project(root)
+    assert str(err.value) == (
+        f"ase.toml and ai_api.yml disagree: [service] name is 'from-toml' in {root / 'ase.toml'} but "
+        f"metadata.serviceName is 'image-detect' in {root / 'ai_api.yml'}; set name = \"image-detect\" in "
+        "ase.toml (or delete it there: ai_api.yml's then counts)"
+    )
+    (root / "ase.toml").write_text('[service]\nversion = "2"\n')
+    with pytest.raises(ProjectError, match=r"version is '2' in .* but metadata\.version is '1\.0\.3'"):
+        load_project(root)
+    # Agreeing files are fine; the toml naming the service only takes the version from the YAML.
+    (root / "ase.toml").write_text('[service]\nname = "image-detect"\n')
     s = load_project(root)
-    # the toml names the service only: the version still comes from the YAML
-    assert (s.service, s.version) == ("from-toml", "1.0.3")
+    assert (s.service, s.version) == ("image-detect", "1.0.3")
+    # Flags win over both: a loader started with --service serves the schema under that name.
     s = load_project(root, service="from-flag", version="9")
     assert (s.service, s.version) == ("from-flag", "9")
 

@@ -294,7 +294,12 @@ def test_contract_problems_stop_before_init(tmp_path: Path) -> None:
     report = run_project(root)
     assert report.problems == ["session mode needs wrapperRead, wrapperDestroy (missing)"]
     assert report.cases == [] and not report.ok
-    assert report.to_json() == {"ok": False, "problems": report.problems, "cases": []}
+    assert report.to_json() == {
+        "ok": False,
+        "problems": report.problems,
+        "warnings": report.warnings,
+        "cases": [],
+    }
 
 
 def test_modes_from_ase_toml_are_required(tmp_path: Path) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 import re
+import shlex
 from importlib import resources
 from importlib.resources.abc import Traversable
 from pathlib import Path
@@ -15,8 +16,10 @@ import typer
 from ase_serving.cli.common import abort
 
 HELP = """Create the wrapper project NAME (in PARENT, default the current folder): wrapper.py with a
-working echo engine, ase.toml, requirements.txt, README.md and tests/ with a success case and an
-expected-error case. It passes `asectl loader test NAME` as generated.
+working echo engine, ai_api.yml (its API: what the gateway checks and documents), ase.toml,
+requirements.txt, README.md and tests/ with a success case and expected-error cases. It passes
+`asectl loader test NAME` as generated, and prints the two commands that serve it through a
+gateway: `asectl init` and `asectl loader run NAME --push-schema`.
 
 Example:
 
@@ -66,6 +69,19 @@ def scaffold(target: Path, name: str, mode: str) -> list[str]:
     return sorted(files)
 
 
+def next_steps(folder: str) -> str:
+    """The dev loop of a new project: serve it through a local gateway, then edit, test, run again."""
+    run = f"asectl loader run {shlex.quote(folder)} --push-schema"
+    width = max(len(run), len("asectl init")) + 3
+    return (
+        "next, to serve it through a gateway:\n"
+        f"  {'asectl init':<{width}}# once: a local cluster (config centre + gateway)\n"
+        f"  {run:<{width}}# prints its API and docs URLs and a call to try\n"
+        f"after an edit of wrapper.py or ai_api.yml: `asectl loader test {shlex.quote(folder)}`, "
+        "then Ctrl-C the loader and run it again (--push-schema sends the new API to the gateway)"
+    )
+
+
 def register(app: typer.Typer) -> None:
     @app.command("new", help=HELP)
     def new(
@@ -87,4 +103,4 @@ def register(app: typer.Typer) -> None:
         except OSError as exc:
             abort(f"cannot write {target}: {exc.strerror or exc}")
         typer.echo(f"created {target} ({mode.value} engine): {', '.join(written)}")
-        typer.echo(f"next: asectl loader test {target}")
+        typer.echo(next_steps(str(target)))

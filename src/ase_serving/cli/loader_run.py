@@ -26,7 +26,12 @@ drains in-flight work, runs wrapperFini and exits 0.
 With a cluster set up (`asectl init` or `asectl setup`, or ASE_CONFIG_ADDRESS), the
 loader registers its data address and licences in the cluster's registry (the gRPC
 address as the `grpc` attribute), keeps the registration alive, and pushes the
-project's schemas/*.json when the config centre lacks them. A loader listening on
+service schema made from ai_api.yml (or the Api class) and schemas/*.json when the
+config centre lacks them; then it prints the API and docs URLs and an `asectl call`
+line to try. When the config centre holds a schema that differs from the project's,
+it says so and keeps it; --push-schema replaces it (the edit-and-run loop:
+`asectl loader run DIR --push-schema`). A project with a broken API definition is
+refused at start (`asectl loader test DIR` lists its problems). A loader listening on
 0.0.0.0 registers --advertise HOST[:PORT] (a PORT there is the data port; or
 ASE_LOADER_ADVERTISE), else this host's address towards the config centre. A data port
 beyond loopback asks every caller to prove it knows the cluster's secret (kept in the
@@ -106,6 +111,14 @@ def register(app: typer.Typer) -> None:
         log_level: Annotated[
             str, typer.Option("--log-level", help="debug, info, warning or error.")
         ] = "info",
+        push_schema: Annotated[
+            bool,
+            typer.Option(
+                "--push-schema",
+                help="Replace the config centre's copy of the project's schema when it differs "
+                "(after an edit of ai_api.yml).",
+            ),
+        ] = False,
     ) -> None:
         """Serve a wrapper project: gRPC Once/Session/Info, N worker processes x L licences."""
         from ase_serving.cli.loader_serve import RunOptions, start
@@ -128,5 +141,6 @@ def register(app: typer.Typer) -> None:
                 log_level,
                 str(data_tls_cert) if data_tls_cert is not None else None,
                 str(data_tls_key) if data_tls_key is not None else None,
+                push_schema,
             )
         )

@@ -13,19 +13,24 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import shlex
 import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import orjson
 
 from ase_serving.addr import announce
+from ase_serving.cli.loader_lines import api_lines, definition_line
 from ase_serving.errors import UserError
 
 if TYPE_CHECKING:
+    from ase_serving.home import ClusterSettings
     from ase_serving.loader.serve import Registrar
-    from ase_serving.loader.settings import LoaderSettings
+
+#: Loggers of libraries that log every request, poll or frame; kept at WARNING.
+QUIET_LOGGERS = ("httpx", "httpcore", "hpack", "aetcd", "grpc", "_cygrpc", "asyncio")
 
 
 @dataclass
@@ -48,6 +53,7 @@ class RunOptions:
     log_level: str = "info"
     data_tls_cert: str | None = None
     data_tls_key: str | None = None
+    push_schema: bool = False
 
 
 def abort(message: str, code: int = 1) -> NoReturn:
@@ -96,16 +102,17 @@ def serve_options(opts: RunOptions) -> None:
     to print."""
     from ase_serving.loader.front import is_loopback
     from ase_serving.loader.project import load_project
+    from ase_serving.loader.project_schemas import read_project_api
     from ase_serving.loader.serve import Ready, serve
 
     level = getattr(logging, opts.log_level.upper(), None)
     if not isinstance(level, int):
         abort(f"--log-level must be debug, info, warning or error, not {opts.log_level!r}")
     logging.basicConfig(level=level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(message)s")
-    if level > logging.DEBUG:
-        # The store clients log every request at INFO: a heartbeat is not news.
-        for name in ("httpx", "httpcore", "aetcd"):
-            logging.getLogger(name).setLevel(logging.WARNING)
+    # Libraries that log every request, heartbeat, poll or frame (the store clients, gRPC's core,
+    # the event loop): not news, even at --log-level debug, which is for the loader's own lines.
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
     metrics_port = opts.metrics_port
     settings = load_project(
         Path(opts.folder),
@@ -127,6 +134,19 @@ def serve_options(opts: RunOptions) -> None:
         settings.data_tls_cert = Path(opts.data_tls_cert)
         settings.data_tls_key = Path(opts.data_tls_key) if opts.data_tls_key is not None else None
 
+    if opts.push_schema and opts.standalone:
+        abort("--push-schema writes the schema to the cluster's config centre: drop --standalone", 2)
+    cluster = None if opts.standalone else _cluster(quiet=opts.push_schema)
+    if opts.push_schema and cluster is None:
+        abort("--push-schema needs a cluster to push to: run `asectl init` (or `asectl setup`) first")
+    # The API definition is checked before anything starts: a broken one would be served by no
+    # gateway (the Api class is imported, in a child process, only when the schema is pushed).
+    api = read_project_api(settings, code=cluster is not None)
+    if api.problems:
+        abort(definition_line(settings.service, api.problems, opts.folder))
+    for warning in api.warnings:  # an alias read as the right word, a file that cannot be pushed
+        print(f"warning: {warning}", file=sys.stderr, flush=True)
+
     def ready(info: Ready) -> None:
         s = info.settings
         details = (
@@ -135,9 +155,21 @@ def serve_options(opts: RunOptions) -> None:
         )
         if info.metrics_url:
             details += f"; metrics {info.metrics_url}"
-        announce(f"loader {s.service} {s.version}", info.data_address, details, *_api_lines(s, gateway))
+        lines = api_lines(s.service, gateway, api.service)
+        announce(f"loader {s.service} {s.version}", info.data_address, details, *lines)
 
-    registrar = None if opts.standalone else _cluster_registrar(opts.ttl, opts.advertise)
+    registrar = None
+    if cluster is not None:
+        rerun = f"run `asectl loader run {shlex.quote(opts.folder)} --push-schema`"
+        registrar = _cluster_registrar(
+            cluster,
+            opts.ttl,
+            opts.advertise,
+            schemas=api.schemas,
+            sources=api.sources,
+            replace_schemas=opts.push_schema,
+            replace_hint=rerun,
+        )
     if registrar is not None and not is_loopback(settings.data_host or settings.host):
         settings.secret = _cluster_secret()
     gateway = _gateway_url() if registrar is not None else None
@@ -190,42 +222,32 @@ def _gateway_url() -> str | None:
     return cluster.components.get("gateway") if cluster is not None else None
 
 
-def _api_lines(settings: LoaderSettings, gateway: str | None) -> list[str]:
-    """Where the service's API and its documentation are, when the cluster has a gateway."""
-    if not gateway:
-        return []
-    from ase_serving.loader.project_schemas import project_routes
-
-    base = gateway.rstrip("/")
-    modes = settings.modes or frozenset(("once", "session"))
-    how = " and ".join(
-        m for m in (("POST" if "once" in modes else ""), ("WebSocket" if "session" in modes else "")) if m
-    )
-    lines = [f"api  {base}{route}  ({how})" for route in project_routes(settings)]
-    lines.append(f"docs {base}/docs?service={settings.service}")
-    return lines
-
-
-def _cluster_registrar(ttl: float, advertise: str | None) -> Registrar | None:
-    """The registrar for the cluster set up under $ASE_HOME, or None (said on stderr) when none is."""
+def _cluster(quiet: bool = False) -> ClusterSettings | None:
+    """The cluster set up under $ASE_HOME, or None (said on stderr unless ``quiet``) when none is."""
     from ase_serving.home import ClusterSettings
-    from ase_serving.loader.registrar import ClusterRegistrar
     from ase_serving.store import StoreError, backend_kind
 
     cluster = ClusterSettings.load()
-    if cluster is None:
+    if cluster is None and not quiet:
         print(
             "no cluster set up (run `asectl init`, or `asectl setup` to use an existing one): "
             "serving standalone",
             file=sys.stderr,
             flush=True,
         )
+    if cluster is None:
         return None
     try:
         backend_kind(cluster.address)
     except StoreError as exc:
         abort(f"{exc}; run `asectl setup` again, or use --standalone")
-    return ClusterRegistrar(cluster, ttl=ttl, advertise=advertise)
+    return cluster
+
+
+def _cluster_registrar(cluster: ClusterSettings, ttl: float, advertise: str | None, **push: Any) -> Registrar:
+    from ase_serving.loader.registrar import ClusterRegistrar
+
+    return ClusterRegistrar(cluster, ttl=ttl, advertise=advertise, **push)
 
 
 if __name__ == "__main__":

@@ -11,13 +11,17 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from ase_serving.cli.common import print_json
 from ase_serving.loader.testrun import Report, run_project
 
-HELP = """Check DIR/wrapper.py against the contract, then run wrapperInit, every test case in
-DIR/tests (*.json, *.yml, *.yaml) and wrapperFini in this process, without a server.
+HELP = """Check DIR/wrapper.py against the contract and DIR/ai_api.yml (or the Api class) as `asectl
+api create` does, then run wrapperInit, every test case in DIR/tests (*.json, *.yml, *.yaml) and
+wrapperFini in this process, without a server. Each case's request is first checked against the
+service schema with the gateway's own validator (a request the gateway refuses with 10163 fails
+here with the same message); an exception in the wrapper shows its traceback.
 
 Exit code 0 when every case passes, 1 otherwise. The case format is in docs/test-cases.md.
 
@@ -55,8 +59,10 @@ def _stdout_to_stderr() -> Iterator[None]:
 def _print_table(report: Report) -> None:
     console = Console()
     err = Console(stderr=True)
+    for warning in report.warnings:
+        err.print(f"warning: {escape(warning)}", highlight=False, soft_wrap=True)
     for problem in report.problems:
-        err.print(f"[red]problem:[/red] {problem}", highlight=False, markup=True)
+        err.print(f"[red]problem:[/red] {escape(problem)}", highlight=False, markup=True, soft_wrap=True)
     if not report.cases:
         return
     table = Table(title=f"test cases of {report.project}", title_justify="left")
@@ -66,10 +72,17 @@ def _print_table(report: Report) -> None:
     table.add_column("reason", overflow="fold")
     for case in report.cases:
         result = "[green]ok[/green]" if case.ok else "[red]failed[/red]"
-        table.add_row(case.name, result, f"{case.ms:.1f}", case.reason)
+        table.add_row(escape(case.name), result, f"{case.ms:.1f}", escape(case.reason))
     console.print(table)
+    for case in report.cases:
+        if case.traceback:
+            # Where the wrapper raised: the table's reason has the message, this the file and line.
+            text = f"\n{case.name}: the wrapper raised\n{case.traceback}"
+            console.print(escape(text), highlight=False, soft_wrap=True)
     failed = sum(not c.ok for c in report.cases)
     summary = f"{len(report.cases) - failed} passed, {failed} failed"
+    if any(c.traceback for c in report.cases):
+        console.print()
     console.print(f"[red]{summary}[/red]" if failed else f"[green]{summary}[/green]")
 
 

@@ -13,7 +13,6 @@ write), and the loser is listed in ``problems``: a route always means one servic
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import logging
 import re
@@ -26,30 +25,12 @@ from ase_serving import errors
 from ase_serving.gateway.settings import GatewaySettings
 from ase_serving.schema.loaded import ServiceSchema, load_service_schema
 from ase_serving.schema.service import ServiceSchemaError, is_service_schema, parse_json
+from ase_serving.schema.validate import compile_validator, frame_schema
 from ase_serving.store.base import ConfigEvent, ConfigItem, ConfigKey
 
 log = logging.getLogger("ase_serving.gateway")
 
-
-def frame_schema(schemainput: dict[str, Any]) -> dict[str, Any]:
-    """The JSON Schema of a session's later frames: what the first frame allows, nothing required
-    but the data field inside each payload entry present, and no ``parameter`` check."""
-    out = copy.deepcopy(schemainput)
-    out.pop("required", None)
-    props = out.get("properties")
-    if isinstance(props, dict):
-        props.pop("parameter", None)
-        for part in ("header", "payload"):
-            sub = props.get(part)
-            if isinstance(sub, dict):
-                sub.pop("required", None)
-    return out
-
-
-def _validator(schema: dict[str, Any]) -> jsonschema_rs.Validator:
-    # Formats are checked (spec.STRING_FORMATS: a "date-time" that is not one is 10163), as the
-    # schema check and /openapi.json promise.
-    return jsonschema_rs.Draft7Validator(schema, validate_formats=True)
+__all__ = ["RouteTable", "Service", "frame_schema"]
 
 
 @dataclass
@@ -93,8 +74,8 @@ class Service:
             key=item.key,
             revision=item.revision,
             schema=schema,
-            validator=_validator(schema.schemainput),
-            frame_validator=_validator(frame_schema(schema.schemainput)),
+            validator=compile_validator(schema.schemainput),
+            frame_validator=compile_validator(frame_schema(schema.schemainput)),
             queue_timeout=schema.queue_timeout or defaults.queue_timeout,
             read_timeout=schema.read_timeout or defaults.read_timeout,
             session_timeout=schema.session_timeout or defaults.session_timeout,

@@ -16,85 +16,19 @@ from __future__ import annotations
 
 from typing import Any
 
-import jsonschema_rs
-import orjson
-
-from ase_serving import errors
-from ase_serving.errors import AppIdMissing, AseError, BadRequest
+from ase_serving.errors import BadRequest
 from ase_serving.gateway.routes import Service
 from ase_serving.protocol.items import DataItem
-from ase_serving.protocol.public import TooDeep, decode_item, parse_body
-from ase_serving.schema.openapi import FORMAT_EXAMPLES
+from ase_serving.protocol.public import decode_item, parse_body
+from ase_serving.schema import validate
 
 __all__ = ["check", "parse_body", "payload_items"]
 
-#: A message quoting a huge value (a base64 string) is cut to this many characters.
-_MESSAGE_MAX = 300
-#: Levels of arrays and objects a value may be nested (orjson's limit; jsonschema-rs describes an
-#: error only in a value nested at most about as deep).
-_DEPTH_MAX = 254
-
-
-def _where(path: Any) -> str:
-    out = ""
-    for part in path:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out
-
-
-def _problem(err: jsonschema_rs.ValidationError) -> AseError:
-    where = _where(err.instance_path)
-    message = err.message
-    if len(message) > _MESSAGE_MAX:
-        message = message[: _MESSAGE_MAX - 3] + "..."
-    kind = type(err.kind).__name__
-    if kind == "Required":
-        missing = getattr(err.kind, "property", "?")
-        field = f"{where}.{missing}" if where else str(missing)
-        if field in ("header", "header.app_id"):
-            return AppIdMissing("header.app_id is required: send the app id your API key belongs to")
-        return BadRequest(f"{field} is required")
-    if kind == "ContentEncoding":
-        return BadRequest(f"{where} is not valid base64", errors.BAD_BASE64)
-    fmt = getattr(err.kind, "format", None) if kind == "Format" else None
-    if fmt in FORMAT_EXAMPLES:
-        example = orjson.dumps(FORMAT_EXAMPLES[fmt]).decode()
-        return BadRequest(f"{where or 'the body'}: {message}: send one such as {example}")
-    return BadRequest(f"{where or 'the body'}: {message}")
-
 
 def check(svc: Service, body: dict[str, Any], first: bool = True) -> None:
-    """Raise the schema problem of ``body``: a once request or first frame, else a later frame."""
-    validator = svc.validator if first else svc.frame_validator
-    if validator.is_valid(body):
-        return
-    try:
-        err = next(iter(validator.iter_errors(body)), None)
-    except ValueError:  # "Recursion limit reached": the error's value is nested too deeply
-        raise _too_deep(body) from None
-    if err is not None:
-        raise _problem(err)
-
-
-def _too_deep(body: dict[str, Any]) -> AseError:
-    """10163 naming the field of ``body`` that holds a value nested past :data:`_DEPTH_MAX`."""
-    stack: list[tuple[Any, tuple[str | int, ...]]] = [(body, ())]
-    while stack:
-        node, path = stack.pop()
-        if len(path) > _DEPTH_MAX:
-            field = []
-            for part in path[:3]:
-                if not isinstance(part, str):
-                    break
-                field.append(part)
-            return TooDeep(
-                f"{'.'.join(field)}: is nested too deeply: at most {_DEPTH_MAX} levels of arrays and objects"
-            )
-        if isinstance(node, dict):
-            stack.extend((value, (*path, key)) for key, value in node.items())
-        elif isinstance(node, list):
-            stack.extend((value, (*path, i)) for i, value in enumerate(node))
-    return BadRequest("the body breaks the schema in a way the validator cannot describe")
+    """Raise the schema problem of ``body``: a once request or first frame, else a later frame
+    (:mod:`ase_serving.schema.validate`, which ``asectl loader test`` uses too)."""
+    validate.check(svc.validator if first else svc.frame_validator, body)
 
 
 def payload_items(body: dict[str, Any], default_status: int) -> list[DataItem]:

@@ -8,6 +8,7 @@ but an :class:`~ase_serving.errors.AseError` or a :class:`~ase_serving.protocol.
 from __future__ import annotations
 
 import logging
+import traceback
 from collections.abc import Callable
 from typing import Any
 
@@ -22,14 +23,53 @@ log = logging.getLogger(__name__)
 
 #: (handle, result items, code, message) for async results pushed by ``callback``.
 PushSink = Callable[[str, list[DataItem], int, str], None]
+#: (function name, the exception a wrapper function raised) -> None.
+ExceptionSink = Callable[[str, BaseException], None]
+#: Places (file, line) whose traceback was logged in full; later ones there get one line.
+_LOGGED_MAX = 256
+
+
+def wrapper_traceback(exc: BaseException) -> str:
+    """The traceback of an exception raised in wrapper code, from the wrapper's function on (the
+    host's own frame, which called it, left out)."""
+    tb = exc.__traceback__
+    if tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    return "".join(traceback.format_exception(type(exc), exc, tb)).rstrip()
+
+
+def raised_at(exc: BaseException) -> str:
+    """``FILE:LINE`` of the innermost frame of ``exc`` (where it was raised), or ""."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    return f"{frames[-1].filename}:{frames[-1].lineno}" if frames else ""
+
+
+class TracebackLog:
+    """Logs a wrapper's exceptions: the traceback the first time one is raised at a place, one line
+    (naming the place) after that, so that a wrapper failing on every request cannot flood the log."""
+
+    def __init__(self) -> None:
+        self._seen: set[tuple[str, str]] = set()
+
+    def __call__(self, name: str, exc: BaseException) -> None:
+        where = raised_at(exc)
+        key = (name, where)
+        if key in self._seen:
+            log.error("%s raised %s (at %s; traceback logged before)", name, errors.describe(exc), where)
+            return
+        if len(self._seen) < _LOGGED_MAX:
+            self._seen.add(key)
+        log.error("%s raised %s (at %s)\n%s", name, errors.describe(exc), where, wrapper_traceback(exc))
 
 
 class EngineHost:
     """One loaded wrapper in this process."""
 
-    def __init__(self, plugin: Plugin) -> None:
+    def __init__(self, plugin: Plugin, on_exception: ExceptionSink | None = None) -> None:
         self.plugin = plugin
         self._f = plugin.funcs
+        #: Told of every exception a wrapper function raises (default: logged with its traceback).
+        self.on_exception: ExceptionSink = on_exception or TracebackLog()
 
     # -- life cycle -------------------------------------------------------------------------
     def init(self, config: dict[str, str]) -> None:
@@ -70,6 +110,12 @@ class EngineHost:
                 list(req.psr_ids),
                 len(req.psr_ids),
             )
+            if ret is None:
+                raise WrapperFailure(
+                    f"wrapperOnceExec of {self.plugin.path} returned None: return 0 once the results "
+                    "are appended to respData, or an error code (its text comes from wrapperError)",
+                    errors.WRAPPER_EXEC,
+                )
             self._check_ret("wrapperOnceExec", ret, errors.WRAPPER_EXEC)
             items = self.convert(resp, "wrapperOnceExec result item", Status.ONCE)
         except errors.AseError as exc:
@@ -161,7 +207,7 @@ class EngineHost:
         try:
             return func(*args)
         except Exception as exc:
-            log.debug("%s raised", name, exc_info=True)
+            self.on_exception(name, exc)
             raise WrapperFailure(f"{name} raised {errors.describe(exc)}", errors.WRAPPER_EXCEPTION) from None
 
     def _check_ret(self, name: str, ret: Any, code: int) -> None:

@@ -3,7 +3,8 @@
 Where the service name and version come from, first match wins: the flags (``--service``,
 ``--version``), ``ase.toml`` ``[service] name/version``, ``ai_api.yml`` ``metadata.serviceName/version``
 (the seed's ApiSchema YAML), then the folder's name and ``1.0.0``. So a folder holding only
-``wrapper.py`` and ``ai_api.yml`` is a complete project.
+``wrapper.py`` and ``ai_api.yml`` is a complete project. When both files name the service (or
+its version), they must agree: a mismatch is refused, naming both values and the file to change.
 """
 
 from __future__ import annotations
@@ -83,6 +84,24 @@ def read_api_metadata(root: Path) -> dict[str, Any]:
     return meta
 
 
+def _same_names(svc: dict[str, Any], meta: dict[str, Any], toml_path: Path, yml: Path | None) -> None:
+    """Refuse an ase.toml and an ai_api.yml that name the service (or its version) differently.
+
+    Either alone names it; when both do, they must agree: otherwise ase.toml's name would win
+    silently and the route (/v1/private/<name>) would not be the one ai_api.yml describes."""
+    if yml is None:
+        return
+    for key, meta_key in (("name", "serviceName"), ("version", "version")):
+        ours, theirs = svc.get(key), meta.get(meta_key)
+        if ours is None or theirs is None or str(ours) == str(theirs):
+            continue
+        raise ProjectError(
+            f"{toml_path.name} and {yml.name} disagree: [service] {key} is {str(ours)!r} in {toml_path} "
+            f'but metadata.{meta_key} is {str(theirs)!r} in {yml}; set {key} = "{theirs}" in ase.toml '
+            f"(or delete it there: {yml.name}'s then counts)"
+        )
+
+
 def _table(doc: dict[str, Any], name: str, path: Path) -> dict[str, Any]:
     value = doc.get(name, {})
     if not isinstance(value, dict):
@@ -131,6 +150,7 @@ def load_project(
     wrp = _table(doc, "wrapper", toml_path)
 
     meta = read_api_metadata(root)
+    _same_names(svc, meta, toml_path, find_api_yaml(root))
 
     name = service or svc.get("name") or meta.get("serviceName") or root.name
     if not isinstance(name, str) or not _NAME.match(name):

@@ -29,7 +29,10 @@ not be deregistered disappears when its lease's TTL runs out.
 The address registered is :func:`~ase_serving.loader.advertise.advertised_address`'s. When the
 config store lacks the project's service schemas
 (:func:`~ase_serving.loader.project_schemas.project_schemas`), the registrar writes the missing
-ones under the cluster settings' (project, group), never overwriting one.
+ones under the cluster settings' (project, group). One the store holds with other content is kept,
+and a warning says so and how to replace it (the gateway serves the store's copy, so an edit of
+ai_api.yml would otherwise change nothing, silently); with ``replace_schemas``
+(``asectl loader run --push-schema``) it is replaced.
 """
 
 from __future__ import annotations
@@ -37,7 +40,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
@@ -46,7 +49,7 @@ from ase_serving.addr import url
 from ase_serving.backoff import Backoff
 from ase_serving.home import ClusterSettings
 from ase_serving.loader.advertise import WILDCARD_HOSTS, advertised_address
-from ase_serving.loader.project_schemas import project_schemas
+from ase_serving.loader.project_schemas import project_schemas, same_schema
 from ase_serving.loader.serve import Ready
 from ase_serving.store import Backend
 from ase_serving.store.base import (
@@ -102,11 +105,23 @@ class ClusterRegistrar:
         advertise: str | None = None,
         project: str | None = None,
         group: str | None = None,
+        schemas: list[tuple[str, bytes]] | None = None,
+        sources: dict[str, str] | None = None,
+        replace_schemas: bool = False,
+        replace_hint: str = "restart the loader with --push-schema",
     ) -> None:
         if ttl < 2:
             raise ValueError(f"a registration TTL must be at least 2 s, not {ttl:g}")
         self.ttl = ttl
         self.advertise = advertise
+        #: The schemas to push (None: read from the project when ready), their files, and whether
+        #: one the store holds with other content is replaced (else a warning says how).
+        self._schemas: Callable[[Ready], list[tuple[str, bytes]]] = (
+            (lambda ready: project_schemas(ready.settings)) if schemas is None else (lambda ready: schemas)
+        )
+        self._sources = sources or {}
+        self.replace_schemas = replace_schemas
+        self._replace_hint = replace_hint
         if isinstance(cluster, ClusterSettings):
             self._settings: ClusterSettings | None = cluster
             self._backend: Backend | None = None
@@ -346,15 +361,27 @@ class ClusterRegistrar:
         config = self._backend.config
         s = ready.settings
         try:
-            for name, content in await asyncio.to_thread(project_schemas, s):
+            for name, content in await asyncio.to_thread(self._schemas, ready):
                 key = ConfigKey(self.project, self.group, s.service, s.version, name)
                 try:
-                    await self._op(config.get(key))
-                    continue
+                    old = await self._op(config.get(key))
                 except NotFound:
-                    pass
+                    old = None
+                if old is not None and same_schema(old.content, content):
+                    continue
+                if old is not None and not self.replace_schemas:
+                    log.warning(
+                        "the config centre's %s (revision %d) differs from %s, and the gateway serves "
+                        "the config centre's: to replace it, %s",
+                        key.path,
+                        old.revision,
+                        self._sources.get(name, f"this project's {name}"),
+                        self._replace_hint,
+                    )
+                    continue
                 item = await self._op(config.put(key, content))
-                log.info("pushed the schema %s to %s (revision %d)", key.path, self.url, item.revision)
+                how = "replaced the schema %s in %s" if old is not None else "pushed the schema %s to %s"
+                log.info(how + " (revision %d)", key.path, self.url, item.revision)
         except StoreUnavailable:
             raise  # try again once the store is back
         except StoreError as exc:

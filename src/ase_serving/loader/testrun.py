@@ -5,6 +5,12 @@ table, once calls / sessions through :class:`~ase_serving.loader.host.EngineHost
 :class:`~ase_serving.loader.host.EngineSession`, ``wrapperFini``), so a project that passes here
 behaves the same when served. Every wrapper call has a deadline: a hung wrapper fails its case
 with 10114 instead of hanging the run.
+
+The gateway's side is checked too: the project's API definition (every problem, as ``asectl api
+create`` reports it), and each case's request against the service schema with the gateway's own
+validator (:mod:`ase_serving.schema.validate`), so a request the gateway would refuse with 10163
+fails here with the same message. An exception in wrapper code fails its case with 10910, as
+served, and the case carries the traceback.
 """
 
 from __future__ import annotations
@@ -18,14 +24,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+import orjson
+
 from ase_serving import errors
 from ase_serving.errors import AseError
-from ase_serving.loader.host import EngineHost, EngineSession
+from ase_serving.loader.host import EngineHost, EngineSession, wrapper_traceback
 from ase_serving.loader.project import load_project
+from ase_serving.loader.project_schemas import no_schema_line, read_project_api
 from ase_serving.loader.settings import LoaderSettings
 from ase_serving.loader.testcases import ONCE, TestCase, load_cases
 from ase_serving.protocol.items import DataItem, Result
 from ase_serving.protocol.public import frame_from_public, request_from_public
+from ase_serving.schema.validate import RequestValidator
 from ase_serving.wrapper.plugin import PluginError, load_plugin
 from ase_serving.wrapper.push import set_sink
 
@@ -45,6 +55,8 @@ class CaseResult:
     ms: float = 0.0
     reason: str = ""
     file: str = ""
+    #: The traceback of an exception the wrapper raised in this case ("" when none did).
+    traceback: str = ""
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -55,6 +67,7 @@ class CaseResult:
             "ms": round(self.ms, 3),
             "reason": self.reason,
             "file": self.file,
+            "traceback": self.traceback,
         }
 
 
@@ -67,13 +80,20 @@ class Report:
     cases: list[CaseResult] = field(default_factory=list)
     #: True when DIR/tests holds no case at all (not a failure, but worth a warning)
     no_cases: bool = False
+    #: Worth a line, not a failure (no API schema, an alias in ai_api.yml, ...).
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
         return not self.problems and all(c.ok for c in self.cases)
 
     def to_json(self) -> dict[str, Any]:
-        return {"ok": self.ok, "problems": list(self.problems), "cases": [c.to_json() for c in self.cases]}
+        return {
+            "ok": self.ok,
+            "problems": list(self.problems),
+            "warnings": list(self.warnings),
+            "cases": [c.to_json() for c in self.cases],
+        }
 
 
 def with_deadline(func: Callable[[], T], timeout_s: float, what: str) -> T:
@@ -100,27 +120,37 @@ def with_deadline(func: Callable[[], T], timeout_s: float, what: str) -> T:
 
 
 def run_project(folder: str | Path) -> Report:
-    """Check ``folder``'s wrapper, init it, run every case in ``folder/tests``, fini.
+    """Check ``folder``'s wrapper and API definition, init it, run every case in ``folder/tests``, fini.
 
     Raises :class:`~ase_serving.loader.project.ProjectError` when the folder or ase.toml is
-    unusable; wrapper problems (contract, init, fini) are returned in ``Report.problems``.
+    unusable; wrapper and definition problems (contract, init, fini, ai_api.yml) are returned in
+    ``Report.problems``.
     """
     settings = load_project(folder)
     report = Report(project=settings.project_dir)
+    api = read_project_api(settings)
+    report.problems.extend(api.problems)
+    report.warnings.extend(api.warnings)
+    if api.service is None and not api.problems:
+        report.warnings.append(no_schema_line(settings.service))
     try:
         plugin = load_plugin(settings.project_dir, sorted(settings.modes) or None)
     except PluginError as exc:
-        report.problems = list(exc.problems)
+        report.problems.extend(exc.problems)
         return report
     cases = load_cases(settings.project_dir / "tests")
     report.no_cases = not cases
-    host = EngineHost(plugin)
+    raised: list[str] = []
+    host = EngineHost(plugin, on_exception=lambda _name, exc: raised.append(wrapper_traceback(exc)))
     try:
         with_deadline(lambda: host.init(settings.wrapper_config), settings.once_timeout_s, "wrapperInit")
     except AseError as exc:
-        report.problems.append(f"wrapperInit failed ({exc.code}): {exc.message}")
+        trace = f"\n{raised[-1]}" if raised else ""
+        report.problems.append(f"wrapperInit failed ({exc.code}): {exc.message}{trace}")
         return report
-    runner = CaseRunner(host, settings, _schema_outputs(settings))
+    schema = api.service
+    validator = RequestValidator(schema.schemainput) if schema is not None else None
+    runner = CaseRunner(host, settings, schema.accepts if schema is not None else None, validator, raised)
     try:
         report.cases = [runner.run(case) for case in cases]
     finally:
@@ -130,22 +160,6 @@ def run_project(folder: str | Path) -> Report:
         except AseError as exc:
             report.problems.append(f"wrapperFini failed ({exc.code}): {exc.message}")
     return report
-
-
-def _schema_outputs(settings: LoaderSettings) -> dict[str, dict[str, Any]] | None:
-    """The outputs (``accept``) of the service schema the project's ai_api.yml makes, so that a
-    case's request is built as the gateway builds it; None without a readable ai_api.yml."""
-    from ase_serving.loader.project import find_api_yaml
-    from ase_serving.schema import ApiDefinitionError, from_yaml, load_service_schema
-
-    yml = find_api_yaml(Path(settings.project_dir))
-    if yml is None:
-        return None
-    try:
-        compiled = from_yaml(yml, service=settings.service, version=settings.version)
-    except ApiDefinitionError:
-        return None
-    return load_service_schema(compiled.doc).accepts
 
 
 def run_case(case: TestCase, produce: Callable[[], Result]) -> CaseResult:
@@ -168,19 +182,41 @@ class CaseRunner:
     """Runs cases against an initialised :class:`EngineHost`, one at a time."""
 
     def __init__(
-        self, host: EngineHost, settings: LoaderSettings, accepts: dict[str, dict[str, Any]] | None = None
+        self,
+        host: EngineHost,
+        settings: LoaderSettings,
+        accepts: dict[str, dict[str, Any]] | None = None,
+        validator: RequestValidator | None = None,
+        raised: list[str] | None = None,
     ) -> None:
         self.host = host
         self.settings = settings
         #: The outputs of the project's service schema (as the gateway builds requests), if known.
         self.accepts = accepts
+        #: The gateway's check of a request against the project's service schema, if it has one.
+        self.validator = validator
+        #: Tracebacks of the wrapper's exceptions, appended by the host (see run_project).
+        self.raised = raised if raised is not None else []
         #: (handle, items, code, message) pushed by ``ase_serving.wrapper.callback``
         self.pushed: queue.Queue[tuple[str, list[DataItem], int, str]] = queue.Queue()
         host.install_callback(lambda h, items, code, msg: self.pushed.put((h, items, code, msg)))
 
     def run(self, case: TestCase) -> CaseResult:
         """Run one case and check its expectations; never raises for anything a wrapper does."""
-        return run_case(case, lambda: self._once(case) if case.mode == ONCE else self._session(case))
+        self.raised.clear()
+        out = run_case(case, lambda: self._once(case) if case.mode == ONCE else self._session(case))
+        out.traceback = "\n".join(self.raised)
+        return out
+
+    def _check(self, body: dict[str, Any], first: bool) -> None:
+        """The gateway's schema check of a request body or frame (10163 ...), when there is a schema."""
+        if self.validator is None:
+            return
+        try:
+            sent = orjson.loads(orjson.dumps(body))  # what travels: JSON (a YAML date becomes text)
+        except orjson.JSONEncodeError:
+            sent = body
+        self.validator.check(sent, first)
 
     def _request(self, body: dict[str, Any]) -> Any:
         parameter = body.get("parameter")
@@ -192,6 +228,7 @@ class CaseRunner:
 
     def _once(self, case: TestCase) -> Result:
         try:
+            self._check(case.request, True)
             req = self._request(case.request)
         except AseError as exc:
             return Result(exc.code, exc.message)
@@ -204,6 +241,9 @@ class CaseRunner:
         result = Result()
         timeout = self.settings.read_timeout_s
         try:
+            self._check(case.request, True)
+            for body in case.frames:
+                self._check(body, False)
             first = self._request(case.request)
             frames = [frame_from_public(body) for body in case.frames]
         except AseError as exc:
