@@ -75,7 +75,9 @@ def test_each_prose_paragraph_is_one_line_on_a_wide_terminal(path: tuple[str, ..
             if "\n" in para:  # literal (examples, a list): kept as written
                 continue
             para = re.sub(r"\s+", " ", para).strip()
-            assert any(para in line for line in lines), f"asectl {' '.join(path)} --help splits {para!r}:\n{out}"
+            assert any(para in line for line in lines), (
+                f"asectl {' '.join(path)} --help splits {para!r}:\n{out}"
+            )
 
 
 def test_loader_run_shows_the_service_table() -> None:
