@@ -27,6 +27,7 @@ GROUPS = {
     "cluster": "cluster",
     "consumer": "consumer",
     "account": "account",
+    "images": "images",
 }
 #: Top-level commands and the modules that register them.
 COMMANDS = {"setup": "setup", "init": "init", "down": "init", "call": "call"}
