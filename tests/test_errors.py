@@ -1,5 +1,5 @@
 """The exception tree and the protocol codes of :mod:`ase_serving.errors`, against each other,
-the WebSocket close codes and the README's table of codes."""
+the WebSocket close codes and the table of codes in docs/protocol.md."""
 
 from __future__ import annotations
 
@@ -16,23 +16,45 @@ import ase_serving
 from ase_serving import errors
 from ase_serving.gateway.answers import close_code
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+ROOT = Path(__file__).resolve().parents[1]
+README = ROOT / "README.md"
+PROTOCOL = ROOT / "docs" / "protocol.md"
 
 #: Every protocol code errors.py names: its upper-case int constants.
 CODES = {name: value for name, value in vars(errors).items() if name.isupper() and type(value) is int}
 
 
-def readme_codes() -> dict[int, str]:
-    """The public protocol's table (``| code | meaning | HTTP |``): each code with its HTTP cell.
-
-    The ``109xx`` row names its codes in its meaning."""
-    lines = README.read_text().splitlines()
-    start = lines.index("| code | meaning | HTTP |")
-    rows: dict[int, str] = {}
-    for line in lines[start + 2 :]:
+def _table(path: Path, head: str) -> list[list[str]]:
+    """The cells of the rows of the Markdown table whose header line is ``head``."""
+    lines = path.read_text().splitlines()
+    assert head in lines, f"{path.name} has no table headed {head!r}"
+    rows = []
+    for line in lines[lines.index(head) + 2 :]:
         if not line.startswith("|"):
             break
-        code, meaning, status = (cell.strip() for cell in line.strip("|").split("|"))
+        rows.append([cell.strip() for cell in line.strip().strip("|").split("|")])
+    return rows
+
+
+def protocol_rows() -> dict[int, tuple[str, str, str]]:
+    """docs/protocol.md's table of codes: each code with its (name, HTTP, WebSocket close) cells."""
+    rows: dict[int, tuple[str, str, str]] = {}
+    for code, name, _meaning, http, close in _table(
+        PROTOCOL, "| code | name | meaning | HTTP | WebSocket close |"
+    ):
+        if code.isdigit():
+            assert int(code) not in rows, f"docs/protocol.md has two rows for {code}"
+            rows[int(code)] = (name, http, close)
+    return rows
+
+
+def readme_codes() -> dict[int, str]:
+    """The README's table of codes (``| code | meaning | HTTP |``), if it still has one: each code
+    with its HTTP cell. The ``109xx`` row names its codes in its meaning."""
+    if "| code | meaning | HTTP |" not in README.read_text().splitlines():
+        return {}
+    rows: dict[int, str] = {}
+    for code, meaning, status in _table(README, "| code | meaning | HTTP |"):
         if code.isdigit():
             rows[int(code)] = status
         elif code == "109xx":
@@ -60,16 +82,40 @@ def test_every_code_has_a_websocket_close_code(name: str) -> None:
     assert close_code(exc) == expected
 
 
+def _statuses(code: int) -> set[int]:
+    """Every HTTP status an error with ``code`` can have: its code's, and each class's own."""
+    _import_the_package()  # every class of the tree defined
+    classes = {errors.AseError} | _subclasses(errors.AseError)
+    return {errors.http_status(code)} | {
+        cls.status for cls in classes if cls.status is not None and cls.code == code
+    }
+
+
 @pytest.mark.parametrize("name", sorted(CODES))
-def test_every_code_has_a_row_in_the_readme(name: str) -> None:
+def test_every_code_has_its_row_in_the_protocol_document(name: str) -> None:
+    """docs/protocol.md names each code of errors.py with its constant, every HTTP status it can
+    be answered with, and the close code of a session it ends."""
     code = CODES[name]
+    rows = protocol_rows()
+    assert code in rows, f"docs/protocol.md's table of codes has no row for {code} ({name})"
+    named, http, close = rows[code]
+    assert named == name, f"docs/protocol.md names {code} {named}, errors.py {name}"
+    shown = {int(s) for s in re.findall(r"\b[1-5]\d\d\b", http)}
+    assert shown == _statuses(code), f"docs/protocol.md gives {code} HTTP {http}"
+    expected = 1000 if code == errors.SUCCESS else close_code(errors.error_for(code, "x"))
+    assert re.findall(r"\b1\d{3}\b", close)[:1] == [str(expected)], f"{code} closes with {close}"
+
+
+def test_the_protocol_document_names_no_code_that_errors_py_lacks() -> None:
+    assert set(protocol_rows()) <= set(CODES.values())
+
+
+def test_the_readme_agrees_with_errors_py_where_it_lists_codes() -> None:
+    """The README's short table, while it has one: no code errors.py lacks, each with its status."""
     rows = readme_codes()
-    assert code in rows, f"README.md's table of codes has no row for {code} ({name})"
-    assert str(errors.http_status(code)) in rows[code], f"README.md gives {code} HTTP {rows[code]}"
-
-
-def test_the_readme_names_no_code_that_errors_py_lacks() -> None:
-    assert set(readme_codes()) <= set(CODES.values())
+    assert set(rows) <= set(CODES.values())
+    for code, status in rows.items():
+        assert str(errors.http_status(code)) in status, f"README.md gives {code} HTTP {status}"
 
 
 def test_the_exceptions_of_the_tree() -> None:

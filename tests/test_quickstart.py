@@ -45,6 +45,20 @@ def test_quickstart_runs_the_whole_flow() -> None:
     assert "loader stopped cleanly" in out
     assert "stopped gateway (pid" in out and "stopped config (pid" in out
     assert "stopped lb" not in out  # a local cluster has no LB service unless `asectl init --lb`
+    # It ends saying how to go on with asectl; the activation line it prints works as printed.
+    closing = out.split("+ asectl down", 1)[1].split("# to use asectl yourself, in your shell", 1)[1]
+    lines = [line[len("#   ") :].split("   #", 1)[0].strip() for line in closing.splitlines()[1:]]
+    assert lines[0] == ". .venv/bin/activate", closing  # run from the repository's root
+    assert lines[1:] == [
+        "asectl init",
+        "asectl loader run examples/echo",
+        'asectl call echo --data text="hello ASE"',
+    ]
+    assert "export ASE_HOME=DIR" in closing
+    found = _run(["bash", "-c", f"{lines[0]} && command -v asectl"], env, 30)
+    assert found.returncode == 0 and os.path.samefile(
+        found.stdout.strip(), ROOT / ".venv" / "bin" / "asectl"
+    ), found
 
 
 @pytest.mark.timeout(180)
@@ -65,6 +79,14 @@ def test_the_printed_curl_command_works_as_printed() -> None:
         doc = orjson.loads(answer)
         assert doc["header"]["code"] == 0, doc
         assert base64.b64decode(doc["payload"]["echo"]["text"]) == b"hello ASE"
+        # The lines it ends with, run as printed in a shell of one's own, reach the running cluster.
+        closing = out.split("# to use asectl on it, in your shell:\n", 1)[1].split("# stop them with:", 1)[0]
+        commands = [line.removeprefix("#   ") for line in closing.splitlines()]
+        assert commands[:2] == [". .venv/bin/activate", f"export ASE_HOME={home}"], closing
+        shell = _run(["bash", "-c", "set -e\n" + "\n".join(commands)], env, 60)
+        assert shell.returncode == 0, shell.stdout + shell.stderr
+        assert "healthy" in shell.stdout and "/v1/private/echo" in shell.stdout
+        assert shell.stdout.rstrip().endswith("hello ASE"), shell.stdout
     finally:
         if pid is not None and pid.isdigit():
             os.kill(int(pid), signal.SIGTERM)

@@ -1,4 +1,4 @@
-"""The error codes of the public protocol (PROTOCOL.md) and the one exception tree of the project.
+"""The error codes of the public protocol (docs/protocol.md) and the one exception tree of the project.
 
 ::
 

@@ -20,7 +20,7 @@ KEY, SECRET = "key-7f3a", "secret-c41d9e"
 
 
 def expected_signature(method: str, host: str, path: str, *extra: str, date: str = DATE) -> str:
-    # PROTOCOL.md, by hand: base64(hmac_sha256(api_secret, "host: ..\ndate: ..\nMETHOD path HTTP/1.1"
+    # docs/protocol.md, by hand: base64(hmac_sha256(api_secret, "host: ..\ndate: ..\nMETHOD path HTTP/1.1"
     # then one "name: value" line per further signed header)).
     text = "\n".join(["host: " + host, "date: " + date, method + " " + path + " HTTP/1.1", *extra])
     return base64.b64encode(hmac.new(SECRET.encode(), text.encode(), hashlib.sha256).digest()).decode()

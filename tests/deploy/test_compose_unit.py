@@ -86,7 +86,7 @@ def test_loader_dockerfile_and_tag() -> None:
     assert project_tag(ECHO) == "ase-echo:1.0.0"
     text = loader_dockerfile(ECHO, "base:1")
     assert text.startswith("FROM base:1\n")
-    assert "pip install --no-cache-dir -r /tmp/requirements.txt" in text
+    assert "pip install --quiet --no-cache-dir --disable-pip-version-check -r /tmp/requirements.txt" in text
     assert "COPY --chown=10001:10001 . /app" in text
 
 
@@ -97,8 +97,10 @@ def _no_docker_env(tmp_path: Path) -> dict[str, str]:
 
 
 def _docker_commands(env: dict[str, str], tmp_path: Path) -> list[subprocess.CompletedProcess[str]]:
-    """Run each command that needs Docker (loader build, loader test --image, init --mode compose)."""
+    """Run each command that needs Docker (images build, loader build, loader test --image, init
+    --mode compose)."""
     commands = (
+        ["images", "build"],
         ["loader", "build", str(ECHO)],
         ["loader", "test", str(ECHO), "--image", "x:1"],
         ["init", "--mode", "compose", "--dir", str(tmp_path / "c")],
@@ -140,6 +142,7 @@ def test_loader_test_image_runs_standalone_on_grpc(tmp_path: Path, monkeypatch: 
     fake.write_text(
         "#!/bin/sh\n"
         'if [ "$1" = info ]; then echo 28.0.0; exit 0; fi\n'
+        'if [ "$1" = image ]; then echo sha256:0; exit 0; fi\n'  # the image is here
         f'printf "%s\\n" "$@" > {log}\n'
         'echo "no such image" >&2; exit 1\n'
     )

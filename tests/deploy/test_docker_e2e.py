@@ -1,7 +1,8 @@
-"""End to end with a real Docker engine: the framework and loader images, `asectl loader build` and
-`loader test --image` of examples/echo (over gRPC), `asectl init --mode compose`, calls through the
-gateway with the first consumer's key (to the loader's data port, echo:50052, with the cluster's
-secret from etcd), `asectl down`.
+"""End to end with a real Docker engine: the framework and loader images (`asectl images build`),
+`asectl loader build` and `loader test --image` of examples/echo (over gRPC), `asectl init --mode
+compose`, calls through the gateway with the first consumer's key (to the loader's data port,
+echo:50052, with the cluster's secret from etcd), `asectl down`; and the one-line errors of a base
+image or an image that is not on the machine.
 
 Skipped (with the reason) when no engine answers `docker info`; scripts/docker-engine starts one and
 scripts/docker-base makes the base images locally (no registry needed).
@@ -30,8 +31,6 @@ from ase_serving.cluster.images import (
     LOADER_DATA_PORT,
     LOADER_PORT,
     DockerError,
-    build_framework,
-    build_loader_base,
     check_engine,
     free_port,
 )
@@ -72,9 +71,14 @@ def _asectl(*args: str, env: dict[str, str], timeout: float = 900) -> subprocess
 
 @pytest.fixture(scope="session")
 def images() -> Iterator[None]:
+    """The base images, built as a user builds them: `asectl images build`, one line per step."""
     subprocess.run([str(REPO / "scripts" / "docker-base")], check=True, timeout=900)
-    build_framework(REPO, FRAMEWORK_IMAGE)
-    build_loader_base(REPO, LOADER_BASE_IMAGE, FRAMEWORK_IMAGE)
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
+    built = _asectl("images", "build", env=env, timeout=1500)
+    assert built.returncode == 0, built.stdout + built.stderr
+    assert f"built {FRAMEWORK_IMAGE} and {LOADER_BASE_IMAGE} in " in built.stdout
+    for tag in (FRAMEWORK_IMAGE, LOADER_BASE_IMAGE):
+        assert f"building {tag} (" in built.stderr and f"  {tag}: step 1/" in built.stderr, built.stderr
     yield
 
 
@@ -90,6 +94,9 @@ def test_loader_build_test_and_compose(images: None, env: dict[str, str], tmp_pa
 
     tested = _asectl("loader", "test", str(ECHO), "--image", ECHO_IMAGE, "--json", env=env)
     assert tested.returncode == 0, tested.stdout + tested.stderr
+    assert (
+        f"started {ECHO_IMAGE} (container " in tested.stderr and "the loader answers after" in tested.stderr
+    )
     report = json.loads(tested.stdout)
     assert report["ok"] and report["cases"], report
 
@@ -142,6 +149,49 @@ def test_loader_build_test_and_compose(images: None, env: dict[str, str], tmp_pa
     assert "stopped the compose project" in down.stdout
     volumes = subprocess.run(["docker", "volume", "ls", "-q"], capture_output=True, text=True, timeout=60)
     assert "ase_etcd-data" not in volumes.stdout.split(), volumes.stdout
+
+
+def test_loader_build_without_its_base_image_says_how_to_build_it(env: dict[str, str]) -> None:
+    """Not docker's registry error: one line naming the command that builds the base image."""
+    absent = "ase-serving-loader:0.0.0-absent"
+    built = _asectl(
+        "loader", "build", str(ECHO), "--base", absent, "-t", "ase-absent-test:1", env=env, timeout=120
+    )
+    assert built.returncode == 1
+    assert built.stderr == (
+        f"error: docker: the loader base image {absent} is not on this machine: build it with "
+        "`asectl images build` (a few minutes, once), or name another with --base IMAGE\n"
+    )
+
+
+def test_loader_test_of_an_image_that_is_not_here(env: dict[str, str]) -> None:
+    tested = _asectl("loader", "test", str(ECHO), "--image", "ase-absent-test:0", env=env, timeout=120)
+    assert tested.returncode == 1
+    assert tested.stderr.startswith(
+        "error: docker: no image ase-absent-test:0 on this machine: `asectl loader build"
+    )
+    assert len(tested.stderr.strip().splitlines()) == 1
+
+
+def test_an_image_whose_loader_stops_is_reported_at_once(images: None, env: dict[str, str]) -> None:
+    """The loader base image alone has no project in /app: its loader exits at once, and `loader
+    test --image` says so with the container's log, not after waiting its whole timeout."""
+    tested = _asectl("loader", "test", str(ECHO), "--image", LOADER_BASE_IMAGE, env=env, timeout=300)
+    assert tested.returncode == 1
+    # Not "did not answer within 120 s": the stop was seen while waiting.
+    assert "is not serving: its container stopped after" in tested.stderr, tested.stderr
+    assert "/app: no wrapper.py here" in tested.stderr
+
+
+def test_a_base_that_cannot_be_pulled_is_named(env: dict[str, str]) -> None:
+    """A Python base neither here nor in a reachable registry: the build stops at its FROM, and the
+    error names the image, not only docker's registry line."""
+    built = _asectl("images", "build", "--python-base", "ase-absent-python:0", env=env, timeout=300)
+    assert built.returncode == 1
+    assert built.stderr.splitlines()[-1].startswith(
+        f"error: docker build of {FRAMEWORK_IMAGE} failed: its base image ase-absent-python:0 is not on "
+        "this machine and cannot be pulled"
+    ), built.stderr
 
 
 async def _registry_and_secret(home: Path) -> tuple[dict[str, Any], bytes | None]:

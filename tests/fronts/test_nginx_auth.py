@@ -1,6 +1,6 @@
 """The gateway's authentication through the nginx front (examples/fronts/nginx).
 
-With ``--auth gateway`` behind nginx: an HMAC signature (PROTOCOL.md, computed here from the
+With ``--auth gateway`` behind nginx: an HMAC signature (docs/protocol.md, computed here from the
 protocol, not with the gateway's code) over the Host the client sends to nginx passes, because
 nginx passes that Host on unchanged; the query form works for a WebSocket session. With
 ``--auth proxy`` behind nginx: a consumer header sent by a client is dropped by nginx, so the
@@ -39,7 +39,7 @@ STREAM = "/v1/private/stream_echo"
 def authorization(
     api_key: str, secret: str, host: str, date: str, request_line: str, body: bytes | None = None
 ) -> tuple[str, dict[str, str]]:
-    """PROTOCOL.md, Authentication: the authorization_origin of a request, and the Digest header
+    """docs/protocol.md, Authentication: the authorization_origin of a request, and the Digest header
     of its body (signed after the request line)."""
     to_sign, names, extra = f"host: {host}\ndate: {date}\n{request_line}", "host date request-line", {}
     if body is not None:

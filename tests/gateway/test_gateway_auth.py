@@ -1,7 +1,7 @@
 """Authentication at a real gateway (``--auth gateway``, the default): API keys and HMAC signatures,
 header and query forms, over HTTP and WebSocket, against consumers in a real config centre.
 
-The signatures here come from this file's own few lines written from PROTOCOL.md
+The signatures here come from this file's own few lines written from docs/protocol.md
 ("Authentication"), not from the gateway's or the SDK's code.
 """
 
@@ -42,7 +42,7 @@ def rfc1123(ts: float) -> str:
 def authorization(
     key: str, secret: str, host: str, date: str, method: str, path: str, extra: dict[str, str] | None = None
 ) -> str:
-    """PROTOCOL.md: the string to sign (host, date, the request line, then one line per further
+    """docs/protocol.md: the string to sign (host, date, the request line, then one line per further
     signed header), its HMAC-SHA256 in base64, the authorization_origin."""
     lines = [f"host: {host}", f"date: {date}", f"{method} {path} HTTP/1.1"]
     lines += [f"{name}: {value}" for name, value in (extra or {}).items()]

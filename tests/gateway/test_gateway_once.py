@@ -1,5 +1,5 @@
 """Once requests over HTTP through a real gateway to real loaders: the answer, and every error code
-of PROTOCOL.md that the gateway produces for a once request, with its HTTP status and message."""
+of docs/protocol.md that the gateway produces for a once request, with its HTTP status and message."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The public JSON body <-> the request model (PROTOCOL.md), without a schema."""
+"""The public JSON body <-> the request model (docs/protocol.md), without a schema."""
 
 from __future__ import annotations
 

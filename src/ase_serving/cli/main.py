@@ -16,6 +16,7 @@ import typer
 from typer.core import TyperGroup
 
 from ase_serving.cli.common import abort
+from ase_serving.cli.helptext import prepare
 from ase_serving.errors import UserError
 
 #: Command groups and the modules that make them, in the order help lists them.
@@ -26,6 +27,7 @@ GROUPS = {
     "cluster": "cluster",
     "consumer": "consumer",
     "account": "account",
+    "images": "images",
 }
 #: Top-level commands and the modules that register them.
 COMMANDS = {"setup": "setup", "init": "init", "down": "init", "call": "call"}
@@ -44,7 +46,12 @@ def wanted(argv: list[str], names: dict[str, str]) -> str | None:
 
 class _Asectl(TyperGroup):
     """The top-level group: every command runs inside its :meth:`invoke`, in ``asectl`` and in
-    whatever calls the app in-process (Click's standalone mode would let the error out)."""
+    whatever calls the app in-process (Click's standalone mode would let the error out); and every
+    command's help text is shown as written (:mod:`ase_serving.cli.helptext`)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        prepare(self)  # Typer made every command under this group before it
 
     # ``ctx`` is a Context of the Click that Typer carries inside it (``typer._click``), no public name.
     def invoke(self, ctx: Any) -> Any:

@@ -1,4 +1,4 @@
-"""The Python client of the gateway's public API (PROTOCOL.md): once requests and sessions.
+"""The Python client of the gateway's public API (docs/protocol.md): once requests and sessions.
 
     from ase_serving.client import Client
 

@@ -3,7 +3,7 @@
 ::
 
     AseClientError (code, message, sid, http_status)
-        code > 0: the gateway's error code (PROTOCOL.md), message: its message
+        code > 0: the gateway's error code (docs/protocol.md), message: its message
         code -1 (NO_ANSWER): no protocol answer (the gateway is unreachable, closed the
                  connection, or something else answered); http_status None unless one came
         code 10114: no answer within the client's timeout

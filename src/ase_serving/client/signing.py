@@ -1,4 +1,4 @@
-"""Credentials and request signing as PROTOCOL.md's "Authentication" gives them.
+"""Credentials and request signing as docs/protocol.md's "Authentication" gives them.
 
 :func:`sign` is the whole HMAC-SHA256 scheme in one call, for users of any HTTP library::
 

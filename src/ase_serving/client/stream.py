@@ -1,7 +1,7 @@
 """The transport-free state of one session: which frame comes next, what a result frame means.
 
 The sync and async sessions own a WebSocket each and delegate every decision here, so that the
-frame rules of PROTOCOL.md ("Sessions over WebSocket") are written once.
+frame rules of docs/protocol.md ("Sessions over WebSocket") are written once.
 """
 
 from __future__ import annotations

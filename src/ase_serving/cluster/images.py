@@ -1,10 +1,12 @@
-"""Docker images: the framework and loader base images, ``asectl loader build`` and
-``asectl loader test --image``.
+"""Docker images: the framework and loader base images (``asectl images build``), ``asectl loader
+build`` and ``asectl loader test --image``.
 
-Every docker command runs with a timeout, and a missing CLI or an engine that does not answer is
-one clear :class:`DockerError` (what, why, what to do), never a hang. The machine's pip
-configuration (``pip config list`` and ``PIP_*`` variables) is passed to builds as build args,
-read at run time, so no index host is written into the repository.
+Every docker command but a build runs with a timeout, and a missing CLI, an engine that does not
+answer or an image that is not on this machine is one clear :class:`DockerError` (what, why, what
+to do), never a hang or a registry's error. A build shows one line per Dockerfile step
+(:mod:`.builds`), not docker's and pip's whole output. The machine's pip configuration (``pip
+config list`` and ``PIP_*`` variables) is passed to builds as build args, read at run time, so no
+index host is written into the repository.
 """
 
 from __future__ import annotations
@@ -14,7 +16,9 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -29,6 +33,10 @@ if TYPE_CHECKING:
 
 FRAMEWORK_IMAGE = f"ase-serving:{__version__}"
 LOADER_BASE_IMAGE = f"ase-serving-loader:{__version__}"
+#: The base of the framework image (docker/Dockerfile's ``BASE``).
+PYTHON_IMAGE = "python:3.11-slim-bookworm"
+#: Where progress goes: one line each (to stderr unless a caller says otherwise).
+Say = Callable[[str], None]
 #: The loader image's ports: gRPC (interop, `loader test --image`) and data (the lean wire the
 #: gateways call; what a loader in compose or Kubernetes registers).
 LOADER_PORT = 50051
@@ -72,6 +80,24 @@ def check_engine(timeout: float = _INFO_TIMEOUT) -> str:
     return exe
 
 
+def say_to_stderr(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def image_exists(exe: str, image: str) -> bool:
+    """Whether ``image`` is on this machine (``docker image inspect``; no registry asked)."""
+    try:
+        proc = subprocess.run(
+            [exe, "image", "inspect", "--format", "{{.Id}}", image],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    except subprocess.TimeoutExpired:
+        raise DockerError(f"docker: `docker image inspect {image}` did not answer within 60 s") from None
+    return proc.returncode == 0 and bool(proc.stdout.strip())
+
+
 def pip_build_args() -> list[str]:
     """``--build-arg`` options for the pip index of this machine (env first, then `pip config`)."""
     found: dict[str, str] = {}
@@ -97,22 +123,46 @@ def pip_build_args() -> list[str]:
     return args
 
 
-def docker_build(context: Path, dockerfile: Path, tag: str, extra: list[str] | None = None) -> None:
-    """``docker build --network host``, its progress streamed to this process's output."""
+def docker_build(
+    context: Path,
+    dockerfile: Path,
+    tag: str,
+    extra: list[str] | None = None,
+    say: Say = say_to_stderr,
+    verbose: bool = False,
+    base: str | None = None,
+) -> None:
+    """``docker build --network host`` of a Dockerfile FROM ``base``: one progress line per step
+    through ``say`` (docker's whole output with ``verbose``); a failure is one :class:`DockerError`
+    after the last lines."""
+    from ase_serving.cluster.builds import run_build
+
     exe = check_engine()
     cmd = [exe, "build", "--network", "host", "-f", str(dockerfile), "-t", tag, *pip_build_args()]
     cmd += [*(extra or []), str(context)]
-    proc = subprocess.run(cmd, check=False)
-    if proc.returncode != 0:
-        raise DockerError(f"docker build of {tag} failed (exit {proc.returncode}); its output is above")
+    run_build(cmd, tag, say, verbose, base)
 
 
-def build_framework(repo: Path, tag: str = FRAMEWORK_IMAGE) -> None:
-    docker_build(repo, repo / "docker" / "Dockerfile", tag)
+def build_framework(
+    repo: Path,
+    tag: str = FRAMEWORK_IMAGE,
+    python: str = PYTHON_IMAGE,
+    say: Say = say_to_stderr,
+    verbose: bool = False,
+) -> None:
+    extra = [] if python == PYTHON_IMAGE else ["--build-arg", f"BASE={python}"]
+    docker_build(repo, repo / "docker" / "Dockerfile", tag, extra, say, verbose, python)
 
 
-def build_loader_base(repo: Path, tag: str = LOADER_BASE_IMAGE, framework: str = FRAMEWORK_IMAGE) -> None:
-    docker_build(repo, repo / "docker" / "loader.Dockerfile", tag, ["--build-arg", f"FRAMEWORK={framework}"])
+def build_loader_base(
+    repo: Path,
+    tag: str = LOADER_BASE_IMAGE,
+    framework: str = FRAMEWORK_IMAGE,
+    say: Say = say_to_stderr,
+    verbose: bool = False,
+) -> None:
+    extra = ["--build-arg", f"FRAMEWORK={framework}"]
+    docker_build(repo, repo / "docker" / "loader.Dockerfile", tag, extra, say, verbose, framework)
 
 
 def project_tag(folder: Path) -> str:
@@ -129,21 +179,41 @@ def loader_dockerfile(folder: Path, base: str = LOADER_BASE_IMAGE) -> str:
     if (folder / "requirements.txt").is_file():
         lines += [
             "COPY requirements.txt /tmp/requirements.txt",
-            "RUN pip install --no-cache-dir -r /tmp/requirements.txt && rm /tmp/requirements.txt",
+            "RUN pip install --quiet --no-cache-dir --disable-pip-version-check -r /tmp/requirements.txt"
+            " && rm /tmp/requirements.txt",
         ]
     lines += ["COPY --chown=10001:10001 . /app", "USER 10001", "WORKDIR /app"]
     return "\n".join(lines) + "\n"
 
 
-def build_loader(folder: Path, tag: str | None = None, base: str = LOADER_BASE_IMAGE) -> str:
+def check_base(exe: str, base: str) -> None:
+    """Refuse to build on a loader base image this machine does not have: docker would ask a
+    registry for it, which has none of ours (its error says nothing of how to make one)."""
+    if image_exists(exe, base):
+        return
+    if base.split(":", 1)[0] == LOADER_BASE_IMAGE.split(":", 1)[0]:
+        raise DockerError(
+            f"docker: the loader base image {base} is not on this machine: build it with "
+            "`asectl images build` (a few minutes, once), or name another with --base IMAGE"
+        )
+    # Any other base may be in a registry: docker pulls it (and says so when it cannot).
+
+
+def build_loader(
+    folder: Path,
+    tag: str | None = None,
+    base: str = LOADER_BASE_IMAGE,
+    say: Say = say_to_stderr,
+    verbose: bool = False,
+) -> str:
     if not (folder / "wrapper.py").is_file():
         raise DockerError(f"{folder}: no wrapper.py, so it is not a wrapper project")
     tag = tag or project_tag(folder)
-    check_engine()
+    check_base(check_engine(), base)
     dockerfile = folder / ".ase-build.Dockerfile"
     dockerfile.write_text(loader_dockerfile(folder, base))
     try:
-        docker_build(folder, dockerfile, tag)
+        docker_build(folder, dockerfile, tag, None, say, verbose, base)
     finally:
         dockerfile.unlink(missing_ok=True)
     return tag
@@ -155,17 +225,41 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _wait_port(port: int, deadline: float) -> bool:
+def _running(exe: str, container: str) -> bool:
+    proc = subprocess.run(
+        [exe, "inspect", "--format", "{{.State.Running}}", container],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    return proc.stdout.strip() == "true"
+
+
+def _wait_loader(exe: str, container: str, port: int, timeout: float, say: Say) -> str | None:
+    """Wait until the loader in ``container`` answers on ``port``; None when it does, else why not
+    (the container stopped, or ``timeout`` passed). A line through ``say`` every few seconds."""
     from ase_serving.loader.client import LoaderClient
 
-    while time.monotonic() < deadline:
+    start = time.monotonic()
+    next_line = start + 5.0
+    while (waited := time.monotonic() - start) < timeout:
         try:
             with LoaderClient(f"127.0.0.1:{port}", timeout=2.0) as client:
                 client.info(timeout=2.0)
-                return True
+            say(f"the loader answers after {time.monotonic() - start:.0f} s")
+            return None
         except Exception:
-            time.sleep(0.5)
-    return False
+            pass
+        if not _running(exe, container):
+            return f"its container stopped after {waited:.0f} s"
+        if time.monotonic() >= next_line:
+            say(
+                f"  still waiting for the loader (its workers run wrapperInit): {waited:.0f} s of "
+                f"{timeout:.0f}"
+            )
+            next_line += 5.0
+        time.sleep(0.5)
+    return f"it did not answer within {timeout:.0f} s"
 
 
 def _remote_result(client: LoaderClient, case: TestCase) -> Result:
@@ -179,30 +273,37 @@ def _remote_result(client: LoaderClient, case: TestCase) -> Result:
     return result
 
 
-def test_image(folder: Path, image: str, timeout: float = 120.0) -> Report:
-    """Run ``image`` (its gRPC port on 127.0.0.1), wait for the loader's health, run ``folder``'s cases
-    against it over gRPC, and remove the container whatever happens.
+def test_image(folder: Path, image: str, timeout: float = 120.0, say: Say = say_to_stderr) -> Report:
+    """Run ``image`` (its gRPC port on 127.0.0.1), wait for the loader's health (saying so through
+    ``say`` while it waits), run ``folder``'s cases against it over gRPC, and remove the container
+    whatever happens.
 
     Standalone, there is no config centre and so no cluster secret: the data port stays on the
     container's loopback (``--data-host 127.0.0.1``), as a data port beyond it requires one."""
     from ase_serving.loader.client import LoaderClient
 
     exe = check_engine()
+    if not image_exists(exe, image):
+        raise DockerError(
+            f"docker: no image {image} on this machine: `asectl loader build {folder}` builds the "
+            "project's (its tag is printed), or `docker pull` it"
+        )
     port = free_port()
-    run = [exe, "run", "-d", "--rm", "-p", f"127.0.0.1:{port}:{LOADER_PORT}", image]
+    # No --rm: the log of a container that stops at once is still there to show.
+    run = [exe, "run", "-d", "-p", f"127.0.0.1:{port}:{LOADER_PORT}", image]
     run += ["--standalone", "--data-host", "127.0.0.1"]
     proc = subprocess.run(run, capture_output=True, text=True, timeout=60)
     if proc.returncode != 0:
         raise DockerError(f"docker run {image} failed: {proc.stderr.strip()}")
     container = proc.stdout.strip()
+    say(f"started {image} (container {container[:12]}); waiting for its loader, up to {timeout:.0f} s")
     report = Report(project=folder)
     try:
-        if not _wait_port(port, time.monotonic() + timeout):
+        why = _wait_loader(exe, container, port, timeout, say)
+        if why is not None:
             logs = subprocess.run([exe, "logs", container], capture_output=True, text=True, timeout=20)
             tail = (logs.stdout + logs.stderr).strip()[-2000:]
-            raise DockerError(
-                f"the loader in {image} was not healthy within {timeout:.0f} s; its log:\n{tail}"
-            )
+            raise DockerError(f"the loader in {image} is not serving: {why}; its log:\n{tail}")
         cases = load_cases(folder / "tests")
         report.no_cases = not cases
         with LoaderClient(f"127.0.0.1:{port}", timeout=30.0) as client:

@@ -4,7 +4,7 @@ fixed pages (``/health``, ``/metrics``, ``/openapi.json``, ``/openapi/{serviceId
 Service routes are served by raw ASGI code (the hot path: no framework objects per request);
 everything else goes to a small Starlette app. Errors become responses in one place
 (:func:`error_response`): the body ``{"header": {"code", "message", "sid"}}`` with the HTTP
-status of the code (PROTOCOL.md), plus ``Retry-After`` for 10110.
+status of the code (docs/protocol.md), plus ``Retry-After`` for 10110.
 """
 
 from __future__ import annotations

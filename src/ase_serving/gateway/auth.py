@@ -7,7 +7,7 @@ Three modes (``--auth``):
 
 ``gateway`` (default)
     The gateway checks the caller itself against the consumers in the config centre
-    (:mod:`ase_serving.store.consumers`), by one of two schemes (PROTOCOL.md, "Authentication"):
+    (:mod:`ase_serving.store.consumers`), by one of two schemes (docs/protocol.md, "Authentication"):
 
     - API key: header ``X-Api-Key`` or query parameter ``apikey``;
     - HMAC-SHA256 (:mod:`ase_serving.protocol.signing`): ``signature = base64(hmac_sha256(

@@ -1,4 +1,4 @@
-"""Sessions over WebSocket (PROTOCOL.md): frames in, result frames out, one loader for the session's life.
+"""Sessions over WebSocket (docs/protocol.md): frames in, result frames out, one loader a session.
 
 The first text (or binary) frame carries ``header`` (status 0, ``app_id``), ``parameter`` and the
 first ``payload``; it is checked like a once request, converted by the atom, and opens a session

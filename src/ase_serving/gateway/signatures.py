@@ -15,7 +15,7 @@ from typing import Any
 from ase_serving.errors import AuthFailed
 from ase_serving.protocol.signing import ALGORITHM, body_digest
 
-HELP = "send X-Api-Key (or ?apikey=), or an HMAC-SHA256 signature (PROTOCOL.md, Authentication)"
+HELP = "send X-Api-Key (or ?apikey=), or an HMAC-SHA256 signature (docs/protocol.md, Authentication)"
 
 _PAIR = re.compile(r'([A-Za-z_]+)\s*=\s*"([^"]*)"')
 _AUTHORIZATION = re.compile(r'\s*[A-Za-z_]+\s*=\s*"[^"]*"(?:\s*,\s*[A-Za-z_]+\s*=\s*"[^"]*")*\s*')

@@ -577,7 +577,7 @@ def _start(config: dict[str, Any], chan: ipc.BlockingChannel) -> EngineHost | No
         plugin = load_plugin(config["project_dir"], modes)
         host = EngineHost(plugin)
         wrapper_config = dict(config.get("wrapper_config", {}))
-        # What the loader adds to the [wrapper] table (WRAPPER.md); the project's own keys win.
+        # What the loader adds to the [wrapper] table (README, "The wrapper contract"); the project's win.
         wrapper_config.setdefault("ase_worker", str(config["index"]))
         wrapper_config.setdefault("ase_lic", str(config["lic"]))
         host.init(wrapper_config)

@@ -14,7 +14,7 @@ import msgspec
 
 
 class Status(enum.IntEnum):
-    """Frame / data item status (PROTOCOL.md)."""
+    """Frame / data item status (docs/protocol.md)."""
 
     BEGIN = 0
     CONTINUE = 1

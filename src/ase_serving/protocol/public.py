@@ -1,4 +1,4 @@
-"""The public JSON protocol (PROTOCOL.md) <-> the internal request model, without a schema.
+"""The public JSON protocol (docs/protocol.md) <-> the internal request model, without a schema.
 
 The gateway adds schema checks on top; ``asectl loader test`` uses this directly.
 """

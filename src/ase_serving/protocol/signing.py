@@ -1,4 +1,4 @@
-"""The HMAC-SHA256 request signature of PROTOCOL.md ("Authentication"), one implementation for the
+"""The HMAC-SHA256 request signature of docs/protocol.md ("Authentication"), one implementation for the
 gateway that checks it and the client that makes it.
 
 The signed text is one line per name in the authorization's ``headers`` field, in its order:

@@ -1,4 +1,5 @@
-"""Service schemas (SCHEMA.md): made from ApiSchema YAML or the ``Api`` class, checked, loaded, documented.
+"""Service schemas (README, "Service schemas"): made from ApiSchema YAML or the ``Api`` class,
+checked, loaded, documented.
 
 - :mod:`.yaml_api` / :mod:`.code_api`: the two front ends, each giving an :class:`ApiSpec`;
 - :mod:`.spec`: the spec and its checks (every problem with file, line and field);

@@ -1,8 +1,8 @@
-"""An :class:`~.spec.ApiSpec` -> the service schema JSON (SCHEMA.md).
+"""An :class:`~.spec.ApiSpec` -> the service schema JSON (README, "Service schemas").
 
 Three parts: ``meta``, ``schemainput``, ``schemaoutput``.
 
-``schemainput`` is a draft-7 JSON Schema of the whole request body (PROTOCOL.md): ``header``
+``schemainput`` is a draft-7 JSON Schema of the whole request body (docs/protocol.md): ``header``
 (platform fields, ``app_id`` required), ``parameter.<serviceId>`` (the user's parameters with
 every constraint, plus one entry per output naming the wanted encoding/compress/format) and
 ``payload`` (one object per data input, its data under the field named after its type, base64).
@@ -32,7 +32,7 @@ _BASE64 = {"type": "string", "contentEncoding": "base64"}
 
 
 def header_schema() -> dict[str, Any]:
-    """The platform fields of ``header`` (PROTOCOL.md); other fields are passed on as they are."""
+    """The platform fields of ``header`` (docs/protocol.md); other fields are passed on as they are."""
     text = {"type": "string", "maxLength": 128}
     return {
         "type": "object",

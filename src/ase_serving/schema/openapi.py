@@ -18,7 +18,7 @@ from ase_serving.schema.loaded import ServiceSchema
 
 __all__ = ["ERROR_CODES", "FORMAT_EXAMPLES", "example_request", "example_value", "openapi_document"]
 
-#: HTTP status -> the protocol codes it carries (PROTOCOL.md).
+#: HTTP status -> the protocol codes it carries (docs/protocol.md).
 ERROR_CODES: dict[int, str] = {
     400: "10160 body is not JSON, 10161 bad base64, 10163 does not match the schema, 10202, 10313",
     401: "10401 authentication failed",

@@ -1,4 +1,5 @@
-"""The service schema JSON (SCHEMA.md): recognise one and check it before it reaches the config centre.
+"""The service schema JSON (README, "Service schemas"): recognise one and check it before it
+reaches the config centre.
 
 A service schema is a JSON object with ``meta`` (``serviceId``, ``version``, ``route``, ...),
 ``schemainput`` (a JSON Schema of the request body) and ``schemaoutput`` (a JSON Schema of the

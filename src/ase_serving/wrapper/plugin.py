@@ -1,4 +1,5 @@
-"""Load ``wrapper.py`` and check it against the contract (WRAPPER.md), reporting every problem at once."""
+"""Load ``wrapper.py`` and check it against the contract (README, "The wrapper contract"),
+reporting every problem at once."""
 
 from __future__ import annotations
 
