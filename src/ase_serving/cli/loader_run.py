@@ -28,11 +28,14 @@ loader registers its data address and licences in the cluster's registry (the gR
 address as the `grpc` attribute), keeps the registration alive, and pushes the
 service schema made from ai_api.yml (or the Api class) and schemas/*.json when the
 config centre lacks them; then it prints the API and docs URLs and an `asectl call`
-line to try. When the config centre holds a schema that differs from the project's,
-it says so and keeps it; --push-schema replaces it (the edit-and-run loop:
+line to try.
+
+When the config centre holds a schema that differs from the project's, it says so
+and keeps it; --push-schema replaces it (the edit-and-run loop:
 `asectl loader run DIR --push-schema`). A project with a broken API definition is
-refused at start (`asectl loader test DIR` lists its problems). A loader listening on
-0.0.0.0 registers --advertise HOST[:PORT] (a PORT there is the data port; or
+refused at start (`asectl loader test DIR` lists its problems).
+
+A loader listening on 0.0.0.0 registers --advertise HOST[:PORT] (a PORT there is the data port; or
 ASE_LOADER_ADVERTISE), else this host's address towards the config centre. A data port
 beyond loopback asks every caller to prove it knows the cluster's secret (kept in the
 config centre).
