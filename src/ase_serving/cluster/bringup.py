@@ -188,7 +188,9 @@ def gateway_component(opts: InitOptions, settings: ClusterSettings) -> Component
     url = addr.url("http", opts.host, opts.gateway_port)
     env = _cluster_env(settings)
     listen = (opts.host, opts.gateway_port)
-    return Component("gateway", "gateway", argv, url, gateway_up, module, env, listen, "--gateway-port", gateway_pid)
+    return Component(
+        "gateway", "gateway", argv, url, gateway_up, module, env, listen, "--gateway-port", gateway_pid
+    )
 
 
 #: The components started after the config centre, in order; each builder gets the options and the

@@ -94,8 +94,9 @@ class LocalCluster:
     def pid_file(self, name: str) -> Path:
         return self.run_dir / f"{name}.pid"
 
-    def running(self, name: str, marker: str | None = None) -> Running | None:
-        """The running component ``name``, or None (a stale pid file is removed)."""
+    def running(self, name: str, marker: str | None = None, prune: bool = True) -> Running | None:
+        """The running component ``name``, or None (a stale pid file is removed, unless ``prune``
+        is False: ``cluster status`` only looks, and the file still says what was started)."""
         path = self.pid_file(name)
         try:
             doc = orjson.loads(path.read_bytes())
@@ -104,10 +105,12 @@ class LocalCluster:
         except FileNotFoundError:
             return None
         except (OSError, ValueError, KeyError, TypeError):
-            path.unlink(missing_ok=True)
+            if prune:
+                path.unlink(missing_ok=True)
             return None
         if not _alive(rec.pid, marker):
-            path.unlink(missing_ok=True)
+            if prune:
+                path.unlink(missing_ok=True)
             return None
         return rec
 
@@ -164,6 +167,8 @@ class LocalCluster:
             if foreign is None:
                 return rec
             self.stop(rec)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(1)
             raise LocalError(foreign)
         code = proc.poll()
         self.stop(rec)
@@ -220,7 +225,10 @@ def _foreign(comp: Component, url: str, started: int) -> str | None:
         return None
     if comp.listen is not None and comp.listen[1]:
         return _taken(comp, comp.listen[1], owners.holder(comp.listen[1]))
-    return f"cannot start the {comp.title}: what answers at {url} is pid {pid}, not the process started (pid {started})"
+    return (
+        f"cannot start the {comp.title}: what answers at {url} is pid {pid}, "
+        f"not the process started (pid {started})"
+    )
 
 
 def _alive(pid: int, marker: str | None) -> bool:

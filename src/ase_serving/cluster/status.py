@@ -30,9 +30,13 @@ import httpx
 from ase_serving.cluster import owners
 from ase_serving.cluster.access import PING_TIMEOUT, ClusterUnreachable, check_access, opened
 from ase_serving.cluster.local import LocalCluster
-from ase_serving.home import ClusterSettings
+from ase_serving.home import ClusterSettings, ase_home
 from ase_serving.schema import is_service_schema, parse_json, schema_routes
 from ase_serving.store import Backend, ConfigScope, Instance, StoreError
+
+#: The file ``asectl init --mode compose`` leaves in the home (``cluster.compose.MARKER``; that
+#: module imports Docker's helpers, which a status does not need).
+COMPOSE_MARKER = "compose.json"
 
 #: Seconds one component or instance health probe may take.
 HEALTH_TIMEOUT = 2.0
@@ -78,28 +82,73 @@ async def http_healthy(client: httpx.AsyncClient, url: str) -> tuple[bool, str |
     return healthy, why
 
 
-def not_ours(name: str, url: str, doc: dict[str, Any], home: Path | None = None) -> str | None:
-    """Why what answers at ``url`` is not the component ``name`` that ``asectl init`` started under
-    this home, or None (ours, or not started by init here: nothing to compare with).
+def not_ours(
+    name: str, url: str, doc: dict[str, Any], settings: ClusterSettings, home: Path | None = None
+) -> str | None:
+    """Why what answers at ``url`` is not this cluster's component ``name``, or None.
 
-    The pid file of a local component names its process; the component's /health names the pid
-    that answered. Another cluster's gateway on the same port answers 200 too, and must not be
-    reported as this cluster's."""
+    Another cluster's gateway on the same port answers /health with 200 as well, so a 200 alone
+    proves nothing. Where ``asectl init`` started the component under this home (its pid file),
+    the pid that answered must be that process or its child; otherwise a component that reports
+    its config centre must report this cluster's (compose projects excepted: their gateway
+    reaches etcd by a name inside the compose network)."""
+    home = home or ase_home()
     cluster = LocalCluster(home)
-    if not cluster.pid_file(name).exists():
-        return None
-    rec = cluster.running(name)
     pid = doc.get("pid")
-    if rec is not None and (not isinstance(pid, int) or owners.descends_from(pid, rec.pid)):
+    if cluster.pid_file(name).exists():
+        rec = cluster.running(name, prune=False)
+        if rec is not None and (not isinstance(pid, int) or owners.descends_from(pid, rec.pid)):
+            return None
+        ours = (
+            f"this cluster's {name} (pid {rec.pid})"
+            if rec is not None
+            else f"this cluster's {name} is not running and"
+        )
+        return f"{ours} does not answer at {url}: {_who(url, pid)} does; {_WHAT_TO_DO}"
+    config = doc.get("config")
+    theirs = config.get("address") if isinstance(config, dict) else None
+    if not isinstance(theirs, str) or not theirs or (home / COMPOSE_MARKER).exists():
         return None
+    if same_centre(theirs, settings.address):
+        return None
+    return (
+        f"what answers at {url} serves the config centre {theirs}, not this cluster's "
+        f"({settings.address}): {_who(url, pid)}; {_WHAT_TO_DO}"
+    )
+
+
+_WHAT_TO_DO = "stop that one, or `asectl down` and `asectl init` this cluster with another port"
+_LOOPBACK = {"127.0.0.1", "localhost", "::1", "0.0.0.0", "::"}
+
+
+def _who(url: str, pid: object) -> str:
     port = urlsplit(url).port
     seen = owners.holder(port) if port else None
-    who = str(seen) if seen is not None else (f"pid {pid}" if isinstance(pid, int) else "another process")
-    ours = f"this cluster's {name} (pid {rec.pid}) does not" if rec is not None else f"this cluster's {name} is not running and does not"
-    return (
-        f"{ours} answer at {url}: {who} does; stop that one, or `asectl down` and `asectl init` "
-        "this cluster with another port"
-    )
+    if seen is not None:
+        return str(seen)
+    return f"pid {pid}" if isinstance(pid, int) else "another process"
+
+
+def same_centre(a: str, b: str) -> bool:
+    """Whether two config centre addresses name the same centre: the same scheme and a shared
+    endpoint (``etcd://h1:p1,h2:p2`` lists several; loopback names are one)."""
+
+    def parts(address: str) -> tuple[str, set[tuple[str, str]]]:
+        scheme, _, rest = address.partition("://")
+        ends = set()
+        for endpoint in rest.split("/", 1)[0].split(","):
+            endpoint = endpoint.rsplit("@", 1)[-1]
+            if endpoint.startswith("["):
+                host, _, port = endpoint[1:].partition("]")
+                port = port.lstrip(":")
+            else:
+                host, _, port = endpoint.partition(":")
+            host = host.lower()
+            ends.add(("loopback" if host in _LOOPBACK else host, port))
+        return scheme.lower(), ends
+
+    (sa, ea), (sb, eb) = parts(a), parts(b)
+    return sa == sb and bool(ea & eb)
 
 
 async def lb_health(address: str) -> tuple[bool, str | None]:
@@ -225,20 +274,26 @@ async def gather_status(settings: ClusterSettings) -> dict[str, Any]:
             if isinstance(result, BaseException):
                 components.append(_component(name, url, False, f"{type(result).__name__}: {result}"))
             elif isinstance(result, tuple) and len(result) == 3:
-                components.append(_http_component(name, url, *result, services))
+                components.append(_http_component(settings, name, url, *result, services))
             else:
                 components.append(_component(name, url, *result))
     return {"components": components, "services": services, "problems": problems}
 
 
 def _http_component(
-    name: str, url: str, healthy: bool, why: str | None, doc: dict[str, Any], services: list[Any]
+    settings: ClusterSettings,
+    name: str,
+    url: str,
+    healthy: bool,
+    why: str | None,
+    doc: dict[str, Any],
+    services: list[Any],
 ) -> dict[str, Any]:
     """A component probed by its /health: unhealthy when what answered is not ours; a gateway's
     schema problems (conflicts, schemas it cannot load) are listed, and each service says whether
     that gateway serves it."""
     if healthy:
-        foreign = not_ours(name, url, doc)
+        foreign = not_ours(name, url, doc, settings)
         if foreign is not None:
             return _component(name, url, False, foreign)
     comp = _component(name, url, healthy, why)
