@@ -45,7 +45,11 @@ def test_create_writes_schemas_name_json_and_does_not_push_without_a_terminal(
     proc = asectl("api", "create", "-f", SEED_YAML, cwd=work, home=home)
     assert proc.returncode == 0, proc.stderr
     written = work / "schemas" / "my-api-schema.json"
-    assert proc.stdout.strip() == "wrote schemas/my-api-schema.json (service image-detect 1.0.0)"
+    # The two names differ (the seed's configFilname: xxxx.json): the line says which is which.
+    assert proc.stdout.strip() == (
+        "wrote schemas/my-api-schema.json (service image-detect 1.0.0; its config item is xxxx.json: "
+        "metadata.configFileName names the item, metadata.name the file)"
+    )
     doc = json.loads(written.read_text())
     assert doc["meta"]["serviceId"] == "image-detect"
     # The warnings name the right spellings, on stderr.
