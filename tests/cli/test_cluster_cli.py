@@ -193,3 +193,15 @@ def test_status_text_shows_api_and_docs_urls_and_what_the_gateway_does_not_serve
         assert "gateway: problems it reports" in out
         assert f"{project}/default/old-echo/0.5/old.json {why}" in out
         assert "(not served: see above)" in out
+
+
+def test_config_centre_addresses_compare_by_endpoint() -> None:
+    """How `cluster status` tells whether a gateway serves this cluster's config centre."""
+    from ase_serving.cluster.status import same_centre
+
+    assert same_centre("http://127.0.0.1:2390", "http://localhost:2390")
+    assert same_centre("etcd://10.0.0.5:2379,10.0.0.6:2379", "etcd://10.0.0.6:2379")
+    assert same_centre("http://[::1]:2390", "http://127.0.0.1:2390")
+    assert not same_centre("http://127.0.0.1:2390", "http://127.0.0.1:2490")
+    assert not same_centre("etcd://127.0.0.1:2379", "http://127.0.0.1:2379")
+    assert not same_centre("etcd://10.0.0.5:2379", "etcd://10.0.0.7:2379")
