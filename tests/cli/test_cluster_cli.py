@@ -205,3 +205,22 @@ def test_config_centre_addresses_compare_by_endpoint() -> None:
     assert not same_centre("http://127.0.0.1:2390", "http://127.0.0.1:2490")
     assert not same_centre("etcd://127.0.0.1:2379", "http://127.0.0.1:2379")
     assert not same_centre("etcd://10.0.0.5:2379", "etcd://10.0.0.7:2379")
+
+
+def test_a_gateway_of_another_local_centre_is_not_ours_a_remote_name_cannot_be_told(tmp_path: Path) -> None:
+    from ase_serving.cluster.status import not_ours
+    from ase_serving.home import ClusterSettings
+
+    url = f"http://127.0.0.1:{free_port()}"  # nothing listens: the pid reported is named
+    ours = ClusterSettings("http://127.0.0.1:2390")
+    other = {"pid": 4242, "config": {"address": "http://127.0.0.1:2490"}}
+    assert not_ours("gateway", url, other, ours, tmp_path) == (
+        f"what answers at {url} serves the config centre http://127.0.0.1:2490, not this cluster's "
+        "(http://127.0.0.1:2390): pid 4242; stop that one, or `asectl down` and `asectl init` this "
+        "cluster with another port"
+    )
+    same = {"pid": 4242, "config": {"address": "http://localhost:2390"}}
+    assert not_ours("gateway", url, same, ours, tmp_path) is None
+    # A compose or Kubernetes gateway names etcd inside its network: nothing to compare.
+    inside = {"pid": 1, "config": {"address": "etcd://etcd:2379"}}
+    assert not_ours("gateway", url, inside, ClusterSettings("etcd://127.0.0.1:2379"), tmp_path) is None

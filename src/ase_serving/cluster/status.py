@@ -34,10 +34,6 @@ from ase_serving.home import ClusterSettings, ase_home
 from ase_serving.schema import is_service_schema, parse_json, schema_routes
 from ase_serving.store import Backend, ConfigScope, Instance, StoreError
 
-#: The file ``asectl init --mode compose`` leaves in the home (``cluster.compose.MARKER``; that
-#: module imports Docker's helpers, which a status does not need).
-COMPOSE_MARKER = "compose.json"
-
 #: Seconds one component or instance health probe may take.
 HEALTH_TIMEOUT = 2.0
 
@@ -89,9 +85,10 @@ def not_ours(
 
     Another cluster's gateway on the same port answers /health with 200 as well, so a 200 alone
     proves nothing. Where ``asectl init`` started the component under this home (its pid file),
-    the pid that answered must be that process or its child; otherwise a component that reports
-    its config centre must report this cluster's (compose projects excepted: their gateway
-    reaches etcd by a name inside the compose network)."""
+    the pid that answered must be that process or its child. Otherwise, when both this cluster's
+    config centre and the one the component reports are on this machine (loopback), they must be
+    the same; a centre named otherwise (inside a compose or Kubernetes network, or by another
+    address of this machine) cannot be compared, and is not held against it."""
     home = home or ase_home()
     cluster = LocalCluster(home)
     pid = doc.get("pid")
@@ -107,7 +104,7 @@ def not_ours(
         return f"{ours} does not answer at {url}: {_who(url, pid)} does; {_WHAT_TO_DO}"
     config = doc.get("config")
     theirs = config.get("address") if isinstance(config, dict) else None
-    if not isinstance(theirs, str) or not theirs or (home / COMPOSE_MARKER).exists():
+    if not isinstance(theirs, str) or not (_on_loopback(theirs) and _on_loopback(settings.address)):
         return None
     if same_centre(theirs, settings.address):
         return None
@@ -129,25 +126,30 @@ def _who(url: str, pid: object) -> str:
     return f"pid {pid}" if isinstance(pid, int) else "another process"
 
 
+def _endpoints(address: str) -> tuple[str, set[tuple[str, str]]]:
+    """``etcd://h1:p1,h2:p2`` -> ("etcd", {(h1, p1), (h2, p2)}); loopback names become one."""
+    scheme, _, rest = address.partition("://")
+    ends = set()
+    for endpoint in rest.split("/", 1)[0].split(","):
+        endpoint = endpoint.rsplit("@", 1)[-1]
+        if endpoint.startswith("["):
+            host, _, port = endpoint[1:].partition("]")
+            port = port.lstrip(":")
+        else:
+            host, _, port = endpoint.partition(":")
+        host = host.lower()
+        ends.add(("loopback" if host in _LOOPBACK else host, port))
+    return scheme.lower(), ends
+
+
+def _on_loopback(address: str) -> bool:
+    return all(host == "loopback" for host, _ in _endpoints(address)[1])
+
+
 def same_centre(a: str, b: str) -> bool:
     """Whether two config centre addresses name the same centre: the same scheme and a shared
     endpoint (``etcd://h1:p1,h2:p2`` lists several; loopback names are one)."""
-
-    def parts(address: str) -> tuple[str, set[tuple[str, str]]]:
-        scheme, _, rest = address.partition("://")
-        ends = set()
-        for endpoint in rest.split("/", 1)[0].split(","):
-            endpoint = endpoint.rsplit("@", 1)[-1]
-            if endpoint.startswith("["):
-                host, _, port = endpoint[1:].partition("]")
-                port = port.lstrip(":")
-            else:
-                host, _, port = endpoint.partition(":")
-            host = host.lower()
-            ends.add(("loopback" if host in _LOOPBACK else host, port))
-        return scheme.lower(), ends
-
-    (sa, ea), (sb, eb) = parts(a), parts(b)
+    (sa, ea), (sb, eb) = _endpoints(a), _endpoints(b)
     return sa == sb and bool(ea & eb)
 
 
