@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.cli.cluster_support import on_terminal, set_up
+from tests.gateway.support import Cluster
 from tests.schema.support import CODE, SEED_YAML, YAML, project
 from tests.schema.support import SEED_CODE as SEED
 from tests.store.embedded_server import EmbeddedServer
@@ -45,7 +46,11 @@ def test_create_writes_schemas_name_json_and_does_not_push_without_a_terminal(
     proc = asectl("api", "create", "-f", SEED_YAML, cwd=work, home=home)
     assert proc.returncode == 0, proc.stderr
     written = work / "schemas" / "my-api-schema.json"
-    assert proc.stdout.strip() == "wrote schemas/my-api-schema.json (service image-detect 1.0.0)"
+    # The two names differ (the seed's configFilname: xxxx.json): the line says which is which.
+    assert proc.stdout.strip() == (
+        "wrote schemas/my-api-schema.json (service image-detect 1.0.0; its config item is xxxx.json: "
+        "metadata.configFileName names the item, metadata.name the file)"
+    )
     doc = json.loads(written.read_text())
     assert doc["meta"]["serviceId"] == "image-detect"
     # The warnings name the right spellings, on stderr.
@@ -179,3 +184,64 @@ def test_create_refuses_names_that_would_leave_the_output_folder(
     assert f"metadata.{shown} {value!r}" in proc.stderr, proc.stderr
     written = [p for p in tmp_path.rglob("*.json") if home not in p.parents]
     assert written == []  # nothing written, inside the folder or outside it
+
+
+def _with_gateway(home: Path, url: str | None) -> None:
+    settings = json.loads((home / "cluster.json").read_text())
+    settings["regions"]["default"]["components"] = {"gateway": url} if url else {}
+    (home / "cluster.json").write_text(json.dumps(settings))
+
+
+def test_push_warns_when_no_gateway_of_the_cluster_serves_it(
+    home: Path, tmp_path: Path, centre: EmbeddedServer
+) -> None:
+    """The seed's metadata (projectName, group) sends the schema where the cluster's gateway may
+    not look: said in one line, with the gateway and the scope it serves."""
+    project = unique(tmp_path)
+    seed = tmp_path / "ai_api.yml"
+    seed.write_text(SEED_YAML.read_text().replace("guiderAllService", project))
+    elsewhere = tmp_path / "elsewhere.yml"
+    elsewhere.write_text(seed.read_text().replace("group: gas", "group: other"))
+    start = f"`python -m ase_serving.gateway --project {project} --group other`"
+    with Cluster(centre, tmp_path / "gateway-home").gateway("--project", project, "--group", "gas") as gw:
+        _with_gateway(home, gw.url)
+        served = asectl("api", "create", "-f", seed, "-o", tmp_path / "out", "--push", home=home)
+        assert served.returncode == 0, served.stderr
+        assert "warning: pushed" not in served.stderr
+        proc = asectl(
+            "api", "create", "-f", elsewhere, "-o", tmp_path / "out", "--push", "--force", home=home
+        )
+        assert proc.returncode == 0, proc.stderr
+        assert (
+            f"warning: pushed to project {project}, group other (metadata: projectName {project}, group "
+            f"other), but the gateway at {gw.url} serves project {project}, group gas: no gateway of this "
+            f"cluster serves it; push where it serves (drop the project/group from the definition), or "
+            f"start a gateway for it: {start}\n"
+        ) in proc.stderr
+    # No gateway known: compared with this machine's own project and group.
+    _with_gateway(home, None)
+    proc = asectl("api", "create", "-f", elsewhere, "-o", tmp_path / "out", "--push", home=home)
+    assert proc.returncode == 0, proc.stderr
+    assert (
+        f"warning: pushed to project {project}, group other (metadata: projectName {project}, group other), "
+        "not to this machine's project default, group default (the one `asectl init`'s gateway serves): "
+        f"only a gateway started for it serves it: {start}\n"
+    ) in proc.stderr
+
+
+def test_push_of_a_second_schema_for_a_route_is_refused(home: Path, tmp_path: Path) -> None:
+    project = unique(tmp_path)
+    seed = tmp_path / "ai_api.yml"
+    seed.write_text(SEED_YAML.read_text().replace("guiderAllService", project))
+    assert asectl("api", "create", "-f", seed, "-o", tmp_path / "out", "--push", home=home).returncode == 0
+    # The same service under another item name (configFileName changed): two items, one route.
+    renamed = tmp_path / "renamed.yml"
+    renamed.write_text(seed.read_text().replace("xxxx.json", "yyyy.json"))
+    proc = asectl("api", "create", "-f", renamed, "-o", tmp_path / "out", "--push", home=home)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    # The seed's own warnings (its misspellings) come first; the refusal is the last line.
+    assert proc.stderr.splitlines()[-1].startswith(
+        "error: image-detect/1.0.0/yyyy.json: route /v1/private/image-detect is already asked for by "
+        "image-detect/1.0.0/xxxx.json"
+    )
+    assert [i["name"] for i in items(home, project, "gas")] == ["xxxx.json"]

@@ -12,9 +12,10 @@ import pytest
 
 from ase_serving.store import ConfigKey, Instance
 from tests.cli.cluster_support import set_up
+from tests.gateway.support import Cluster
 from tests.store.embedded_server import EmbeddedServer
 from tests.store.etcd_server import free_port
-from tests.support import WRAPPERS, LoaderProcess, asectl, one_line_error, start_loader
+from tests.support import WRAPPERS, LoaderProcess, asectl, one_line_error, start_loader, wait_for
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -151,3 +152,75 @@ def test_unhealthy_components_exit_1_with_the_document(tmp_path: Path, centre: E
     proc = asectl("cluster", "status", home=tmp_path / "empty")
     assert proc.returncode == 1
     assert one_line_error(proc) == "error: no cluster set up: run `asectl init` or `asectl setup`"
+
+
+def test_status_text_shows_api_and_docs_urls_and_what_the_gateway_does_not_serve(
+    tmp_path: Path, centre: EmbeddedServer
+) -> None:
+    """Two schemas claim one route: the gateway serves the higher version and says so in its
+    /health; `cluster status` shows it in text, with each service's API and docs URL."""
+    project = "status-text"
+    schema = {**SCHEMA, "meta": {"serviceId": "echo", "version": "1.0", "route": "/v1/private/echo"}}
+    older = {**SCHEMA, "meta": {"serviceId": "old-echo", "version": "0.5", "route": "/v1/private/echo"}}
+    cluster = Cluster(centre, tmp_path / "gateway-home")
+    cluster.put(ConfigKey(project, "default", "echo", "1.0", "echo.json"), json.dumps(schema).encode())
+    cluster.put(ConfigKey(project, "default", "old-echo", "0.5", "old.json"), json.dumps(older).encode())
+    with cluster.gateway("--project", project) as gw:
+        wait_for(lambda: gw.health()["problems"], 10, "the conflict in the gateway's /health")
+        home = tmp_path / "home"
+        set_up(home, centre.url, "admin", centre.password)
+        settings = json.loads((home / "cluster.json").read_text())
+        settings["regions"]["default"]["project"] = project
+        settings["regions"]["default"]["components"] = {"gateway": gw.url}
+        (home / "cluster.json").write_text(json.dumps(settings))
+
+        doc = json.loads(asectl("cluster", "status", "--json", home=home).stdout)
+        gateway = {c["name"]: c for c in doc["components"]}["gateway"]
+        why = (
+            f"route /v1/private/echo is served by {project}/default/echo/1.0/echo.json (version 1.0); "
+            "this schema (version 0.5) is not served there"
+        )
+        assert gateway["healthy"] is True
+        assert gateway["problems"] == {f"{project}/default/old-echo/0.5/old.json": why}
+        services = {s["serviceId"]: s for s in doc["services"]}
+        assert services["echo"]["served"] is True and services["old-echo"]["served"] is False
+        assert services["echo"]["docs"] == f"{gw.url}/docs?service=echo"
+
+        text = asectl("cluster", "status", home=home)
+        assert text.returncode == 0, text.stderr
+        out = " ".join(text.stdout.split())  # the table may wrap long cells
+        assert f"{gw.url}/v1/private/echo {gw.url}/docs?service=echo" in out
+        assert "gateway: problems it reports" in out
+        assert f"{project}/default/old-echo/0.5/old.json {why}" in out
+        assert "(not served: see above)" in out
+
+
+def test_config_centre_addresses_compare_by_endpoint() -> None:
+    """How `cluster status` tells whether a gateway serves this cluster's config centre."""
+    from ase_serving.cluster.status import same_centre
+
+    assert same_centre("http://127.0.0.1:2390", "http://localhost:2390")
+    assert same_centre("etcd://10.0.0.5:2379,10.0.0.6:2379", "etcd://10.0.0.6:2379")
+    assert same_centre("http://[::1]:2390", "http://127.0.0.1:2390")
+    assert not same_centre("http://127.0.0.1:2390", "http://127.0.0.1:2490")
+    assert not same_centre("etcd://127.0.0.1:2379", "http://127.0.0.1:2379")
+    assert not same_centre("etcd://10.0.0.5:2379", "etcd://10.0.0.7:2379")
+
+
+def test_a_gateway_of_another_local_centre_is_not_ours_a_remote_name_cannot_be_told(tmp_path: Path) -> None:
+    from ase_serving.cluster.status import not_ours
+    from ase_serving.home import ClusterSettings
+
+    url = f"http://127.0.0.1:{free_port()}"  # nothing listens: the pid reported is named
+    ours = ClusterSettings("http://127.0.0.1:2390")
+    other = {"pid": 4242, "config": {"address": "http://127.0.0.1:2490"}}
+    assert not_ours("gateway", url, other, ours, tmp_path) == (
+        f"what answers at {url} serves the config centre http://127.0.0.1:2490, not this cluster's "
+        "(http://127.0.0.1:2390): pid 4242; stop that one, or `asectl down` and `asectl init` this "
+        "cluster with another port"
+    )
+    same = {"pid": 4242, "config": {"address": "http://localhost:2390"}}
+    assert not_ours("gateway", url, same, ours, tmp_path) is None
+    # A compose or Kubernetes gateway names etcd inside its network: nothing to compare.
+    inside = {"pid": 1, "config": {"address": "etcd://etcd:2379"}}
+    assert not_ours("gateway", url, inside, ClusterSettings("etcd://127.0.0.1:2379"), tmp_path) is None

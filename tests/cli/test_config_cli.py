@@ -235,3 +235,124 @@ def test_config_serve_runs_the_embedded_centre_in_the_foreground(tmp_path: Path)
         for stream in (proc.stdout, proc.stderr):
             if stream is not None:
                 stream.close()
+
+
+def _bounded(low: int, high: int, route: str = "/v1/private/echo", service: str = "echo") -> dict[str, Any]:
+    """A service schema whose parameter speed has the bounds given."""
+    speed = {"type": "integer", "minimum": low, "maximum": high}
+    params = {"type": "object", "properties": {service: {"type": "object", "properties": {"speed": speed}}}}
+    return {
+        "meta": {"serviceId": service, "version": "1.0", "route": route},
+        "schemainput": {"type": "object", "properties": {"parameter": params}},
+        "schemaoutput": {"type": "object"},
+    }
+
+
+SPEED = "$.schemainput.properties.parameter.properties.echo.properties.speed"
+
+
+def test_upload_and_edit_refuse_what_api_create_refuses_in_its_words(tmp_path: Path, home: Path) -> None:
+    """min 11 > max 10 passes the draft-7 meta-schema, yet no request can satisfy it."""
+    bad = write(tmp_path / "echo.json", _bounded(11, 10))
+    proc = asectl("config", "upload", bad, home=home)
+    assert proc.returncode == 1
+    assert proc.stderr.splitlines() == [
+        f"error: {bad} is refused: 1 problem(s) in the service schema",
+        f"  {SPEED}: minimum 11 > maximum 10: no value can satisfy both",
+    ]
+    # The same definition through `asectl api create`: the same words.
+    yml = tmp_path / "ai_api.yml"
+    yml.write_text(
+        "apiVersion: ase-serving/v1\nkind: ApiSchema\nmetadata: {serviceName: echo}\nspec:\n"
+        "  request:\n    parameters:\n      properties:\n"
+        "        speed: {type: integer, minimum: 11, maximum: 10}\n"
+    )
+    created = asectl("api", "create", "-f", yml, "-o", tmp_path / "out", home=home)
+    assert created.returncode == 1
+    assert created.stderr.splitlines()[1].endswith(
+        "speed: minimum 11 > maximum 10: no value can satisfy both"
+    )
+    assert json.loads(ok(home, "config", "list", "--json"))["items"] == []
+
+    ok(home, "config", "upload", write(bad, _bounded(1, 10)))
+    editor = tmp_path / "editor.py"
+    editor.write_text(EDITOR)
+    impossible = write(
+        tmp_path / "impossible.json",
+        _bounded(5, 10) | {"schemaoutput": {"type": "string", "minLength": 5, "maxLength": 2}},
+    )
+    env = {
+        "EDITOR": f"{sys.executable} {editor}",
+        "VISUAL": "",
+        "TMPDIR": str(tmp_path),
+        "EDIT_WITH": str(impossible),
+    }
+    proc = asectl("config", "edit", "echo.json", env=env, home=home)
+    assert proc.returncode == 1
+    assert proc.stderr.splitlines()[1:] == [
+        "  $.schemaoutput: minLength 5 > maxLength 2: no value can satisfy both"
+    ]
+    assert json.loads(ok(home, "config", "show", "echo.json")) == _bounded(1, 10)
+
+
+def test_a_second_schema_for_a_route_is_refused_unless_forced(tmp_path: Path, home: Path) -> None:
+    ok(home, "config", "upload", write(tmp_path / "echo.json", SCHEMA))
+    project = json.loads((home / "cluster.json").read_text())["regions"]["default"]["project"]
+    other = write(tmp_path / "echo2.json", _bounded(1, 10, service="echo2"))
+    proc = asectl("config", "upload", other, home=home)
+    assert proc.returncode == 1
+    assert one_line_error(proc) == (
+        f"error: {other}: route /v1/private/echo is already asked for by echo/1.0/echo.json in project "
+        f"{project}, group default; a gateway serves one schema per route (the highest version) and "
+        "leaves the other unserved: update that item (`asectl config edit echo.json`), delete it "
+        "(`asectl config delete echo/1.0/echo.json`), or add --force to store both"
+    )
+    assert [i["name"] for i in json.loads(ok(home, "config", "list", "--json"))["items"]] == ["echo.json"]
+    # A new revision of the same item is no conflict.
+    ok(
+        home,
+        "config",
+        "upload",
+        write(tmp_path / "echo.json", {**SCHEMA, "schemaoutput": {"type": "object"}}),
+    )
+    # --force stores it, and says what the gateway will do.
+    forced = asectl("config", "upload", other, "--force", home=home)
+    assert forced.returncode == 0, forced.stderr
+    assert forced.stderr == (
+        f"warning: {other}: route /v1/private/echo is also asked for by echo/1.0/echo.json: the gateway "
+        "serves the highest version there and lists the other as not served\n"
+    )
+    # An edit that moves a schema onto a taken route is refused the same way.
+    third = write(tmp_path / "echo3.json", _bounded(1, 10, route="/v1/private/echo3", service="echo3"))
+    ok(home, "config", "upload", third)
+    editor = tmp_path / "editor.py"
+    editor.write_text(EDITOR)
+    moved = write(tmp_path / "moved.json", _bounded(1, 10, route="/v1/private/echo", service="echo3"))
+    env = {
+        "EDITOR": f"{sys.executable} {editor}",
+        "VISUAL": "",
+        "TMPDIR": str(tmp_path),
+        "EDIT_WITH": str(moved),
+    }
+    proc = asectl("config", "edit", "echo3.json", env=env, home=home)
+    assert proc.returncode == 1
+    line = one_line_error(proc)
+    assert (
+        line.startswith("error: the edit (kept in ")
+        and "route /v1/private/echo is already asked for by echo" in line
+    )
+
+
+def test_show_finds_the_json_item_or_suggests_the_closest(tmp_path: Path, home: Path) -> None:
+    ok(home, "config", "upload", write(tmp_path / "mything.json", SCHEMA))
+    assert json.loads(ok(home, "config", "show", "mything")) == SCHEMA
+    proc = asectl("config", "show", "mythin.json", home=home)
+    assert proc.returncode == 1
+    project = json.loads((home / "cluster.json").read_text())["regions"]["default"]["project"]
+    assert one_line_error(proc) == (
+        f"error: no config item named 'mythin.json' in project {project}, group default; did you mean "
+        "'mything.json'? (see `asectl config list`; a deleted item is named service/version/name)"
+    )
+    # A service's id finds its items' names too.
+    proc = asectl("config", "show", "echo", home=home)
+    assert proc.returncode == 1 and "did you mean 'mything.json'?" in proc.stderr

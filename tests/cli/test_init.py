@@ -42,16 +42,28 @@ def wait_gone(pids: list[int], deadline: float = 20.0) -> None:
         time.sleep(0.05)
 
 
-@pytest.fixture
-def home(tmp_path: Path) -> Iterator[Path]:
-    """An ASE_HOME whose background processes are killed at teardown, whatever the test did."""
-    home = tmp_path / "home"
-    yield home
+def _kill_all(home: Path) -> None:
     for pid_file in (home / "run").glob("*.pid"):
         with contextlib.suppress(ValueError, OSError, ProcessLookupError, KeyError):
             pid = int(json.loads(pid_file.read_text())["pid"])
             if pid != os.getpid():
                 os.killpg(pid, signal.SIGKILL)
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Iterator[Path]:
+    """An ASE_HOME whose background processes are killed at teardown, whatever the test did."""
+    home = tmp_path / "home"
+    yield home
+    _kill_all(home)
+
+
+@pytest.fixture
+def other_home(tmp_path: Path) -> Iterator[Path]:
+    """A second ASE_HOME (another cluster on the same machine), cleaned up the same way."""
+    home = tmp_path / "other"
+    yield home
+    _kill_all(home)
 
 
 def test_init_status_init_again_down(tmp_path: Path, home: Path) -> None:
@@ -171,17 +183,111 @@ def test_init_status_init_again_down(tmp_path: Path, home: Path) -> None:
     assert nothing.stdout == "nothing to stop: no local cluster runs under this ASE_HOME\n"
 
 
-def test_init_that_fails_shows_the_log_and_leaves_nothing_running(home: Path) -> None:
+def _last_line(proc: subprocess.CompletedProcess[str]) -> str:
+    """The one error line after init's "starting the local cluster ..." (no traceback)."""
+    assert "Traceback" not in proc.stderr, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert lines[:-1] == ["starting the local cluster ..."], proc.stderr
+    return lines[-1]
+
+
+def test_init_on_a_taken_port_names_who_holds_it_and_leaves_nothing_running(home: Path) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
         proc = asectl("init", "--config-port", str(port), "--no-gateway", home=home)
-    assert proc.returncode == 1 and "Traceback" not in proc.stderr
-    assert "error: the config centre exited with code 1; its log" in proc.stderr
-    assert str(port) in proc.stderr  # the log's own reason (the taken port) is shown
+    assert proc.returncode == 1
+    line = _last_line(proc)
+    # The holder is this test's own process: its pid and command line are named.
+    assert line.startswith(
+        f"error: cannot start the config centre: port {port} is taken by pid {os.getpid()} (`"
+    )
+    assert "pytest" in line and line.endswith(", or choose another port with --config-port")
     assert list((home / "run").glob("*.pid")) == []
     assert not (home / "cluster.json").exists()
+
+
+def test_init_never_takes_another_clusters_gateway_for_its_own(home: Path, other_home: Path) -> None:
+    """Two clusters on one machine: B's gateway dies, A's gateway takes B's port. Then B's status
+    must not report A's gateway as B's, and B's init must fail with one line naming A's gateway
+    (pid, ASE_HOME) instead of printing "started"."""
+    first = asectl("init", "--config-port", "0", "--gateway-port", "0", "--json", home=home)
+    assert first.returncode == 0, first.stderr
+    b = {c["name"]: c for c in json.loads(first.stdout)["components"]}
+    port = int(b["gateway"]["url"].rsplit(":", 1)[1])
+    os.killpg(b["gateway"]["pid"], signal.SIGKILL)  # B's gateway dies (pid file left behind)
+    wait_gone([b["gateway"]["pid"]])
+
+    other = asectl("init", "--config-port", "0", "--gateway-port", str(port), "--json", home=other_home)
+    assert other.returncode == 0, other.stderr
+    a_gateway = {c["name"]: c for c in json.loads(other.stdout)["components"]}["gateway"]
+    assert a_gateway["url"] == b["gateway"]["url"]
+    assert httpx.get(f"{a_gateway['url']}/health").status_code == 200  # it answers, but for A
+
+    status = asectl("cluster", "status", "--json", home=home)
+    assert status.returncode == 1
+    comps = {c["name"]: c for c in json.loads(status.stdout)["components"]}
+    assert comps["config"]["healthy"] is True and comps["gateway"]["healthy"] is False
+    why = comps["gateway"]["error"]
+    assert why.startswith(
+        f"this cluster's gateway is not running and does not answer at {b['gateway']['url']}: "
+    )
+    assert f"pid {a_gateway['pid']} (`" in why and f"ASE_HOME={other_home}" in why
+    text = asectl("cluster", "status", home=home)
+    assert text.returncode == 1 and "DOWN" in text.stdout and "not running" in text.stdout
+
+    again = asectl("init", "--config-port", "0", "--gateway-port", str(port), home=home)
+    assert again.returncode == 1
+    assert "started" not in again.stdout
+    line = _last_line(again)
+    assert line.startswith(
+        f"error: cannot start the gateway: port {port} is taken by pid {a_gateway['pid']} (`"
+    )
+    assert line.endswith(
+        f", ASE_HOME={other_home}); `ASE_HOME={other_home} asectl down` stops that cluster, "
+        "or choose another port with --gateway-port"
+    )
+    assert not (home / "run" / "gateway.pid").exists()
+    # B's config centre (already running) is left as it was; A is untouched.
+    assert _alive(b["config"]["pid"]) and _alive(a_gateway["pid"])
+    # With no pid file left to compare, the config centre the gateway reports tells them apart.
+    status = asectl("cluster", "status", "--json", home=home)
+    assert status.returncode == 1
+    gateway = {c["name"]: c for c in json.loads(status.stdout)["components"]}["gateway"]
+    a_config = json.loads((other_home / "cluster.json").read_text())["regions"]["default"]["address"]
+    assert gateway["healthy"] is False
+    assert gateway["error"].startswith(
+        f"what answers at {b['gateway']['url']} serves the config centre {a_config}, not this "
+        f"cluster's ({b['config']['url']}): pid {a_gateway['pid']} (`"
+    )
+    assert asectl("down", home=other_home).returncode == 0
+    assert asectl("down", home=home).returncode == 0
+
+
+def test_a_start_whose_answer_comes_from_another_process_fails(home: Path) -> None:
+    """The check after the start: the component is healthy, but the pid that answered is not the
+    started process nor its child (a race for the port): the start fails and is undone."""
+    from ase_serving.cluster.local import Component, LocalCluster, LocalError
+
+    comp = Component(
+        "fake",
+        "fake service",
+        [sys.executable, "-c", "import time; time.sleep(60)"],
+        "http://127.0.0.1:9",
+        healthy=lambda _url: True,
+        marker="time.sleep",
+        owner=lambda _url: os.getpid(),
+    )
+    with pytest.raises(LocalError) as failed:
+        LocalCluster(home).start(comp)
+    started = int(str(failed.value).rsplit("(pid ", 1)[1].rstrip(")"))
+    assert str(failed.value) == (
+        f"cannot start the fake service: what answers at http://127.0.0.1:9 is pid {os.getpid()}, "
+        f"not the process started (pid {started})"
+    )
+    wait_gone([started])
+    assert not (home / "run" / "fake.pid").exists()
 
 
 def test_init_against_an_existing_etcd(tmp_path: Path, home: Path) -> None:

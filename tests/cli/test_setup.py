@@ -44,6 +44,7 @@ def test_setup_saves_checked_settings_readable_by_the_owner_only(
         "project": "shop",
         "group": "default",
         "lb": None,
+        "gateway": None,
         "saved": str(saved),
     }
     assert stat.S_IMODE(saved.stat().st_mode) == 0o600

@@ -10,8 +10,9 @@ import orjson
 import pytest
 
 from ase_serving.cli.call import _value, chunks
-from tests.gateway.support import GatewayProcess
-from tests.support import asectl
+from tests.gateway.support import Cluster, GatewayProcess
+from tests.store.etcd_server import free_port
+from tests.support import asectl, one_line_error
 
 Call = Callable[..., subprocess.CompletedProcess[str]]
 
@@ -95,8 +96,11 @@ def test_a_session_streams_the_file_in_chunks(call: Call, tmp_path: Path) -> Non
     done = call("stream_echo", "--session", "--data", f"text=@{tmp_path / 'story.txt'}", "--chunk", "5")
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
-    assert "".join(lines) == story
-    assert len(lines) >= len(story.encode()) // 5 and all(len(line.encode()) <= 5 for line in lines)
+    # Every result but the last is marked partial, the last final.
+    assert all(line.startswith("[partial] ") for line in lines[:-1]) and lines[-1].startswith("[final] ")
+    texts = [line.split("] ", 1)[1] for line in lines]
+    assert "".join(texts) == story
+    assert len(texts) >= len(story.encode()) // 5 and all(len(t.encode()) <= 5 for t in texts)
 
 
 def test_a_session_with_json_prints_one_line_per_result(call: Call) -> None:
@@ -169,7 +173,7 @@ def test_credentials_from_the_home(tmp_path: Path, gw: GatewayProcess, consumer:
     done = asectl(
         "call", "stream_echo", "--session", "--data", "text=home", "--chunk", "2", env=env, home=tmp_path
     )
-    assert (done.returncode, done.stdout) == (0, "ho\nme\n"), done.stderr
+    assert (done.returncode, done.stdout) == (0, "[partial] ho\n[final] me\n"), done.stderr
     # Another app id on the command line: the file's key and secret are not sent with it.
     done = asectl("call", "binecho", "--app-id", "other", "--data", "text=x", env=env, home=tmp_path)
     assert done.returncode == 1 and "error: 10401: authentication required" in done.stderr
@@ -190,3 +194,78 @@ def test_an_unreachable_gateway_is_one_line_with_the_url(tmp_path: Path) -> None
         done.stderr.count("\n") == 1
         and f"cannot reach the gateway at {url}/openapi/binecho.json" in done.stderr
     )
+
+
+def test_an_input_given_without_a_type_takes_the_schemas_data_field(call: Call, tmp_path: Path) -> None:
+    """binecho's input "audio" is of type audio: `--data audio=@FILE` used to be sent as text and
+    fail with payload.audio.audio is required."""
+    blob = bytes(range(256)) * 2
+    (tmp_path / "x.pcm").write_bytes(blob)
+    out = tmp_path / "out"
+    done = call(
+        "binecho", "--data", f"audio=@{tmp_path / 'x.pcm'}", "--attr", "audio.encoding=raw", "--out", str(out)
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == f"audio: 512 bytes (audio) -> {out / 'audio'}\n"
+    assert (out / "audio").read_bytes() == blob
+    # An input the service does not have is named with the ones it has, before anything is sent.
+    done = call("binecho", "--data", "nope=x")
+    assert done.returncode == 2
+    assert (
+        one_line_error(done)
+        == "error: --data 'nope=x': binecho has no input 'nope' (its inputs: text, audio)"
+    )
+
+
+def test_a_call_of_the_wrong_kind_names_the_flag_to_change(call: Call) -> None:
+    done = call("stream_echo", "--data", "text=hi")
+    assert done.returncode == 2
+    assert one_line_error(done) == (
+        "error: stream_echo takes sessions only (a WebSocket), not once requests: add --session "
+        "(`asectl call stream_echo --session --data ...` streams each input in frames)"
+    )
+    done = call("binecho", "--session", "--data", "text=hi")
+    assert done.returncode == 2
+    assert one_line_error(done) == (
+        "error: binecho takes once requests only (HTTP POST), not sessions: leave out --session"
+    )
+
+
+def test_no_such_service_lists_the_services_served(call: Call, gw: GatewayProcess) -> None:
+    done = call("nosuch", "--data", "text=x")
+    assert done.returncode == 1
+    assert one_line_error(done) == (
+        "error: 10404: no live service 'nosuch': /openapi.json lists the services served; "
+        f"services served at {gw.url}: binecho, echo, stream_echo"
+    )
+    done = call("/v1/private/nosuch", "--data", "text=x")
+    assert done.returncode == 1
+    line = one_line_error(done)
+    assert line.startswith("error: 10404: no service at /v1/private/nosuch")
+    assert line.endswith(f"; services served at {gw.url}: binecho, echo, stream_echo")
+
+
+def test_setup_stores_a_gateway_that_call_then_uses(
+    tmp_path: Path, cluster: Cluster, gw: GatewayProcess, consumer: dict[str, str]
+) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "credentials.json").write_bytes(orjson.dumps(consumer))
+    centre = cluster.centre
+    login = ("--address", centre.url, "--account", centre.account, "--password", centre.password)
+    # A URL where no gateway answers is refused, and nothing is saved.
+    dead = f"http://127.0.0.1:{free_port()}"
+    done = asectl("setup", *login, "--gateway", dead, home=home)
+    assert done.returncode == 1 and not (home / "cluster.json").exists()
+    assert one_line_error(done).startswith(f"error: --gateway {dead}: no answer (ConnectError")
+    done = asectl("setup", *login, "--gateway", gw.url, home=home)
+    assert done.returncode == 0, done.stderr
+    assert f"gateway {gw.url} answers; it serves project default, group default" in done.stdout
+    done = asectl("call", "binecho", "--data", "text=via setup", home=home)
+    assert (done.returncode, done.stdout) == (0, "via setup\n"), done.stderr
+    # A later setup without --gateway keeps it; --gateway "" forgets it.
+    assert asectl("setup", *login, home=home).returncode == 0
+    assert asectl("call", "binecho", "--data", "text=kept", home=home).stdout == "kept\n"
+    assert asectl("setup", *login, "--gateway", "", home=home).returncode == 0
+    done = asectl("call", "binecho", "--data", "text=x", home=home)
+    assert done.returncode == 1 and "`asectl setup --gateway URL`" in done.stderr

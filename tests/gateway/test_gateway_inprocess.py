@@ -272,3 +272,38 @@ def test_loader_test_builds_the_request_the_gateway_builds(parameter: dict[str, 
     assert by_gateway.expect and by_gateway.expect[0].key == "echo"
     if parameter is not None:
         assert by_gateway.expect[0].desc["format"] == "plain" and by_gateway.params == {"speed": "2"}
+
+
+def test_docs_of_a_service_not_served_is_404_with_the_services_served() -> None:
+    """/docs?service=nosuch used to answer 200 with a page that then failed in the browser."""
+    gw, _hosts = _gateway("echo", "stream_echo")
+
+    async def main() -> tuple[httpx.Response, httpx.Response, httpx.Response]:
+        app = GatewayApp(gw)
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gw") as client:
+            missing = await client.get("/docs", params={"service": "nosuch"})
+            served = await client.get("/docs", params={"service": "echo"})
+            every = await client.get("/docs")
+        return missing, served, every
+
+    missing, served, every = asyncio.run(main())
+    assert missing.status_code == 404 and missing.headers["content-type"].startswith("text/html")
+    assert (
+        "no live service &#x27;nosuch&#x27; on this gateway; services served: echo, stream_echo"
+        in missing.text
+    )
+    assert '<a href="/docs?service=echo">echo</a>' in missing.text
+    assert '<a href="/docs?service=stream_echo">stream_echo</a>' in missing.text
+    assert served.status_code == 200 and '"/openapi/echo.json"' in served.text
+    assert every.status_code == 200 and '"/openapi.json"' in every.text
+    # With nothing served the page says so, and how to serve something.
+    empty = Gateway(GatewaySettings(auth="off"))
+
+    async def nothing() -> httpx.Response:
+        app = GatewayApp(empty)
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gw") as client:
+            return await client.get("/docs?service=echo")
+
+    none = asyncio.run(nothing())
+    assert none.status_code == 404
+    assert "services served: none yet (push a service schema and start its loader)" in none.text

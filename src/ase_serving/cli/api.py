@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 
 from ase_serving.cli.common import abort, print_json
-from ase_serving.cluster.items import item_doc
+from ase_serving.cluster.items import RouteTaken, item_doc
 from ase_serving.cluster.schemas import push_schema, push_target
 from ase_serving.loader.project import load_project
 from ase_serving.schema import ApiDefinitionError, Compiled, from_code, from_yaml
@@ -29,6 +29,14 @@ Push = Annotated[
     typer.Option("--push/--no-push", help="Push to the config centre (default: ask on a terminal, else no)."),
 ]
 Json = Annotated[bool, typer.Option("--json", help="Print one JSON document (file, item, warnings).")]
+Force = Annotated[
+    bool,
+    typer.Option(
+        "--force",
+        help="Push even when another schema of the project/group asks for the same route (the "
+        "gateway then serves only the highest version there).",
+    ),
+]
 
 
 def _refuse(source: object, exc: ApiDefinitionError) -> None:
@@ -38,7 +46,7 @@ def _refuse(source: object, exc: ApiDefinitionError) -> None:
     raise typer.Exit(1)
 
 
-def _push(compiled: Compiled) -> ConfigItem:
+def _push(compiled: Compiled, force: bool) -> ConfigItem:
     try:
         target = push_target(compiled.spec)
     except InvalidName as exc:
@@ -47,13 +55,31 @@ def _push(compiled: Compiled) -> ConfigItem:
         abort(f"cannot push: {exc}")
     for note in target.notes:
         typer.echo(f"warning: {note}", err=True)
+    before = len(target.notes)
     try:
-        return asyncio.run(push_schema(target, compiled))
+        item = asyncio.run(push_schema(target, compiled, force))
+    except RouteTaken:
+        raise  # its own line says what to do; `config upload` would refuse it too
     except StoreError as exc:
         abort(f"cannot push: {exc}; the schema file is written, push it later with `asectl config upload`")
+    for note in target.notes[before:]:
+        typer.echo(f"warning: {note}", err=True)
+    return item
 
 
-def _finish(compiled: Compiled, out_dir: Path, push: bool | None, as_json: bool) -> None:
+def _names(compiled: Compiled) -> str:
+    """Why the config item's name differs from the file's, when it does (the seed's YAML names
+    both: metadata.name the generated file, metadata.configFileName the item in the config centre)."""
+    spec = compiled.spec
+    if compiled.item_name == spec.file_name:
+        return ""
+    return (
+        f"; its config item is {compiled.item_name}: metadata.configFileName names the item, "
+        "metadata.name the file"
+    )
+
+
+def _finish(compiled: Compiled, out_dir: Path, push: bool | None, as_json: bool, force: bool) -> None:
     for w in compiled.warnings:
         typer.echo(f"warning: {w}", err=True)
     path = out_dir / compiled.spec.file_name
@@ -64,20 +90,21 @@ def _finish(compiled: Compiled, out_dir: Path, push: bool | None, as_json: bool)
         abort(f"cannot write {path}: {exc.strerror or exc}")
     spec = compiled.spec
     if not as_json:
-        typer.echo(f"wrote {path} (service {spec.service_id} {spec.version})")
+        typer.echo(f"wrote {path} (service {spec.service_id} {spec.version}{_names(compiled)})")
     if push is None:
         push = (
             sys.stdin.isatty()
             and not as_json
             and typer.confirm("Push it to the config centre?", default=True)
         )
-    item = _push(compiled) if push else None
+    item = _push(compiled, force) if push else None
     if as_json:
         print_json(
             {
                 "file": str(path),
                 "serviceId": spec.service_id,
                 "version": spec.version,
+                "item": compiled.item_name,
                 "pushed": item_doc(item) if item is not None else None,
                 "warnings": [str(w) for w in compiled.warnings],
             }
@@ -98,6 +125,7 @@ def create(
     file: Annotated[Path, typer.Option("-f", "--file", help="The ApiSchema YAML (ai_api.yml).")],
     output: OutDir = Path("schemas"),
     push: Push = None,
+    force: Force = False,
     as_json: Json = False,
 ) -> None:
     """ApiSchema YAML -> the service schema JSON; then push it to the config centre if asked."""
@@ -105,7 +133,7 @@ def create(
         compiled = from_yaml(file)
     except ApiDefinitionError as exc:
         _refuse(file, exc)
-    _finish(compiled, output, push, as_json)
+    _finish(compiled, output, push, as_json, force)
 
 
 @app.command(
@@ -119,6 +147,7 @@ def gen(
     ],
     output: OutDir = Path("schemas"),
     push: Push = None,
+    force: Force = False,
     as_json: Json = False,
 ) -> None:
     """The Api(BaseASEApi) class of a wrapper.py -> the service schema JSON.
@@ -132,7 +161,7 @@ def gen(
         compiled = from_code(file, settings.service, settings.version)
     except ApiDefinitionError as exc:
         _refuse(file, exc)
-    _finish(compiled, output, push, as_json)
+    _finish(compiled, output, push, as_json, force)
 
 
 def _caller() -> tuple[str, str, str | None, str | None]:

@@ -15,9 +15,10 @@ from typing import Annotated, Any
 import orjson
 import typer
 
+from ase_serving.cli.call_schema import ServiceDoc, describe, served
 from ase_serving.cli.common import abort, print_json
 from ase_serving.client import AseClientError, AsyncClient, Client, Result
-from ase_serving.client.core import DATA_FIELDS, END
+from ase_serving.client.core import DATA_FIELDS, END, NO_ROUTE, ClientCore
 
 _EPILOG = """\
 Examples:
@@ -31,16 +32,20 @@ Examples:
   asectl call tts --data text=hi --out ./out    # a service with binary outputs: ./out/NAME
 
 --param NAME=VALUE: VALUE is JSON when it parses (50, true, "50", [1, 2]), else a string.
---data NAME[:TYPE]=@FILE (@- for stdin) or NAME[:TYPE]=TEXT: one input; TYPE is text (the
-default, sent with encoding utf8), audio, image, video or other; --attr NAME.KEY=VALUE adds an
-attribute (encoding, sample_rate, ...). --session streams every input in frames of --chunk bytes
-(status 0, 1, ..., 2) and prints each result as it comes.
+--data NAME[:TYPE]=@FILE (@- for stdin) or NAME[:TYPE]=TEXT: one input; TYPE is text, audio,
+image, video or other (default: the data field the service's schema names for that input, else
+text, sent with encoding utf8); --attr NAME.KEY=VALUE adds an attribute (encoding, sample_rate,
+...). --session streams every input in frames of --chunk bytes (status 0, 1, ..., 2) and prints
+each result as it comes; a service that takes sessions only needs it.
 
 Text outputs are printed as text; binary ones as their size (with --out, written to
-DIR/NAME). --json prints the response (one JSON line per result with --session), with a
-"text_utf8" field beside each text output's base64. Exit 1 when the gateway answers an error.
+DIR/NAME). With --session each result's lines are marked partial (status 0, 1) or final
+(status 2, the last). --json prints the response (one JSON line per result with --session), with a
+"text_utf8" field beside each text output's base64. Exit 1 when the gateway answers an error
+(10404: with the services it serves).
 
-Gateway: --gateway, else $ASE_GATEWAY_URL, else the local cluster's (`asectl init`).
+Gateway: --gateway, else $ASE_GATEWAY_URL, else the one `asectl setup --gateway` stored or the
+local cluster's (`asectl init`).
 Credentials: --app-id/--api-key/--api-secret, else $ASE_APP_ID/$ASE_API_KEY/$ASE_API_SECRET,
 else $ASE_HOME/credentials.json (a secret given as a flag shows in `ps`: prefer the other two).
 """
@@ -60,14 +65,13 @@ def _value(text: str) -> Any:
         return text
 
 
-def _inputs(specs: list[str], attrs: list[str]) -> dict[str, dict[str, Any]]:
-    """``--data`` and ``--attr`` -> payload items ``{TYPE: bytes, **attributes}``."""
-    items: dict[str, dict[str, Any]] = {}
+def _read_data(specs: list[str]) -> list[tuple[str, str | None, bytes, str]]:
+    """``--data`` -> (name, type or None when not given, bytes, the flag as given)."""
+    out: list[tuple[str, str | None, bytes, str]] = []
     for spec in specs:
         target, value = _pair(spec, "--data", "NAME[:TYPE]=@FILE or NAME[:TYPE]=TEXT")
         name, _, kind = target.partition(":")
-        kind = kind or "text"
-        if kind not in DATA_FIELDS:
+        if kind and kind not in DATA_FIELDS:
             abort(f"--data {spec!r}: type {kind!r} is not one of {', '.join(DATA_FIELDS)}", 2)
         if value == "@-":
             data = sys.stdin.buffer.read()
@@ -78,7 +82,28 @@ def _inputs(specs: list[str], attrs: list[str]) -> dict[str, dict[str, Any]]:
                 abort(f"--data {spec!r}: cannot read {value[1:]} ({exc.strerror or exc})", 2)
         else:
             data = value.encode()
-        items[name] = {kind: data, **({"encoding": "utf8"} if kind == "text" else {})}
+        out.append((name, kind or None, data, spec))
+    return out
+
+
+def _inputs(
+    given: list[tuple[str, str | None, bytes, str]], attrs: list[str], doc: ServiceDoc | None = None
+) -> dict[str, dict[str, Any]]:
+    """``--data`` and ``--attr`` -> payload items ``{TYPE: bytes, **attributes}``. An input given
+    without a type takes the data field the service's schema names for it (else text)."""
+    items: dict[str, dict[str, Any]] = {}
+    for name, kind, data, spec in given:
+        if doc is not None and doc.closed and doc.inputs and name not in doc.inputs:
+            abort(
+                f"--data {spec!r}: {doc.service} has no input {name!r} (its inputs: {', '.join(doc.inputs)})",
+                2,
+            )
+        kind = kind or (doc.inputs.get(name) if doc is not None else None) or "text"
+        item: dict[str, Any] = {kind: data}
+        if kind == "text":
+            allowed = doc.encodings.get(name, []) if doc is not None else []
+            item["encoding"] = "utf8" if not allowed or "utf8" in allowed else allowed[0]
+        items[name] = item
     for spec in attrs:
         target, value = _pair(spec, "--attr", "NAME.KEY=VALUE")
         name, _, key = target.partition(".")
@@ -86,6 +111,27 @@ def _inputs(specs: list[str], attrs: list[str]) -> dict[str, dict[str, Any]]:
             abort(f"--attr {spec!r}: NAME must be one of the --data inputs ({', '.join(items) or 'none'})", 2)
         items[name][key] = _value(value)
     return items
+
+
+def _check_mode(doc: ServiceDoc, session: bool, service: str) -> None:
+    """Refuse a call of a kind the service does not take, naming the flag to change."""
+    if not doc.modes:
+        return
+    if session and "session" not in doc.modes:
+        abort(f"{service} takes once requests only (HTTP POST), not sessions: leave out --session", 2)
+    if not session and "once" not in doc.modes:
+        abort(
+            f"{service} takes sessions only (a WebSocket), not once requests: add --session "
+            f"(`asectl call {service} --session --data ...` streams each input in frames)",
+            2,
+        )
+
+
+def _not_served(exc: AseClientError, url: str, timeout: float) -> str:
+    """A 10404 with the services the gateway does serve."""
+    names = served(url, timeout)
+    listed = ", ".join(names) if names else "none yet (push a service schema and start its loader)"
+    return f"{exc}; services served at {url}: {listed}"
 
 
 def gateway_url(flag: str | None) -> str:
@@ -99,8 +145,8 @@ def gateway_url(flag: str | None) -> str:
             url = settings.components.get("gateway") if settings is not None else None
     if not url:
         abort(
-            "no gateway: pass --gateway http://HOST:PORT, set ASE_GATEWAY_URL, or start a local "
-            "cluster with `asectl init`"
+            "no gateway: pass --gateway http://HOST:PORT, set ASE_GATEWAY_URL, store one with "
+            "`asectl setup --gateway URL`, or start a local cluster with `asectl init`"
         )
     return url
 
@@ -192,16 +238,20 @@ class Printer:
                 print_json(decoded(result.raw))
             return
         many = len(result.outputs) > 1
+        # A session's results before the last (status 0, 1) are partial; the last (2) is final.
+        mark = ("[final] " if result.status == END else "[partial] ") if self.session else ""
+        if mark and not result.outputs:
+            typer.echo(f"{mark}(no outputs)")
         for name, output in result.outputs.items():
             try:
                 text = output.text if output.type == "text" else None
             except ValueError:
                 text = None
             if text is not None:
-                typer.echo(f"{name}: {text}" if many else text)
+                typer.echo(mark + (f"{name}: {text}" if many else text))
                 continue
             what = ", ".join(x for x in (output.type, output.encoding) if x)
-            line = f"{name}: {len(output.data)} bytes ({what})"
+            line = f"{mark}{name}: {len(output.data)} bytes ({what})"
             if self.out is not None:
                 path = self.out / name
                 self.out.mkdir(parents=True, exist_ok=True)
@@ -269,11 +319,15 @@ def register(app: typer.Typer) -> None:
         params = dict(_pair(p, "--param", "NAME=VALUE") for p in param or [])
         fields = {k: _value(v) for k, v in params.items()}
         head = {k: v for k, v in (_pair(h, "--header", "KEY=VALUE") for h in header or [])}
-        items = _inputs(data or [], attr or [])
+        given = _read_data(data or [])
         url = gateway_url(gateway)
         creds = credentials(app_id, api_key, api_secret)
         printer = Printer(as_json, out, session)
         try:
+            ClientCore(url, creds[0])  # the URL's form is checked before anything is asked
+            doc = describe(url, service, timeout)
+            _check_mode(doc, session, service)
+            items = _inputs(given, attr or [], doc)
             if session:
                 frames = _frames(items, chunk)
 
@@ -288,6 +342,6 @@ def register(app: typer.Typer) -> None:
         except AseClientError as exc:
             if as_json and exc.code > 0:
                 print_json({"header": {"code": exc.code, "message": exc.message, "sid": exc.sid}})
-            abort(str(exc))
+            abort(_not_served(exc, url, timeout) if exc.code == NO_ROUTE else str(exc))
         except ValueError as exc:
             abort(f"{url}: {exc}", 2)

@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from ase_serving.cli.common import abort, print_json
@@ -37,8 +38,15 @@ def _print_tables(doc: dict[str, Any]) -> None:
     console = Console(width=200)
     comps = Table("component", "url", "health", "detail", box=None, title="components", title_justify="left")
     for c in doc["components"]:
-        comps.add_row(c["name"], c["url"], _mark(c["healthy"]), c.get("error", ""))
+        comps.add_row(c["name"], c["url"], _mark(c["healthy"]), escape(c.get("error", "")))
     console.print(comps)
+    for c in doc["components"]:
+        if c.get("problems"):
+            title = f"{c['name']}: problems it reports (schemas it does not serve, views out of touch)"
+            table = Table("about", "why", box=None, title=title, title_justify="left")
+            for key, why in sorted(c["problems"].items()):
+                table.add_row(key, f"[red]{escape(why)}[/red]")
+            console.print(table)
     problems = doc.get("problems") or {}
     if problems:
         table = Table("record", "why", box=None, title="unreadable records (skipped)", title_justify="left")
@@ -51,7 +59,8 @@ def _print_tables(doc: dict[str, Any]) -> None:
     svcs = Table(
         "service",
         "version",
-        "routes",
+        "api" if any(s.get("urls") for s in doc["services"]) else "routes",
+        "docs",
         "instance",
         "licences idle/total",
         "health",
@@ -61,19 +70,23 @@ def _print_tables(doc: dict[str, Any]) -> None:
         title_justify="left",
     )
     for s in doc["services"]:
-        routes = ", ".join(s["routes"]) or "(no schema)"
+        routes = ", ".join(s.get("urls") or s["routes"]) or "(no schema)"
+        docs = s.get("docs", "")
+        if s.get("served") is False:
+            routes += " [red](not served: see above)[/red]"
         if not s["instances"]:
-            svcs.add_row(s["serviceId"], s["version"], routes, "(none)", "", "", "")
+            svcs.add_row(s["serviceId"], s["version"], routes, docs, "(none)", "", "", "")
         for i, inst in enumerate(s["instances"]):
             first = i == 0
             svcs.add_row(
                 s["serviceId"] if first else "",
                 s["version"] if first else "",
                 routes if first else "",
+                docs if first else "",
                 inst["address"],
                 f"{inst['lic_idle']}/{inst['lic_total']}",
                 _mark(inst["healthy"]),
-                inst.get("error", ""),
+                escape(inst.get("error", "")),
             )
     console.print(svcs)
 

@@ -17,7 +17,15 @@ from rich.table import Table
 from ase_serving.addr import announce
 from ase_serving.cli.common import abort, print_json
 from ase_serving.cluster.access import load_settings, run_with_backend
-from ase_serving.cluster.items import Checked, check_content, content_doc, iso_time, item_doc, resolve
+from ase_serving.cluster.items import (
+    Checked,
+    check_content,
+    check_routes,
+    content_doc,
+    iso_time,
+    item_doc,
+    resolve,
+)
 from ase_serving.home import ClusterSettings
 from ase_serving.schema import Problem
 from ase_serving.store import Backend, ConfigItem, ConfigKey, ConfigScope, NotFound, StoreError
@@ -29,7 +37,18 @@ app = typer.Typer(
 Project = Annotated[str | None, typer.Option("--project", help="Project (default: from `asectl setup`).")]
 Group = Annotated[str | None, typer.Option("--group", help="Group (default: from `asectl setup`).")]
 Json = Annotated[bool, typer.Option("--json", help="Print one JSON document.")]
-Name = Annotated[str, typer.Argument(help="Item name, or service/version/name when the name is ambiguous.")]
+Name = Annotated[
+    str,
+    typer.Argument(help="Item name (.json may be left out), or service/version/name when it is ambiguous."),
+]
+Force = Annotated[
+    bool,
+    typer.Option(
+        "--force",
+        help="Store a service schema even when another schema asks for one of its routes (the "
+        "gateway then serves only the highest version there).",
+    ),
+]
 
 
 def _scope(settings: ClusterSettings) -> ConfigScope:
@@ -63,9 +82,11 @@ def upload(
         str | None, typer.Option("--version", help="Default: the schema's meta.version.")
     ] = None,
     name: Annotated[str | None, typer.Option("--name", help="Item name (default: the file name).")] = None,
+    force: Force = False,
     as_json: Json = False,
 ) -> None:
-    """Push a file as a new revision of a config item; a service schema is checked first."""
+    """Push a file as a new revision of a config item; a service schema is checked first (as
+    `asectl api create` checks an API definition) and refused when another schema has its route."""
     try:
         content = file.read_bytes()
     except OSError as exc:
@@ -87,6 +108,8 @@ def upload(
         abort(str(exc), 2)
 
     async def work(b: Backend) -> ConfigItem:
+        for warning in await check_routes(b.config, key, content, str(file), force):
+            typer.echo(f"warning: {warning}", err=True)
         return await b.config.put(key, content)
 
     item: ConfigItem = run_with_backend(settings, work)
@@ -172,7 +195,7 @@ def show(
 
 
 @app.command("edit", epilog="Example:\n\n  EDITOR=nano asectl config edit echo.json")
-def edit(name: Name, project: Project = None, group: Group = None) -> None:
+def edit(name: Name, project: Project = None, group: Group = None, force: Force = False) -> None:
     """Open an item in $EDITOR (else vi), check the result like `upload` does, and push it.
 
     An invalid edit is refused and nothing changes; the edited text is kept in a temporary file
@@ -214,6 +237,9 @@ def edit(name: Name, project: Project = None, group: Group = None) -> None:
                 f"{key.service}/{key.version}/{key.name} changed meanwhile (now revision {latest.revision}); "
                 f"nothing written, your text is kept in {tmp}"
             )
+        what = f"the edit (kept in {tmp})"
+        for warning in await check_routes(b.config, key, new, what, force):
+            typer.echo(f"warning: {warning}", err=True)
         return await b.config.put(key, new)
 
     written: ConfigItem = run_with_backend(settings, push)

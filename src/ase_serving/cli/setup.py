@@ -27,10 +27,13 @@ Examples:
 
   asectl setup --address etcd://10.0.0.5:2379,10.0.0.6:2379 --project shop --group prod
 
+  asectl setup --gateway http://10.0.0.7:2392       # what `asectl call` uses (else --gateway)
+
 On a terminal, what no flag gives is asked for (Enter keeps the default shown). Without a terminal
 nothing is asked: flags, then the current settings, then defaults are used. The address, account
 and password are checked (the store must answer and accept a write from this account) before
 anything is saved to $ASE_HOME/cluster.json (readable by you only); exit 1 when they do not work.
+A --gateway URL must answer /health; it is kept until another is given (--gateway "" forgets it).
 """
 
 
@@ -45,6 +48,31 @@ def _ask(label: str, flag: str | None, default: str | None, tty: bool, secret: b
         return str(answer) or default
     answer = typer.prompt(label, default=default or "", show_default=bool(default))
     return str(answer).strip() or None
+
+
+def _check_gateway(url: str) -> tuple[str, str]:
+    """The (project, group) the gateway at ``url`` serves; exit 1 (nothing saved) when it does not
+    answer /health as a gateway does."""
+    from urllib.parse import urlsplit
+
+    import httpx
+
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc or parts.query:
+        abort(f"--gateway {url!r}: give the gateway's http(s) URL, e.g. http://127.0.0.1:2392", 2)
+    try:
+        resp = httpx.get(f"{url}/health", timeout=5.0)
+        doc = resp.json()
+    except httpx.HTTPError as exc:
+        abort(f"--gateway {url}: no answer ({type(exc).__name__}: {exc}); is it running? (nothing saved)")
+    except ValueError:
+        abort(f"--gateway {url}: /health did not answer JSON: is this an ASE gateway? (nothing saved)")
+    config = doc.get("config") if isinstance(doc, dict) else None
+    if resp.status_code not in (200, 503) or not isinstance(config, dict):
+        abort(
+            f"--gateway {url}: /health answered {resp.status_code} without a gateway's status (nothing saved)"
+        )
+    return str(config.get("project") or "default"), str(config.get("group") or "default")
 
 
 def register(app: typer.Typer) -> None:
@@ -63,6 +91,10 @@ def register(app: typer.Typer) -> None:
         group: Annotated[str | None, typer.Option("--group", help="Group of config items.")] = None,
         lb: Annotated[
             str | None, typer.Option("--lb", help="HOST:PORT of the LB service, if it runs.")
+        ] = None,
+        gateway: Annotated[
+            str | None,
+            typer.Option("--gateway", help="The gateway's URL (http://HOST:PORT), for `asectl call`."),
         ] = None,
         as_json: Annotated[bool, typer.Option("--json", help="Print the saved settings as JSON.")] = False,
     ) -> None:
@@ -109,6 +141,13 @@ def register(app: typer.Typer) -> None:
             settings.components = dict(current.components)
         else:
             settings.components = {"config": addr}
+        served: tuple[str, str] | None = None
+        if gateway == "":
+            settings.components.pop("gateway", None)
+        elif gateway is not None:
+            url = gateway.rstrip("/")
+            served = _check_gateway(url)
+            settings.components["gateway"] = url
 
         async def check() -> None:
             backend = open_backend(addr, acct, pw)
@@ -135,10 +174,20 @@ def register(app: typer.Typer) -> None:
                     "project": proj,
                     "group": grp,
                     "lb": settings.lb,
+                    "gateway": settings.components.get("gateway"),
                     "saved": str(path),
                 }
             )
         else:
             who = f"account {acct}" if acct else "no account"
             typer.echo(f"config centre {addr} ({kind}) answers and accepts {who}")
+            if served is not None:
+                url = settings.components["gateway"]
+                typer.echo(f"gateway {url} answers; it serves project {served[0]}, group {served[1]}")
             typer.echo(f"saved to {path}: region {region_}, project {proj}, group {grp}")
+        if served is not None and served != (proj, grp):
+            typer.echo(
+                f"warning: the gateway serves project {served[0]}, group {served[1]}, not {proj}/{grp}: "
+                "what you push there is not served by it",
+                err=True,
+            )

@@ -125,7 +125,11 @@ def embedded_component(opts: InitOptions, data: Path) -> Component:
     module = "ase_serving.store.embedded"
     argv = [sys.executable, "-m", module, "--host", opts.host, "--port", str(opts.config_port)]
     url = addr.url("http", opts.host, opts.config_port)
-    return Component("config", "config centre", [*argv, "--data", str(data)], url, store_healthy, module)
+    argv += ["--data", str(data)]
+    listen = (opts.host, opts.config_port)
+    return Component(
+        "config", "config centre", argv, url, store_healthy, module, listen=listen, port_flag="--config-port"
+    )
 
 
 def gateway_up(url: str) -> bool:
@@ -133,6 +137,14 @@ def gateway_up(url: str) -> bool:
     import httpx
 
     return httpx.get(f"{url}/health", timeout=_PROBE_TIMEOUT).status_code == 200
+
+
+def gateway_pid(url: str) -> int | None:
+    """The pid the gateway at ``url`` reports in /health (a worker's, with several workers)."""
+    import httpx
+
+    pid = httpx.get(f"{url}/health", timeout=_PROBE_TIMEOUT).json().get("pid")
+    return pid if isinstance(pid, int) else None
 
 
 def _cluster_env(settings: ClusterSettings) -> dict[str, str]:
@@ -161,7 +173,9 @@ def lb_component(opts: InitOptions, settings: ClusterSettings) -> Component | No
     argv += ["--strategy", "loadMini"]
     address = addr.host_port(opts.host, opts.lb_port)
     env = _cluster_env(settings)
-    return Component("lb", "LB service", [*argv, "--config", settings.address], address, lb_up, module, env)
+    argv += ["--config", settings.address]
+    listen = (opts.host, opts.lb_port)
+    return Component("lb", "LB service", argv, address, lb_up, module, env, listen, "--lb-port")
 
 
 def gateway_component(opts: InitOptions, settings: ClusterSettings) -> Component | None:
@@ -172,7 +186,11 @@ def gateway_component(opts: InitOptions, settings: ClusterSettings) -> Component
     argv = [sys.executable, "-m", module, "--host", opts.host, "--port", str(opts.gateway_port)]
     argv += ["--workers", str(opts.gateway_workers), "--config", settings.address]
     url = addr.url("http", opts.host, opts.gateway_port)
-    return Component("gateway", "gateway", argv, url, gateway_up, module, _cluster_env(settings))
+    env = _cluster_env(settings)
+    listen = (opts.host, opts.gateway_port)
+    return Component(
+        "gateway", "gateway", argv, url, gateway_up, module, env, listen, "--gateway-port", gateway_pid
+    )
 
 
 #: The components started after the config centre, in order; each builder gets the options and the

@@ -26,6 +26,7 @@ from typing import Any
 
 import orjson
 
+from ase_serving.cluster import owners
 from ase_serving.errors import UserError
 from ase_serving.files import write_private
 from ase_serving.home import ase_home
@@ -56,6 +57,14 @@ class Component:
     #: A string that the process's command line must contain for a pid file to be believed.
     marker: str
     env: dict[str, str] = field(default_factory=dict)
+    #: ``(host, port)`` it will listen on: checked free before it starts (port 0: not checked).
+    listen: tuple[str, int] | None = None
+    #: The flag that chooses that port (``--gateway-port``), named when the port is taken.
+    port_flag: str = ""
+    #: The pid of the process answering at the URL, from the component's own health answer (None:
+    #: cannot tell). A start is believed only when that pid is the started process or its child,
+    #: so another program's answer on the port is never taken for ours.
+    owner: Callable[[str], int | None] | None = None
 
 
 @dataclass(frozen=True)
@@ -82,12 +91,13 @@ class LocalCluster:
         self.run_dir = self.home / "run"
         self.log_dir = self.home / "logs"
 
-    def _pid_file(self, name: str) -> Path:
+    def pid_file(self, name: str) -> Path:
         return self.run_dir / f"{name}.pid"
 
-    def running(self, name: str, marker: str | None = None) -> Running | None:
-        """The running component ``name``, or None (a stale pid file is removed)."""
-        path = self._pid_file(name)
+    def running(self, name: str, marker: str | None = None, prune: bool = True) -> Running | None:
+        """The running component ``name``, or None (a stale pid file is removed, unless ``prune``
+        is False: ``cluster status`` only looks, and the file still says what was started)."""
+        path = self.pid_file(name)
         try:
             doc = orjson.loads(path.read_bytes())
             rec = Running(name, int(doc["pid"]), str(doc["url"]), str(doc["log"]), float(doc["started"]))
@@ -95,10 +105,12 @@ class LocalCluster:
         except FileNotFoundError:
             return None
         except (OSError, ValueError, KeyError, TypeError):
-            path.unlink(missing_ok=True)
+            if prune:
+                path.unlink(missing_ok=True)
             return None
         if not _alive(rec.pid, marker):
-            path.unlink(missing_ok=True)
+            if prune:
+                path.unlink(missing_ok=True)
             return None
         return rec
 
@@ -123,6 +135,7 @@ class LocalCluster:
                 f"the {comp.title} (pid {current.pid}) runs but is not healthy at {current.url}; "
                 f"see {current.log}, or run `asectl down` and try again"
             )
+        _check_port(comp)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.log_dir.mkdir(parents=True, exist_ok=True)
         log = self.log_dir / f"{comp.name}.log"
@@ -148,9 +161,15 @@ class LocalCluster:
         rec = Running(comp.name, proc.pid, url, str(log), time.time(), new=True)
         doc = {"pid": rec.pid, "url": rec.url, "log": rec.log, "started": rec.started, "marker": comp.marker}
         doc["argv"] = comp.argv
-        write_private(self._pid_file(comp.name), orjson.dumps(doc))
+        write_private(self.pid_file(comp.name), orjson.dumps(doc))
         if _wait_healthy(comp.healthy, rec.url, proc.pid, comp.marker, timeout, proc):
-            return rec
+            foreign = _foreign(comp, rec.url, proc.pid)
+            if foreign is None:
+                return rec
+            self.stop(rec)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(1)
+            raise LocalError(foreign)
         code = proc.poll()
         self.stop(rec)
         with contextlib.suppress(subprocess.TimeoutExpired):
@@ -173,8 +192,43 @@ class LocalCluster:
             deadline = time.monotonic() + timeout
             while _alive(rec.pid, None) and time.monotonic() < deadline:
                 time.sleep(_POLL)
-        self._pid_file(rec.name).unlink(missing_ok=True)
+        self.pid_file(rec.name).unlink(missing_ok=True)
         return graceful
+
+
+def _check_port(comp: Component) -> None:
+    """:class:`LocalError` naming who holds the component's port, before anything is started."""
+    if comp.listen is None or not comp.listen[1]:
+        return
+    host, port = comp.listen
+    if owners.port_taken(host, port):
+        raise LocalError(_taken(comp, port, owners.holder(port)))
+
+
+def _taken(comp: Component, port: int, who: owners.Holder | None) -> str:
+    """One line: which port, who holds it, what to do."""
+    held = f"taken by {who}" if who is not None else "taken by a process this user cannot see"
+    stop = f"`ASE_HOME={who.ase_home} asectl down` stops that cluster" if who and who.ase_home else "stop it"
+    other = f", or choose another port with {comp.port_flag}" if comp.port_flag else ""
+    return f"cannot start the {comp.title}: port {port} is {held}; {stop}{other}"
+
+
+def _foreign(comp: Component, url: str, started: int) -> str | None:
+    """Why the healthy answer at ``url`` is not from the process started (pid ``started``), or None."""
+    if comp.owner is None:
+        return None
+    try:
+        pid = comp.owner(url)
+    except Exception:  # a probe that fails cannot tell; the health check itself passed
+        return None
+    if pid is None or owners.descends_from(pid, started):
+        return None
+    if comp.listen is not None and comp.listen[1]:
+        return _taken(comp, comp.listen[1], owners.holder(comp.listen[1]))
+    return (
+        f"cannot start the {comp.title}: what answers at {url} is pid {pid}, "
+        f"not the process started (pid {started})"
+    )
 
 
 def _alive(pid: int, marker: str | None) -> bool:

@@ -2,14 +2,19 @@
 
 ``asectl api create --push`` and the API design page (``asectl api web``) push through here, so
 that both pick the same cluster, say the same thing about a region that is not set up, and
-write the same key.
+write the same key. A push is refused when another schema of the project/group asks for one of
+its routes (unless forced), and a push where no gateway of the cluster serves gets a note
+(:func:`~ase_serving.cluster.serving.unserved_warning`).
 """
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 
 from ase_serving.cluster.access import load_settings, opened
+from ase_serving.cluster.items import check_routes
+from ase_serving.cluster.serving import unserved_warning
 from ase_serving.home import ClusterSettings, SettingsError
 from ase_serving.schema import ApiSpec, Compiled
 from ase_serving.store import ConfigItem, ConfigKey, StoreError
@@ -36,8 +41,8 @@ def _settings(spec: ApiSpec, notes: list[str]) -> ClusterSettings:
                 other.project, other.group = spec.project or other.project, spec.group or other.group
                 return other
             notes.append(
-                f"region {spec.region!r} (metadata.region) is not set up; "
-                f"pushing to region {settings.region!r}"
+                f"region {spec.region!r} (metadata.region) is not set up (`asectl setup --region "
+                f"{spec.region}` sets it up); pushing to region {settings.region!r}"
             )
     except SettingsError as exc:
         raise StoreError(str(exc)) from None
@@ -54,7 +59,28 @@ def push_target(spec: ApiSpec) -> PushTarget:
     return PushTarget(settings, key, notes)
 
 
-async def push_schema(target: PushTarget, compiled: Compiled) -> ConfigItem:
-    """Write ``compiled`` as a new revision of its item; store errors keep their standard wording."""
+async def push_schema(target: PushTarget, compiled: Compiled, force: bool = False) -> ConfigItem:
+    """Write ``compiled`` as a new revision of its item; store errors keep their standard wording.
+
+    :class:`~ase_serving.cluster.items.RouteTaken` when another schema of the scope asks for one
+    of its routes (with ``force``: a note instead). After the write, a note when no gateway of the
+    cluster serves the item's project/group."""
+    key = target.key
+    content = compiled.content()
     async with opened(target.settings) as backend:
-        return await backend.config.put(target.key, compiled.content())
+        shown = f"{key.service}/{key.version}/{key.name}"
+        target.notes += await check_routes(backend.config, key, content, shown, force)
+        item = await backend.config.put(key, content)
+    spec = compiled.spec
+    chosen = [
+        f"{label} {value}" for label, value in (("projectName", spec.project), ("group", spec.group)) if value
+    ]
+    why = f" (metadata: {', '.join(chosen)})" if chosen else ""
+    try:
+        setup = ClusterSettings.load()
+    except SettingsError:
+        setup = None
+    note = await asyncio.to_thread(unserved_warning, key, target.settings, setup, why)
+    if note is not None:
+        target.notes.append(note)
+    return item

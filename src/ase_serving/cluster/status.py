@@ -21,13 +21,16 @@ from __future__ import annotations
 import asyncio
 import inspect
 import socket
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
 
+from ase_serving.cluster import owners
 from ase_serving.cluster.access import PING_TIMEOUT, ClusterUnreachable, check_access, opened
-from ase_serving.home import ClusterSettings
+from ase_serving.cluster.local import LocalCluster
+from ase_serving.home import ClusterSettings, ase_home
 from ase_serving.schema import is_service_schema, parse_json, schema_routes
 from ase_serving.store import Backend, ConfigScope, Instance, StoreError
 
@@ -43,28 +46,111 @@ def health_url(url: str) -> str:
     return base + "/health"
 
 
-async def http_healthy(client: httpx.AsyncClient, url: str) -> tuple[bool, str | None]:
+async def http_health(client: httpx.AsyncClient, url: str) -> tuple[bool, str | None, dict[str, Any]]:
+    """(healthy, why not, the /health document or {})."""
     try:
         resp = await client.get(health_url(url), timeout=HEALTH_TIMEOUT)
     except httpx.HTTPError as exc:
-        return False, f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        return False, f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__, {}
     if resp.status_code != 200:
-        return False, f"/health answered {resp.status_code}"
+        return False, f"/health answered {resp.status_code}", {}
     # A component that answers 200 while degraded (a gateway serving its last known state) says so
     # in its body: "status" and "problems".
     try:
         doc = resp.json()
     except ValueError:
-        return True, None
-    status = doc.get("status") if isinstance(doc, dict) else None
+        return True, None, {}
+    if not isinstance(doc, dict):
+        return True, None, {}
+    status = doc.get("status")
     if status in (None, "ok"):
-        return True, None
+        return True, None, doc
     problems = doc.get("problems") or {}
     shown = (
         "; ".join(f"{k}: {v}" for k, v in list(problems.items())[:3]) if isinstance(problems, dict) else ""
     )
     more = f" (+{len(problems) - 3} more)" if isinstance(problems, dict) and len(problems) > 3 else ""
-    return False, f"{status}" + (f": {shown}{more}" if shown else "")
+    return False, f"{status}" + (f": {shown}{more}" if shown else ""), doc
+
+
+async def http_healthy(client: httpx.AsyncClient, url: str) -> tuple[bool, str | None]:
+    healthy, why, _doc = await http_health(client, url)
+    return healthy, why
+
+
+def not_ours(
+    name: str, url: str, doc: dict[str, Any], settings: ClusterSettings, home: Path | None = None
+) -> str | None:
+    """Why what answers at ``url`` is not this cluster's component ``name``, or None.
+
+    Another cluster's gateway on the same port answers /health with 200 as well, so a 200 alone
+    proves nothing. Where ``asectl init`` started the component under this home (its pid file),
+    the pid that answered must be that process or its child. Otherwise, when both this cluster's
+    config centre and the one the component reports are on this machine (loopback), they must be
+    the same; a centre named otherwise (inside a compose or Kubernetes network, or by another
+    address of this machine) cannot be compared, and is not held against it."""
+    home = home or ase_home()
+    cluster = LocalCluster(home)
+    pid = doc.get("pid")
+    if cluster.pid_file(name).exists():
+        rec = cluster.running(name, prune=False)
+        if rec is not None and (not isinstance(pid, int) or owners.descends_from(pid, rec.pid)):
+            return None
+        ours = (
+            f"this cluster's {name} (pid {rec.pid})"
+            if rec is not None
+            else f"this cluster's {name} is not running and"
+        )
+        return f"{ours} does not answer at {url}: {_who(url, pid)} does; {_WHAT_TO_DO}"
+    config = doc.get("config")
+    theirs = config.get("address") if isinstance(config, dict) else None
+    if not isinstance(theirs, str) or not (_on_loopback(theirs) and _on_loopback(settings.address)):
+        return None
+    if same_centre(theirs, settings.address):
+        return None
+    return (
+        f"what answers at {url} serves the config centre {theirs}, not this cluster's "
+        f"({settings.address}): {_who(url, pid)}; {_WHAT_TO_DO}"
+    )
+
+
+_WHAT_TO_DO = "stop that one, or `asectl down` and `asectl init` this cluster with another port"
+_LOOPBACK = {"127.0.0.1", "localhost", "::1", "0.0.0.0", "::"}
+
+
+def _who(url: str, pid: object) -> str:
+    port = urlsplit(url).port
+    seen = owners.holder(port) if port else None
+    if seen is not None:
+        return str(seen)
+    return f"pid {pid}" if isinstance(pid, int) else "another process"
+
+
+def _endpoints(address: str) -> tuple[str, set[tuple[str, str]]]:
+    """``etcd://h1:p1,h2:p2`` -> ("etcd", {(h1, p1), (h2, p2)}); loopback names become one."""
+    scheme, _, rest = address.partition("://")
+    ends = set()
+    for endpoint in rest.split("/", 1)[0].split(","):
+        endpoint = endpoint.rsplit("@", 1)[-1]
+        if endpoint.startswith("["):
+            host, _, port = endpoint[1:].partition("]")
+            port = port.lstrip(":")
+        else:
+            host, _, port = endpoint.partition(":")
+        host = host.lower()
+        ends.add(("loopback" if host in _LOOPBACK else host, port))
+    return scheme.lower(), ends
+
+
+def _on_loopback(address: str) -> bool:
+    return all(host == "loopback" for host, _ in _endpoints(address)[1])
+
+
+def same_centre(a: str, b: str) -> bool:
+    """Whether two config centre addresses name the same centre: the same scheme and a shared
+    endpoint (``etcd://h1:p1,h2:p2`` lists several; loopback names are one)."""
+    (sa, ea), (sb, eb) = _endpoints(a), _endpoints(b)
+    return sa == sb and bool(ea & eb)
 
 
 async def lb_health(address: str) -> tuple[bool, str | None]:
@@ -168,7 +254,7 @@ async def gather_status(settings: ClusterSettings) -> dict[str, Any]:
         for name, url in sorted(settings.components.items()):
             if name not in ("config", "lb"):
                 names.append((name, url))
-                probes.append(http_healthy(client, url))
+                probes.append(http_health(client, url))
         others = asyncio.gather(*probes, return_exceptions=True)
         try:
             async with opened(settings) as backend:
@@ -178,7 +264,10 @@ async def gather_status(settings: ClusterSettings) -> dict[str, Any]:
                 gateway = settings.components.get("gateway")
                 if gateway:
                     for svc in services:
-                        svc["urls"] = [gateway.rstrip("/") + r for r in svc["routes"]]
+                        base = gateway.rstrip("/")
+                        svc["urls"] = [base + r for r in svc["routes"]]
+                        if svc["schema"]:
+                            svc["docs"] = f"{base}/docs?service={svc['serviceId']}"
         except (StoreError, OSError) as exc:
             if not components:
                 reason = str(exc) if not isinstance(exc, ClusterUnreachable) else str(exc).split("; start")[0]
@@ -186,9 +275,40 @@ async def gather_status(settings: ClusterSettings) -> dict[str, Any]:
         for (name, url), result in zip(names, await others, strict=True):
             if isinstance(result, BaseException):
                 components.append(_component(name, url, False, f"{type(result).__name__}: {result}"))
+            elif isinstance(result, tuple) and len(result) == 3:
+                components.append(_http_component(settings, name, url, *result, services))
             else:
                 components.append(_component(name, url, *result))
     return {"components": components, "services": services, "problems": problems}
+
+
+def _http_component(
+    settings: ClusterSettings,
+    name: str,
+    url: str,
+    healthy: bool,
+    why: str | None,
+    doc: dict[str, Any],
+    services: list[Any],
+) -> dict[str, Any]:
+    """A component probed by its /health: unhealthy when what answered is not ours; a gateway's
+    schema problems (conflicts, schemas it cannot load) are listed, and each service says whether
+    that gateway serves it."""
+    if healthy:
+        foreign = not_ours(name, url, doc, settings)
+        if foreign is not None:
+            return _component(name, url, False, foreign)
+    comp = _component(name, url, healthy, why)
+    problems = doc.get("problems")
+    if isinstance(problems, dict) and problems:
+        comp["problems"] = {str(k): str(v) for k, v in problems.items()}
+    served = doc.get("services")
+    if name == "gateway" and healthy and isinstance(served, list):
+        live = {(str(s.get("serviceId")), str(s.get("version"))) for s in served if isinstance(s, dict)}
+        for svc in services:
+            if svc["schema"]:
+                svc["served"] = (svc["serviceId"], svc["version"]) in live
+    return comp
 
 
 def all_healthy(doc: dict[str, Any]) -> bool:

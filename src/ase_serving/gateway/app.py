@@ -33,7 +33,7 @@ from ase_serving.gateway.asgi import (
     Throttle,
     server_error,
 )
-from ase_serving.gateway.docs import docs_page, swagger_dir
+from ase_serving.gateway.docs import docs_page, not_served_page, swagger_dir
 from ase_serving.gateway.routes import Service
 from ase_serving.gateway.runtime import Gateway
 from ase_serving.gateway.session import run_session
@@ -206,7 +206,13 @@ class GatewayApp:
             return self._openapi_response(req, req.path_params["service"])
 
         async def docs(req: HttpRequest) -> Response:
-            return HTMLResponse(docs_page(str(req.query_params.get("service") or "")))
+            service = str(req.query_params.get("service") or "")
+            if service:
+                served = sorted({s.service_id for s in gw.table.live()})
+                if service not in served:
+                    # A page for a service that is not served would load, then fail in the browser.
+                    return HTMLResponse(not_served_page(service, served), status_code=404)
+            return HTMLResponse(docs_page(service))
 
         async def not_found(req: HttpRequest, _exc: Exception) -> Response:
             exc = NoRoute(

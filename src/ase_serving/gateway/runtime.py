@@ -187,6 +187,9 @@ class Gateway:
             "status": "starting" if not self.started else ("degraded" if degraded else "ok"),
             "config": {
                 "address": self.settings.config,
+                # The scope served: what `asectl api create --push` compares its target with.
+                "project": self.settings.project,
+                "group": self.settings.group,
                 "connected": connected,
                 "revision": self.view.revision if self.view is not None else 0,
                 "last_error": self.view.last_error if self.view is not None else None,

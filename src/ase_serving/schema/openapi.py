@@ -4,7 +4,9 @@ OpenAPI 3.1 takes JSON Schema as it is, so ``schemainput``/``schemaoutput`` go i
 every parameter keeps its constraints and description. Each route gets a ``post`` (a once
 request) when the service takes once requests; a session service's WebSocket side is described
 in the text of a ``get`` operation (OpenAPI cannot describe WebSockets). Each operation carries an
-example request built from its schema (:func:`example_request`), valid against it.
+example request built from its schema (:func:`example_request`), valid against it, and two
+extensions for tools: ``x-ase-interface`` (``once``, ``session``) and, on a session-only ``get``,
+``x-ase-request`` (the first frame's schema).
 """
 
 from __future__ import annotations
@@ -225,6 +227,7 @@ def _operations(svc: ServiceSchema, route: str) -> dict[str, Any]:
             "summary": summary,
             "description": desc,
             "tags": tag,
+            "x-ase-interface": list(svc.modes),
             "requestBody": {
                 "required": True,
                 "content": {
@@ -239,6 +242,10 @@ def _operations(svc: ServiceSchema, route: str) -> dict[str, Any]:
             "summary": summary,
             "description": _session_text(svc, route) + text,
             "tags": tag,
+            "x-ase-interface": list(svc.modes),
+            # OpenAPI cannot describe a WebSocket's frames: the first frame's schema, for tools
+            # (`asectl call` reads the data field of each input from it).
+            "x-ase-request": _strip(svc.schemainput),
             "responses": {
                 "101": {"description": "switching to the WebSocket protocol"},
                 **_errors(SESSION_ERROR_CODES),

@@ -28,6 +28,7 @@ __all__ = [
     "DataSpec",
     "Param",
     "Where",
+    "check_constraints",
     "check_spec",
 ]
 
@@ -250,7 +251,7 @@ def _check_bounds(p: Param, out: list[ApiProblem]) -> None:
         out.append(ApiProblem(p.where, f"multipleOf must be > 0, not {s['multipleOf']}"))
 
 
-def _check_values(p: Param, out: list[ApiProblem]) -> None:
+def _check_values(p: Param, out: list[ApiProblem], formats: bool = True) -> None:
     s, t = p.schema, p.type
     if "enum" in s:
         enum = s["enum"]
@@ -268,7 +269,7 @@ def _check_values(p: Param, out: list[ApiProblem]) -> None:
     if "default" in s and t is not None and not _is(s["default"], t):
         out.append(ApiProblem(p.where, f"default {s['default']!r} is not of type {t}"))
     fmt = s.get("format")
-    if fmt is not None:
+    if fmt is not None and formats:
         if t in _NUMERIC and fmt not in NUMBER_FORMATS:
             known = ", ".join(NUMBER_FORMATS)
             out.append(ApiProblem(p.where, f"format {fmt!r} is not a number format (one of {known})"))
@@ -390,4 +391,26 @@ def check_spec(spec: ApiSpec) -> list[ApiProblem]:
         _check_data(d, out)
         if d.value is not None:
             _check_param(d.value, out)
+    return out
+
+
+def check_constraints(schema: dict[str, Any], where: Where) -> list[ApiProblem]:
+    """The checks :func:`check_spec` makes of one parameter, on one node of a JSON Schema written
+    by hand (a service schema given to ``asectl config upload``): bounds that no value can satisfy
+    (``minimum 11 > maximum 10``), an ``enum`` or ``default`` of the wrong type, a pattern that
+    is not a regular expression, and a required name that is not defined where no other name is
+    allowed. Formats are not checked: JSON Schema lets a format it does not know pass."""
+    keywords = {k: v for k, v in schema.items() if k not in ("properties", "items", "required")}
+    p = Param(where.field, keywords, where)
+    out: list[ApiProblem] = []
+    if p.type is not None and p.type not in PARAM_TYPES:
+        return out  # null, or a type the meta-schema check already named
+    _check_bounds(p, out)
+    _check_values(p, out, formats=False)
+    props, required = schema.get("properties"), schema.get("required")
+    if isinstance(props, dict) and isinstance(required, list) and schema.get("additionalProperties") is False:
+        for name in required:
+            if isinstance(name, str) and name not in props:
+                known = ", ".join(sorted(props)) or "none"
+                out.append(ApiProblem(where, f"required property {name!r} is not defined (defined: {known})"))
     return out
