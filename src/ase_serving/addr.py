@@ -3,6 +3,7 @@ the one ready line every server prints when it listens (``cluster.local`` and th
 
 from __future__ import annotations
 
+import socket
 import sys
 
 
@@ -35,3 +36,26 @@ def announce(what: str, address: str, details: str = "", *after: str) -> None:
     """Print :func:`serving_line` (then ``after``, a line each) to stdout at once."""
     sys.stdout.write("".join(f"{line}\n" for line in (serving_line(what, address, details), *after)))
     sys.stdout.flush()
+
+
+def listen(host: str, port: int, backlog: int = 128) -> socket.socket:
+    """A listening TCP socket on ``host:port`` (port 0 picks a free one).
+
+    Raises :class:`ValueError` for a host that does not resolve and :class:`OSError` (with
+    ``strerror``) for a port that cannot be bound; callers word those for their own option names.
+    """
+    try:
+        family, kind, proto, _, where = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+    except socket.gaierror as exc:
+        raise ValueError(exc.strerror) from None
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(where)
+        sock.listen(backlog)
+    except OSError:
+        sock.close()
+        raise
+    return sock

@@ -17,7 +17,7 @@ from ase_serving import errors
 from ase_serving.client import AseClientError, AsyncClient
 from ase_serving.client.core import decode_body
 from ase_serving.cluster.access import load_settings, opened
-from ase_serving.cluster.items import iso_time
+from ase_serving.cluster.items import iso_time, item_doc
 from ase_serving.cluster.schemas import push_schema, push_target
 from ase_serving.designer.checks import check_design, check_text
 from ase_serving.designer.design import design_from_schema, design_yaml
@@ -42,16 +42,7 @@ async def push(compiled: Compiled) -> dict[str, Any]:
         item = await push_schema(target, compiled)
     except StoreError as exc:
         raise RemoteError(f"cannot push: {exc}") from None
-    k = item.key
-    return {
-        "project": k.project,
-        "group": k.group,
-        "service": k.service,
-        "version": k.version,
-        "name": k.name,
-        "revision": item.revision,
-        "notes": target.notes,
-    }
+    return {**item_doc(item), "notes": target.notes}
 
 
 def _scope() -> tuple[Any, ConfigScope]:

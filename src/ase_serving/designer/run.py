@@ -32,22 +32,13 @@ class _Server(uvicorn.Server):
 
 def _bind(host: str, port: int) -> socket.socket:
     try:
-        family, kind, proto, _, where = socket.getaddrinfo(
-            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
-        )[0]
-    except socket.gaierror as exc:
-        raise PageError(f"cannot listen on {host}:{port}: {exc.strerror}; check --host") from None
-    sock = socket.socket(family, kind, proto)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(where)
-        sock.listen(64)
+        return addr.listen(host, port, backlog=64)
+    except ValueError as exc:
+        raise PageError(f"cannot listen on {host}:{port}: {exc}; check --host") from None
     except OSError as exc:
-        sock.close()
         raise PageError(
             f"cannot listen on {addr.host_port(host, port)}: {exc.strerror or exc}; choose another --port"
         ) from None
-    return sock
 
 
 def serve(project: Project, host: str, port: int, caller: Caller, ready: Callable[[str], None]) -> None:

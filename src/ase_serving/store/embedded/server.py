@@ -37,23 +37,14 @@ DEFAULT_PORT = 2390
 def bind(host: str, port: int) -> socket.socket:
     """A listening socket on ``host:port`` (0 = a free port); :class:`StoreError` if taken."""
     try:
-        family, kind, proto, _, addr = socket.getaddrinfo(
-            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
-        )[0]
-    except socket.gaierror as exc:
-        raise StoreError(f"cannot listen on {host}:{port}: {exc.strerror}; check --host") from None
-    sock = socket.socket(family, kind, proto)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(addr)
-        sock.listen(128)
+        return addr.listen(host, port)
+    except ValueError as exc:
+        raise StoreError(f"cannot listen on {host}:{port}: {exc}; check --host") from None
     except OSError as exc:
-        sock.close()
         raise StoreError(
             f"cannot listen on {host}:{port}: {exc.strerror}; "
             "stop what uses that port or pick another with --port"
         ) from None
-    return sock
 
 
 def _return_big_blocks() -> None:
