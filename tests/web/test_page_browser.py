@@ -19,7 +19,7 @@ from playwright.sync_api import Page, expect
 
 from examples.support import example_dir
 from tests.conftest import StartLoader
-from tests.designer.support import PageProcess, StartPage
+from tests.web.support import PageProcess, StartPage
 from tests.schema.support import SEED_YAML
 from tests.support import asectl
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.designer.support import StartPage
+from tests.web.support import StartPage
 from tests.support import asectl, one_line_error
 
 pytestmark = pytest.mark.timeout(60)

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from tests.designer.support import PageProcess, StartPage, start_page
+from tests.web.support import PageProcess, StartPage, start_page
 from tests.store.etcd_server import free_port
 from tests.support import asectl
 
