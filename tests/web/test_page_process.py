@@ -8,8 +8,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.web.support import StartPage
 from tests.support import asectl, one_line_error
+from tests.web.support import StartPage
 
 pytestmark = pytest.mark.timeout(60)
 
