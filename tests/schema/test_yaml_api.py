@@ -329,6 +329,27 @@ ERROR_CASES = [
         "format 'colour' is not a string format",
     ),
     (
+        "a default out of its range",
+        PARAMS + "        a: {type: integer, minimum: 1, maximum: 9, default: 0}\n",
+        8,
+        "spec.request.parameters.properties.a",
+        "default 0 does not meet its own constraints: 0 is less than the minimum of 1",
+    ),
+    (
+        "a default outside its enum, in an array's items",
+        PARAMS + "        a: {type: array, items: {type: string, enum: [x, y], default: z}}\n",
+        8,
+        "spec.request.parameters.properties.a.items",
+        "default 'z' does not meet its own constraints",
+    ),
+    (
+        "a default beyond its number format",
+        PARAMS + "        a: {type: integer, format: int32, default: 4294967296}\n",
+        8,
+        "spec.request.parameters.properties.a",
+        "4294967296 is greater than the maximum of 2147483647",
+    ),
+    (
         "no service name",
         "apiVersion: ase-serving/v1\nkind: ApiSchema\nmetadata: {version: '1'}\n",
         3,

@@ -13,6 +13,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, TypeGuard
 
+import jsonschema_rs
+
 from ase_serving.errors import UserError
 
 __all__ = [
@@ -282,14 +284,51 @@ def _check_values(p: Param, out: list[ApiProblem], formats: bool = True) -> None
             out.append(ApiProblem(p.where, f"format applies to strings and numbers, not to type {t}"))
 
 
+def _own_schema(p: Param) -> dict[str, Any]:
+    """What a value of ``p`` must satisfy, nested parts included (a number format as its bounds)."""
+    out = {k: v for k, v in p.schema.items() if k not in ("default", "format", "examples")}
+    bounds = NUMBER_FORMATS.get(str(p.schema.get("format"))) if p.type in _NUMERIC else None
+    if bounds is not None:
+        out["minimum"] = max(bounds[0], out.get("minimum", bounds[0]))
+        out["maximum"] = min(bounds[1], out.get("maximum", bounds[1]))
+    if p.children:
+        out["properties"] = {c.name: _own_schema(c) for c in p.children}
+        out["required"] = [c.name for c in p.children if c.required]
+    if p.items is not None:
+        out["items"] = _own_schema(p.items)
+    return out
+
+
+def _check_default(p: Param, out: list[ApiProblem]) -> None:
+    """A default the parameter itself would refuse (out of its range, not in its enum, ...):
+    checked only once the parameter's own keywords are sound, so one mistake is said once."""
+    if "default" not in p.schema or p.type is None or not _is(p.schema["default"], p.type):
+        return
+    try:
+        errors = list(jsonschema_rs.Draft7Validator(_own_schema(p)).iter_errors(p.schema["default"]))
+    except (jsonschema_rs.ValidationError, ValueError):
+        return  # a nested part is unsound: said where it is
+    if errors:
+        err = errors[0]
+        path = "".join(f"[{k!r}]" if isinstance(k, str) else f"[{k}]" for k in err.instance_path)
+        at = f"at {path}, " if path else ""
+        default = p.schema["default"]
+        out.append(
+            ApiProblem(p.where, f"default {default!r} does not meet its own constraints: {at}{err.message}")
+        )
+
+
 def _check_param(p: Param, out: list[ApiProblem]) -> None:
     if p.type is None:
         out.append(ApiProblem(p.where, f"type is required: one of {', '.join(PARAM_TYPES)}"))
     elif p.type not in PARAM_TYPES:
         out.append(ApiProblem(p.where, f"unknown type {p.type!r}: use one of {', '.join(PARAM_TYPES)}"))
         return
+    before = len(out)
     _check_bounds(p, out)
     _check_values(p, out)
+    if len(out) == before:
+        _check_default(p, out)
     if p.children and p.type not in (None, "object"):
         out.append(ApiProblem(p.where, f"properties apply to type object, not to type {p.type}"))
     if p.items is not None and p.type not in (None, "array"):

@@ -19,9 +19,9 @@ from playwright.sync_api import Page, expect
 
 from examples.support import example_dir
 from tests.conftest import StartLoader
-from tests.designer.support import PageProcess, StartPage
 from tests.schema.support import SEED_YAML
 from tests.support import asectl
+from tests.web.support import PageProcess, StartPage
 
 pytestmark = pytest.mark.timeout(120)
 ROOT = Path(__file__).resolve().parents[2]
@@ -176,8 +176,14 @@ def test_design_a_service_by_clicking_and_typing(tmp_path: Path, pages: StartPag
     assert json.loads((out / "tts.json").read_text()) == previewed
     assert json.loads((folder / "schemas" / "tts.json").read_text()) == previewed
     first = (folder / "ai_api.yml").read_text()
+    # A default its own range refuses: said next to it, as `asectl api create` says it; then fixed.
     t.cell("params.0", "default").fill("50")
-    t.wait_preview("default: 50")
+    expect(t.said("params.0")).to_have_text(
+        "default 50 does not meet its own constraints: 50 is less than the minimum of 300"
+    )
+    expect(t.cell("params.0", "default")).to_have_attribute("aria-invalid", "true")
+    t.cell("params.0", "default").fill("350")
+    t.wait_preview("default: 350")
     page.click("#save")
     expect(page.locator("#status")).to_contain_text("ai_api.yml.bak")
     assert (folder / "ai_api.yml.bak").read_text() == first

@@ -14,9 +14,9 @@ from typing import Any
 
 import pytest
 
-from tests.designer.support import PageProcess, StartPage, start_page
 from tests.store.etcd_server import free_port
 from tests.support import asectl
+from tests.web.support import PageProcess, StartPage, start_page
 
 
 @pytest.fixture

@@ -118,6 +118,28 @@ def test_check_says_what_api_create_says_in_its_words(folder: Path, monkeypatch:
     )
 
 
+@pytest.mark.parametrize(
+    ("schema", "key", "words"),
+    [
+        (
+            {"type": "integer", "minimum": 1, "maximum": 9, "default": 0},
+            "default",
+            "0 is less than the minimum of 1",
+        ),
+        ({"type": "string", "pattern": "^a+$", "default": "b"}, "default", '"b" does not match "^a+$"'),
+        ({"type": "string", "pattern": "(["}, "pattern", "is not a regular expression"),
+    ],
+)
+def test_check_places_each_problem_on_its_field(
+    folder: Path, schema: dict[str, Any], key: str, words: str
+) -> None:
+    param = {"name": "p", "required": False, "schema": schema}
+    checked = call(folder, "POST", "/api/check", {"design": _design(params=[param])}, OK).json()
+    [problem] = checked["problems"]
+    assert (problem["at"], problem["key"]) == (["params.0"], key)
+    assert words in problem["message"] and problem["text"].endswith(problem["message"])
+
+
 def test_the_seed_opens_with_its_warnings(folder: Path) -> None:
     (folder / "ai_api.yml").write_text(SEED_YAML.read_text())
     start = call(folder, "GET", "/api/start", headers=OK).json()

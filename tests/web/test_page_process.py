@@ -8,8 +8,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.designer.support import StartPage
+from tests.schema.support import SEED_YAML
+from tests.store.etcd_server import free_port
 from tests.support import asectl, one_line_error
+from tests.web.support import StartPage
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -47,3 +49,30 @@ def test_a_port_in_use_and_a_missing_folder_are_one_line_errors(tmp_path: Path, 
     assert one_line_error(missing) == (
         f"error: {tmp_path / 'nope'}: no such folder (give the project folder, or use -f FILE)"
     )
+
+
+def test_f_opens_and_saves_another_file_on_the_port_asked_for(tmp_path: Path, pages: StartPage) -> None:
+    folder = tmp_path / "project"
+    folder.mkdir()
+    other = tmp_path / "designs" / "seed.yml"
+    other.parent.mkdir()
+    other.write_text(SEED_YAML.read_text())
+    port = free_port()
+    page = pages(folder, tmp_path / "home", "-f", str(other), "--port", str(port))
+    assert page.base == f"http://127.0.0.1:{port}"
+    with httpx.Client(base_url=page.base, headers={"X-ASE-Token": page.token}, timeout=10) as http:
+        start = http.get("/api/start").json()
+        assert start["file"] == str(other) and start["source"] == "file"
+        assert len(start["opened"]["warnings"]) == 7
+        saved = http.post("/api/save", json={"design": start["design"]})
+        assert saved.status_code == 200, saved.text
+    assert (tmp_path / "designs" / "seed.yml.bak").read_text() == SEED_YAML.read_text()
+    assert "paramters" not in other.read_text()  # written in the right words
+    assert (folder / "schemas" / "my-api-schema.json").is_file() and not (folder / "ai_api.yml").exists()
+    assert page.interrupt() == 0
+
+
+def test_f_naming_a_folder_is_a_one_line_error(tmp_path: Path) -> None:
+    proc = asectl("api", "web", tmp_path, "-f", tmp_path, "--no-open", home=tmp_path / "home")
+    assert proc.returncode == 2
+    assert one_line_error(proc) == f"error: {tmp_path}: not a file (give the ApiSchema YAML to open)"
