@@ -203,7 +203,9 @@ def test_init_on_a_taken_port_names_who_holds_it_and_leaves_nothing_running(home
     assert line.startswith(
         f"error: cannot start the config centre: port {port} is taken by pid {os.getpid()} (`"
     )
-    assert "pytest" in line and line.endswith(", or choose another port with --config-port")
+    # (under pytest-xdist this process is an execnet worker, not `pytest`: name its own program)
+    program = Path(Path(f"/proc/{os.getpid()}/cmdline").read_bytes().split(b"\0")[0].decode()).name
+    assert program in line and line.endswith(", or choose another port with --config-port")
     assert list((home / "run").glob("*.pid")) == []
     assert not (home / "cluster.json").exists()
 
