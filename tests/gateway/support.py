@@ -33,7 +33,7 @@ from ase_serving.store import ConfigKey
 from ase_serving.store.base import ConfigItem
 from ase_serving.store.consumers import ConsumerStore
 from tests.store.embedded_server import EmbeddedServer
-from tests.support import LoaderProcess, read_ready_line, spawn, start_loader, stop_group, wait_for
+from tests.support import ASECTL, LoaderProcess, read_ready_line, spawn, start_loader, stop_group, wait_for
 
 READY = "gateway serving on "
 T = TypeVar("T")
@@ -226,13 +226,20 @@ class Cluster:
         return self.consumers(lambda store: store.add(**kw)).doc()
 
     def gateway(
-        self, *args: str, timeout: float = 30.0, auth: bool = False, env: dict[str, str] | None = None
+        self,
+        *args: str,
+        timeout: float = 30.0,
+        auth: bool = False,
+        env: dict[str, str] | None = None,
+        asectl: bool = False,
     ) -> GatewayProcess:
-        """A gateway on this cluster; without ``auth`` it runs with ``--auth off`` (the tests of
-        routing, sessions and limits; the auth tests turn it on)."""
+        """A gateway on this cluster (``python -m ase_serving.gateway``; ``asectl gateway serve``
+        with ``asectl``); without ``auth`` it runs with ``--auth off`` (the tests of routing,
+        sessions and limits; the auth tests turn it on)."""
         if not auth and "--auth" not in args:
             args = (*args, "--auth", "off")
-        cmd = [sys.executable, "-m", "ase_serving.gateway", "--port", "0", "--config", self.centre.url, *args]
+        head = [*ASECTL, "gateway", "serve"] if asectl else [sys.executable, "-m", "ase_serving.gateway"]
+        cmd = [*head, "--port", "0", "--config", self.centre.url, *args]
         proc, log = spawn(cmd, "ase-gateway-", {**self.env(), **(env or {})})
         try:
             line = read_ready_line(proc, lambda text: text.startswith(READY), timeout)

@@ -10,7 +10,6 @@ pydantic (which Typer uses to convert options) took 7 MB of it. Where ``exec`` i
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import shlex
@@ -22,6 +21,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 import orjson
 
 from ase_serving.addr import announce
+from ase_serving.cli.become import become
 from ase_serving.cli.loader_lines import api_lines, definition_line
 from ase_serving.errors import UserError
 
@@ -64,22 +64,8 @@ def abort(message: str, code: int = 1) -> NoReturn:
 
 def start(opts: RunOptions) -> None:
     """Become the loader: ``exec`` a lean Python serving ``opts``, else serve in this process."""
-    if os.name == "posix" and os.environ.get("ASE_LOADER_EXEC", "1") != "0":
-        import subprocess
-
-        # The interpreter's own options (-X, -W, -B, ...) as this process was given them.
-        flags: list[str] = getattr(subprocess, "_args_from_interpreter_flags", list)()
-        argv = [
-            sys.executable,
-            *flags,
-            "-m",
-            "ase_serving.cli.loader_serve",
-            orjson.dumps(asdict(opts)).decode(),
-        ]
-        sys.stdout.flush()
-        sys.stderr.flush()
-        with contextlib.suppress(OSError):  # no interpreter to exec: serve here
-            os.execv(sys.executable, argv)
+    if os.environ.get("ASE_LOADER_EXEC", "1") != "0":
+        become("ase_serving.cli.loader_serve", [orjson.dumps(asdict(opts)).decode()])
     serve_options(opts)
 
 

@@ -29,13 +29,13 @@ from ase_serving.lb.balancer import Balancer
 from ase_serving.lb.feed import RegistryFeed
 from ase_serving.lb.lean import DEFAULT_WIRE_PORT, LbWireServer
 from ase_serving.lb.proto import lb_pb2 as pb
+from ase_serving.lb.settings import DEFAULT_PORT
 from ase_serving.rpc import BindError, bind
 from ase_serving.store import Backend, StoreError, open_backend
 
 log = logging.getLogger("ase_serving.lb")
 
 SERVICE = "ase.lb.v1.Balancer"
-DEFAULT_PORT = 2391
 
 
 class LbError(StartupError):
