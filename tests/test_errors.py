@@ -209,8 +209,6 @@ def test_the_tree_draws_every_class_of_the_package_under_its_base() -> None:
 SHARED_NAMES = {
     # Both public: a plugin's result (``ase_serving.Result``) and the SDK's (``ase_serving.client``).
     "Result",
-    # The generated gRPC stub of the LB service (lb/proto) and the balancer that serves it.
-    "Balancer",
 }
 
 
