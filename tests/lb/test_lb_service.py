@@ -16,9 +16,8 @@ from ase_serving.errors import NoLicence, NoLoader
 from ase_serving.lb.client import LbClient, lb_healthy
 from ase_serving.store import Instance
 from tests.lb.lb_process import run_lb, start_lb
-from tests.lb.support import run
 from tests.store.embedded_server import start_embedded
-from tests.support import until
+from tests.support import run, until
 
 S, V = "asr", "1.0"
 T = TypeVar("T")
