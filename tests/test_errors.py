@@ -231,8 +231,8 @@ def test_the_roots_are_apart() -> None:
     import ase_serving.cluster.local
     import ase_serving.gateway.server
     import ase_serving.lb.service
+    import ase_serving.loader.lifecycle
     import ase_serving.loader.project
-    import ase_serving.loader.serve
     import ase_serving.schema.spec  # noqa: F401  (each defines a class of the tree)
 
     assert not issubclass(errors.StartupError, errors.AseError)

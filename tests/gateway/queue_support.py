@@ -8,7 +8,7 @@ import functools
 from collections.abc import Collection
 from typing import Any
 
-from ase_serving.gateway.balance import CapacityCallback, LocalPicker
+from ase_serving.gateway.picking import CapacityCallback, LocalPicker
 from tests.support import until as _until
 
 #: Run the loop until a condition holds, letting every ready callback run between checks.

@@ -17,7 +17,7 @@ import pytest
 
 from ase_serving import errors
 from ase_serving.errors import NoLoader
-from ase_serving.gateway.balance import LicenceQueue
+from ase_serving.gateway.picking import LicenceQueue
 from ase_serving.lb.feed import RegistryFeed
 from ase_serving.store.base import Instance, InstanceEvent
 from tests.gateway.queue_support import (

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from ase_serving.store.kv import Put
+from ase_serving.store.kv_engine import Put
 from tests.gateway.support import Cluster, GatewayProcess, api_yaml, once_body
 from tests.support import ASECTL, WRAPPERS, wait_for
 

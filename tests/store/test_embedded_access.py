@@ -20,7 +20,7 @@ from ase_serving.store import StoreAuthFailed
 from ase_serving.store.consumers import ConsumerStore, IssuedCredentials, key_digest
 from ase_serving.store.embedded.client import EmbeddedKV
 from ase_serving.store.embedded.roles import CAN
-from ase_serving.store.kv import KVEvent, Put
+from ase_serving.store.kv_engine import KVEvent, Put
 from tests.store.conftest import unique
 from tests.store.embedded_server import EmbeddedServer, start_embedded
 from tests.support import run

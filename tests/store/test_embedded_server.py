@@ -25,7 +25,7 @@ import pytest
 from ase_serving.store import Compacted, LeaseLost, StoreAuthFailed, StoreError, StoreUnavailable
 from ase_serving.store.embedded.accounts import add_account
 from ase_serving.store.embedded.client import EmbeddedKV
-from ase_serving.store.kv import KVEvent, Put
+from ase_serving.store.kv_engine import KVEvent, Put
 from tests.store.embedded_server import EmbeddedServer, start_embedded
 from tests.support import run
 

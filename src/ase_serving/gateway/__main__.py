@@ -21,11 +21,11 @@ import logging
 import sys
 
 from ase_serving.addr import announce
+from ase_serving.cluster_settings import ClusterSettings, ase_home
 from ase_serving.envflags import parser, values
 from ase_serving.errors import UserError
 from ase_serving.gateway.server import serve
 from ase_serving.gateway.settings import GatewaySettings
-from ase_serving.home import ClusterSettings, ase_home
 from ase_serving.store import backend_kind
 
 

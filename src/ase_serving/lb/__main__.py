@@ -19,9 +19,9 @@ import logging
 import sys
 
 from ase_serving.addr import announce
+from ase_serving.cluster_settings import ClusterSettings
 from ase_serving.envflags import parser, values
 from ase_serving.errors import UserError
-from ase_serving.home import ClusterSettings
 from ase_serving.lb.service import LbReady, open_registry, serve
 from ase_serving.lb.settings import LbSettings
 from ase_serving.store import Backend
