@@ -228,7 +228,7 @@ AREAS = [  # (area, a substring of a frame that puts a sample there), first matc
     ("gRPC client (grpc.aio)", "grpc/"),
     ("loader client", "ase_serving/loader/client.py"),
     ("LB pick/release", "ase_serving/lb/"),
-    ("LB pick/release", "gateway/balance.py"),
+    ("LB pick/release", "gateway/picking.py"),
     ("config watch (httpx)", "httpx/"),
     ("config watch (httpx)", "ase_serving/store/"),
     ("uvicorn HTTP", "uvicorn/protocols/"),

@@ -22,11 +22,13 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from ase_serving.loader.client import LoaderClient
+
+T = TypeVar("T")
 
 WRAPPERS = Path(__file__).resolve().parent / "wrappers"
 #: The CLI as a user runs it, without depending on the console script being on PATH.
@@ -224,6 +226,17 @@ def wait_for(predicate: Any, timeout: float = 10.0, what: str = "condition", int
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
         time.sleep(interval)
+
+
+def run(work: Awaitable[T] | Callable[[], Awaitable[T]], timeout: float = 60.0) -> T:
+    """Run a coroutine (or a function that makes one) to its end in a fresh event loop, with an
+    overall deadline (``TimeoutError`` after ``timeout`` s, a generous bound) so that a hang fails
+    the test instead of stalling the run."""
+
+    async def main() -> T:
+        return await asyncio.wait_for(work() if callable(work) else work, timeout)
+
+    return asyncio.run(main())
 
 
 async def until(check: Callable[[], Any], what: str, timeout: float = 20.0, interval: float = 0.02) -> None:

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import os
 
 import pytest
 
-from ase_serving.envflags import apply_env, env_name
+from ase_serving.envflags import FlagField, apply_env, argv, env_name, flags_of, parser, values
+from ase_serving.gateway.settings import GatewaySettings
+from ase_serving.lb.settings import LbSettings
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -61,7 +64,36 @@ def test_the_gateway_and_the_lb_take_their_variables(monkeypatch: pytest.MonkeyP
     monkeypatch.setenv("ASE_GATEWAY_MAX_BODY", "1234")
     monkeypatch.setenv("ASE_GATEWAY_PUBLIC_HOST", "api.example.com,10.0.0.5:2392")
     args = gateway_args([])
-    assert args.max_body == 1234 and args.public_host == ["api.example.com", "10.0.0.5:2392"]
+    assert args.max_body == 1234 and args.public_hosts == ["api.example.com", "10.0.0.5:2392"]
     assert env_name("ASE_LB", "--port") == "ASE_LB_PORT"
     monkeypatch.setenv("ASE_LB_PORT", "2399")
     assert lb_args([]).port == 2399
+
+
+def _sample(f: FlagField) -> object:
+    """A value of ``f``'s kind that is not its default."""
+    if f.kind is bool:
+        return True
+    if f.kind is list:
+        return ["10.0.0.1", "api.example.com:8443"]
+    if f.spec.choices:
+        return next(c for c in f.spec.choices if c != f.default)
+    return {int: 7, float: 2.5, str: "a value"}[f.kind]
+
+
+@pytest.mark.parametrize(("settings", "prefix"), [(GatewaySettings, "ASE_GATEWAY"), (LbSettings, "ASE_LB")])
+def test_the_command_line_asectl_passes_on_is_read_back_as_given(
+    settings: type, prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``asectl gateway serve`` passes the flags it was given to ``python -m ase_serving.gateway``
+    (envflags.argv): every flag, of every kind, reads back as the value given."""
+    for name in list(os.environ):
+        if name.startswith(prefix + "_"):
+            monkeypatch.delenv(name)
+    fields = flags_of(settings)
+    given = {f.name: _sample(f) for f in fields}
+    args = parser(settings, "x", "x", prefix).parse_args(argv(fields, given))
+    assert values(settings, args) == given
+    # A flag not given is not passed on: its variable (or default) decides in the server.
+    assert argv(fields, {}) == []
+    assert argv(fields, {"port": 0}) == ["--port=0"]

@@ -209,8 +209,6 @@ def test_the_tree_draws_every_class_of_the_package_under_its_base() -> None:
 SHARED_NAMES = {
     # Both public: a plugin's result (``ase_serving.Result``) and the SDK's (``ase_serving.client``).
     "Result",
-    # The generated gRPC stub of the LB service (lb/proto) and the balancer that serves it.
-    "Balancer",
 }
 
 
@@ -233,8 +231,8 @@ def test_the_roots_are_apart() -> None:
     import ase_serving.cluster.local
     import ase_serving.gateway.server
     import ase_serving.lb.service
+    import ase_serving.loader.lifecycle
     import ase_serving.loader.project
-    import ase_serving.loader.serve
     import ase_serving.schema.spec  # noqa: F401  (each defines a class of the tree)
 
     assert not issubclass(errors.StartupError, errors.AseError)

@@ -56,3 +56,41 @@ def test_backoff_draws_its_jitter_from_the_given_source() -> None:
     backoff = Backoff(1.0, 4.0, uniform=low)
     assert [backoff.next() for _ in range(4)] == [0.5, 1.0, 2.0, 2.0]
     assert drawn == [(0.5, 1.0), (1.0, 2.0), (2.0, 4.0), (2.0, 4.0)]
+
+
+def test_the_grpc_method_paths_come_from_the_protos() -> None:
+    from ase_serving.lb.proto import lb_pb2
+    from ase_serving.loader.proto import loader_pb2
+    from ase_serving.rpc import method_paths
+
+    assert method_paths(loader_pb2.DESCRIPTOR.services_by_name["Loader"]) == {
+        "Once": "/ase.loader.v1.Loader/Once",
+        "Session": "/ase.loader.v1.Loader/Session",
+        "Info": "/ase.loader.v1.Loader/Info",
+    }
+    assert list(method_paths(lb_pb2.DESCRIPTOR.services_by_name["Balancer"]).values()) == [
+        f"/ase.lb.v1.Balancer/{m}" for m in ("Pick", "Release", "Report", "Nodes", "Health")
+    ]
+
+
+def test_a_server_serves_every_method_of_its_proto_and_no_other() -> None:
+    import asyncio
+
+    import grpc
+
+    from ase_serving.lb.balancer import Balancer
+    from ase_serving.lb.proto import lb_pb2
+    from ase_serving.lb.service import SERVICE, LbService, add_to_server
+    from ase_serving.rpc import add_service
+
+    async def go() -> None:
+        server = grpc.aio.server()
+        service = LbService(Balancer())
+        add_to_server(server, service)  # every method of lb.proto: taken
+        handlers = service.handlers()
+        del handlers["Health"]
+        with pytest.raises(ValueError, match=r"are not the methods of ase.lb.v1.Balancer: .*'Health'"):
+            add_service(grpc.aio.server(), SERVICE, handlers)
+        assert SERVICE is lb_pb2.DESCRIPTOR.services_by_name["Balancer"]
+
+    asyncio.run(go())

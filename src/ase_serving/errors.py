@@ -24,7 +24,7 @@
         ├── StartupError (message)       a process could not start; no protocol code
         │   ├── rpc.BindError                 a gRPC server's port cannot be listened on
         │   ├── loader.pool.StartError        a worker could not load or init the wrapper
-        │   ├── loader.serve.ServeError       the loader cannot start (port taken, TLS, secret)
+        │   ├── loader.lifecycle.ServeError   the loader cannot start (port taken, TLS, secret)
         │   ├── gateway.server.GatewayError   the gateway cannot start (port taken, bad settings)
         │   ├── lb.service.LbError            the LB service cannot start (port, config centre address)
         │   └── designer.run.PageError        the API design page cannot listen (port taken, host unknown)
@@ -41,7 +41,7 @@
         │   ├── store.embedded.db.InvalidStoreRequest (ValueError)   a request the embedded store refuses
         │   ├── cluster.access.NotSetUp       no cluster set up under $ASE_HOME
         │   └── cluster.items.Ambiguous       a bare item name that several services' items have
-        ├── home.SettingsError            cluster.json unreadable or incomplete
+        ├── cluster_settings.SettingsError   cluster.json unreadable or incomplete
         ├── loader.project.ProjectError   a project folder or its ase.toml is unusable
         ├── schema.ApiDefinitionError (ValueError)   an API definition refused, every problem listed
         ├── schema.ServiceSchemaError (ValueError)   a service schema JSON refused, every problem listed

@@ -13,7 +13,7 @@ import termios
 import time
 from pathlib import Path
 
-from ase_serving.home import ClusterSettings
+from ase_serving.cluster_settings import ClusterSettings
 
 
 def set_up(home: Path, address: str, account: str | None, password: str | None) -> None:

@@ -209,7 +209,7 @@ def test_config_centre_addresses_compare_by_endpoint() -> None:
 
 def test_a_gateway_of_another_local_centre_is_not_ours_a_remote_name_cannot_be_told(tmp_path: Path) -> None:
     from ase_serving.cluster.status import not_ours
-    from ase_serving.home import ClusterSettings
+    from ase_serving.cluster_settings import ClusterSettings
 
     url = f"http://127.0.0.1:{free_port()}"  # nothing listens: the pid reported is named
     ours = ClusterSettings("http://127.0.0.1:2390")

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from ase_serving.home import ClusterSettings
+from ase_serving.cluster_settings import ClusterSettings
 from ase_serving.protocol.items import DataItem, Request
 from ase_serving.store import ConfigKey, NotFound
 from tests.cli.cluster_support import project_home

@@ -196,7 +196,7 @@ def test_a_base_that_cannot_be_pulled_is_named(env: dict[str, str]) -> None:
 
 async def _registry_and_secret(home: Path) -> tuple[dict[str, Any], bytes | None]:
     """The echo instance's attributes in the compose cluster's registry, and the cluster's secret."""
-    from ase_serving.home import ClusterSettings
+    from ase_serving.cluster_settings import ClusterSettings
     from ase_serving.store.secret import read_secret
 
     settings = ClusterSettings.load(home)

@@ -49,11 +49,7 @@ def gw(cluster: Cluster) -> Iterator[GatewayProcess]:
     cluster.put_schema(HOSTED)
     cluster.loader(example_dir("echo"))
     cluster.loader(example_dir("stream_echo"))
-    with cluster.gateway() as gateway:
-        for route in ("echo", "stream_echo", "small", "hosted"):
-            gateway.wait_route(f"/v1/private/{route}")
-        gateway.wait_loaders("echo", 1)
-        gateway.wait_loaders("stream_echo", 1)
+    with cluster.serving("echo", "stream_echo", routes=("small", "hosted")) as gateway:
         yield gateway
 
 

@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import subprocess
 import sys
 import tempfile
 import textwrap
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -33,7 +34,7 @@ from ase_serving.store import ConfigKey
 from ase_serving.store.base import ConfigItem
 from ase_serving.store.consumers import ConsumerStore
 from tests.store.embedded_server import EmbeddedServer
-from tests.support import LoaderProcess, read_ready_line, spawn, start_loader, stop_group, wait_for
+from tests.support import ASECTL, LoaderProcess, read_ready_line, spawn, start_loader, stop_group, wait_for
 
 READY = "gateway serving on "
 T = TypeVar("T")
@@ -226,13 +227,20 @@ class Cluster:
         return self.consumers(lambda store: store.add(**kw)).doc()
 
     def gateway(
-        self, *args: str, timeout: float = 30.0, auth: bool = False, env: dict[str, str] | None = None
+        self,
+        *args: str,
+        timeout: float = 30.0,
+        auth: bool = False,
+        env: dict[str, str] | None = None,
+        asectl: bool = False,
     ) -> GatewayProcess:
-        """A gateway on this cluster; without ``auth`` it runs with ``--auth off`` (the tests of
-        routing, sessions and limits; the auth tests turn it on)."""
+        """A gateway on this cluster (``python -m ase_serving.gateway``; ``asectl gateway serve``
+        with ``asectl``); without ``auth`` it runs with ``--auth off`` (the tests of routing,
+        sessions and limits; the auth tests turn it on)."""
         if not auth and "--auth" not in args:
             args = (*args, "--auth", "off")
-        cmd = [sys.executable, "-m", "ase_serving.gateway", "--port", "0", "--config", self.centre.url, *args]
+        head = [*ASECTL, "gateway", "serve"] if asectl else [sys.executable, "-m", "ase_serving.gateway"]
+        cmd = [*head, "--port", "0", "--config", self.centre.url, *args]
         proc, log = spawn(cmd, "ase-gateway-", {**self.env(), **(env or {})})
         try:
             line = read_ready_line(proc, lambda text: text.startswith(READY), timeout)
@@ -242,6 +250,31 @@ class Cluster:
         gw = GatewayProcess(proc, log, line[len(READY) :].split(" ", 1)[0])
         wait_for(lambda: _healthy(gw), timeout, "the gateway's /health")
         return gw
+
+    @contextlib.contextmanager
+    def serving(
+        self,
+        *services: str,
+        routes: Sequence[str] = (),
+        args: Sequence[str] = (),
+        auth: bool = False,
+        env: dict[str, str] | None = None,
+    ) -> Iterator[GatewayProcess]:
+        """A gateway on this cluster (as :meth:`gateway`) once it serves ``services``: the route
+        ``/v1/private/<service>`` of each live and a loader of each known to its LB (so a first
+        call finds one), and the routes of ``routes`` (services without a loader) live too.
+
+        What a test module's ``gw`` fixture needs after putting its schemas and starting its loaders::
+
+            with cluster.serving("echo", "stream_echo", args=("--once-timeout", "1.5")) as gateway:
+                yield gateway
+        """
+        with self.gateway(*args, auth=auth, env=env) as gw:
+            for service in (*services, *routes):
+                gw.wait_route(f"/v1/private/{service}")
+            for service in services:
+                wait_for(lambda s=service: gw.loaders(s), 20, f"a loader of {service} known to the gateway")
+            yield gw
 
     def close(self) -> None:
         for loader in self.loaders:

@@ -96,9 +96,9 @@ def gw(cluster: Cluster) -> Iterator[GatewayProcess]:
     cluster.put_schema(ECHO_YAML)
     cluster.loader(WRAPPERS / "echo", "--service", "echo")
     cluster.loader(example_dir("stream_echo"), "--lic", "8")
-    with cluster.gateway("--access-log", "--log-level", "debug", auth=True) as gateway:
-        gateway.wait_route(ECHO)
-        gateway.wait_route(STREAM)
+    with cluster.serving(
+        "echo", "stream_echo", args=("--access-log", "--log-level", "debug"), auth=True
+    ) as gateway:
         yield gateway
 
 

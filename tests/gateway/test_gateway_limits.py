@@ -35,9 +35,7 @@ def loaders(cluster: Cluster) -> Cluster:
 
 @pytest.fixture(scope="module")
 def gw(loaders: Cluster) -> Iterator[GatewayProcess]:
-    with loaders.gateway(auth=True) as gateway:
-        gateway.wait_route(ECHO)
-        gateway.wait_route(STREAM)
+    with loaders.serving("echo", "stream_echo", auth=True) as gateway:
         yield gateway
 
 

@@ -35,18 +35,10 @@ def gw(cluster: Cluster) -> Iterator[GatewayProcess]:
     ):
         project = WRAPPERS / ("slow" if name == "sleepy" else name)
         cluster.loader(project, "--service", name, *args)
-    with cluster.gateway("--once-timeout", "1.5") as gateway:
-        for route in ("echo", "error", "raiser", "slow", "sleepy", "nobody", "session_sync"):
-            gateway.wait_route(f"/v1/private/{route}")
-        # The loaders register in the background: wait until each answers through the gateway.
-        for name in ("echo", "error", "raiser", "slow", "sleepy"):
-            wait_for(
-                lambda n=name: (
-                    gateway.post(f"/v1/private/{n}", once_body()).json()["header"]["code"] != 11503
-                ),
-                15,
-                f"the {name} loader reachable through the gateway",
-            )
+    loaded = ("echo", "error", "raiser", "slow", "sleepy")
+    with cluster.serving(
+        *loaded, routes=("nobody", "session_sync"), args=("--once-timeout", "1.5")
+    ) as gateway:
         yield gateway
 
 

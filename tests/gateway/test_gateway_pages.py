@@ -38,8 +38,7 @@ spec:
 @pytest.fixture(scope="module")
 def gw(cluster: Cluster) -> Iterator[GatewayProcess]:
     cluster.loader(example_dir("echo"))  # pushes examples/echo/ai_api.yml
-    with cluster.gateway() as gateway:
-        gateway.wait_route("/v1/private/echo")
+    with cluster.serving("echo") as gateway:
         yield gateway
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 import subprocess
 import sys
+from pathlib import Path
 
 import httpx
 import pytest
@@ -106,3 +107,38 @@ def test_a_config_centre_address_that_is_not_one_is_refused_before_start() -> No
     proc = run_gateway("--config", "nope://x")
     assert proc.returncode == 1
     assert proc.stderr.startswith("error: config centre address 'nope://x' is not understood")
+
+
+@pytest.mark.timeout(90)
+def test_asectl_gateway_serve_becomes_the_gateway_with_its_flags_and_variables(cluster: Cluster) -> None:
+    cluster.put_schema(api_yaml("sized"))
+    body = once_body("x" * 400)
+    # A variable sets what no flag gives (ASE_GATEWAY_MAX_BODY: 300 bytes, so 413 for this body)...
+    with cluster.gateway(asectl=True, env={"ASE_GATEWAY_MAX_BODY": "300"}) as gw:
+        gw.wait_route("/v1/private/sized")
+        refused = gw.post("/v1/private/sized", body)
+        assert refused.status_code == 413 and refused.json()["header"]["code"] == 10413
+        # asectl replaced itself (same pid) with the gateway's own entry point and its flags.
+        argv = Path(f"/proc/{gw.proc.pid}/cmdline").read_bytes().decode().split("\0")
+        assert argv[argv.index("-m") + 1 :][:3] == [
+            "ase_serving.gateway",
+            "--port=0",
+            f"--config={cluster.centre.url}",
+        ]
+    # ... and a flag given wins over its variable.
+    with cluster.gateway("--max-body", "100000", asectl=True, env={"ASE_GATEWAY_MAX_BODY": "300"}) as gw:
+        gw.wait_route("/v1/private/sized")
+        taken = gw.post("/v1/private/sized", body)
+        assert taken.json()["header"]["code"] == 11503  # read whole: on to the LB, which knows no loader
+
+
+def test_the_servers_entry_points_import_no_command_line_tool() -> None:
+    """What ``asectl gateway serve`` / ``lb serve`` become carries no Typer, Click, Rich or pydantic."""
+    code = (
+        "import sys, ase_serving.gateway.__main__, ase_serving.lb.__main__; "
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'typer', 'click', 'rich', 'pydantic'}))"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=30, check=True
+    )
+    assert proc.stdout.strip() == "[]"

@@ -25,26 +25,8 @@ def gw(cluster: Cluster) -> Iterator[GatewayProcess]:
     cluster.loader(example_dir("stream_echo"), "--lic", "8")
     cluster.loader(WRAPPERS / "session_sync", "--lic", "4")
     cluster.loader(WRAPPERS / "session_async", "--lic", "4")
-    with cluster.gateway() as gateway:
-        for route in ("stream_echo", "session_sync", "session-async"):
-            gateway.wait_route(f"/v1/private/{route}")
-        wait_for(lambda: _loaders_known(gateway), 15, "the three loaders registered")
+    with cluster.serving("stream_echo", "session_sync", "session-async") as gateway:
         yield gateway
-
-
-def _loaders_known(gw: GatewayProcess) -> bool:
-    """Each service answers a one-frame session with something other than 11503 (no loader yet)."""
-
-    async def probe() -> bool:
-        for route in ("stream_echo", "session_sync", "session-async"):
-            async with connect(f"{gw.ws_url}/v1/private/{route}") as ws:
-                await ws.send(first_frame(route, 2, "x"))
-                reply = orjson.loads(await ws.recv())
-                if reply["header"]["code"] == 11503:
-                    return False
-        return True
-
-    return asyncio.run(probe())
 
 
 def test_stream_echo_frames_in_results_out_then_a_normal_close(gw: GatewayProcess) -> None:

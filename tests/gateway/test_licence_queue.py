@@ -2,93 +2,37 @@
 
 No test sleeps a guessed time: the loop is driven until a condition holds (with a generous
 deadline), and the Balancer's nodes are fed by hand (or through a RegistryFeed's ``on_change``).
+The same queue behind the Atom, with a loader that refuses: test_licence_queue_atom.py.
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
 import inspect
 import time
 from collections.abc import Awaitable, Callable, Collection
-from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
 import pytest
 
 from ase_serving import errors
-from ase_serving.errors import NoLicence, NoLoader
-from ase_serving.gateway.atom import Atom
-from ase_serving.gateway.balance import CapacityCallback, LicenceQueue, LocalPicker
-from ase_serving.gateway.routes import Service
+from ase_serving.errors import NoLoader
+from ase_serving.gateway.picking import LicenceQueue
 from ase_serving.lb.feed import RegistryFeed
-from ase_serving.protocol.items import Request, Result
 from ase_serving.store.base import Instance, InstanceEvent
-from tests.support import until as _until
-
-#: Run the loop until a condition holds, letting every ready callback run between checks.
-until = functools.partial(_until, interval=0)
-
-SVC, VER = "asr", "1.0"
-A, B = "10.0.0.1:9000", "10.0.0.2:9000"
-LONG = 60.0  # a deadline no test reaches
-
-
-class CountingPicker(LocalPicker):
-    """The gateway's in-process picker (loadMini), counting picks."""
-
-    def __init__(self, strategy: str = "loadMini") -> None:
-        super().__init__(strategy, ttl=3600.0, registry=None)
-        self.picks: list[Collection[str]] = []
-
-    async def pick(self, service: str, version: str, exclude: Collection[str] = ()) -> str:
-        self.picks.append(set(exclude))
-        return await super().pick(service, version, exclude)
-
-    def in_use(self, address: str) -> int:
-        return next(n.in_use for n in self.balancer.nodes() if n.address == address)
-
-
-class SilentPicker(CountingPicker):
-    """Like an LB service (RemotePicker): no capacity signal; records which task picked."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.pickers: list[asyncio.Task[Any] | None] = []
-
-    def watch(self, callback: CapacityCallback) -> bool:
-        return False
-
-    async def pick(self, service: str, version: str, exclude: Collection[str] = ()) -> str:
-        self.pickers.append(asyncio.current_task())
-        return await super().pick(service, version, exclude)
-
-
-class GatedPicker(SilentPicker):
-    """An LB that answers a pick only when the test opens the gate (a remote LB's round trip)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.gate = asyncio.Event()
-        self.in_flight = 0
-
-    async def pick(self, service: str, version: str, exclude: Collection[str] = ()) -> str:
-        self.in_flight += 1
-        try:
-            await self.gate.wait()
-        finally:
-            self.in_flight -= 1
-        return await super().pick(service, version, exclude)
-
-
-async def settle(steps: int = 50) -> None:
-    """Let every ready callback and task run (nothing here waits on a timer)."""
-    for _ in range(steps):
-        await asyncio.sleep(0)
-
-
-def run(test: Callable[[], Awaitable[None]]) -> None:
-    asyncio.run(cast(Any, test()))
+from tests.gateway.queue_support import (
+    LONG,
+    SVC,
+    VER,
+    A,
+    B,
+    CountingPicker,
+    GatedPicker,
+    SilentPicker,
+    settle,
+    until,
+)
+from tests.support import run
 
 
 def setup(picker: CountingPicker, nodes: dict[str, int]) -> LicenceQueue:
@@ -422,182 +366,3 @@ async def test_an_lb_failure_ends_the_waits_with_its_error(
     picker.pick = broken  # type: ignore[method-assign]
     queue.capacity(SVC, VER)
     await both_ended(line, queue, errors.AseError, "unreachable")
-
-
-# -- through the Atom: a loader's 10110 -------------------------------------------------------
-
-
-@dataclass
-class Svc:
-    service_id: str = SVC
-    version: str = VER
-    queue_timeout: float = LONG
-    session_timeout: float = 10.0
-
-
-class FakeTransport:
-    """The same loader behind the gateway's transport seam (``transport.once(address, ...)``)."""
-
-    def __init__(self, loader: ScriptedLoader) -> None:
-        self.loader = loader
-
-    async def once(self, address: str, req: Request, timeout: float) -> Result:
-        return await self.loader.once(req, timeout)
-
-    def session(self, address: str, first: Request, timeout: float) -> ScriptedSession:
-        return ScriptedSession(self.loader, first)
-
-    def lost(self, address: str) -> bool:
-        return False
-
-    async def close(self) -> None:
-        pass
-
-
-def use_loader(atom: Atom, loader: ScriptedLoader) -> None:
-    """Make ``atom`` call ``loader`` through its transport seam."""
-    atom.transport = FakeTransport(loader)  # type: ignore[assignment]
-
-
-class ScriptedLoader:
-    """A loader client whose once calls the test answers one by one."""
-
-    def __init__(self) -> None:
-        self.calls: list[tuple[str, asyncio.Future[Result]]] = []
-
-    async def once(self, req: Request, timeout: float) -> Result:
-        fut: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
-        self.calls.append((req.sid, fut))
-        return await fut
-
-
-class ScriptedSession:
-    """A loader session whose first answer the test gives (a code) through ``loader.calls``."""
-
-    def __init__(self, loader: ScriptedLoader, first: Request) -> None:
-        self.loader, self.first = loader, first
-        self.ended = self.closed = False
-        self._code: int | None = None
-
-    async def open(self) -> None:
-        if self._code is None:
-            fut: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
-            self.loader.calls.append((self.first.sid, fut))
-            self._code = (await fut).code
-
-    async def refused(self) -> int:
-        await self.open()
-        return self._code if self._code in (errors.NO_LICENCE, errors.NO_LOADER) else 0
-
-    async def close(self) -> None:
-        self.closed = self.ended = True
-
-
-def one_loader() -> tuple[CountingPicker, Atom, ScriptedLoader]:
-    """An Atom over a picker that knows one loader (A, one licence), which the test answers."""
-    picker = CountingPicker()
-    picker.balancer.report(SVC, VER, A, total=1, idle=1)
-    atom = Atom(picker, once_timeout=10.0)
-    loader = ScriptedLoader()
-    use_loader(atom, loader)
-    return picker, atom, loader
-
-
-def test_a_loader_10110_sends_the_request_back_to_its_place_in_the_queue() -> None:
-    async def main() -> None:
-        picker, atom, loader = one_loader()
-        svc = cast(Service, Svc())
-        tasks = {}
-        for sid in ("r0", "r1", "r2"):
-            tasks[sid] = asyncio.create_task(atom.once(svc, Request(SVC, VER, sid=sid)))
-            await settle()
-        await until(lambda: len(loader.calls) == 1 and atom.waits.waiting(SVC, VER) == 2, "r0 calling")
-        # The loader is full after all (another gateway): r0 goes back ahead of r1 and r2.
-        loader.calls[0][1].set_result(
-            Result(errors.NO_LICENCE, "every engine licence of this loader is busy")
-        )
-        for n, sid in enumerate(["r0", "r1", "r2"]):
-            await until(lambda n=n: len(loader.calls) == n + 2, f"call {n + 2}")
-            assert loader.calls[-1][0] == sid
-            loader.calls[-1][1].set_result(Result(sid=sid))
-            result, _ = await tasks[sid]
-            assert result.ok and result.sid == sid
-        assert [sid for sid, _ in loader.calls] == ["r0", "r0", "r1", "r2"]
-        assert picker.in_use(A) == 0
-        await atom.close()
-
-    run(main)
-
-
-def test_the_queue_timeout_still_ends_a_wait_with_10110() -> None:
-    async def main() -> None:
-        picker, atom, loader = one_loader()
-        holder = asyncio.create_task(atom.once(cast(Service, Svc()), Request(SVC, VER, sid="h")))
-        await until(lambda: len(loader.calls) == 1, "the holder calling")
-        with pytest.raises(NoLicence) as info:
-            await atom.once(cast(Service, Svc(queue_timeout=0.2)), Request(SVC, VER, sid="late"))
-        assert info.value.code == errors.NO_LICENCE
-        assert "stayed busy for 0.2 s (the queue timeout)" in info.value.message
-        assert "every licence of" in info.value.message  # the LB's reason
-        assert atom.waits.waiting(SVC, VER) == 0
-        loader.calls[0][1].set_result(Result(sid="h"))
-        assert (await holder)[0].ok and picker.in_use(A) == 0
-        await atom.close()
-
-    run(main)
-
-
-def test_a_session_refused_with_10110_goes_back_to_its_place_in_the_queue() -> None:
-    """As a once request: a session start the loader refuses for lack of a licence (another
-    gateway took it) waits again, ahead of those that came after it, and does not fail."""
-
-    async def main() -> None:
-        picker, atom, loader = one_loader()
-        svc = cast(Service, Svc())
-        tasks = {}
-        for sid in ("s0", "s1"):
-            tasks[sid] = asyncio.create_task(atom.open_session(svc, Request(SVC, VER, sid=sid)))
-            await settle()
-        await until(lambda: len(loader.calls) == 1 and atom.waits.waiting(SVC, VER) == 1, "s0 opening")
-        loader.calls[0][1].set_result(
-            Result(errors.NO_LICENCE, "every engine licence of this loader is busy")
-        )
-        # s0 is back in line, ahead of s1; the licence went back to the LB, not to s1.
-        await until(lambda: len(loader.calls) == 2, "s0 opening again")
-        assert loader.calls[-1][0] == "s0" and not tasks["s1"].done()
-        loader.calls[-1][1].set_result(Result(sid="s0"))
-        session, address, _ = await tasks["s0"]
-        assert address == A and not session.closed
-        # s0 holds the licence until it ends; then s1 has it.
-        await atom.release(svc, address)
-        await until(lambda: len(loader.calls) == 3, "s1 opening")
-        assert loader.calls[-1][0] == "s1"
-        loader.calls[-1][1].set_result(Result(sid="s1"))
-        _, address, _ = await tasks["s1"]
-        await atom.release(svc, address)
-        assert picker.in_use(A) == 0
-        await atom.close()
-
-    run(main)
-
-
-def test_a_session_still_refused_at_the_queue_timeout_ends_with_10110() -> None:
-    async def main() -> None:
-        picker, atom, loader = one_loader()
-        opening = asyncio.create_task(
-            atom.open_session(cast(Service, Svc(queue_timeout=0.5)), Request(SVC, VER, sid="s"))
-        )
-        for n in range(1, 100):  # refused every time, until the queue timeout
-            await until(lambda n=n: len(loader.calls) == n or opening.done(), "another try")
-            if opening.done():
-                break
-            loader.calls[-1][1].set_result(
-                Result(errors.NO_LICENCE, "every engine licence of this loader is busy")
-            )
-        with pytest.raises(NoLicence) as info:
-            await opening
-        assert "had every licence busy" in info.value.message
-        assert picker.in_use(A) == 0 and atom.waits.waiting(SVC, VER) == 0
-        await atom.close()
-
-    run(main)

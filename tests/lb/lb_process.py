@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.support import read_ready_line, spawn, stop_group
+from tests.support import ASECTL, read_ready_line, spawn, stop_group
 
 READY = "lb serving on "
 
@@ -60,10 +60,13 @@ def run_lb(
     )
 
 
-def start_lb(*args: str, env: dict[str, str] | None = None, timeout: float = 30.0) -> LbProcess:
-    """``python -m ase_serving.lb --port 0 ARGS`` (so a free lean-wire port too, unless ARGS name one)
-    until its ready line; RuntimeError with its stderr."""
-    proc, err = spawn([sys.executable, "-m", "ase_serving.lb", "--port", "0", *args], "ase-lb-", env)
+def start_lb(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 30.0, asectl: bool = False
+) -> LbProcess:
+    """``python -m ase_serving.lb --port 0 ARGS`` (``asectl lb serve ...`` with ``asectl``; so a
+    free lean-wire port too, unless ARGS name one) until its ready line; RuntimeError with its stderr."""
+    head = [*ASECTL, "lb", "serve"] if asectl else [sys.executable, "-m", "ase_serving.lb"]
+    proc, err = spawn([*head, "--port", "0", *args], "ase-lb-", env)
     try:
         line = read_ready_line(proc, lambda text: text.startswith(READY), timeout)
     except RuntimeError as exc:

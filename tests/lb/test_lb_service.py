@@ -16,9 +16,8 @@ from ase_serving.errors import NoLicence, NoLoader
 from ase_serving.lb.client import LbClient, lb_healthy
 from ase_serving.store import Instance
 from tests.lb.lb_process import run_lb, start_lb
-from tests.lb.support import run
 from tests.store.embedded_server import start_embedded
-from tests.support import until
+from tests.support import run, until
 
 S, V = "asr", "1.0"
 T = TypeVar("T")
@@ -187,3 +186,24 @@ def picked_addr(client: LbClient, address: str) -> Callable[[], Awaitable[bool]]
             return False
 
     return check
+
+
+@pytest.mark.timeout(60)
+def test_asectl_lb_serve_becomes_the_lb_with_its_flags_and_variables() -> None:
+    # A variable sets what no flag gives; a flag given wins over its variable.
+    env = {"ASE_LB_STRATEGY": "loadMini", "ASE_LB_TTL": "7"}
+    with (
+        start_lb(env=env, asectl=True) as from_env,
+        start_lb("--strategy", "poll", env=env, asectl=True) as given,
+    ):
+        assert from_env.line.startswith("lb serving on ") and "(strategy loadMini)" in from_env.line
+        assert "(strategy poll)" in given.line
+        # asectl replaced itself (same pid) with the LB's own entry point and the flags it was given.
+        argv = Path(f"/proc/{given.proc.pid}/cmdline").read_bytes().decode().split("\0")
+        assert argv[argv.index("-m") + 1 :] == ["ase_serving.lb", "--port=0", "--strategy=poll", ""]
+
+        async def strategy(address: str) -> str:
+            async with LbClient(address) as client:
+                return (await client.health()).strategy
+
+        assert run(strategy(from_env.address)) == "loadMini"

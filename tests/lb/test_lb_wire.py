@@ -15,8 +15,7 @@ from ase_serving.errors import BadRequest, NoLicence, NoLoader
 from ase_serving.lb.lean import OP_LB_RELEASE
 from ase_serving.lb.wire_client import LbWireClient
 from tests.lb.lb_process import start_lb
-from tests.lb.support import run
-from tests.support import until
+from tests.support import run, until
 
 S, V = "asr", "1.0"
 

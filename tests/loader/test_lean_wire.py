@@ -23,7 +23,7 @@ from ase_serving import errors, wire
 from ase_serving.loader.wire_client import WireLoaderClient
 from ase_serving.protocol.items import DataItem, Request, Result, Status
 from tests.conftest import StartLoader
-from tests.support import WRAPPERS, LoaderProcess, wait_for
+from tests.support import WRAPPERS, LoaderProcess, run, wait_for
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -91,8 +91,6 @@ def test_payloads_round_trip() -> None:
 
 
 # -- a real loader's data port -----------------------------------------------------------------
-def run(coro: object) -> Result:
-    return asyncio.run(coro)  # type: ignore[arg-type]
 
 
 @pytest.fixture(scope="module")

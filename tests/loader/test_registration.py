@@ -22,13 +22,13 @@ import orjson
 import pytest
 
 from ase_serving import wire
-from ase_serving.home import ClusterSettings
+from ase_serving.cluster_settings import ClusterSettings
 from ase_serving.loader.advertise import advertised_address
 from ase_serving.loader.project_schemas import project_schemas
 from ase_serving.loader.settings import LoaderSettings
 from ase_serving.protocol.items import Request, Result, Status
 from ase_serving.store import ConfigKey, Instance, NotFound
-from ase_serving.store.kvstore import INSTANCES, KVRegistry
+from ase_serving.store.kv_backed import INSTANCES, KVRegistry
 from tests.conftest import StartLoader
 from tests.store.embedded_server import EmbeddedServer, start_embedded
 from tests.store.etcd_server import start_etcd

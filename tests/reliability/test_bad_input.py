@@ -14,7 +14,7 @@ import pytest
 from websockets.asyncio.client import connect
 
 from tests.gateway.support import Cluster, GatewayProcess, api_yaml, first_frame, once_body, results
-from tests.support import WRAPPERS, wait_for
+from tests.support import WRAPPERS
 
 #: Licences of the session loader: fewer than the bad sessions sent, so a leak would show.
 LIC = 2
@@ -26,15 +26,7 @@ def gw(cluster: Cluster) -> Iterator[GatewayProcess]:
     cluster.put_schema(api_yaml("echo"))
     cluster.loader(WRAPPERS / "session_sync", "--lic", str(LIC))
     cluster.loader(WRAPPERS / "echo", "--service", "echo")
-    with cluster.gateway() as gateway:
-        gateway.wait_route("/v1/private/session_sync")
-        gateway.wait_route("/v1/private/echo")
-        wait_for(lambda: _session_code(gateway, first_frame("session_sync", 2, "x")) == 0, 15, "the loader")
-        wait_for(
-            lambda: gateway.post("/v1/private/echo", once_body()).json()["header"]["code"] == 0,
-            15,
-            "the echo loader",
-        )
+    with cluster.serving("session_sync", "echo") as gateway:
         yield gateway
 
 

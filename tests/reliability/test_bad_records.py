@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from ase_serving.store.kv import Put
+from ase_serving.store.kv_engine import Put
 from tests.gateway.support import Cluster, GatewayProcess, api_yaml, once_body
 from tests.support import ASECTL, WRAPPERS, wait_for
 
@@ -38,11 +38,7 @@ def _raw(cluster: Cluster, puts: list[Put], deletes: tuple[str, ...] = ()) -> No
 def gw(cluster: Cluster) -> Iterator[GatewayProcess]:
     cluster.put_schema(api_yaml("echo"))
     cluster.loader(WRAPPERS / "echo", "--service", "echo")
-    with cluster.gateway() as gateway:
-        gateway.wait_route("/v1/private/echo")
-        wait_for(
-            lambda: gateway.post("/v1/private/echo", once_body()).json()["header"]["code"] == 0, 15, "echo"
-        )
+    with cluster.serving("echo") as gateway:
         yield gateway
 
 

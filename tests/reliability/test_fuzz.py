@@ -51,10 +51,7 @@ pytestmark = pytest.mark.timeout(600)
 def gw(cluster: Cluster) -> Iterator[GatewayProcess]:
     cluster.loader(example_dir("echo"))
     cluster.loader(example_dir("stream_echo"), "--lic", "2")
-    with cluster.gateway() as gateway:
-        gateway.wait_route(ECHO)
-        gateway.wait_route(STREAM)
-        wait_for(lambda: _good_once(gateway), 20, "the echo loader")
+    with cluster.serving("echo", "stream_echo") as gateway:
         yield gateway
 
 

@@ -45,9 +45,7 @@ def gw(cluster: Cluster) -> Iterator[GatewayProcess]:
     cluster.loader(example_dir("echo"))
     cluster.loader(example_dir("echo"), "--service", "typed")
     cluster.loader(example_dir("stream_echo"))
-    with cluster.gateway() as gateway:
-        for route in ("echo", "typed", "stream_echo"):
-            gateway.wait_route(f"/v1/private/{route}")
+    with cluster.serving("echo", "typed", "stream_echo") as gateway:
         yield gateway
 
 

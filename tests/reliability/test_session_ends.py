@@ -27,8 +27,7 @@ def gw(cluster: Cluster) -> Iterator[GatewayProcess]:
     # One worker with one licence: a session holds it from its create to its destroy, so a
     # session that gets it proves every earlier one was destroyed.
     cluster.loader(WRAPPERS / "session_sync", "--workers", "1", "--lic", "1")
-    with cluster.gateway() as gateway:
-        gateway.wait_route("/v1/private/session_sync")
+    with cluster.serving("session_sync") as gateway:
         yield gateway
 
 

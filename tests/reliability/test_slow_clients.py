@@ -19,11 +19,7 @@ from tests.support import WRAPPERS, wait_for
 def gw(cluster: Cluster) -> Iterator[GatewayProcess]:
     cluster.put_schema(api_yaml("echo"))
     cluster.loader(WRAPPERS / "echo", "--service", "echo")
-    with cluster.gateway("--header-timeout", "0.5", "--body-timeout", "0.5") as gateway:
-        gateway.wait_route("/v1/private/echo")
-        wait_for(
-            lambda: gateway.post("/v1/private/echo", once_body()).json()["header"]["code"] == 0, 15, "echo"
-        )
+    with cluster.serving("echo", args=("--header-timeout", "0.5", "--body-timeout", "0.5")) as gateway:
         yield gateway
 
 

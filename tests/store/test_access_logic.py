@@ -17,7 +17,7 @@ from ase_serving.store.embedded import roles
 from ase_serving.store.embedded.accounts import Accounts, Throttled
 from ase_serving.store.embedded.db import KVDB
 from ase_serving.store.embedded.throttle import LoginThrottle, client_key
-from ase_serving.store.kv import KVEvent
+from ase_serving.store.kv_engine import KVEvent
 
 
 class Clock:

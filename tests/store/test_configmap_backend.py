@@ -7,9 +7,9 @@ import logging
 import os
 import shutil
 import time
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import pytest
 
@@ -24,13 +24,10 @@ from ase_serving.store import (
     open_backend,
 )
 from ase_serving.store.configmap import DirConfigStore, parse_address
+from tests.support import run
 
 T = TypeVar("T")
 FAST = 0.05  # poll interval for tests that do not test the default
-
-
-def run(coro: Coroutine[Any, Any, T], timeout: float = 30.0) -> T:
-    return asyncio.run(asyncio.wait_for(coro, timeout))
 
 
 async def next_event(events: AsyncIterator[ConfigEvent], timeout: float = 10.0) -> ConfigEvent:

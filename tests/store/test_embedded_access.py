@@ -8,7 +8,7 @@ import base64
 import hashlib
 import secrets
 import sqlite3
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -20,18 +20,12 @@ from ase_serving.store import StoreAuthFailed
 from ase_serving.store.consumers import ConsumerStore, IssuedCredentials, key_digest
 from ase_serving.store.embedded.client import EmbeddedKV
 from ase_serving.store.embedded.roles import CAN
-from ase_serving.store.kv import KVEvent, Put
+from ase_serving.store.kv_engine import KVEvent, Put
 from tests.store.conftest import unique
 from tests.store.embedded_server import EmbeddedServer, start_embedded
+from tests.support import run
 
 T = TypeVar("T")
-
-
-def run(body: Callable[[], Awaitable[T]], timeout: float = 60.0) -> T:
-    async def main() -> T:
-        return await asyncio.wait_for(body(), timeout)
-
-    return asyncio.run(main())
 
 
 def add_account(srv: EmbeddedServer, role: str) -> tuple[str, str]:

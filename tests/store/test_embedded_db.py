@@ -10,7 +10,7 @@ import pytest
 from ase_serving.store import Compacted, LeaseLost
 from ase_serving.store.embedded import db as dbmod
 from ase_serving.store.embedded.db import KVDB, InvalidStoreRequest, prefix_end
-from ase_serving.store.kv import Put
+from ase_serving.store.kv_engine import Put
 
 
 def test_prefix_end_bounds_every_key_under_the_prefix() -> None:

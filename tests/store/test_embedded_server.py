@@ -15,7 +15,7 @@ import stat
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import TypeVar
 
@@ -25,17 +25,11 @@ import pytest
 from ase_serving.store import Compacted, LeaseLost, StoreAuthFailed, StoreError, StoreUnavailable
 from ase_serving.store.embedded.accounts import add_account
 from ase_serving.store.embedded.client import EmbeddedKV
-from ase_serving.store.kv import KVEvent, Put
+from ase_serving.store.kv_engine import KVEvent, Put
 from tests.store.embedded_server import EmbeddedServer, start_embedded
+from tests.support import run
 
 T = TypeVar("T")
-
-
-def run(body: Callable[[], Awaitable[T]], timeout: float = 30.0) -> T:
-    async def main() -> T:
-        return await asyncio.wait_for(body(), timeout)
-
-    return asyncio.run(main())
 
 
 @pytest.fixture

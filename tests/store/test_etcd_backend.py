@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Coroutine, Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import pytest
 
@@ -27,15 +27,11 @@ from ase_serving.store import (
 )
 from ase_serving.store.etcd import parse_address
 from tests.store.etcd_server import EtcdServer, free_port, start_etcd
+from tests.support import run
 
 T = TypeVar("T")
 KEY = ConfigKey("proj", "grp", "asr", "v1", "schema.json")
 SCOPE = ConfigScope("proj", "grp")
-
-
-def run(coro: Coroutine[Any, Any, T], timeout: float = 60.0) -> T:
-    """Drive one coroutine with an overall deadline, so a broken backend fails instead of hanging."""
-    return asyncio.run(asyncio.wait_for(coro, timeout))
 
 
 async def next_event(events: AsyncIterator[ConfigEvent], timeout: float = 10.0) -> ConfigEvent:

@@ -17,7 +17,7 @@ import pytest
 
 from ase_serving.backoff import Backoff
 from ase_serving.store import ConfigEvent, ConfigKey, ConfigScope, Instance, InstanceEvent, open_backend
-from ase_serving.store.kv import Put
+from ase_serving.store.kv_engine import Put
 from ase_serving.store.view import ConfigView, PrefixView, RegistryView
 from tests.store.embedded_server import start_embedded
 from tests.store.etcd_server import start_etcd

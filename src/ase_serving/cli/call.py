@@ -138,7 +138,7 @@ def gateway_url(flag: str | None) -> str:
     """--gateway, else $ASE_GATEWAY_URL, else the gateway the local cluster started."""
     url = flag or os.environ.get("ASE_GATEWAY_URL")
     if not url:
-        from ase_serving.home import ClusterSettings, SettingsError
+        from ase_serving.cluster_settings import ClusterSettings, SettingsError
 
         with contextlib.suppress(SettingsError):
             settings = ClusterSettings.load()
@@ -156,7 +156,7 @@ def credentials(
 ) -> tuple[str, str | None, str | None]:
     """Flags, else environment, else $ASE_HOME/credentials.json (its key and secret only with
     its own app id)."""
-    from ase_serving.home import CREDENTIALS_FILE, ase_home
+    from ase_serving.cluster_settings import CREDENTIALS_FILE, ase_home
 
     app_id = app_id or os.environ.get("ASE_APP_ID")
     api_key = api_key or os.environ.get("ASE_API_KEY")

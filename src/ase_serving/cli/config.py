@@ -26,7 +26,7 @@ from ase_serving.cluster.items import (
     item_doc,
     resolve,
 )
-from ase_serving.home import ClusterSettings
+from ase_serving.cluster_settings import ClusterSettings
 from ase_serving.schema import Problem
 from ase_serving.store import Backend, ConfigItem, ConfigKey, ConfigScope, NotFound, StoreError
 
@@ -324,7 +324,7 @@ def serve(
     ] = None,
 ) -> None:
     """Run the embedded config centre in the foreground (Ctrl-C or SIGTERM stops it)."""
-    from ase_serving.home import ase_home
+    from ase_serving.cluster_settings import ase_home
     from ase_serving.store.embedded.server import run_server
 
     data_dir = (data or ase_home() / "configd").expanduser().resolve()

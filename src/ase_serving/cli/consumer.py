@@ -17,7 +17,7 @@ from rich.table import Table
 
 from ase_serving.cli.common import abort, print_json
 from ase_serving.cluster.access import load_settings, run_with_backend
-from ase_serving.home import ClusterSettings
+from ase_serving.cluster_settings import ClusterSettings
 from ase_serving.store import Backend, StoreError
 from ase_serving.store.consumers import ConsumerStore, IssuedCredentials
 

@@ -10,7 +10,6 @@ pydantic (which Typer uses to convert options) took 7 MB of it. Where ``exec`` i
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import shlex
@@ -22,12 +21,13 @@ from typing import TYPE_CHECKING, Any, NoReturn
 import orjson
 
 from ase_serving.addr import announce
+from ase_serving.cli.become import become
 from ase_serving.cli.loader_lines import api_lines, definition_line
 from ase_serving.errors import UserError
 
 if TYPE_CHECKING:
-    from ase_serving.home import ClusterSettings
-    from ase_serving.loader.serve import Registrar
+    from ase_serving.cluster_settings import ClusterSettings
+    from ase_serving.loader.lifecycle import Registrar
 
 #: Loggers of libraries that log every request, poll or frame; kept at WARNING.
 QUIET_LOGGERS = ("httpx", "httpcore", "hpack", "aetcd", "grpc", "_cygrpc", "asyncio")
@@ -64,22 +64,8 @@ def abort(message: str, code: int = 1) -> NoReturn:
 
 def start(opts: RunOptions) -> None:
     """Become the loader: ``exec`` a lean Python serving ``opts``, else serve in this process."""
-    if os.name == "posix" and os.environ.get("ASE_LOADER_EXEC", "1") != "0":
-        import subprocess
-
-        # The interpreter's own options (-X, -W, -B, ...) as this process was given them.
-        flags: list[str] = getattr(subprocess, "_args_from_interpreter_flags", list)()
-        argv = [
-            sys.executable,
-            *flags,
-            "-m",
-            "ase_serving.cli.loader_serve",
-            orjson.dumps(asdict(opts)).decode(),
-        ]
-        sys.stdout.flush()
-        sys.stderr.flush()
-        with contextlib.suppress(OSError):  # no interpreter to exec: serve here
-            os.execv(sys.executable, argv)
+    if os.environ.get("ASE_LOADER_EXEC", "1") != "0":
+        become("ase_serving.cli.loader_serve", [orjson.dumps(asdict(opts)).decode()])
     serve_options(opts)
 
 
@@ -101,9 +87,9 @@ def serve_options(opts: RunOptions) -> None:
     A :class:`~ase_serving.errors.UserError` (no ase.toml, a port taken, ...) is left to the caller
     to print."""
     from ase_serving.loader.front import is_loopback
+    from ase_serving.loader.lifecycle import Ready, serve
     from ase_serving.loader.project import load_project
     from ase_serving.loader.project_schemas import read_project_api
-    from ase_serving.loader.serve import Ready, serve
 
     level = getattr(logging, opts.log_level.upper(), None)
     if not isinstance(level, int):
@@ -183,7 +169,7 @@ def _cluster_secret() -> bytes:
     """The cluster's secret (made now if the config centre has none), for a data port beyond loopback."""
     import asyncio
 
-    from ase_serving.home import ClusterSettings
+    from ase_serving.cluster_settings import ClusterSettings
     from ase_serving.store import StoreError
     from ase_serving.store.secret import ensure_secret
 
@@ -213,7 +199,7 @@ def _cluster_secret() -> bytes:
 
 
 def _gateway_url() -> str | None:
-    from ase_serving.home import ClusterSettings, SettingsError
+    from ase_serving.cluster_settings import ClusterSettings, SettingsError
 
     try:
         cluster = ClusterSettings.load()
@@ -224,7 +210,7 @@ def _gateway_url() -> str | None:
 
 def _cluster(quiet: bool = False) -> ClusterSettings | None:
     """The cluster set up under $ASE_HOME, or None (said on stderr unless ``quiet``) when none is."""
-    from ase_serving.home import ClusterSettings
+    from ase_serving.cluster_settings import ClusterSettings
     from ase_serving.store import StoreError, backend_kind
 
     cluster = ClusterSettings.load()

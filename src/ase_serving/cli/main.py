@@ -28,6 +28,8 @@ GROUPS = {
     "consumer": "consumer",
     "account": "account",
     "images": "images",
+    "gateway": "gateway",
+    "lb": "lb",
 }
 #: Top-level commands and the modules that register them.
 COMMANDS = {"setup": "setup", "init": "init", "down": "init", "call": "call"}

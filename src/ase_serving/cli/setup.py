@@ -11,7 +11,7 @@ import typer
 from ase_serving.addr import split_host_port
 from ase_serving.cli.common import abort, print_json
 from ase_serving.cluster.access import check_access
-from ase_serving.home import ClusterSettings, SettingsError
+from ase_serving.cluster_settings import ClusterSettings, SettingsError
 from ase_serving.store import InvalidName, StoreError, backend_kind, open_backend
 from ase_serving.store.base import DEFAULT_GROUP, DEFAULT_PROJECT, check_name
 

@@ -16,10 +16,10 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import TypeVar
 
-from ase_serving.home import ClusterSettings, SettingsError
+from ase_serving.cluster_settings import ClusterSettings, SettingsError
 from ase_serving.store import Backend, open_backend
 from ase_serving.store.base import StoreAuthFailed, StoreError, StoreUnavailable
-from ase_serving.store.kv import Put
+from ase_serving.store.kv_engine import Put
 
 T = TypeVar("T")
 

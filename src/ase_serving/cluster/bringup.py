@@ -29,8 +29,8 @@ import orjson
 from ase_serving import addr
 from ase_serving.cluster.access import check_access, run_with_backend
 from ase_serving.cluster.local import Component, LocalCluster, LocalError, Running
+from ase_serving.cluster_settings import CREDENTIALS_FILE, ClusterSettings, SettingsError, ase_home
 from ase_serving.files import write_private
-from ase_serving.home import CREDENTIALS_FILE, ClusterSettings, SettingsError, ase_home
 from ase_serving.store import Backend, StoreAuthFailed, StoreError, open_backend
 
 CONFIG_PORT = 2390

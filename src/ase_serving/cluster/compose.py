@@ -26,8 +26,8 @@ import orjson
 import yaml
 
 from ase_serving.cluster.images import FRAMEWORK_IMAGE, LOADER_DATA_PORT, DockerError, check_engine
+from ase_serving.cluster_settings import ClusterSettings, ase_home
 from ase_serving.files import write_private
-from ase_serving.home import ClusterSettings, ase_home
 from ase_serving.store.base import DEFAULT_GROUP, DEFAULT_PROJECT
 
 ETCD_IMAGE = "quay.io/coreos/etcd:v3.5.17"

@@ -27,9 +27,9 @@ from typing import Any
 import orjson
 
 from ase_serving.cluster import owners
+from ase_serving.cluster_settings import ase_home
 from ase_serving.errors import UserError
 from ase_serving.files import write_private
-from ase_serving.home import ase_home
 
 #: Seconds a component may take to become healthy, and a stopping one to exit after SIGTERM.
 START_TIMEOUT = 30.0

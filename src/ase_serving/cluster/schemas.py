@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from ase_serving.cluster.access import load_settings, opened
 from ase_serving.cluster.items import check_routes
 from ase_serving.cluster.serving import unserved_warning
-from ase_serving.home import ClusterSettings, SettingsError
+from ase_serving.cluster_settings import ClusterSettings, SettingsError
 from ase_serving.schema import ApiSpec, Compiled
 from ase_serving.store import ConfigItem, ConfigKey, StoreError
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import httpx
 
-from ase_serving.home import ClusterSettings
+from ase_serving.cluster_settings import ClusterSettings
 from ase_serving.store import ConfigKey
 
 #: Seconds the gateway's /health may take; a slower gateway counts as unknown, not as wrong.

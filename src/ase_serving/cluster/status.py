@@ -30,7 +30,7 @@ import httpx
 from ase_serving.cluster import owners
 from ase_serving.cluster.access import PING_TIMEOUT, ClusterUnreachable, check_access, opened
 from ase_serving.cluster.local import LocalCluster
-from ase_serving.home import ClusterSettings, ase_home
+from ase_serving.cluster_settings import ClusterSettings, ase_home
 from ase_serving.schema import is_service_schema, parse_json, schema_routes
 from ase_serving.store import Backend, ConfigScope, Instance, StoreError
 

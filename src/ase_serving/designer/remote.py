@@ -19,9 +19,9 @@ from ase_serving.client.core import decode_body
 from ase_serving.cluster.access import load_settings, opened
 from ase_serving.cluster.items import iso_time, item_doc
 from ase_serving.cluster.schemas import push_schema, push_target
+from ase_serving.cluster_settings import SettingsError
 from ase_serving.designer.checks import check_design, check_text
 from ase_serving.designer.design import design_from_schema, design_yaml
-from ase_serving.home import SettingsError
 from ase_serving.schema import Compiled, is_service_schema, parse_json
 from ase_serving.store import ConfigKey, ConfigScope, StoreError
 

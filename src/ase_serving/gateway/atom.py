@@ -22,7 +22,7 @@ from typing import Any
 
 from ase_serving import errors
 from ase_serving.errors import NoLicence, NoLoader
-from ase_serving.gateway.balance import LicenceQueue, Picker
+from ase_serving.gateway.picking import LicenceQueue, Picker
 from ase_serving.gateway.routes import Service
 from ase_serving.gateway.transport import LoaderSession, LoaderTransport, make_transport
 from ase_serving.protocol.items import DataItem, Request, Result

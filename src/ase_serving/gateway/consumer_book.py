@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from ase_serving.store.consumers import ConsumerRecord, key_digest
-from ase_serving.store.kv import KVEvent
+from ase_serving.store.kv_engine import KVEvent
 
 log = logging.getLogger("ase_serving.gateway")
 

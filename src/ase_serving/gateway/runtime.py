@@ -19,10 +19,10 @@ from typing import Any
 from ase_serving.errors import AseError
 from ase_serving.gateway.atom import Atom
 from ase_serving.gateway.auth import Auth, KeyAuth, NoAuth, ProxyAuth
-from ase_serving.gateway.balance import LocalPicker, Picker, RemotePicker
 from ase_serving.gateway.consumer_book import ConsumerBook
 from ase_serving.gateway.limits import Limits
 from ase_serving.gateway.metrics import GatewayMetrics
+from ase_serving.gateway.picking import LocalPicker, Picker, RemotePicker
 from ase_serving.gateway.routes import RouteTable
 from ase_serving.gateway.settings import GatewaySettings
 from ase_serving.gateway.transport import TransportContext, make_transport

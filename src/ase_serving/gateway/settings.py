@@ -1,5 +1,5 @@
-"""Typed settings of one gateway (flags of ``python -m ase_serving.gateway``, each also an
-``ASE_GATEWAY_*`` variable: :mod:`ase_serving.envflags`).
+"""Typed settings of one gateway: the one definition of the flags of ``python -m ase_serving.gateway``
+and ``asectl gateway serve``, each also an ``ASE_GATEWAY_*`` variable (:mod:`ase_serving.envflags`).
 
 Per-service values in a service schema (``meta.queue_timeout``, ``max_body``, ...) win over the
 defaults here. Worker processes get the settings as one JSON environment variable
@@ -17,6 +17,7 @@ from typing import Any
 import orjson
 
 from ase_serving.addr import split_host_port
+from ase_serving.envflags import flag
 from ase_serving.store.base import DEFAULT_GROUP, DEFAULT_PROJECT
 
 _PUBLIC_HOST = re.compile(r"(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+)(:[0-9]{1,5})?")
@@ -28,60 +29,98 @@ MIB = 1024 * 1024
 
 @dataclass
 class GatewaySettings:
-    host: str = "127.0.0.1"
-    port: int = DEFAULT_PORT
-    workers: int = 1
+    """One gateway's settings. A field made with :func:`~ase_serving.envflags.flag` is also a flag of
+    ``python -m ase_serving.gateway`` and ``asectl gateway serve``, and an ``ASE_GATEWAY_*`` variable."""
+
+    host: str = flag("127.0.0.1", "address to listen on")
+    port: int = flag(DEFAULT_PORT, "port (0 = any)")
+    workers: int = flag(1, "worker processes")
     #: The config centre (schemas, registry); None serves nothing but /health, /docs, /metrics.
-    config: str | None = None
-    account: str | None = None
-    password: str | None = None
-    project: str = DEFAULT_PROJECT
-    group: str = DEFAULT_GROUP
+    config: str | None = flag(None, "config centre address (default: the cluster settings)")
+    account: str | None = flag(None, "config centre account (default: the cluster settings)")
+    password: str | None = flag(None, "config centre password (default: the cluster settings)")
+    project: str = flag(
+        DEFAULT_PROJECT, "project whose service schemas to serve (default: the cluster settings)", unset=True
+    )
+    group: str = flag(
+        DEFAULT_GROUP, "group whose service schemas to serve (default: the cluster settings)", unset=True
+    )
     #: host:port of an LB service's lean-wire port to ask (``grpc://host:port``: its gRPC port);
     #: None = a Balancer in this process fed by the registry.
-    lb: str | None = None
+    lb: str | None = flag(
+        None,
+        "ask the LB service at HOST:PORT, its lean-wire port (2393; grpc://HOST:PORT: its gRPC "
+        "port, 2391) (default: an LB in this process)",
+    )
     #: The in-process Balancer's strategy: loadMini counts exactly what this gateway holds.
-    strategy: str = "loadMini"
-    #: How loaders are called: ``lean`` (their data port) or ``grpc`` (see gateway/transport.py).
-    transport: str = "lean"
+    strategy: str = flag(
+        "loadMini", "the in-process LB's strategy: load, loadMini, poll (or a registered one)"
+    )
     #: A CA file: call loaders' data ports over TLS, trusting this CA (their ``--data-tls-cert``).
-    loader_ca: str | None = None
+    loader_ca: str | None = flag(
+        None, "call loaders' data ports over TLS, trusting this CA file (their --data-tls-cert)"
+    )
+    #: How loaders are called: ``lean`` (their data port) or ``grpc`` (see gateway/transport.py).
+    transport: str = flag(
+        "lean", "how loaders are called: lean (their data port) or grpc (their interop port)"
+    )
     lb_ttl: float = 10.0
     #: Seconds a once request (or a session's start) waits for a free licence before 10110.
-    queue_timeout: float = 5.0
+    queue_timeout: float = flag(5.0, "seconds to wait for a licence")
     #: Seconds a loader may take for a once request (10114 after).
-    once_timeout: float = 60.0
+    once_timeout: float = flag(60.0, "seconds a loader may take")
     read_timeout: float = 15.0
     session_timeout: float = 180.0
     #: Largest body of a once request / largest session frame, bytes (10413 above).
-    max_body: int = 16 * MIB
-    max_frame: int = 4 * MIB
+    max_body: int = flag(16 * MIB, "largest once body, bytes")
+    max_frame: int = flag(4 * MIB, "largest session frame, bytes")
     #: Seconds a 10110 answer tells the client to wait (``Retry-After``).
     retry_after: int = 1
     #: Seconds a client may take to send a request's headers (408 and closed after), and its body.
-    header_timeout: float = 10.0
-    body_timeout: float = 60.0
+    header_timeout: float = flag(10.0, "seconds a client may take to send a request's headers")
+    body_timeout: float = flag(60.0, "seconds a client may take to send a request's body")
     #: Open connections (and requests in progress) one gateway process takes; 503 above it.
-    max_connections: int = 4096
+    max_connections: int = flag(4096, "connections one gateway process takes (503 above)")
     #: Where the last known config is kept for starts while the config centre is down.
     cache_file: str | None = None
     #: One log line per request (with its sid) at INFO.
-    access_log: bool = False
-    log_level: str = "warning"
+    access_log: bool = flag(False, "one INFO line per request, with its sid")
+    log_level: str = flag("warning", "log level", choices=("debug", "info", "warning", "error"))
     #: uvicorn's event loop: auto (uvloop where it is installed, else asyncio), uvloop or asyncio.
-    loop: str = "auto"
+    loop: str = flag(
+        "auto", "event loop (auto: uvloop where installed)", choices=("auto", "asyncio", "uvloop")
+    )
     #: Who checks callers: "gateway" (API keys and signatures of the config centre's consumers),
     #: "proxy" (a front proxy did; its consumer header is believed from trusted_proxies), "off".
-    auth: str = "gateway"
-    trusted_proxies: list[str] = dataclasses.field(default_factory=list)
-    consumer_header: str = "X-Consumer-Custom-ID"
+    auth: str = flag(
+        "gateway",
+        "who checks callers: gateway (API keys, signatures), proxy (a front proxy's consumer header), off",
+        choices=("gateway", "proxy", "off"),
+    )
+    trusted_proxies: list[str] = flag(
+        [],
+        "with --auth proxy: an address or network of the front proxy (repeatable)",
+        option="--trusted-proxy",
+        metavar="ADDR",
+    )
+    consumer_header: str = flag(
+        "X-Consumer-Custom-ID", "with --auth proxy: the header naming the caller's app id"
+    )
     #: Seconds a signed request's date may be off the gateway's clock.
-    max_skew: float = 300.0
+    max_skew: float = flag(300.0, "seconds a signature's date may be off")
     #: The names clients reach this gateway by (``name`` or ``name:port``): a signature over
     #: another host is refused. Empty: any host (the Host header the request came with).
-    public_hosts: list[str] = dataclasses.field(default_factory=list)
+    public_hosts: list[str] = flag(
+        [],
+        "a name clients reach this gateway by (host or host:port, repeatable): a signature over "
+        "another host is refused (default: any host)",
+        option="--public-host",
+        metavar="NAME",
+    )
     #: Take a signature more than once within its window (for benchmarks that replay one request).
-    allow_replays: bool = False
+    allow_replays: bool = flag(
+        False, "take a signature more than once within its window (benchmarks only: off is safe)"
+    )
 
     def check(self) -> list[str]:
         """Every problem with these values (empty when fine)."""

@@ -19,16 +19,18 @@ import grpc.aio
 from ase_serving.errors import NoLoader, error_for
 from ase_serving.lb.balancer import NodeInfo
 from ase_serving.lb.proto import lb_pb2 as pb
+from ase_serving.rpc import method_paths
 
-_PREFIX = "/ase.lb.v1.Balancer/"
+#: The method paths (``/ase.lb.v1.Balancer/Pick``, ...), from lb.proto.
+_PATHS = method_paths(pb.DESCRIPTOR.services_by_name["Balancer"])
 
 
 def _callable(channel: grpc.aio.Channel, method: str, resp: Any) -> Any:
     kwargs: dict[str, Any] = {"request_serializer": _serialize, "response_deserializer": resp.FromString}
     try:  # registered methods skip a per-call method lookup (grpcio >= 1.63)
-        return channel.unary_unary(_PREFIX + method, _registered_method=True, **kwargs)  # type: ignore[call-arg]
+        return channel.unary_unary(_PATHS[method], _registered_method=True, **kwargs)  # type: ignore[call-arg]
     except TypeError:
-        return channel.unary_unary(_PREFIX + method, **kwargs)
+        return channel.unary_unary(_PATHS[method], **kwargs)
 
 
 def _serialize(msg: Any) -> bytes:

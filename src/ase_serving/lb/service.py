@@ -29,13 +29,14 @@ from ase_serving.lb.balancer import Balancer
 from ase_serving.lb.feed import RegistryFeed
 from ase_serving.lb.lean import DEFAULT_WIRE_PORT, LbWireServer
 from ase_serving.lb.proto import lb_pb2 as pb
-from ase_serving.rpc import BindError, bind
+from ase_serving.lb.settings import DEFAULT_PORT
+from ase_serving.rpc import BindError, add_service, bind
 from ase_serving.store import Backend, StoreError, open_backend
 
 log = logging.getLogger("ase_serving.lb")
 
-SERVICE = "ase.lb.v1.Balancer"
-DEFAULT_PORT = 2391
+#: ``ase.lb.v1.Balancer``, as lb.proto defines it.
+SERVICE = pb.DESCRIPTOR.services_by_name["Balancer"]
 
 
 class LbError(StartupError):
@@ -147,10 +148,7 @@ def _serialize(msg: Any) -> bytes:
 
 
 def add_to_server(server: grpc.aio.Server, service: LbService) -> None:
-    handlers = service.handlers()
-    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, handlers),))
-    with contextlib.suppress(AttributeError):  # registered methods skip the generic lookup (grpcio >= 1.63)
-        server.add_registered_method_handlers(SERVICE, handlers)  # type: ignore[attr-defined]
+    add_service(server, SERVICE, service.handlers())
 
 
 @dataclass

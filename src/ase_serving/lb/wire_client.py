@@ -4,7 +4,7 @@
     addr = (await lb.pick("asr", "1.0"))[0]     # NoLoader / NoLicence as from a Balancer
     await lb.release("asr", "1.0", addr)        # queued: returns at once
 
-What a gateway started with ``--lb`` uses (:class:`~ase_serving.gateway.balance.RemotePicker`):
+What a gateway started with ``--lb`` uses (:class:`~ase_serving.gateway.picking.RemotePicker`):
 the same calls as the gRPC :class:`~ase_serving.lb.client.LbClient`, on one persistent connection
 opened on first use and again on the first call after it was lost; calls are multiplexed on it by
 call id. An LB that cannot be reached, a connection lost with calls in flight, or no answer within

@@ -22,10 +22,11 @@ from ase_serving import errors
 from ase_serving.loader import convert
 from ase_serving.loader.proto import loader_pb2 as pb
 from ase_serving.protocol.items import DataItem, Request, Result, Status
+from ase_serving.rpc import method_paths
 
-_ONCE = "/ase.loader.v1.Loader/Once"
-_SESSION = "/ase.loader.v1.Loader/Session"
-_INFO = "/ase.loader.v1.Loader/Info"
+#: The method paths (``/ase.loader.v1.Loader/Once``, ...), from loader.proto.
+_PATHS = method_paths(pb.DESCRIPTOR.services_by_name["Loader"])
+_ONCE, _SESSION, _INFO = _PATHS["Once"], _PATHS["Session"], _PATHS["Info"]
 #: Largest message either way (gRPC's default of 4 MiB is too small for images and audio).
 MAX_MESSAGE = 256 * 1024 * 1024
 _OPTIONS = [("grpc.max_receive_message_length", MAX_MESSAGE), ("grpc.max_send_message_length", MAX_MESSAGE)]

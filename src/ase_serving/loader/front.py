@@ -10,7 +10,7 @@ relays them without decoding (see :mod:`ase_serving.wire`).
 persistent connections, each call relayed to a worker by rewriting its call id. It binds
 127.0.0.1 unless told otherwise; on any other address every connection must first prove that it
 knows the cluster's secret (the ``OP_HELLO`` challenge); TLS is optional. The gRPC port
-(:mod:`~ase_serving.loader.server`) is the interop port on the same :class:`Front`.
+(:mod:`~ase_serving.loader.grpc_api`) is the interop port on the same :class:`Front`.
 """
 
 from __future__ import annotations

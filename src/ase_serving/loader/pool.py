@@ -1,12 +1,13 @@
 """The supervisor's side of the worker processes: spawn, licence slots, calls, crashes, restarts.
 
-Each :class:`WorkerProc` owns one worker process and the non-blocking end of its socketpair
-(the lean wire, :mod:`ase_serving.wire`), read with ``loop.add_reader``; answers resolve futures
-keyed by call id. A worker has ``lic`` slots: a once call holds one until the worker answers
-(also after the caller timed out: the engine is still busy), a session holds one until
-``wrapperDestroy`` returned. When a worker dies, every call and session on it ends with 10911
-and the worker is started again (with a backoff while it keeps dying before it is ready); its
-slots come back when ``wrapperInit`` succeeded.
+Each :class:`WorkerProc` owns one worker process (its life cycle: spawn, ready, death, restart,
+stop) and the non-blocking end of its socketpair (the lean wire; the I/O is
+:mod:`~ase_serving.loader.worker_channel`); answers resolve futures keyed by call id. A worker has
+``lic`` slots: a once call holds one until the worker answers (also after the caller timed out:
+the engine is still busy), a session holds one until ``wrapperDestroy`` returned. When a worker
+dies, every call and session on it ends with 10911 and the worker is started again (with a
+backoff while it keeps dying before it is ready); its slots come back when ``wrapperInit``
+succeeded.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from ase_serving import errors, wire
 from ase_serving.backoff import Backoff
 from ase_serving.errors import StartupError
 from ase_serving.loader.settings import LoaderSettings
+from ase_serving.loader.worker_channel import WorkerChannel
 from ase_serving.protocol.items import Status
 
 log = logging.getLogger("ase_serving.loader")
@@ -123,12 +125,10 @@ class WorkerProc:
         self.pid = 0
         self.modes: list[str] = []
         self.proc: subprocess.Popen[bytes] | None = None
-        self.sock: socket.socket | None = None
+        #: The socket to the worker process; None while it is not running.
+        self.chan: WorkerChannel | None = None
         self.pending: dict[int, asyncio.Future[OnceAnswer]] = {}
         self.sessions: dict[int, PoolSession] = {}
-        self._frames = wire.FrameBuffer()
-        self._wbuf = bytearray()
-        self._out: list[bytes] = []
         self._started: asyncio.Future[str] | None = None  # "" = ready, else the reason
         self._fini: asyncio.Future[None] | None = None
         self._exited: asyncio.Event = asyncio.Event()
@@ -168,15 +168,10 @@ class WorkerProc:
         self.pid = self.proc.pid
         self.generation += 1
         self.state = STARTING if self.state == STARTING else RESTARTING
-        self._frames = wire.FrameBuffer()
-        self._wbuf = bytearray()
-        self._out = []
         self._exited = asyncio.Event()
-        parent.setblocking(False)
-        self.sock = parent
         loop = self.pool.loop
         self._started = loop.create_future()
-        loop.add_reader(parent.fileno(), self._on_readable)
+        self.chan = WorkerChannel(parent, loop, self._on_frame, self._on_eof)
 
     async def wait_started(self) -> str:
         """ "" when wrapperInit succeeded, else why the worker did not start."""
@@ -184,69 +179,9 @@ class WorkerProc:
         return await self._started
 
     def send(self, op: int, call_id: int, payload: bytes = b"", code: int = 0) -> None:
-        """Queue a frame; the frames of one loop turn leave in one send (see :meth:`_write`)."""
-        if self.sock is None:
-            return
-        out = self._out
-        if not out:
-            self.pool.loop.call_soon(self._write)
-        out.append(wire.HEADER.pack(op, 0, 0, call_id, code, len(payload)))
-        if payload:
-            out.append(payload)
-
-    def _write(self) -> None:
-        out = self._out
-        sock = self.sock
-        if not out or sock is None:
-            out.clear()
-            return
-        if self._wbuf:  # still waiting for the socket to take the last write
-            for part in out:
-                self._wbuf += part
-            out.clear()
-            return
-        try:
-            n = sock.sendmsg(out) if len(out) <= 512 else sock.send(b"".join(out))
-        except BlockingIOError:
-            n = 0
-        except OSError:
-            out.clear()
-            return  # the worker is gone; the reader sees EOF and ends its calls
-        total = sum(len(p) for p in out)
-        if n < total:
-            self._wbuf += b"".join(out)[n:]
-            self.pool.loop.add_writer(sock.fileno(), self._flush)
-        out.clear()
-
-    def _flush(self) -> None:
-        sock = self.sock
-        if sock is None:
-            return
-        try:
-            n = sock.send(self._wbuf)
-        except BlockingIOError:
-            return
-        except OSError:
-            self._wbuf.clear()
-            n = 0
-        del self._wbuf[:n]
-        if not self._wbuf:
-            self.pool.loop.remove_writer(sock.fileno())
-
-    def _on_readable(self) -> None:
-        sock = self.sock
-        if sock is None:
-            return
-        try:
-            data = sock.recv(1 << 18)
-        except BlockingIOError:
-            return
-        except OSError:
-            data = b""
-        if not data:
-            self._on_eof()
-            return
-        self._frames.feed(data, self._on_frame)
+        """Queue a frame for the worker (dropped when it is gone: its calls end with 10911)."""
+        if self.chan is not None:
+            self.chan.send(op, call_id, payload, code)
 
     def _on_frame(self, op: int, flags: int, call_id: int, code: int, payload: bytes) -> None:
         if op == wire.OP_ONCE_DONE:
@@ -288,14 +223,9 @@ class WorkerProc:
                 self._fini.set_result(None)
 
     def _on_eof(self) -> None:
-        sock = self.sock
-        if sock is not None:
-            loop = self.pool.loop
-            loop.remove_reader(sock.fileno())
-            if self._wbuf:
-                loop.remove_writer(sock.fileno())
-            sock.close()
-        self.sock = None
+        if self.chan is not None:
+            self.chan.close()
+        self.chan = None
         was_ready = self.state == READY
         if self.state != STOPPED:
             self.state = RESTARTING
@@ -356,7 +286,7 @@ class WorkerProc:
         self.state = STOPPED
         if proc is None or proc.poll() is not None:
             return
-        if was_ready and self.sock is not None:
+        if was_ready and self.chan is not None:
             self._fini = self.pool.loop.create_future()
             self.send(wire.OP_FINI, 0)
             with contextlib.suppress(asyncio.TimeoutError):

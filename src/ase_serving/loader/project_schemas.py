@@ -24,7 +24,7 @@ from ase_serving.loader.project import find_api_yaml
 from ase_serving.loader.settings import LoaderSettings
 from ase_serving.schema import ApiDefinitionError, ServiceSchema, from_yaml, load_service_schema
 from ase_serving.schema.code_api import has_api_class
-from ase_serving.schema.compile import schema_bytes
+from ase_serving.schema.from_definition import schema_bytes
 from ase_serving.schema.service import (
     ServiceSchemaError,
     check_service_schema,

@@ -47,10 +47,10 @@ from urllib.parse import urlsplit
 from ase_serving import wire
 from ase_serving.addr import url
 from ase_serving.backoff import Backoff
-from ase_serving.home import ClusterSettings
+from ase_serving.cluster_settings import ClusterSettings
 from ase_serving.loader.advertise import WILDCARD_HOSTS, advertised_address
+from ase_serving.loader.lifecycle import Ready
 from ase_serving.loader.project_schemas import project_schemas, same_schema
-from ase_serving.loader.serve import Ready
 from ase_serving.store import Backend
 from ase_serving.store.base import (
     DEFAULT_GROUP,
@@ -91,7 +91,7 @@ def worth_reporting(written: int | None, idle: int) -> bool:
 
 
 class ClusterRegistrar:
-    """serve()'s :class:`~ase_serving.loader.serve.Registrar` for a cluster (see the module doc).
+    """serve()'s :class:`~ase_serving.loader.lifecycle.Registrar` for a cluster (see the module doc).
 
     ``cluster`` is the settings of ``asectl setup``/``init`` (the backend is opened on the loader's
     event loop) or an opened :class:`~ase_serving.store.Backend` (closed in ``on_stopped``).

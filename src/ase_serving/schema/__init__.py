@@ -3,7 +3,7 @@ checked, loaded, documented.
 
 - :mod:`.yaml_api` / :mod:`.code_api`: the two front ends, each giving an :class:`ApiSpec`;
 - :mod:`.spec`: the spec and its checks (every problem with file, line and field);
-- :mod:`.build`: spec -> the service schema JSON (``meta``, ``schemainput``, ``schemaoutput``);
+- :mod:`.spec_to_schema`: spec -> the service schema JSON (``meta``, ``schemainput``, ``schemaoutput``);
 - :mod:`.service`: recognise and check a service schema document;
 - :mod:`.loaded`: a document as a gateway uses it (ours, or the original gateway's files);
 - :mod:`.openapi`: service schemas -> OpenAPI 3.1.
@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from ase_serving.schema.compile import Compiled, from_code, from_yaml, from_yaml_text
+    from ase_serving.schema.from_definition import Compiled, from_code, from_yaml, from_yaml_text
     from ase_serving.schema.loaded import ServiceSchema, load_service_schema
     from ase_serving.schema.openapi import example_request, openapi_document
     from ase_serving.schema.service import (
@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 # Each name is imported from its module when first asked for: a gateway, which only loads and
 # documents schemas, then never imports the compiler (PyYAML, the Api class front end).
 _LAZY = {
-    **dict.fromkeys(("Compiled", "from_code", "from_yaml", "from_yaml_text"), "compile"),
+    **dict.fromkeys(("Compiled", "from_code", "from_yaml", "from_yaml_text"), "from_definition"),
     **dict.fromkeys(("ServiceSchema", "load_service_schema"), "loaded"),
     **dict.fromkeys(("example_request", "openapi_document"), "openapi"),
     **dict.fromkeys(

@@ -11,7 +11,7 @@ import sys
 
 import orjson
 
-from ase_serving.schema.compile import from_code
+from ase_serving.schema.from_definition import from_code
 from ase_serving.schema.spec import ApiDefinitionError
 
 

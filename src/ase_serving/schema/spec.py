@@ -3,7 +3,7 @@
 Both front ends (:mod:`.yaml_api`, :mod:`.code_api`) build an :class:`ApiSpec` whose every part
 remembers where it was written (:class:`Where`: file, line, field). :func:`check_spec` then finds
 every impossible declaration at once (``minimum > maximum``, a required name that is not defined,
-a duplicate name, ...) and :mod:`.build` turns a clean spec into the service schema JSON.
+a duplicate name, ...) and :mod:`.spec_to_schema` turns a clean spec into the service schema JSON.
 """
 
 from __future__ import annotations

@@ -31,7 +31,7 @@ from typing import Any
 import orjson
 
 from ase_serving.store.base import NotFound, StoreError, check_name
-from ase_serving.store.kv import KV, Put
+from ase_serving.store.kv_engine import KV, Put
 
 PREFIX = "/ase/consumers/"
 FORMAT = 1

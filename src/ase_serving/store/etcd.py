@@ -1,7 +1,8 @@
-"""The etcd backend: :class:`EtcdKV`, the :class:`~ase_serving.store.kv.KV` seam on a real etcd (v3 API).
+"""The etcd backend: :class:`EtcdKV`, the :class:`~ase_serving.store.kv_engine.KV` seam on a real
+etcd (v3 API).
 
 Address ``etcd://h1:2379[,h2:2379...]`` (port 2379 when left out). The config store and the registry
-are :mod:`ase_serving.store.kvstore` on top, so an etcd dump reads like the embedded store.
+are :mod:`ase_serving.store.kv_backed` on top, so an etcd dump reads like the embedded store.
 
 We talk to etcd with aetcd's generated gRPC stubs (:mod:`aetcd.rpc`) on our own ``grpc.aio``
 channels rather than through ``aetcd.Client``, because the client offers none of what a registry
@@ -38,8 +39,8 @@ from ase_serving.store.base import (
     StoreError,
     StoreUnavailable,
 )
-from ase_serving.store.kv import KVEntry, KVEvent, Put
-from ase_serving.store.kvstore import KVConfigStore, KVRegistry
+from ase_serving.store.kv_backed import KVConfigStore, KVRegistry
+from ase_serving.store.kv_engine import KVEntry, KVEvent, Put
 
 DEFAULT_PORT = 2379
 DEFAULT_TIMEOUT = 5.0
@@ -113,7 +114,7 @@ def _prefix_end(prefix: bytes) -> bytes:
 
 
 class EtcdKV:
-    """:class:`~ase_serving.store.kv.KV` on etcd. Safe to share between tasks of one event loop."""
+    """:class:`~ase_serving.store.kv_engine.KV` on etcd. Safe to share between tasks of one event loop."""
 
     def __init__(
         self,

@@ -13,7 +13,7 @@ from __future__ import annotations
 import secrets
 from typing import Any
 
-from ase_serving.store.kv import Put
+from ase_serving.store.kv_engine import Put
 
 KEY = "/ase/secrets/wire"
 

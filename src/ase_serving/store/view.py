@@ -56,7 +56,7 @@ from ase_serving.store.base import (
     StoreError,
     StoreUnavailable,
 )
-from ase_serving.store.kv import KV, KVEntry, KVEvent
+from ase_serving.store.kv_engine import KV, KVEntry, KVEvent
 
 log = logging.getLogger(__name__)
 
@@ -506,7 +506,7 @@ class RegistryView(_View[tuple[str, str, str], Instance, InstanceEvent]):
 
 
 class PrefixView(_View[str, KVEntry, KVEvent]):
-    """The raw entries under one key prefix of a :class:`~ase_serving.store.kv.KV`, kept current
+    """The raw entries under one key prefix of a :class:`~ase_serving.store.kv_engine.KV`, kept current
     (the gateway's consumers use it; cached on disk when given a file)."""
 
     what = "prefix"

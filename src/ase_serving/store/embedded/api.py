@@ -47,7 +47,7 @@ from ase_serving.store.embedded import roles
 from ase_serving.store.embedded.accounts import PASSWORD_FILE, Account, Accounts, Throttled
 from ase_serving.store.embedded.db import KVDB, InvalidStoreRequest
 from ase_serving.store.embedded.throttle import LoginThrottle
-from ase_serving.store.kv import Put
+from ase_serving.store.kv_engine import Put
 
 log = logging.getLogger("ase_serving.store.embedded")
 

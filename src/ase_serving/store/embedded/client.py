@@ -25,8 +25,8 @@ from ase_serving.store.base import (
     StoreUnavailable,
 )
 from ase_serving.store.embedded.http import HttpClient, HttpError
-from ase_serving.store.kv import KVEntry, KVEvent, Put
-from ase_serving.store.kvstore import KVConfigStore, KVRegistry
+from ase_serving.store.kv_backed import KVConfigStore, KVRegistry
+from ase_serving.store.kv_engine import KVEntry, KVEvent, Put
 
 #: Seconds one watch long poll waits on the server.
 POLL = 25.0
@@ -48,7 +48,7 @@ def _entry(doc: dict[str, Any]) -> KVEntry:
 
 
 class EmbeddedKV:
-    """:class:`~ase_serving.store.kv.KV` over HTTP to an embedded config centre."""
+    """:class:`~ase_serving.store.kv_engine.KV` over HTTP to an embedded config centre."""
 
     def __init__(
         self, address: str, account: str | None = None, password: str | None = None, poll: float = POLL

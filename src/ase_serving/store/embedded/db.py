@@ -33,7 +33,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from ase_serving.store.base import Compacted, LeaseLost, StoreError
-from ase_serving.store.kv import KVEntry, KVEvent, Put
+from ase_serving.store.kv_engine import KVEntry, KVEvent, Put
 
 #: The SQLite file inside the data directory.
 DB_FILE = "store.db"
@@ -209,7 +209,7 @@ class KVDB:
     def txn(
         self, puts: Sequence[Put], deletes: Sequence[str] = (), if_mod: dict[str, int] | None = None
     ) -> int | None:
-        """As :meth:`ase_serving.store.kv.KV.txn`; deleting absent keys writes nothing (and a txn
+        """As :meth:`ase_serving.store.kv_engine.KV.txn`; deleting absent keys writes nothing (and a txn
         that writes nothing returns the current revision)."""
         keys = [p.key for p in puts] + list(deletes)
         if len(set(keys)) != len(keys):

@@ -9,7 +9,6 @@ timeouts, session limits and metrics are the same on both ports.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from typing import Any
 
@@ -20,10 +19,12 @@ from ase_serving.loader import convert
 from ase_serving.loader.front import DRAINING, SERVING, STARTING, Front
 from ase_serving.loader.proto import loader_pb2 as pb
 from ase_serving.protocol.items import Frame
+from ase_serving.rpc import add_service
 
 log = logging.getLogger("ase_serving.loader")
 
-SERVICE = "ase.loader.v1.Loader"
+#: ``ase.loader.v1.Loader``, as loader.proto defines it.
+SERVICE = pb.DESCRIPTOR.services_by_name["Loader"]
 __all__ = ["DRAINING", "SERVING", "STARTING", "LoaderService", "add_to_server"]
 _EOF: Any = grpc.aio.EOF  # type: ignore[attr-defined]  # missing from the stubs
 
@@ -143,7 +144,4 @@ async def _read_frames(
 
 
 def add_to_server(server: grpc.aio.Server, service: LoaderService) -> None:
-    handlers = service.handlers()
-    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, handlers),))
-    with contextlib.suppress(AttributeError):  # registered methods skip the generic lookup (grpcio >= 1.63)
-        server.add_registered_method_handlers(SERVICE, handlers)  # type: ignore[attr-defined]
+    add_service(server, SERVICE, service.handlers())

@@ -30,9 +30,9 @@ from ase_serving.addr import host_port, url
 from ase_serving.errors import StartupError
 from ase_serving.loader.client import MAX_MESSAGE
 from ase_serving.loader.front import DRAINING, DataServer, Front, is_loopback
+from ase_serving.loader.grpc_api import LoaderService, add_to_server
 from ase_serving.loader.metrics import LoaderMetrics, MetricsServer
 from ase_serving.loader.pool import WorkerPool
-from ase_serving.loader.server import LoaderService, add_to_server
 from ase_serving.loader.settings import LoaderSettings
 from ase_serving.rpc import BindError, bind
 

@@ -9,10 +9,10 @@ from typing import Any
 
 import orjson
 
-from ase_serving.schema.build import build_service_schema
 from ase_serving.schema.code_api import spec_from_file
 from ase_serving.schema.service import check_service_schema
 from ase_serving.schema.spec import ApiDefinitionError, ApiProblem, ApiSpec
+from ase_serving.schema.spec_to_schema import build_service_schema
 from ase_serving.schema.yaml_api import read_api_text, read_api_yaml
 
 __all__ = ["Compiled", "from_code", "from_yaml", "from_yaml_text", "schema_bytes"]

@@ -1,4 +1,4 @@
-"""The config store and the registry, built once on any :class:`~ase_serving.store.kv.KV`.
+"""The config store and the registry, built once on any :class:`~ase_serving.store.kv_engine.KV`.
 
 Key layout (one layout for every KV backend, so an etcd dump reads like the embedded store)::
 
@@ -35,7 +35,7 @@ from ase_serving.store.base import (
     StoreError,
     check_name,
 )
-from ase_serving.store.kv import KV, KVEntry, Put
+from ase_serving.store.kv_engine import KV, KVEntry, Put
 
 log = logging.getLogger(__name__)
 

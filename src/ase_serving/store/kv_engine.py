@@ -6,7 +6,7 @@ keepalive and take their keys with them. A watch streams every change under a pr
 start revision on, in revision order, and breaks (:class:`StoreUnavailable`) when the connection
 does; the caller resumes from the last revision it saw.
 
-:mod:`ase_serving.store.kvstore` builds the :class:`~ase_serving.store.base.ConfigStore` and the
+:mod:`ase_serving.store.kv_backed` builds the :class:`~ase_serving.store.base.ConfigStore` and the
 :class:`~ase_serving.store.base.Registry` on any :class:`KV`, so a backend only implements this.
 """
 
