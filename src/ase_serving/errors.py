@@ -40,7 +40,8 @@
         │   ├── InvalidName (ValueError)      a name that cannot be a key part
         │   ├── store.embedded.db.InvalidStoreRequest (ValueError)   a request the embedded store refuses
         │   ├── cluster.access.NotSetUp       no cluster set up under $ASE_HOME
-        │   └── cluster.items.Ambiguous       a bare item name that several services' items have
+        │   ├── cluster.items.Ambiguous       a bare item name that several services' items have
+        │   └── cluster.items.RouteTaken      a schema for a route another schema of the scope serves
         ├── cluster_settings.SettingsError   cluster.json unreadable or incomplete
         ├── loader.project.ProjectError   a project folder or its ase.toml is unusable
         ├── schema.ApiDefinitionError (ValueError)   an API definition refused, every problem listed
