@@ -37,8 +37,8 @@ class Slots:
             self.busy -= 1
             if direct:
                 self.direct_busy -= 1
-                if self.direct_busy == 0:
-                    self._cond.notify_all()
+                # Every release: a drain waits for "no more than at_most()", not only for 0.
+                self._cond.notify_all()
 
     def wait_direct(self, at_most: Callable[[], int], timeout: float) -> None:
         """Wait (at most ``timeout`` s) until direct callers hold no more than ``at_most()`` slots."""
