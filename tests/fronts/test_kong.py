@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
+from ase_serving.envflags import values
 from ase_serving.gateway.__main__ import parse_args
 from ase_serving.gateway.settings import DEFAULT_PORT, GatewaySettings
 from ase_serving.loader.project import load_project
@@ -118,10 +119,10 @@ def gateway_command(text: str) -> list[str]:
 
 @pytest.mark.parametrize("doc", [KONG / "kong.yml", KONG / "README.md"], ids=lambda p: Path(p).name)
 def test_the_gateway_command_trusts_the_header_kong_sets(doc: Path) -> None:
-    args = parse_args(gateway_command(doc.read_text()))
-    assert args.auth == "proxy" and args.trusted_proxy
-    assert args.consumer_header == KONG_CONSUMER_HEADER == GatewaySettings().consumer_header
+    given = values(GatewaySettings, parse_args(gateway_command(doc.read_text())))
+    assert given["auth"] == "proxy" and given["trusted_proxies"]
+    assert given["consumer_header"] == KONG_CONSUMER_HEADER == GatewaySettings().consumer_header
     settings = GatewaySettings(
-        auth=args.auth, trusted_proxies=args.trusted_proxy, consumer_header=args.consumer_header
+        auth=given["auth"], trusted_proxies=given["trusted_proxies"], consumer_header=given["consumer_header"]
     )
     assert settings.check() == []
