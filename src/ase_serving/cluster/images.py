@@ -25,11 +25,12 @@ from typing import TYPE_CHECKING
 from ase_serving import __version__
 from ase_serving.errors import UserError
 from ase_serving.loader.testcases import TestCase, load_cases
-from ase_serving.loader.testrun import CaseResult, Report, run_case
+from ase_serving.loader.testrun import CaseResult, Report, gateway_refusal, run_case
 from ase_serving.protocol.items import Result
 
 if TYPE_CHECKING:
     from ase_serving.loader.client import LoaderClient
+    from ase_serving.schema.validate import RequestValidator
 
 FRAMEWORK_IMAGE = f"ase-serving:{__version__}"
 LOADER_BASE_IMAGE = f"ase-serving-loader:{__version__}"
@@ -273,6 +274,11 @@ def _remote_result(client: LoaderClient, case: TestCase) -> Result:
     return result
 
 
+def _checked_result(validator: RequestValidator | None, client: LoaderClient, case: TestCase) -> Result:
+    """The gateway's answer to a case it refuses, else the running loader's result."""
+    return gateway_refusal(validator, case) or _remote_result(client, case)
+
+
 def test_image(folder: Path, image: str, timeout: float = 120.0, say: Say = say_to_stderr) -> Report:
     """Run ``image`` (its gRPC port on 127.0.0.1), wait for the loader's health (saying so through
     ``say`` while it waits), run ``folder``'s cases against it over gRPC, and remove the container
@@ -281,6 +287,7 @@ def test_image(folder: Path, image: str, timeout: float = 120.0, say: Say = say_
     Standalone, there is no config centre and so no cluster secret: the data port stays on the
     container's loopback (``--data-host 127.0.0.1``), as a data port beyond it requires one."""
     from ase_serving.loader.client import LoaderClient
+    from ase_serving.schema.validate import RequestValidator
 
     exe = check_engine()
     if not image_exists(exe, image):
@@ -306,11 +313,20 @@ def test_image(folder: Path, image: str, timeout: float = 120.0, say: Say = say_
             raise DockerError(f"the loader in {image} is not serving: {why}; its log:\n{tail}")
         cases = load_cases(folder / "tests")
         report.no_cases = not cases
+        # Each case passes the gateway's schema check first, as in `loader test` without --image:
+        # a case the gateway refuses (10163 ...) gets that answer, not the engine's.
+        from ase_serving.loader.project import load_project
+        from ase_serving.loader.project_schemas import read_project_api
+
+        api = read_project_api(load_project(folder))
+        report.problems.extend(api.problems)
+        report.warnings.extend(api.warnings)
+        validator = RequestValidator(api.service.schemainput) if api.service is not None else None
         with LoaderClient(f"127.0.0.1:{port}", timeout=30.0) as client:
             for case in cases:
                 start = time.perf_counter()
                 try:
-                    out = run_case(case, functools.partial(_remote_result, client, case))
+                    out = run_case(case, functools.partial(_checked_result, validator, client, case))
                 except Exception as exc:
                     out = CaseResult(name=case.name, ok=False, file=str(case.file))
                     out.reason = f"call failed: {exc}"

@@ -162,6 +162,30 @@ def run_project(folder: str | Path) -> Report:
     return report
 
 
+def check_body(validator: RequestValidator, body: dict[str, Any], first: bool) -> None:
+    """The gateway's schema check of a case's request body or frame: raises what it answers (10163 ...)."""
+    try:
+        sent = orjson.loads(orjson.dumps(body))  # what travels: JSON (a YAML date becomes text)
+    except orjson.JSONEncodeError:
+        sent = body
+    validator.check(sent, first)
+
+
+def gateway_refusal(validator: RequestValidator | None, case: TestCase) -> Result | None:
+    """What the gateway answers ``case`` before any engine sees it (10163 ...), or None when it
+    would pass the case on; for runs that call a loader directly (``loader test --image``)."""
+    if validator is None:
+        return None
+    try:
+        check_body(validator, case.request, True)
+        if case.mode != ONCE:
+            for body in case.frames:
+                check_body(validator, body, False)
+    except AseError as exc:
+        return Result(exc.code, exc.message)
+    return None
+
+
 def run_case(case: TestCase, produce: Callable[[], Result]) -> CaseResult:
     """One case's :class:`CaseResult`: ``produce()`` gives its result, which is checked against the
     case's expectations (an invalid case is reported without calling ``produce``)."""
@@ -210,13 +234,8 @@ class CaseRunner:
 
     def _check(self, body: dict[str, Any], first: bool) -> None:
         """The gateway's schema check of a request body or frame (10163 ...), when there is a schema."""
-        if self.validator is None:
-            return
-        try:
-            sent = orjson.loads(orjson.dumps(body))  # what travels: JSON (a YAML date becomes text)
-        except orjson.JSONEncodeError:
-            sent = body
-        self.validator.check(sent, first)
+        if self.validator is not None:
+            check_body(self.validator, body, first)
 
     def _request(self, body: dict[str, Any]) -> Any:
         parameter = body.get("parameter")
