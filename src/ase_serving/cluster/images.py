@@ -17,6 +17,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -152,7 +153,21 @@ def build_framework(
     verbose: bool = False,
 ) -> None:
     extra = [] if python == PYTHON_IMAGE else ["--build-arg", f"BASE={python}"]
-    docker_build(repo, repo / "docker" / "Dockerfile", tag, extra, say, verbose, python)
+    with tempfile.TemporaryDirectory(prefix="ase-build-") as tmp:
+        context = _context(repo, "Dockerfile", Path(tmp))
+        # What docker/Dockerfile copies, and nothing else.
+        for name in ("pyproject.toml", "README.md"):
+            shutil.copy2(repo / name, context / name)
+        shutil.copytree(repo / "src", context / "src", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+        docker_build(context, context / "Dockerfile", tag, extra, say, verbose, python)
+
+
+def _context(repo: Path, dockerfile: str, into: Path) -> Path:
+    """A build context of its own for ``repo/docker/dockerfile``: docker reads every file of a
+    context before it builds, and fails when one goes away meanwhile (a test run's coverage files
+    come and go in a working tree), so a base image is never built from the tree itself."""
+    shutil.copy2(repo / "docker" / dockerfile, into / "Dockerfile")
+    return into
 
 
 def build_loader_base(
@@ -163,7 +178,9 @@ def build_loader_base(
     verbose: bool = False,
 ) -> None:
     extra = ["--build-arg", f"FRAMEWORK={framework}"]
-    docker_build(repo, repo / "docker" / "loader.Dockerfile", tag, extra, say, verbose, framework)
+    with tempfile.TemporaryDirectory(prefix="ase-build-") as tmp:
+        context = _context(repo, "loader.Dockerfile", Path(tmp))  # it copies nothing
+        docker_build(context, context / "Dockerfile", tag, extra, say, verbose, framework)
 
 
 def project_tag(folder: Path) -> str:
