@@ -162,7 +162,7 @@ def run_project(folder: str | Path) -> Report:
     return report
 
 
-def check_body(validator: RequestValidator, body: dict[str, Any], first: bool) -> None:
+def _check_body(validator: RequestValidator, body: dict[str, Any], first: bool) -> None:
     """The gateway's schema check of a case's request body or frame: raises what it answers (10163 ...)."""
     try:
         sent = orjson.loads(orjson.dumps(body))  # what travels: JSON (a YAML date becomes text)
@@ -177,10 +177,10 @@ def gateway_refusal(validator: RequestValidator | None, case: TestCase) -> Resul
     if validator is None:
         return None
     try:
-        check_body(validator, case.request, True)
+        _check_body(validator, case.request, True)
         if case.mode != ONCE:
             for body in case.frames:
-                check_body(validator, body, False)
+                _check_body(validator, body, False)
     except AseError as exc:
         return Result(exc.code, exc.message)
     return None
@@ -232,11 +232,6 @@ class CaseRunner:
         out.traceback = "\n".join(self.raised)
         return out
 
-    def _check(self, body: dict[str, Any], first: bool) -> None:
-        """The gateway's schema check of a request body or frame (10163 ...), when there is a schema."""
-        if self.validator is not None:
-            check_body(self.validator, body, first)
-
     def _request(self, body: dict[str, Any]) -> Any:
         parameter = body.get("parameter")
         # A case may name the service in `parameter`; when it names several, ours is the one.
@@ -246,8 +241,10 @@ class CaseRunner:
         )
 
     def _once(self, case: TestCase) -> Result:
+        refused = gateway_refusal(self.validator, case)
+        if refused is not None:
+            return refused
         try:
-            self._check(case.request, True)
             req = self._request(case.request)
         except AseError as exc:
             return Result(exc.code, exc.message)
@@ -259,10 +256,10 @@ class CaseRunner:
     def _session(self, case: TestCase) -> Result:
         result = Result()
         timeout = self.settings.read_timeout_s
+        refused = gateway_refusal(self.validator, case)
+        if refused is not None:
+            return refused
         try:
-            self._check(case.request, True)
-            for body in case.frames:
-                self._check(body, False)
             first = self._request(case.request)
             frames = [frame_from_public(body) for body in case.frames]
         except AseError as exc:
