@@ -1,4 +1,5 @@
-# The loader base image: the framework plus what a wrapper project needs to be served.
+# The loader base image: the framework plus what a wrapper project needs to be served (no layer of
+# its own: /app, owned by the image's user, is made in the framework image).
 # A wrapper image (`asectl loader build DIR`) is FROM this one, copies the project to /app and
 # pip-installs its requirements.txt; the entry point serves /app:
 #   asectl loader run /app --host 0.0.0.0 --port 50051 --data-port 50052
@@ -10,9 +11,6 @@
 #          --build-arg FRAMEWORK=ase-serving:VERSION -t ase-serving-loader:VERSION .
 ARG FRAMEWORK=ase-serving:latest
 FROM ${FRAMEWORK}
-USER root
-RUN mkdir -p /app && chown 10001:10001 /app
-USER 10001
 WORKDIR /app
 ENV ASE_LOADER_PORT=50051 ASE_LOADER_DATA_PORT=50052
 EXPOSE 50051 50052

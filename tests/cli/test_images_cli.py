@@ -59,3 +59,10 @@ def test_a_projects_requirements_are_installed_quietly(tmp_path: Path) -> None:
     (tmp_path / "requirements.txt").write_text("numpy\n")
     text = loader_dockerfile(tmp_path)
     assert "pip install --quiet --no-cache-dir --disable-pip-version-check -r" in text
+
+
+def test_requirements_of_comments_and_blank_lines_only_add_no_pip_step(tmp_path: Path) -> None:
+    (tmp_path / "requirements.txt").write_text("# nothing yet\n\n   # numpy\n")
+    assert "pip" not in loader_dockerfile(tmp_path)
+    (tmp_path / "requirements.txt").write_text("# pinned\nnumpy==2.1  # for the model\n")
+    assert "pip install --quiet" in loader_dockerfile(tmp_path)

@@ -63,17 +63,23 @@ def _short(text: str, width: int = 90) -> str:
 
 
 def run_build(
-    cmd: list[str], tag: str, say: Say = say_to_stderr, verbose: bool = False, base: str | None = None
+    cmd: list[str],
+    tag: str,
+    say: Say = say_to_stderr,
+    verbose: bool = False,
+    base: str | None = None,
+    env: dict[str, str] | None = None,
 ) -> None:
-    """Run the ``docker build`` command ``cmd`` of ``tag`` (FROM ``base``), its progress through ``say``."""
+    """Run the ``docker build`` command ``cmd`` of ``tag`` (FROM ``base``; ``env`` over this
+    environment), its progress through ``say``."""
     start = time.monotonic()
+    env = {**os.environ, **(env or {}), "BUILDKIT_PROGRESS": "plain"}  # BuildKit's line-per-event output
     if verbose:
-        proc = subprocess.run(cmd, check=False)
+        proc = subprocess.run(cmd, check=False, env=env)
         if proc.returncode != 0:
             raise DockerError(f"docker build of {tag} failed (exit {proc.returncode}); its output is above")
         say(f"built {tag} in {time.monotonic() - start:.0f} s")
         return
-    env = {**os.environ, "BUILDKIT_PROGRESS": "plain"}  # BuildKit's line-per-event output
     proc_ = subprocess.Popen(
         cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace", env=env
     )
@@ -122,7 +128,9 @@ def run_build(
 
 def _failure(tag: str, step: _Step, tail: list[str], code: int, base: str | None) -> str:
     at = f" at step {step.number}/{step.total} ({_short(step.text, 60)})" if step.number else ""
-    if step.text.upper().startswith("FROM ") and any(_PULL_FAILED.search(line) for line in tail):
+    # The classic builder fails at its FROM step; BuildKit while resolving the FROMs, before any step.
+    at_from = not step.number or step.text.upper().startswith("FROM ")
+    if at_from and any(_PULL_FAILED.search(line) for line in tail) and (base or step.number):
         image = base or step.text.split()[1]
         hint = (
             "scripts/docker-base makes a local stand-in, or pass --python-base IMAGE"
