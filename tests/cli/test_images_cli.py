@@ -4,12 +4,20 @@ builds the images with this command and checks the missing-base message of ``loa
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from ase_serving.cli.main import make_app
-from ase_serving.cluster.images import FRAMEWORK_IMAGE, LOADER_BASE_IMAGE, PYTHON_IMAGE, loader_dockerfile
+from ase_serving.cluster.images import (
+    FRAMEWORK_IMAGE,
+    LOADER_BASE_IMAGE,
+    PYTHON_IMAGE,
+    builder,
+    loader_dockerfile,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -66,3 +74,51 @@ def test_requirements_of_comments_and_blank_lines_only_add_no_pip_step(tmp_path:
     assert "pip" not in loader_dockerfile(tmp_path)
     (tmp_path / "requirements.txt").write_text("# pinned\nnumpy==2.1  # for the model\n")
     assert "pip install --quiet" in loader_dockerfile(tmp_path)
+
+
+def _docker_cli(folder: Path, version: str, buildx: bool) -> Path:
+    """A docker CLI of ``version`` in ``folder`` (with or without the buildx plugin) for the
+    builder's choice; `docker info` answers as an engine does."""
+    folder.mkdir()
+    script = folder / "docker"
+    script.write_text(
+        "#!/bin/sh\n"
+        'case "$1" in\n'
+        "  info) echo 27.0.0 ;;\n"
+        f"  --version) echo 'Docker version {version}, build 0000000' ;;\n"
+        f"  buildx) {'echo buildx v0.17.0' if buildx else 'echo unknown command >&2; exit 1'} ;;\n"
+        "esac\n"
+    )
+    script.chmod(0o755)
+    return script
+
+
+@pytest.mark.parametrize(
+    ("clis", "chosen", "argv", "env"),
+    [
+        # A CLI with buildx: its `buildx build --load`.
+        ([("28.2.2", True)], 0, ("buildx", "build", "--load"), {}),
+        # A newer CLI without buildx first on PATH, Debian's 20.10 after it: the 20.10 one, BuildKit on.
+        ([("28.2.2", False), ("20.10.24+dfsg1", False)], 1, ("build",), {"DOCKER_BUILDKIT": "1"}),
+        # Only a newer CLI without buildx: the classic builder.
+        ([("28.2.2", False)], 0, ("build",), {}),
+    ],
+)
+def test_builds_use_buildkit_where_a_docker_cli_on_path_has_it(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    clis: list[tuple[str, bool]],
+    chosen: int,
+    argv: tuple[str, ...],
+    env: dict[str, str],
+) -> None:
+    exes = [_docker_cli(tmp_path / f"bin{i}", v, bx) for i, (v, bx) in enumerate(clis)]
+    monkeypatch.setenv("PATH", os.pathsep.join(str(e.parent) for e in exes))
+    builder.cache_clear()
+    try:
+        how = builder()
+    finally:
+        builder.cache_clear()
+    assert how.argv == (str(exes[chosen]), *argv)
+    assert dict(how.env) == env
+    assert how.buildkit == (argv != ("build",) or bool(env))
