@@ -36,6 +36,12 @@ def direct_callers(loader: LoaderProcess) -> int:
     return sum(int(w["direct_callers"]) for w in orjson.loads(body)["workers"])
 
 
+def busy(loader: LoaderProcess) -> int:
+    """Licences in use in the loader's own count, direct calls included, from its /health."""
+    _, body = loader.http("/health")
+    return sum(int(w["lic_busy"]) for w in orjson.loads(body)["workers"])
+
+
 @pytest.fixture
 def twins(cluster: Cluster) -> Iterator[tuple[GatewayProcess, list[LoaderProcess]]]:
     cluster.put_schema(api_yaml("twin"))
@@ -222,3 +228,6 @@ def test_the_loaders_once_timeout_holds_on_the_direct_path(cluster: Cluster, tmp
         assert time.monotonic() - start < 5  # not the engine's 5 s: the loader's 0.5 s
 
         wait_for(lambda: direct_callers(loader) == 1, 15, "the call sent to the worker's own socket")
+        # The engine's call goes on after the timeout; once it ends (5 s), its slot is free again
+        # in the loader's count, with no call after it to carry the news.
+        wait_for(lambda: busy(loader) == 0, 30, "the slot freed when the engine's call ended")

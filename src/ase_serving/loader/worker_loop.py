@@ -246,6 +246,10 @@ class Worker:
                 code, out = self._run_once(payload)
             finally:
                 self.slots.give(direct=True)
+                # The watcher reports the freed slot; it may be resting since this call began
+                # (a call longer than its rest), and the supervisor would count the slot busy
+                # until the next call: /health one licence short, a drain waiting its whole timeout.
+                self._active.set()
             seconds = time.perf_counter() - start
         self.stats.once(code, seconds)
         chan.send(wire.OP_ONCE_DONE, call_id, code, out)
