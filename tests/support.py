@@ -256,21 +256,52 @@ async def until(check: Callable[[], Any], what: str, timeout: float = 20.0, inte
         await asyncio.sleep(interval)
 
 
+#: Commands whose tests check what they print and exit with, not a process: ``asectl()`` runs them
+#: in this process with Typer's CliRunner (a Python start and its imports saved each time). The
+#: others run as a process: servers (``loader run``, ``config serve``, ``api web``...), ``loader
+#: test`` (it imports the project's wrapper.py, a module of that name for every project), ``init``
+#: and ``down`` (they start and stop background processes), ``config edit`` (its editor's
+#: temporary file follows ``$TMPDIR``, which Python reads once), ``images`` and ``loader build``.
+IN_PROCESS = (
+    ("cluster",),
+    ("api", "create"),
+    ("api", "gen"),
+    ("config", "upload"),
+    ("config", "list"),
+    ("config", "show"),
+    ("config", "history"),
+    ("config", "rollback"),
+    ("config", "delete"),
+    ("consumer",),
+    ("account",),
+    ("setup",),
+    ("call",),
+)
+
+
 def asectl(
     *args: str | Path,
     home: Path | None = None,
     env: dict[str, str] | None = None,
     cwd: Path | None = None,
     timeout: float = 60.0,
+    process: bool | None = None,
 ) -> subprocess.CompletedProcess[str]:
     """``asectl ARGS`` as a user runs it: no terminal (stdin closed), none of this environment's
-    ``ASE_*`` settings but ``$ASE_HOME`` = ``home`` (when given) and ``env``."""
-    full = {k: v for k, v in os.environ.items() if not k.startswith("ASE_")}
-    if home is not None:
-        full["ASE_HOME"] = str(home)
-    full.update(env or {})
+    ``ASE_*`` settings but ``$ASE_HOME`` = ``home`` (when given) and ``env``. A command of
+    :data:`IN_PROCESS` runs in this process unless ``process`` is True (then, and for the others,
+    ``python -m ase_serving.cli.main``)."""
+    argv = [str(a) for a in args]
+    unset = [k for k in os.environ if k.startswith("ASE_")]
+    given = {**({"ASE_HOME": str(home)} if home is not None else {}), **(env or {})}
+    if process is None:
+        process = not any(tuple(argv[: len(cmd)]) == cmd for cmd in IN_PROCESS)
+    if not process:
+        return _in_process(argv, {**dict.fromkeys(unset), **given}, cwd)
+    full = {k: v for k, v in os.environ.items() if k not in unset}
+    full.update(given)
     return subprocess.run(
-        [*ASECTL, *map(str, args)],
+        [*ASECTL, *argv],
         env=full,
         stdin=subprocess.DEVNULL,
         capture_output=True,
@@ -279,6 +310,29 @@ def asectl(
         cwd=cwd,
         check=False,
     )
+
+
+def _in_process(
+    argv: list[str], env: dict[str, str | None], cwd: Path | None
+) -> subprocess.CompletedProcess[str]:
+    """``asectl ARGV`` through CliRunner, as a CompletedProcess: an exception that escapes the
+    command is a traceback on stderr and exit status 1, as Python's own would be."""
+    import traceback
+
+    from typer.testing import CliRunner
+
+    from ase_serving.cli.main import make_app
+
+    with contextlib.chdir(cwd) if cwd is not None else contextlib.nullcontext():
+        result = CliRunner().invoke(make_app(argv), argv, env=env, prog_name="asectl")
+    stderr = result.stderr
+    code = result.exit_code
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        info = result.exc_info
+        assert info is not None
+        stderr += "Traceback (most recent call last):\n" + "".join(traceback.format_exception(*info))
+        code = 1
+    return subprocess.CompletedProcess([*ASECTL, *argv], code, result.stdout, stderr)
 
 
 def one_line_error(proc: subprocess.CompletedProcess[str]) -> str:
