@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -62,7 +63,9 @@ def test_every_option_given_arrives_in_the_loaders_run_options(loaders: StartLoa
     )
     # Every field but --push-schema (below: it needs a cluster) was given other than its default.
     default = RunOptions()
-    same = {f.name for f in dataclasses.fields(RunOptions) if getattr(got, f.name) == getattr(default, f.name)}
+    same = {
+        f.name for f in dataclasses.fields(RunOptions) if getattr(got, f.name) == getattr(default, f.name)
+    }
     assert same == {"push_schema"}
     # ... and served with.
     assert loader.line.startswith("loader optsvc 2.0.0 serving on 127.0.0.1:"), loader.line
@@ -75,3 +78,15 @@ def test_push_schema_arrives_in_the_loader() -> None:
     assert one_line_error(proc) == (
         "error: --push-schema writes the schema to the cluster's config centre: drop --standalone"
     )
+
+
+def test_the_loader_it_becomes_imports_no_command_line_tool() -> None:
+    """RunOptions lives with the loader, which carries no Typer, Click, Rich or pydantic."""
+    code = (
+        "import sys, ase_serving.cli.loader_serve; "
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'typer', 'click', 'rich', 'pydantic'}))"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=30, check=True
+    )
+    assert proc.stdout.strip() == "[]"

@@ -97,7 +97,9 @@ def test_loader_run_has_the_argument_and_options_of_run_options() -> None:
         (["--nope"], "No such option: --nope"),
     ],
 )
-def test_a_bad_loader_run_option_is_a_usage_error_before_the_loader_starts(args: list[str], said: str) -> None:
+def test_a_bad_loader_run_option_is_a_usage_error_before_any_loader_starts(
+    args: list[str], said: str
+) -> None:
     argv = ["loader", "run", "no-such-folder", *args]
     result = CliRunner().invoke(make_app(argv), argv, env={"COLUMNS": "200"})
     assert result.exit_code == 2
