@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import argparse
 import os
+from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
-from ase_serving.envflags import FlagField, apply_env, argv, env_name, flags_of, parser, values
+from ase_serving.envflags import FlagField, apply_env, argv, env_name, flag, flags_of, parser, values
 from ase_serving.gateway.settings import GatewaySettings
 from ase_serving.lb.settings import LbSettings
 
@@ -97,3 +99,51 @@ def test_the_command_line_asectl_passes_on_is_read_back_as_given(
     # A flag not given is not passed on: its variable (or default) decides in the server.
     assert argv(fields, {}) == []
     assert argv(fields, {"port": 0}) == ["--port=0"]
+
+
+@dataclass
+class _Run:
+    """A command with what ``asectl loader run`` takes: a positional path, a lowest value, an
+    optional path, a flag with a variable of its own."""
+
+    folder: Path = flag(Path(), "the project", argument=True)
+    ttl: float = flag(10.0, "seconds", min=2.0)
+    cert: Path | None = flag(None, "a PEM file")
+    advertise: str | None = flag(None, "HOST to register", env="X_OWN_ADVERTISE")
+
+
+def test_a_positional_path_a_lowest_value_and_a_flags_own_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    fields = flags_of(_Run)
+    assert [(f.name, f.option, f.kind, f.optional) for f in fields] == [
+        ("folder", "folder", Path, False),
+        ("ttl", "--ttl", float, False),
+        ("cert", "--cert", Path, True),
+        ("advertise", "--advertise", str, True),
+    ]
+    given = {"folder": Path("-odd/dir"), "ttl": 2.0, "cert": Path("c.pem"), "advertise": "h"}
+    assert argv(fields, given) == ["--ttl=2.0", "--cert=c.pem", "--advertise=h", "--", "-odd/dir"]
+    assert values(_Run, parser(_Run, "x", "x", "X").parse_args(argv(fields, given))) == given
+    assert values(_Run, parser(_Run, "x", "x", "X").parse_args([])) == {
+        "folder": Path(),
+        "ttl": 10.0,
+        "cert": None,
+        "advertise": None,
+    }
+    monkeypatch.setenv("X_OWN_ADVERTISE", "10.1.2.3")
+    monkeypatch.setenv("X_ADVERTISE", "not this")
+    ap = parser(_Run, "x", "x", "X")
+    assert ap.parse_args([]).advertise == "10.1.2.3"
+    assert "[env X_OWN_ADVERTISE]" in ap.format_help()
+
+
+def test_a_value_below_the_lowest_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        parser(_Run, "x", "x", "X").parse_args(["--ttl", "1.5"])
+    assert info.value.code == 2
+    assert "argument --ttl: 1.5 is below 2, the least --ttl takes" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        parser(_Run, "x", "x", "X").parse_args(["--ttl", "soon"])
+    assert "argument --ttl: invalid float value: 'soon'" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        apply_env(parser(_Run, "x", "x", "X"), "X", {"X_TTL": "1"})
+    assert "X_TTL='1' is not a valid value for --ttl" in capsys.readouterr().err

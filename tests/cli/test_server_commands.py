@@ -1,6 +1,7 @@
 """``asectl gateway serve`` and ``asectl lb serve``: the flags of the servers' ``python -m`` entry
 points, from the same settings fields (their processes: tests/gateway/test_gateway_process.py,
-tests/lb/test_lb_service.py)."""
+tests/lb/test_lb_service.py); ``asectl loader run``: the fields of RunOptions (its process:
+tests/cli/test_loader_run_options.py)."""
 
 from __future__ import annotations
 
@@ -10,8 +11,9 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
+from ase_serving.cli.loader_serve import RunOptions
 from ase_serving.cli.main import make_app
-from ase_serving.envflags import env_name, parser
+from ase_serving.envflags import env_name, flags_of, parser
 from ase_serving.gateway.settings import GatewaySettings
 from ase_serving.lb.settings import LbSettings
 
@@ -62,3 +64,43 @@ def test_the_groups_say_what_they_serve() -> None:
     result = CliRunner().invoke(make_app(), ["--help"], env={"COLUMNS": "200"})
     assert re.search(r"│ gateway +The gateway: ", result.stdout), result.stdout
     assert re.search(r"│ lb +The LB service: ", result.stdout), result.stdout
+
+
+def test_loader_run_has_the_argument_and_options_of_run_options() -> None:
+    """One definition: each field of RunOptions is the command's argument or one of its options,
+    with the field's help and default; nothing else is."""
+    app = make_app(["loader", "run"])
+    command = typer.main.get_command(app).commands["loader"].commands["run"]  # type: ignore[attr-defined]
+    params = {p.name: p for p in command.params if p.name != "help"}
+    fields = flags_of(RunOptions)
+    assert list(params) == [f.name for f in fields]
+    for f in fields:
+        param = params[f.name]
+        assert param.help.replace("\\[", "[").startswith(f.spec.help), f.name  # markup escaped
+        assert param.default == f.default, f.name
+        if f.spec.argument:
+            assert param.param_type_name == "argument" and f.name == "folder"
+        else:
+            assert param.param_type_name == "option" and param.opts == [f.option], f.name
+    assert params["advertise"].envvar == "ASE_LOADER_ADVERTISE"
+    result = CliRunner().invoke(app, ["loader", "run", "--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0
+    assert "[env var: ASE_LOADER_ADVERTISE]" in result.stdout
+    assert "[x>=2.0]" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        (["--ttl", "1.5"], "Invalid value for '--ttl': Input should be greater than or equal to 2"),
+        (["--workers", "two"], "Invalid value for '--workers'"),
+        (["--nope"], "No such option: --nope"),
+    ],
+)
+def test_a_bad_loader_run_option_is_a_usage_error_before_any_loader_starts(
+    args: list[str], said: str
+) -> None:
+    argv = ["loader", "run", "no-such-folder", *args]
+    result = CliRunner().invoke(make_app(argv), argv, env={"COLUMNS": "200"})
+    assert result.exit_code == 2
+    assert said in result.stderr

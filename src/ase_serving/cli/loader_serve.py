@@ -1,6 +1,7 @@
 """The loader of ``asectl loader run``, without the command line tool's modules.
 
-``asectl loader run`` parses its options with Typer (:mod:`.loader_run`), then :func:`start`
+``asectl loader run`` parses its options (:class:`RunOptions`, defined here once) with Typer
+(:mod:`.loader_run`), then :func:`start`
 replaces the process with ``python -m ase_serving.cli.loader_serve OPTIONS`` (``exec``: the same
 pid, standard streams, environment and working directory), which serves until SIGTERM/Ctrl-C.
 The loader keeps whatever its process imported for as long as it serves: Typer, Click and
@@ -23,6 +24,7 @@ import orjson
 from ase_serving.addr import announce
 from ase_serving.cli.become import become
 from ase_serving.cli.loader_lines import api_lines, definition_line
+from ase_serving.envflags import flag, flags_of
 from ase_serving.errors import UserError
 
 if TYPE_CHECKING:
@@ -35,25 +37,55 @@ QUIET_LOGGERS = ("httpx", "httpcore", "hpack", "aetcd", "grpc", "_cygrpc", "asyn
 
 @dataclass
 class RunOptions:
-    """The options of ``asectl loader run`` (None: from ase.toml or the default)."""
+    """The options of ``asectl loader run``, defined here only: each field is the command's argument
+    or one of its options (:func:`~ase_serving.envflags.flag`; :mod:`.loader_run` builds the command
+    from them), in the order its help lists them. None: from ase.toml or the default."""
 
-    folder: str
-    service: str | None = None
-    version: str | None = None
-    workers: int | None = None
-    lic: int | None = None
-    port: int | None = None
-    host: str | None = None
-    data_port: int | None = None
-    data_host: str | None = None
-    metrics_port: int | None = None
-    standalone: bool = False
-    ttl: float = 10.0
-    advertise: str | None = None
-    log_level: str = "info"
-    data_tls_cert: str | None = None
-    data_tls_key: str | None = None
-    push_schema: bool = False
+    folder: Path = flag(Path(), "The wrapper project (the folder with wrapper.py).", argument=True)
+    service: str | None = flag(None, "Service name (default: [service] name or the folder name).")
+    version: str | None = flag(None, "Service version (default: [service] version or 1.0.0).")
+    workers: int | None = flag(None, "Worker processes, each with its own copy of the engine.")
+    lic: int | None = flag(None, "Licence slots (concurrent calls/sessions) per worker.")
+    port: int | None = flag(None, "gRPC (interop) port; 0 picks a free one.")
+    host: str | None = flag(None, "Address to listen on.")
+    data_port: int | None = flag(None, "Data port (what gateways call); 0 picks a free one.")
+    data_tls_cert: Path | None = flag(None, "TLS on the data port: a PEM certificate chain.")
+    data_tls_key: Path | None = flag(None, "The key of --data-tls-cert (if not in that file).")
+    data_host: str | None = flag(
+        None,
+        "Address of the data port (default: --host). Beyond loopback, callers must prove they know "
+        "the cluster's secret.",
+    )
+    metrics_port: int | None = flag(
+        None, "HTTP port of /metrics and /health; 0 picks a free one, -1 turns it off."
+    )
+    standalone: bool = flag(False, "Do not register with the cluster.")
+    ttl: float = flag(10.0, "Seconds the registration outlives the last heartbeat.", min=2.0)
+    advertise: str | None = flag(
+        None,
+        "HOST or HOST:PORT to register (default: the listening address, or for 0.0.0.0 this host's "
+        "address towards the config centre).",
+        env="ASE_LOADER_ADVERTISE",
+    )
+    log_level: str = flag("info", "debug, info, warning or error.")
+    push_schema: bool = flag(
+        False,
+        "Replace the config centre's copy of the project's schema when it differs (after an edit of "
+        "ai_api.yml).",
+    )
+
+    def to_json(self) -> str:
+        """What :func:`start` passes on to ``python -m ase_serving.cli.loader_serve``."""
+        return orjson.dumps(asdict(self), default=str).decode()
+
+    @classmethod
+    def from_json(cls, text: str) -> RunOptions:
+        """The options :meth:`to_json` wrote (its paths made paths again)."""
+        values = orjson.loads(text)
+        for f in flags_of(cls):
+            if f.kind is Path and values.get(f.name) is not None:
+                values[f.name] = Path(values[f.name])
+        return cls(**values)
 
 
 def abort(message: str, code: int = 1) -> NoReturn:
@@ -65,7 +97,7 @@ def abort(message: str, code: int = 1) -> NoReturn:
 def start(opts: RunOptions) -> None:
     """Become the loader: ``exec`` a lean Python serving ``opts``, else serve in this process."""
     if os.environ.get("ASE_LOADER_EXEC", "1") != "0":
-        become("ase_serving.cli.loader_serve", [orjson.dumps(asdict(opts)).decode()])
+        become("ase_serving.cli.loader_serve", [opts.to_json()])
     serve_options(opts)
 
 
@@ -76,7 +108,7 @@ def main(argv: list[str] | None = None) -> None:
             "usage: python -m ase_serving.cli.loader_serve OPTIONS-JSON (run `asectl loader run` instead)", 2
         )
     try:
-        serve_options(RunOptions(**orjson.loads(args[0])))
+        serve_options(RunOptions.from_json(args[0]))
     except UserError as exc:  # as asectl's commands print one (run in its process, asectl does)
         abort(str(exc), exc.exit_code)
 
@@ -101,7 +133,7 @@ def serve_options(opts: RunOptions) -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
     metrics_port = opts.metrics_port
     settings = load_project(
-        Path(opts.folder),
+        opts.folder,
         service=opts.service,
         version=opts.version,
         workers=opts.workers,
@@ -117,8 +149,8 @@ def serve_options(opts: RunOptions) -> None:
     if opts.data_host is not None:
         settings.data_host = opts.data_host
     if opts.data_tls_cert is not None:
-        settings.data_tls_cert = Path(opts.data_tls_cert)
-        settings.data_tls_key = Path(opts.data_tls_key) if opts.data_tls_key is not None else None
+        settings.data_tls_cert = opts.data_tls_cert
+        settings.data_tls_key = opts.data_tls_key
 
     if opts.push_schema and opts.standalone:
         abort("--push-schema writes the schema to the cluster's config centre: drop --standalone", 2)
@@ -129,7 +161,7 @@ def serve_options(opts: RunOptions) -> None:
     # gateway (the Api class is imported, in a child process, only when the schema is pushed).
     api = read_project_api(settings, code=cluster is not None)
     if api.problems:
-        abort(definition_line(settings.service, api.problems, opts.folder))
+        abort(definition_line(settings.service, api.problems, str(opts.folder)))
     for warning in api.warnings:  # an alias read as the right word, a file that cannot be pushed
         print(f"warning: {warning}", file=sys.stderr, flush=True)
 
@@ -146,7 +178,7 @@ def serve_options(opts: RunOptions) -> None:
 
     registrar = None
     if cluster is not None:
-        rerun = f"run `asectl loader run {shlex.quote(opts.folder)} --push-schema`"
+        rerun = f"run `asectl loader run {shlex.quote(str(opts.folder))} --push-schema`"
         registrar = _cluster_registrar(
             cluster,
             opts.ttl,

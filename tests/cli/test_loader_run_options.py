@@ -1,0 +1,92 @@
+"""``asectl loader run``'s argument and options are :class:`RunOptions`'s fields, defined there once
+(issue 17): what the command line gives is what the loader it becomes serves with. The command runs
+as a user runs it (a real process, which ``exec``s ``python -m ase_serving.cli.loader_serve``)."""
+
+from __future__ import annotations
+
+import dataclasses
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from ase_serving.cli.loader_serve import RunOptions
+from tests.conftest import StartLoader
+from tests.support import WRAPPERS, asectl, one_line_error
+
+pytestmark = pytest.mark.timeout(90)
+
+
+def _cert(tmp_path: Path) -> tuple[Path, Path]:
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
+         "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True, timeout=60,
+    )  # fmt: skip
+    return cert, key
+
+
+def test_every_option_given_arrives_in_the_loaders_run_options(loaders: StartLoader, tmp_path: Path) -> None:
+    cert, key = _cert(tmp_path)
+    # start_loader adds --port 0 and --metrics-port 0; --advertise comes from its variable.
+    loader = loaders(
+        WRAPPERS / "echo",
+        "--service", "optsvc", "--version", "2.0.0", "--workers", "1", "--lic", "3",
+        "--host", "127.0.0.1", "--data-port", "0", "--data-host", "127.0.0.1",
+        "--data-tls-cert", str(cert), "--data-tls-key", str(key),
+        "--standalone", "--ttl", "3.5", "--log-level", "debug",
+        env={"ASE_LOADER_ADVERTISE": "10.1.2.3"},
+    )  # fmt: skip
+    # asectl became (same pid) the loader's own entry point, given the options as RunOptions.
+    argv = Path(f"/proc/{loader.pid}/cmdline").read_bytes().decode().split("\0")
+    assert argv[argv.index("-m") + 1] == "ase_serving.cli.loader_serve"
+    got = RunOptions.from_json(argv[argv.index("-m") + 2])
+    assert got == RunOptions(
+        folder=WRAPPERS / "echo",
+        service="optsvc",
+        version="2.0.0",
+        workers=1,
+        lic=3,
+        port=0,
+        host="127.0.0.1",
+        data_port=0,
+        data_tls_cert=cert,
+        data_tls_key=key,
+        data_host="127.0.0.1",
+        metrics_port=0,
+        standalone=True,
+        ttl=3.5,
+        advertise="10.1.2.3",
+        log_level="debug",
+    )
+    # Every field but --push-schema (below: it needs a cluster) was given other than its default.
+    default = RunOptions()
+    same = {
+        f.name for f in dataclasses.fields(RunOptions) if getattr(got, f.name) == getattr(default, f.name)
+    }
+    assert same == {"push_schema"}
+    # ... and served with.
+    assert loader.line.startswith("loader optsvc 2.0.0 serving on 127.0.0.1:"), loader.line
+    assert "(1 worker x 3 licences)" in loader.line, loader.line
+
+
+def test_push_schema_arrives_in_the_loader() -> None:
+    proc = asectl("loader", "run", WRAPPERS / "echo", "--standalone", "--push-schema", "--metrics-port", "-1")
+    assert proc.returncode == 2
+    assert one_line_error(proc) == (
+        "error: --push-schema writes the schema to the cluster's config centre: drop --standalone"
+    )
+
+
+def test_the_loader_it_becomes_imports_no_command_line_tool() -> None:
+    """RunOptions lives with the loader, which carries no Typer, Click, Rich or pydantic."""
+    code = (
+        "import sys, ase_serving.cli.loader_serve; "
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'typer', 'click', 'rich', 'pydantic'}))"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=30, check=True
+    )
+    assert proc.stdout.strip() == "[]"
