@@ -1,4 +1,5 @@
-"""``asectl gateway serve`` and ``asectl lb serve``: Typer commands built from a server's settings.
+"""``asectl gateway serve``, ``asectl lb serve``, ``asectl config serve``: Typer commands built from
+a server's settings.
 
 The flags are defined once, on the server's settings dataclass (:mod:`ase_serving.envflags`); the
 same fields make the argparse parser of its ``python -m`` entry point. The command checks the flags
