@@ -8,6 +8,7 @@ import os
 import re
 import selectors
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -235,6 +236,18 @@ def test_config_serve_runs_the_embedded_centre_in_the_foreground(tmp_path: Path)
         for stream in (proc.stdout, proc.stderr):
             if stream is not None:
                 stream.close()
+
+
+def test_config_serve_on_a_taken_port_exits_1_with_one_line(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        proc = asectl("config", "serve", "--port", str(port), "--data", str(tmp_path / "data"), home=tmp_path)
+    assert proc.returncode == 1
+    assert proc.stdout == ""
+    line = one_line_error(proc)
+    assert line.startswith(f"error: cannot listen on 127.0.0.1:{port}: ") and "--port" in line, line
 
 
 def _bounded(low: int, high: int, route: str = "/v1/private/echo", service: str = "echo") -> dict[str, Any]:

@@ -1,7 +1,8 @@
-"""``asectl gateway serve`` and ``asectl lb serve``: the flags of the servers' ``python -m`` entry
-points, from the same settings fields (their processes: tests/gateway/test_gateway_process.py,
-tests/lb/test_lb_service.py); ``asectl loader run``: the fields of RunOptions (its process:
-tests/cli/test_loader_run_options.py)."""
+"""``asectl gateway serve``, ``asectl lb serve`` and ``asectl config serve``: the flags of the
+servers' ``python -m`` entry points, from the same settings fields (their processes:
+tests/gateway/test_gateway_process.py, tests/lb/test_lb_service.py, tests/cli/test_config_cli.py
+and tests/store/test_embedded_server.py); ``asectl loader run``: the fields of RunOptions (its
+process: tests/cli/test_loader_run_options.py)."""
 
 from __future__ import annotations
 
@@ -16,11 +17,19 @@ from ase_serving.cli.main import make_app
 from ase_serving.envflags import env_name, flags_of, parser
 from ase_serving.gateway.settings import GatewaySettings
 from ase_serving.lb.settings import LbSettings
+from ase_serving.store.embedded.settings import EmbeddedSettings
 
 SERVERS = [
     ("gateway", GatewaySettings, "ASE_GATEWAY"),
     ("lb", LbSettings, "ASE_LB"),
+    ("config", EmbeddedSettings, "ASE_CONFIGD"),
 ]
+#: Flags each server has (a check that the settings class is the one its users know).
+KNOWN = {
+    "gateway": {"--port", "--host", "--config", "--log-level"},
+    "lb": {"--port", "--host", "--config", "--log-level"},
+    "config": {"--port", "--host", "--data", "--history", "--login-failures"},
+}
 
 
 def _command(group: str) -> typer.core.TyperCommand:
@@ -35,7 +44,7 @@ def test_the_command_has_the_flags_of_python_m(group: str, settings: type, prefi
         o for a in parser(settings, "x", "x", prefix)._actions for o in a.option_strings if o.startswith("--")
     }
     assert typer_flags == argparse_flags - {"--help"}
-    assert {"--port", "--host", "--config", "--log-level"} <= typer_flags
+    assert KNOWN[group] <= typer_flags
     result = CliRunner().invoke(
         make_app([group, "serve", "--help"]), [group, "serve", "--help"], env={"COLUMNS": "200"}
     )
@@ -52,6 +61,8 @@ def test_the_command_has_the_flags_of_python_m(group: str, settings: type, prefi
         (["gateway", "serve", "--nope"], "No such option: --nope"),
         (["lb", "serve", "--log-level", "loud"], "'loud' is not one of debug, info, warning, error"),
         (["lb", "serve", "--ttl", "soon"], "Invalid value for '--ttl'"),
+        (["config", "serve", "--port", "x"], "Invalid value for '--port'"),
+        (["config", "serve", "--login-backoff", "soon"], "Invalid value for '--login-backoff'"),
     ],
 )
 def test_a_bad_flag_is_a_usage_error_before_any_server_starts(args: list[str], said: str) -> None:

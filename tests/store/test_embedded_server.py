@@ -425,6 +425,26 @@ def test_a_taken_port_exits_1_with_one_line(tmp_path: Path) -> None:
     assert "--port" in done.stderr
 
 
+def test_a_bad_value_exits_2_with_one_line_naming_every_flag(tmp_path: Path) -> None:
+    done = _run_main("--port", "0", "--data", str(tmp_path / "d"), "--history", "0", "--login-failures", "0")
+    assert done.returncode == 2
+    assert done.stdout == ""
+    assert done.stderr == "error: --history must be >= 1; --login-failures must be >= 1\n"
+    assert not (tmp_path / "d").exists()  # nothing started
+
+
+def test_a_flag_is_also_an_ase_configd_variable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ASE_CONFIGD_LOGIN_BACKOFF", "5")
+    monkeypatch.setenv("ASE_CONFIGD_LOGIN_BACKOFF_MAX", "2")
+    done = _run_main("--port", "0", "--data", str(tmp_path / "d"))
+    assert done.returncode == 2
+    assert done.stderr == "error: --login-backoff-max must be >= --login-backoff\n"
+    monkeypatch.setenv("ASE_CONFIGD_HISTORY", "many")
+    done = _run_main("--port", "0", "--data", str(tmp_path / "d"))
+    assert done.returncode == 2
+    assert "ASE_CONFIGD_HISTORY='many' is not a valid value for --history" in done.stderr
+
+
 def test_one_server_per_data_directory(server: EmbeddedServer) -> None:
     done = _run_main("--port", "0", "--data", str(server.data_dir))
     assert done.returncode == 1

@@ -14,8 +14,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from ase_serving.addr import announce
 from ase_serving.cli.common import abort, print_json
+from ase_serving.cli.server_command import server_command
 from ase_serving.cluster.access import load_settings, run_with_backend
 from ase_serving.cluster.items import (
     Checked,
@@ -29,6 +29,7 @@ from ase_serving.cluster.items import (
 from ase_serving.cluster_settings import ClusterSettings
 from ase_serving.schema import Problem
 from ase_serving.store import Backend, ConfigItem, ConfigKey, ConfigScope, NotFound, StoreError
+from ase_serving.store.embedded.settings import ENV_PREFIX, MODULE, EmbeddedSettings
 
 app = typer.Typer(
     help="Config items in the config centre (service schemas and any other file).", no_args_is_help=True
@@ -315,24 +316,24 @@ def rollback(
     )
 
 
-@app.command("serve", epilog="Example:\n\n  asectl config serve --port 2390 --data ~/.ase/configd")
-def serve(
-    host: Annotated[str, typer.Option("--host", help="Interface to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option("--port", help="Port to listen on.")] = 2390,
-    data: Annotated[
-        Path | None, typer.Option("--data", help="State directory (default $ASE_HOME/configd).")
-    ] = None,
-) -> None:
-    """Run the embedded config centre in the foreground (Ctrl-C or SIGTERM stops it)."""
-    from ase_serving.cluster_settings import ase_home
-    from ase_serving.store.embedded.server import run_server
+_SERVE_EPILOG = """\
+Example:
 
-    data_dir = (data or ase_home() / "configd").expanduser().resolve()
+  asectl config serve --port 2390 --data ~/.ase/configd
 
-    def ready(url: str) -> None:
-        announce("config centre", url, f"(data {data_dir})")
+On its first start it creates the account `admin`, its password in DIR/admin.password. Every
+flag is also an ASE_CONFIGD_* variable (a flag given wins). Prints one line when listening, e.g.
+`config centre serving on http://127.0.0.1:2390 (data /home/me/.ase/configd)`. SIGTERM or Ctrl-C:
+exit 0. The command becomes `python -m ase_serving.store.embedded` with the same flags (what
+`asectl init` starts and containers run).
+"""
 
-    try:
-        run_server(host, port, data_dir, ready=ready)
-    except KeyboardInterrupt:
-        raise typer.Exit(0) from None
+server_command(
+    app,
+    "serve",
+    EmbeddedSettings,
+    MODULE,
+    ENV_PREFIX,
+    "Run the embedded config centre in the foreground (Ctrl-C or SIGTERM stops it).",
+    _SERVE_EPILOG,
+)

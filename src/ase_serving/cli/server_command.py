@@ -1,5 +1,5 @@
-"""Typer commands built from a settings dataclass: ``asectl gateway serve``, ``asectl lb serve``
-(:func:`server_command`) and ``asectl loader run`` (:func:`options_command`).
+"""Typer commands built from a settings dataclass: ``asectl gateway serve``, ``asectl lb serve``,
+``asectl config serve`` (:func:`server_command`) and ``asectl loader run`` (:func:`options_command`).
 
 The flags are defined once, on the dataclass's fields (:mod:`ase_serving.envflags`); for a server,
 the same fields make the argparse parser of its ``python -m`` entry point. The command checks the

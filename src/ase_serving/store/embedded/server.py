@@ -28,10 +28,8 @@ from ase_serving.store.base import StoreError
 from ase_serving.store.embedded.api import Centre, create_app
 from ase_serving.store.embedded.db import DB_FILE, DEFAULT_HISTORY, KVDB
 from ase_serving.store.embedded.roles import SECRET_PREFIXES
+from ase_serving.store.embedded.settings import DEFAULT_HOST, DEFAULT_PORT
 from ase_serving.store.embedded.throttle import LoginThrottle
-
-DEFAULT_HOST = "127.0.0.1"
-DEFAULT_PORT = 2390
 
 
 def bind(host: str, port: int) -> socket.socket:
@@ -185,5 +183,6 @@ def run_server(
     history: int = DEFAULT_HISTORY,
     throttle: LoginThrottle | None = None,
 ) -> None:
-    """Blocking :func:`serve` in a new event loop (for ``asectl init`` / ``asectl config serve``)."""
+    """Blocking :func:`serve` in a new event loop (for ``python -m ase_serving.store.embedded``, which
+    ``asectl init`` starts and ``asectl config serve`` becomes)."""
     asyncio.run(serve(host, port, data_dir, ready, history, throttle))
