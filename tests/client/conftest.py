@@ -56,7 +56,10 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
 
 @pytest.fixture(scope="package")
 def gw(cluster: Cluster) -> Iterator[GatewayProcess]:
-    """The gateway with authentication on (``--auth gateway``): every test signs or sends a key."""
+    """The gateway with authentication on (``--auth gateway``): every test signs or sends a key.
+
+    Not the shared ``gw`` of tests/gateway/conftest.py: this one is package-scoped (one gateway
+    for every client test module) on the package's own cluster, whose loaders that fixture starts."""
     with cluster.gateway(auth=True) as gateway:
         yield gateway
 

@@ -25,7 +25,7 @@ import pytest
 from ase_serving.gateway.settings import GatewaySettings
 from examples.support import example_dir
 from tests.fronts.support import EXAMPLE, NGINX, Nginx, self_signed, start_nginx, stream_echo_over_wss
-from tests.gateway.support import Cluster, GatewayProcess, api_yaml, once_body, unb64
+from tests.gateway.support import GatewayProcess, Serving, api_yaml, once_body, unb64
 
 pytestmark = pytest.mark.skipif(
     NGINX is None,
@@ -43,14 +43,12 @@ def tls(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     return self_signed(tmp_path_factory.mktemp("tls"))
 
 
-@pytest.fixture(scope="module")
-def gw(cluster: Cluster) -> Iterator[GatewayProcess]:
-    cluster.put_schema(SMALL)
-    cluster.put_schema(HOSTED)
-    cluster.loader(example_dir("echo"))
-    cluster.loader(example_dir("stream_echo"))
-    with cluster.serving("echo", "stream_echo", routes=("small", "hosted")) as gateway:
-        yield gateway
+SERVING = Serving(
+    schemas=(SMALL, HOSTED),
+    loaders=((example_dir("echo"),), (example_dir("stream_echo"),)),
+    services=("echo", "stream_echo"),
+    routes=("small", "hosted"),
+)
 
 
 @pytest.fixture(scope="module")

@@ -21,6 +21,7 @@ import sys
 import tempfile
 import textwrap
 from collections.abc import Awaitable, Callable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -158,6 +159,22 @@ class GatewayProcess:
         stop_group(self.proc, timeout=5.0)
 
 
+@dataclass(frozen=True)
+class Serving:
+    """What a test module's gateway serves (the ``gw`` fixture of tests/gateway/conftest.py starts
+    it with :meth:`Cluster.start`): the ApiSchema YAML of ``schemas`` pushed, a loader per entry
+    of ``loaders`` (``(project, *args)``), then a gateway with ``args`` (and ``auth``) once the
+    routes of ``services`` and ``routes`` are live and a loader of each of ``services`` is known
+    (:meth:`Cluster.serving`)."""
+
+    services: tuple[str, ...] = ()
+    routes: tuple[str, ...] = ()
+    schemas: tuple[str, ...] = ()
+    loaders: tuple[tuple[str | Path, ...], ...] = ()
+    args: tuple[str, ...] = ()
+    auth: bool = False
+
+
 class Cluster:
     """An embedded config centre plus what a test starts against it (stopped by :meth:`close`)."""
 
@@ -275,6 +292,19 @@ class Cluster:
             for service in services:
                 wait_for(lambda s=service: gw.loaders(s), 20, f"a loader of {service} known to the gateway")
             yield gw
+
+    @contextlib.contextmanager
+    def start(self, serving: Serving) -> Iterator[GatewayProcess]:
+        """The schemas, the loaders and the gateway ``serving`` declares (its loaders stay until
+        :meth:`close`, as those of :meth:`loader`)."""
+        for yaml_text in serving.schemas:
+            self.put_schema(yaml_text)
+        for project, *args in serving.loaders:
+            self.loader(project, *(str(a) for a in args))
+        with self.serving(
+            *serving.services, routes=serving.routes, args=serving.args, auth=serving.auth
+        ) as gateway:
+            yield gateway
 
     def close(self) -> None:
         for loader in self.loaders:

@@ -5,11 +5,8 @@ after a restart of the gateway itself (from its disk cache)."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 
-import pytest
-
-from tests.gateway.support import Cluster, GatewayProcess, once_body
+from tests.gateway.support import Cluster, GatewayProcess, Serving, once_body
 from tests.support import WRAPPERS, wait_for
 
 ROUTE = "/v1/private/hot"
@@ -36,11 +33,8 @@ spec:
 """
 
 
-@pytest.fixture(scope="module")
-def gw(cluster: Cluster) -> Iterator[GatewayProcess]:
-    cluster.loader(WRAPPERS / "echo", "--service", "hot")
-    with cluster.gateway() as gateway:
-        yield gateway
+# A loader of service hot and a gateway: the tests push (and change, and delete) its schema.
+SERVING = Serving(loaders=((WRAPPERS / "echo", "--service", "hot"),))
 
 
 def code(gw: GatewayProcess, name: str = "abc") -> int:

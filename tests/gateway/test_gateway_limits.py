@@ -35,6 +35,9 @@ def loaders(cluster: Cluster) -> Cluster:
 
 @pytest.fixture(scope="module")
 def gw(loaders: Cluster) -> Iterator[GatewayProcess]:
+    """Not the shared ``gw`` of tests/gateway/conftest.py: the loaders are the module's ``loaders``
+    fixture, which the proxy-mode tests use without this gateway (they start gateways of their
+    own), so that running one of them alone starts no gateway more."""
     with loaders.serving("echo", "stream_echo", auth=True) as gateway:
         yield gateway
 

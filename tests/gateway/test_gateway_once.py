@@ -6,40 +6,36 @@ from __future__ import annotations
 import json
 import socket
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
 from tests.gateway.support import ECHO_YAML as ECHO
-from tests.gateway.support import Cluster, GatewayProcess, api_yaml, b64, once_body, unb64
+from tests.gateway.support import GatewayProcess, Serving, api_yaml, b64, once_body, unb64
 from tests.support import WRAPPERS, wait_for
 
-
-@pytest.fixture(scope="module")
-def gw(cluster: Cluster) -> Iterator[GatewayProcess]:
-    cluster.put_schema(ECHO)
-    cluster.put_schema(api_yaml("error"))
-    cluster.put_schema(api_yaml("raiser"))
-    cluster.put_schema(api_yaml("slow", extra="queue_timeout: 0.5"))
-    cluster.put_schema(api_yaml("sleepy"))
-    cluster.put_schema(api_yaml("nobody"))
-    cluster.put_schema(api_yaml("session_sync", interface="session"))
-    for name, args in (
-        ("echo", ()),
-        ("error", ()),
-        ("raiser", ()),
-        ("slow", ("--lic", "1")),
-        ("sleepy", ("--lic", "1")),
-    ):
-        project = WRAPPERS / ("slow" if name == "sleepy" else name)
-        cluster.loader(project, "--service", name, *args)
-    loaded = ("echo", "error", "raiser", "slow", "sleepy")
-    with cluster.serving(
-        *loaded, routes=("nobody", "session_sync"), args=("--once-timeout", "1.5")
-    ) as gateway:
-        yield gateway
+SERVING = Serving(
+    schemas=(
+        ECHO,
+        api_yaml("error"),
+        api_yaml("raiser"),
+        api_yaml("slow", extra="queue_timeout: 0.5"),
+        api_yaml("sleepy"),
+        api_yaml("nobody"),
+        api_yaml("session_sync", interface="session"),
+    ),
+    loaders=(
+        (WRAPPERS / "echo", "--service", "echo"),
+        (WRAPPERS / "error", "--service", "error"),
+        (WRAPPERS / "raiser", "--service", "raiser"),
+        (WRAPPERS / "slow", "--service", "slow", "--lic", "1"),
+        (WRAPPERS / "slow", "--service", "sleepy", "--lic", "1"),
+    ),
+    services=("echo", "error", "raiser", "slow", "sleepy"),
+    routes=("nobody", "session_sync"),
+    args=("--once-timeout", "1.5"),
+)
 
 
 def header(resp: object) -> dict[str, object]:

@@ -4,14 +4,13 @@ real browser (Debian's chromium driven by Playwright), all current with the live
 from __future__ import annotations
 
 import shutil
-from collections.abc import Iterator
 
 import orjson
 import pytest
 from openapi_spec_validator import validate
 
 from examples.support import example_dir
-from tests.gateway.support import Cluster, GatewayProcess
+from tests.gateway.support import Cluster, GatewayProcess, Serving
 from tests.support import wait_for
 
 SESSIONS_ONLY = """
@@ -35,11 +34,8 @@ spec:
 """
 
 
-@pytest.fixture(scope="module")
-def gw(cluster: Cluster) -> Iterator[GatewayProcess]:
-    cluster.loader(example_dir("echo"))  # pushes examples/echo/ai_api.yml
-    with cluster.serving("echo") as gateway:
-        yield gateway
+# examples/echo's loader pushes its own ai_api.yml.
+SERVING = Serving(loaders=((example_dir("echo"),),), services=("echo",))
 
 
 def test_openapi_documents_follow_the_live_schemas(cluster: Cluster, gw: GatewayProcess) -> None:

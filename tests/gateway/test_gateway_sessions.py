@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -13,20 +12,30 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
 from examples.support import example_dir
-from tests.gateway.support import Cluster, GatewayProcess, api_yaml, first_frame, frame, results, unb64
+from tests.gateway.support import (
+    GatewayProcess,
+    Serving,
+    api_yaml,
+    first_frame,
+    frame,
+    results,
+    unb64,
+)
 from tests.support import WRAPPERS, wait_for
 
-
-@pytest.fixture(scope="module")
-def gw(cluster: Cluster) -> Iterator[GatewayProcess]:
-    # stream_echo pushes the schema of its own ai_api.yml; the test wrappers get theirs from here.
-    cluster.put_schema(api_yaml("session_sync", "session", "read_timeout: 1\nmax_frame: 2000", "echo"))
-    cluster.put_schema(api_yaml("session-async", "session", "session_timeout: 3", "up"))
-    cluster.loader(example_dir("stream_echo"), "--lic", "8")
-    cluster.loader(WRAPPERS / "session_sync", "--lic", "4")
-    cluster.loader(WRAPPERS / "session_async", "--lic", "4")
-    with cluster.serving("stream_echo", "session_sync", "session-async") as gateway:
-        yield gateway
+# stream_echo pushes the schema of its own ai_api.yml; the test wrappers get theirs from here.
+SERVING = Serving(
+    schemas=(
+        api_yaml("session_sync", "session", "read_timeout: 1\nmax_frame: 2000", "echo"),
+        api_yaml("session-async", "session", "session_timeout: 3", "up"),
+    ),
+    loaders=(
+        (example_dir("stream_echo"), "--lic", "8"),
+        (WRAPPERS / "session_sync", "--lic", "4"),
+        (WRAPPERS / "session_async", "--lic", "4"),
+    ),
+    services=("stream_echo", "session_sync", "session-async"),
+)
 
 
 def test_stream_echo_frames_in_results_out_then_a_normal_close(gw: GatewayProcess) -> None:

@@ -6,28 +6,24 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import orjson
 import pytest
 from websockets.asyncio.client import connect
 
-from tests.gateway.support import Cluster, GatewayProcess, api_yaml, first_frame, once_body, results
+from tests.gateway.support import GatewayProcess, Serving, api_yaml, first_frame, once_body, results
 from tests.support import WRAPPERS
 
 #: Licences of the session loader: fewer than the bad sessions sent, so a leak would show.
 LIC = 2
 
 
-@pytest.fixture(scope="module")
-def gw(cluster: Cluster) -> Iterator[GatewayProcess]:
-    cluster.put_schema(api_yaml("session_sync", "session", "", "echo"))
-    cluster.put_schema(api_yaml("echo"))
-    cluster.loader(WRAPPERS / "session_sync", "--lic", str(LIC))
-    cluster.loader(WRAPPERS / "echo", "--service", "echo")
-    with cluster.serving("session_sync", "echo") as gateway:
-        yield gateway
+SERVING = Serving(
+    schemas=(api_yaml("session_sync", "session", "", "echo"), api_yaml("echo")),
+    loaders=((WRAPPERS / "session_sync", "--lic", str(LIC)), (WRAPPERS / "echo", "--service", "echo")),
+    services=("session_sync", "echo"),
+)
 
 
 def _nested(depth: int) -> Any:

@@ -8,13 +8,10 @@ import asyncio
 import json
 import os
 import subprocess
-from collections.abc import Iterator
 from typing import Any
 
-import pytest
-
 from ase_serving.store.kv_engine import Put
-from tests.gateway.support import Cluster, GatewayProcess, api_yaml, once_body
+from tests.gateway.support import Cluster, GatewayProcess, Serving, api_yaml, once_body
 from tests.support import ASECTL, WRAPPERS, wait_for
 
 BAD_CONFIG = "/ase/config/default/default/svc/1.0/bad name!"
@@ -34,12 +31,9 @@ def _raw(cluster: Cluster, puts: list[Put], deletes: tuple[str, ...] = ()) -> No
     asyncio.run(go())
 
 
-@pytest.fixture(scope="module")
-def gw(cluster: Cluster) -> Iterator[GatewayProcess]:
-    cluster.put_schema(api_yaml("echo"))
-    cluster.loader(WRAPPERS / "echo", "--service", "echo")
-    with cluster.serving("echo") as gateway:
-        yield gateway
+SERVING = Serving(
+    schemas=(api_yaml("echo"),), loaders=((WRAPPERS / "echo", "--service", "echo"),), services=("echo",)
+)
 
 
 def test_bad_records_are_skipped_reported_and_later_changes_still_apply(

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -26,7 +25,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
 from examples.support import example_dir
-from tests.gateway.support import Cluster, GatewayProcess, once_body, results
+from tests.gateway.support import GatewayProcess, Serving, once_body, results
 from tests.reliability.strategies import (
     CLIENT_CLOSES,
     examples,
@@ -47,12 +46,10 @@ CLOSES = {*CLIENT_CLOSES, 1013}
 pytestmark = pytest.mark.timeout(600)
 
 
-@pytest.fixture(scope="module")
-def gw(cluster: Cluster) -> Iterator[GatewayProcess]:
-    cluster.loader(example_dir("echo"))
-    cluster.loader(example_dir("stream_echo"), "--lic", "2")
-    with cluster.serving("echo", "stream_echo") as gateway:
-        yield gateway
+SERVING = Serving(
+    loaders=((example_dir("echo"),), (example_dir("stream_echo"), "--lic", "2")),
+    services=("echo", "stream_echo"),
+)
 
 
 # -- checks -------------------------------------------------------------------------------------

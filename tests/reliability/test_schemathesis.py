@@ -12,13 +12,12 @@ from __future__ import annotations
 
 import os
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from examples.support import example_dir
-from tests.gateway.support import Cluster, GatewayProcess, once_body
+from tests.gateway.support import GatewayProcess, Serving, once_body
 from tests.reliability.strategies import TYPED_YAML
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -39,14 +38,15 @@ pytestmark = [
 ]
 
 
-@pytest.fixture(scope="module")
-def gw(cluster: Cluster) -> Iterator[GatewayProcess]:
-    cluster.put_schema(TYPED_YAML)
-    cluster.loader(example_dir("echo"))
-    cluster.loader(example_dir("echo"), "--service", "typed")
-    cluster.loader(example_dir("stream_echo"))
-    with cluster.serving("echo", "typed", "stream_echo") as gateway:
-        yield gateway
+SERVING = Serving(
+    schemas=(TYPED_YAML,),
+    loaders=(
+        (example_dir("echo"),),
+        (example_dir("echo"), "--service", "typed"),
+        (example_dir("stream_echo"),),
+    ),
+    services=("echo", "typed", "stream_echo"),
+)
 
 
 def test_every_case_schemathesis_makes_from_the_openapi_document_gets_a_documented_answer(

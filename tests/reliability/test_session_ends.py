@@ -5,14 +5,13 @@ be skipped for some when the destroy overtook the create in the worker."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from pathlib import Path
 
 import orjson
 import pytest
 from websockets.asyncio.client import connect
 
-from tests.gateway.support import Cluster, GatewayProcess, api_yaml, first_frame, metric_value
+from tests.gateway.support import GatewayProcess, Serving, api_yaml, first_frame, metric_value
 from tests.support import WRAPPERS, wait_for
 
 pytestmark = pytest.mark.timeout(180)
@@ -21,14 +20,13 @@ SESSIONS = 1000
 AT_ONCE = 50
 
 
-@pytest.fixture(scope="module")
-def gw(cluster: Cluster) -> Iterator[GatewayProcess]:
-    cluster.put_schema(api_yaml("session_sync", "session", "", "echo"))
-    # One worker with one licence: a session holds it from its create to its destroy, so a
-    # session that gets it proves every earlier one was destroyed.
-    cluster.loader(WRAPPERS / "session_sync", "--workers", "1", "--lic", "1")
-    with cluster.serving("session_sync") as gateway:
-        yield gateway
+# One worker with one licence: a session holds it from its create to its destroy, so a session that
+# gets it proves every earlier one was destroyed.
+SERVING = Serving(
+    schemas=(api_yaml("session_sync", "session", "", "echo"),),
+    loaders=((WRAPPERS / "session_sync", "--workers", "1", "--lic", "1"),),
+    services=("session_sync",),
+)
 
 
 def test_sessions_dropped_right_after_the_first_frame_are_all_destroyed(

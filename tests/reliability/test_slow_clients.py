@@ -7,20 +7,18 @@ from __future__ import annotations
 import json
 import socket
 import time
-from collections.abc import Iterator
 
 import pytest
 
-from tests.gateway.support import Cluster, GatewayProcess, api_yaml, once_body
+from tests.gateway.support import Cluster, GatewayProcess, Serving, api_yaml, once_body
 from tests.support import WRAPPERS, wait_for
 
-
-@pytest.fixture(scope="module")
-def gw(cluster: Cluster) -> Iterator[GatewayProcess]:
-    cluster.put_schema(api_yaml("echo"))
-    cluster.loader(WRAPPERS / "echo", "--service", "echo")
-    with cluster.serving("echo", args=("--header-timeout", "0.5", "--body-timeout", "0.5")) as gateway:
-        yield gateway
+SERVING = Serving(
+    schemas=(api_yaml("echo"),),
+    loaders=((WRAPPERS / "echo", "--service", "echo"),),
+    services=("echo",),
+    args=("--header-timeout", "0.5", "--body-timeout", "0.5"),
+)
 
 
 def _connect(gw: GatewayProcess) -> socket.socket:
