@@ -342,3 +342,26 @@ def one_line_error(proc: subprocess.CompletedProcess[str]) -> str:
     assert len(lines) == 1, proc.stderr
     assert lines[0].startswith("error: "), proc.stderr
     return lines[0]
+
+
+def self_signed_cert(folder: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 and its key (openssl), as ``(cert.pem, key.pem)`` in ``folder``."""
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
+         "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True, timeout=60,
+    )  # fmt: skip
+    return cert, key
+
+
+def cli_tools_imported_by(*modules: str) -> list[str]:
+    """Which of Typer, Click, Rich and pydantic a fresh Python has loaded after importing ``modules``
+    (what a server that ``asectl`` becomes must not carry)."""
+    tools = "{'typer', 'click', 'rich', 'pydantic'}"
+    code = f"import sys, {', '.join(modules)}; "
+    code += f"print(' '.join(sorted({{m.split('.')[0] for m in sys.modules}} & {tools})))"
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=30, check=True
+    )
+    return proc.stdout.split()

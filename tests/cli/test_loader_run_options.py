@@ -5,31 +5,19 @@ as a user runs it (a real process, which ``exec``s ``python -m ase_serving.cli.l
 from __future__ import annotations
 
 import dataclasses
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from ase_serving.cli.loader_serve import RunOptions
 from tests.conftest import StartLoader
-from tests.support import WRAPPERS, asectl, one_line_error
+from tests.support import WRAPPERS, asectl, cli_tools_imported_by, one_line_error, self_signed_cert
 
 pytestmark = pytest.mark.timeout(90)
 
 
-def _cert(tmp_path: Path) -> tuple[Path, Path]:
-    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
-         "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
-        check=True, capture_output=True, timeout=60,
-    )  # fmt: skip
-    return cert, key
-
-
 def test_every_option_given_arrives_in_the_loaders_run_options(loaders: StartLoader, tmp_path: Path) -> None:
-    cert, key = _cert(tmp_path)
+    cert, key = self_signed_cert(tmp_path)
     # start_loader adds --port 0 and --metrics-port 0; --advertise comes from its variable.
     loader = loaders(
         WRAPPERS / "echo",
@@ -82,11 +70,4 @@ def test_push_schema_arrives_in_the_loader() -> None:
 
 def test_the_loader_it_becomes_imports_no_command_line_tool() -> None:
     """RunOptions lives with the loader, which carries no Typer, Click, Rich or pydantic."""
-    code = (
-        "import sys, ase_serving.cli.loader_serve; "
-        "print(sorted({m.split('.')[0] for m in sys.modules} & {'typer', 'click', 'rich', 'pydantic'}))"
-    )
-    proc = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=30, check=True
-    )
-    assert proc.stdout.strip() == "[]"
+    assert cli_tools_imported_by("ase_serving.cli.loader_serve") == []

@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from tests.gateway.support import Cluster, api_yaml, metric_value, once_body
-from tests.support import WRAPPERS, wait_for
+from tests.support import WRAPPERS, cli_tools_imported_by, wait_for
 
 
 def fresh(url: str, path: str = "/health", body: object = None) -> httpx.Response:
@@ -134,11 +134,4 @@ def test_asectl_gateway_serve_becomes_the_gateway_with_its_flags_and_variables(c
 
 def test_the_servers_entry_points_import_no_command_line_tool() -> None:
     """What ``asectl gateway serve`` / ``lb serve`` become carries no Typer, Click, Rich or pydantic."""
-    code = (
-        "import sys, ase_serving.gateway.__main__, ase_serving.lb.__main__; "
-        "print(sorted({m.split('.')[0] for m in sys.modules} & {'typer', 'click', 'rich', 'pydantic'}))"
-    )
-    proc = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=30, check=True
-    )
-    assert proc.stdout.strip() == "[]"
+    assert cli_tools_imported_by("ase_serving.gateway.__main__", "ase_serving.lb.__main__") == []

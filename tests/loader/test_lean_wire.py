@@ -23,7 +23,7 @@ from ase_serving import errors, wire
 from ase_serving.loader.wire_client import WireLoaderClient
 from ase_serving.protocol.items import DataItem, Request, Result, Status
 from tests.conftest import StartLoader
-from tests.support import WRAPPERS, LoaderProcess, run, wait_for
+from tests.support import WRAPPERS, LoaderProcess, run, self_signed_cert, wait_for
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -316,12 +316,7 @@ def _rss_kb(pid: int) -> int:
 
 
 def test_tls_on_the_data_port(loaders: StartLoader, tmp_path: Path) -> None:
-    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
-         "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
-        check=True, capture_output=True, timeout=60,
-    )  # fmt: skip
+    cert, key = self_signed_cert(tmp_path)
     loader = loaders(WRAPPERS / "echo", "--data-tls-cert", str(cert), "--data-tls-key", str(key))
     req = Request(sid="t1", items=[DataItem(key="text", data=b"over tls")])
 
