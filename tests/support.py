@@ -123,14 +123,26 @@ def measured() -> bool:
     return bool(os.environ.get("COVERAGE_PROCESS_CONFIG") or os.environ.get("COVERAGE_PROCESS_START"))
 
 
+#: The loader that ``asectl loader run`` becomes, started with the same argument and flags: the
+#: command line tool's own start (Typer, the options' check) is not what these tests are about, and
+#: costs a Python start each (tests/cli/test_loader_run_options.py starts it through asectl).
+LOADER = [sys.executable, "-m", "ase_serving.cli.loader_serve"]
+
+
 def start_loader(
-    project: str | Path, *args: str, timeout: float = 60.0, env: dict[str, str] | None = None
+    project: str | Path,
+    *args: str,
+    timeout: float = 60.0,
+    env: dict[str, str] | None = None,
+    via_asectl: bool = False,
 ) -> LoaderProcess:
-    """Run ``asectl loader run PROJECT ARGS...`` (port 0, a free metrics port) until its ready line.
+    """Run the loader of PROJECT with ARGS (port 0, a free metrics port) until its ready line:
+    ``python -m ase_serving.cli.loader_serve``, or with ``via_asectl`` ``asectl loader run`` (which
+    becomes it).
 
     Raises ``RuntimeError`` with the loader's stderr when it exits or is not ready within ``timeout``.
     """
-    cmd = [*ASECTL, "loader", "run", str(project), "--port", "0", *args]
+    cmd = [*([*ASECTL, "loader", "run"] if via_asectl else LOADER), str(project), "--port", "0", *args]
     if "--metrics-port" not in args:
         cmd += ["--metrics-port", "0"]
     proc, err = spawn(cmd, "ase-loader-", env)

@@ -114,9 +114,9 @@ def _kind(hint: Any) -> tuple[type, bool]:
     return hint, False
 
 
-def parser(cls: type, prog: str, description: str, prefix: str) -> argparse.ArgumentParser:
+def parser(cls: type, prog: str, description: str, prefix: str | None) -> argparse.ArgumentParser:
     """An argparse parser of ``cls``'s flags (each also ``PREFIX_FLAG``, or its own ``env``;
-    :func:`apply_env`)."""
+    :func:`apply_env`; with no ``prefix``, only a flag's own ``env``)."""
     ap = argparse.ArgumentParser(prog=prog, description=description)
     own = {}
     for f in flags_of(cls):
@@ -195,7 +195,7 @@ def env_name(prefix: str, flag: str) -> str:
 
 def apply_env(
     ap: argparse.ArgumentParser,
-    prefix: str,
+    prefix: str | None,
     environ: Mapping[str, str] | None = None,
     names: Mapping[str, str] | None = None,
 ) -> None:
@@ -207,7 +207,9 @@ def apply_env(
         longs = [o for o in action.option_strings if o.startswith("--")]
         if not longs or isinstance(action, argparse._HelpAction):
             continue
-        name = own.get(longs[0]) or env_name(prefix, longs[0])
+        name = own.get(longs[0]) or (env_name(prefix, longs[0]) if prefix else None)
+        if name is None:
+            continue
         raw = env.get(name)
         if raw is None:
             action.help = f"{action.help or ''} [env {name}]"

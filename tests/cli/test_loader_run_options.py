@@ -25,7 +25,7 @@ def test_every_option_given_arrives_in_the_loaders_run_options(loaders: StartLoa
         "--host", "127.0.0.1", "--data-port", "0", "--data-host", "127.0.0.1",
         "--data-tls-cert", str(cert), "--data-tls-key", str(key),
         "--standalone", "--ttl", "3.5", "--log-level", "debug",
-        env={"ASE_LOADER_ADVERTISE": "10.1.2.3"},
+        env={"ASE_LOADER_ADVERTISE": "10.1.2.3"}, via_asectl=True,
     )  # fmt: skip
     # asectl became (same pid) the loader's own entry point, given the options as RunOptions.
     argv = Path(f"/proc/{loader.pid}/cmdline").read_bytes().decode().split("\0")

@@ -4,6 +4,9 @@
 (:mod:`.loader_run`), then :func:`start`
 replaces the process with ``python -m ase_serving.cli.loader_serve OPTIONS`` (``exec``: the same
 pid, standard streams, environment and working directory), which serves until SIGTERM/Ctrl-C.
+``python -m ase_serving.cli.loader_serve [FOLDER] [FLAGS]`` takes ``loader run``'s argument and
+flags itself too (an argparse parser of the same fields): the loader without the command line
+tool's start, a Python start saved (the tests start loaders so).
 The loader keeps whatever its process imported for as long as it serves: Typer, Click and
 pydantic (which Typer uses to convert options) took 7 MB of it. Where ``exec`` is not available
 (Windows), or ``ASE_LOADER_EXEC=0``, the loader runs in the command's own process instead.
@@ -24,7 +27,7 @@ import orjson
 from ase_serving.addr import announce
 from ase_serving.cli.become import become
 from ase_serving.cli.loader_lines import api_lines, definition_line
-from ase_serving.envflags import flag, flags_of
+from ase_serving.envflags import flag, flags_of, parser
 from ase_serving.errors import UserError
 
 if TYPE_CHECKING:
@@ -103,12 +106,13 @@ def start(opts: RunOptions) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
-    if len(args) != 1:
-        abort(
-            "usage: python -m ase_serving.cli.loader_serve OPTIONS-JSON (run `asectl loader run` instead)", 2
-        )
+    if len(args) == 1 and args[0].startswith("{"):
+        opts = RunOptions.from_json(args[0])  # from `asectl loader run` (start)
+    else:
+        ap = parser(RunOptions, "python -m ase_serving.cli.loader_serve", "Serve a wrapper project.", None)
+        opts = RunOptions(**vars(ap.parse_args(args)))
     try:
-        serve_options(RunOptions.from_json(args[0]))
+        serve_options(opts)
     except UserError as exc:  # as asectl's commands print one (run in its process, asectl does)
         abort(str(exc), exc.exit_code)
 
