@@ -370,12 +370,20 @@ class EtcdKV:
 
     async def keepalive(self, lease: int) -> None:
         async def refresh(channel: grpc.aio.Channel, metadata: Any) -> int:
-            call = rpc.LeaseStub(channel).LeaseKeepAlive(metadata=metadata, timeout=self.timeout)
-            try:
-                await call.write(rpc.LeaseKeepAliveRequest(ID=lease))
-                resp = await call.read()
-            finally:
-                call.cancel()
+            for attempt in (1, 2):
+                call = rpc.LeaseStub(channel).LeaseKeepAlive(metadata=metadata, timeout=self.timeout)
+                try:
+                    await call.write(rpc.LeaseKeepAliveRequest(ID=lease))
+                    resp = await call.read()
+                    break
+                except grpc.aio.AioRpcError as exc:
+                    # A stream opened on a channel that is reconnecting (etcd just restarted)
+                    # can fail its first write with INTERNAL ("Internal error from Core"), not a
+                    # status of etcd's: open the stream once more before calling it an error.
+                    if exc.code() != grpc.StatusCode.INTERNAL or attempt == 2:
+                        raise
+                finally:
+                    call.cancel()
             if resp is _EOF:
                 raise StoreUnavailable("etcd closed the lease keepalive stream; try again")
             return int(resp.TTL)
