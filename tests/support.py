@@ -276,6 +276,7 @@ async def until(check: Callable[[], Any], what: str, timeout: float = 20.0, inte
 #: temporary file follows ``$TMPDIR``, which Python reads once), ``images`` and ``loader build``.
 IN_PROCESS = (
     ("cluster",),
+    ("loader", "new"),
     ("api", "create"),
     ("api", "gen"),
     ("config", "upload"),
