@@ -146,9 +146,9 @@ class ClientSession:
         try:
             for raw in self._call:
                 res = convert.result_from_session(pb.SessionResponse.FromString(raw))
+                self._in.put(res)  # queued first: whoever sees ``ended`` finds the last result queued
                 if res.status == Status.END or res.code != 0:
                     self.ended = True
-                self._in.put(res)
         except grpc.RpcError as exc:
             if not self.ended:
                 self.ended = True
