@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -87,9 +88,34 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             kind = kinds[path] = _kind(path)
         item.add_marker(getattr(pytest.mark, kind))
     # Long modules first, short ones last: under pytest-xdist (scripts/test runs `--dist
-    # loadfile`, a module to a worker as one frees up) the in-process modules then fill the gaps
-    # at the end instead of a long module starting last and running alone. The Docker module
-    # (image builds: minutes) goes first of all. The sort is stable: within a kind, files keep
-    # pytest's order.
-    order = {"docker": 0, "e2e": 1, "browser": 2, "process": 3, "unit": 4}
-    items.sort(key=lambda item: order[kinds[Path(str(item.fspath))]])
+    # loadfile`, a module to a worker as one frees up) the short ones then fill the gaps at the
+    # end instead of a long module starting last and running alone while the other workers are
+    # idle. The Docker module (image builds: minutes) goes first of all; then by the seconds each
+    # module took in a recent run (tests/module_seconds.json, from bench/module_seconds), a module
+    # not in it by its kind's guess. The sort is stable: modules of equal weight keep pytest's order.
+    seconds = _module_seconds()
+    weight = {
+        path: (kind != "docker", -seconds.get(_relative(path), _GUESS[kind])) for path, kind in kinds.items()
+    }
+    items.sort(key=lambda item: weight[Path(str(item.fspath))])
+
+
+#: Seconds a module not in tests/module_seconds.json is taken to last, by its kind.
+_GUESS = {"docker": 300.0, "e2e": 20.0, "browser": 15.0, "process": 8.0, "unit": 1.0}
+_ROOT = Path(__file__).resolve().parent.parent
+
+
+def _relative(path: Path) -> str:
+    try:
+        return path.resolve().relative_to(_ROOT).as_posix()
+    except ValueError:
+        return path.as_posix()
+
+
+def _module_seconds() -> dict[str, float]:
+    """tests/module_seconds.json (module path -> seconds); empty when absent or unreadable."""
+    try:
+        doc = json.loads((_ROOT / "tests" / "module_seconds.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return {str(k): float(v) for k, v in doc.items()} if isinstance(doc, dict) else {}
