@@ -174,7 +174,9 @@ class Worker:
                 if self._unreported():
                     self._send_stats()
                 self._active.clear()
-                if self._call == last:
+                # Looked at again after the clear: a call that ended between the report above and
+                # the clear set the event before it, and its stats would wait for the next call.
+                if self._call == last and not self._unreported():
                     self._active.wait()
                 quiet = 0
             time.sleep(tick)
@@ -246,12 +248,13 @@ class Worker:
                 code, out = self._run_once(payload)
             finally:
                 self.slots.give(direct=True)
-                # The watcher reports the freed slot; it may be resting since this call began
-                # (a call longer than its rest), and the supervisor would count the slot busy
-                # until the next call: /health one licence short, a drain waiting its whole timeout.
-                self._active.set()
             seconds = time.perf_counter() - start
         self.stats.once(code, seconds)
+        # The watcher reports this call and the freed slot. It may be resting (since this call
+        # began, for one longer than its rest): then the supervisor would count the slot busy and
+        # miss the call until the next one (/health a licence short, a drain waiting its whole
+        # timeout). Woken after the stats are recorded, so that what it sends includes them.
+        self._active.set()
         chan.send(wire.OP_ONCE_DONE, call_id, code, out)
 
     def _run_once(self, payload: bytes) -> tuple[int, bytes]:
