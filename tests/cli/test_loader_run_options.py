@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from ase_serving.cli.loader_serve import RunOptions
+from ase_serving.cli.loader_serve import RunOptions, parse
 from tests.conftest import StartLoader
 from tests.support import WRAPPERS, asectl, cli_tools_imported_by, one_line_error, self_signed_cert
 
@@ -28,9 +28,9 @@ def test_every_option_given_arrives_in_the_loaders_run_options(loaders: StartLoa
         env={"ASE_LOADER_ADVERTISE": "10.1.2.3"}, via_asectl=True,
     )  # fmt: skip
     # asectl became (same pid) the loader's own entry point, given the options as RunOptions.
-    argv = Path(f"/proc/{loader.pid}/cmdline").read_bytes().decode().split("\0")
+    argv = Path(f"/proc/{loader.pid}/cmdline").read_bytes().decode().rstrip("\0").split("\0")
     assert argv[argv.index("-m") + 1] == "ase_serving.cli.loader_serve"
-    got = RunOptions.from_json(argv[argv.index("-m") + 2])
+    got = parse(argv[argv.index("-m") + 2 :])
     assert got == RunOptions(
         folder=WRAPPERS / "echo",
         service="optsvc",

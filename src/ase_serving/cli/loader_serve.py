@@ -2,11 +2,11 @@
 
 ``asectl loader run`` parses its options (:class:`RunOptions`, defined here once) with Typer
 (:mod:`.loader_run`), then :func:`start`
-replaces the process with ``python -m ase_serving.cli.loader_serve OPTIONS`` (``exec``: the same
-pid, standard streams, environment and working directory), which serves until SIGTERM/Ctrl-C.
-``python -m ase_serving.cli.loader_serve [FOLDER] [FLAGS]`` takes ``loader run``'s argument and
-flags itself too (an argparse parser of the same fields): the loader without the command line
-tool's start, a Python start saved (the tests start loaders so).
+replaces the process with ``python -m ase_serving.cli.loader_serve [FLAGS] -- FOLDER`` (``exec``:
+the same pid, standard streams, environment and working directory), which serves until
+SIGTERM/Ctrl-C. It parses ``loader run``'s argument and flags with an argparse parser of the same
+fields, so it can be started so directly too: the loader without the command line tool's start, a
+Python start saved (the tests start loaders so).
 The loader keeps whatever its process imported for as long as it serves: Typer, Click and
 pydantic (which Typer uses to convert options) took 7 MB of it. Where ``exec`` is not available
 (Windows), or ``ASE_LOADER_EXEC=0``, the loader runs in the command's own process instead.
@@ -22,12 +22,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
-import orjson
-
 from ase_serving.addr import announce
 from ase_serving.cli.become import become
 from ase_serving.cli.loader_lines import api_lines, definition_line
-from ase_serving.envflags import flag, flags_of, parser
+from ase_serving.envflags import argv, flag, flags_of, parser
 from ase_serving.errors import UserError
 
 if TYPE_CHECKING:
@@ -77,18 +75,18 @@ class RunOptions:
         "ai_api.yml).",
     )
 
-    def to_json(self) -> str:
-        """What :func:`start` passes on to ``python -m ase_serving.cli.loader_serve``."""
-        return orjson.dumps(asdict(self), default=str).decode()
+    def to_argv(self) -> list[str]:
+        """The argument and flags that give these options to :func:`parse` (what :func:`start`
+        passes on to ``python -m ase_serving.cli.loader_serve``)."""
+        given = {k: v for k, v in asdict(self).items() if v is not None}
+        return argv(flags_of(RunOptions), given)
 
-    @classmethod
-    def from_json(cls, text: str) -> RunOptions:
-        """The options :meth:`to_json` wrote (its paths made paths again)."""
-        values = orjson.loads(text)
-        for f in flags_of(cls):
-            if f.kind is Path and values.get(f.name) is not None:
-                values[f.name] = Path(values[f.name])
-        return cls(**values)
+
+def parse(args: list[str]) -> RunOptions:
+    """``loader run``'s argument and flags (an argparse parser of RunOptions' fields; of the
+    environment, only a flag's own variable) -> RunOptions."""
+    ap = parser(RunOptions, "python -m ase_serving.cli.loader_serve", "Serve a wrapper project.", None)
+    return RunOptions(**vars(ap.parse_args(args)))
 
 
 def abort(message: str, code: int = 1) -> NoReturn:
@@ -100,17 +98,12 @@ def abort(message: str, code: int = 1) -> NoReturn:
 def start(opts: RunOptions) -> None:
     """Become the loader: ``exec`` a lean Python serving ``opts``, else serve in this process."""
     if os.environ.get("ASE_LOADER_EXEC", "1") != "0":
-        become("ase_serving.cli.loader_serve", [opts.to_json()])
+        become("ase_serving.cli.loader_serve", opts.to_argv())
     serve_options(opts)
 
 
-def main(argv: list[str] | None = None) -> None:
-    args = sys.argv[1:] if argv is None else argv
-    if len(args) == 1 and args[0].startswith("{"):
-        opts = RunOptions.from_json(args[0])  # from `asectl loader run` (start)
-    else:
-        ap = parser(RunOptions, "python -m ase_serving.cli.loader_serve", "Serve a wrapper project.", None)
-        opts = RunOptions(**vars(ap.parse_args(args)))
+def main(args: list[str] | None = None) -> None:
+    opts = parse(sys.argv[1:] if args is None else args)
     try:
         serve_options(opts)
     except UserError as exc:  # as asectl's commands print one (run in its process, asectl does)
