@@ -71,3 +71,13 @@ def test_push_schema_arrives_in_the_loader() -> None:
 def test_the_loader_it_becomes_imports_no_command_line_tool() -> None:
     """RunOptions lives with the loader, which carries no Typer, Click, Rich or pydantic."""
     assert cli_tools_imported_by("ase_serving.cli.loader_serve") == []
+
+
+@pytest.mark.parametrize(("flag", "value", "lowest"), [("--port", "99999", 0), ("--metrics-port", "-2", -1)])
+def test_a_port_out_of_range_is_one_line(flag: str, value: str, lowest: int) -> None:
+    """Not a port silently taken modulo 65536: one line naming the flag, exit 1."""
+    proc = asectl("loader", "run", WRAPPERS / "echo", "--standalone", flag, value)
+    assert proc.returncode == 1
+    assert one_line_error(proc) == (
+        f"error: {flag} {value} is not a port: give {lowest}..65535 (0 picks a free one)"
+    )

@@ -123,6 +123,13 @@ def serve_options(opts: RunOptions) -> None:
     level = getattr(logging, opts.log_level.upper(), None)
     if not isinstance(level, int):
         abort(f"--log-level must be debug, info, warning or error, not {opts.log_level!r}")
+    for option, port, lowest in (
+        ("--port", opts.port, 0),
+        ("--data-port", opts.data_port, 0),
+        ("--metrics-port", opts.metrics_port, -1),
+    ):
+        if port is not None and not lowest <= port <= 65535:
+            abort(f"{option} {port} is not a port: give {lowest}..65535 (0 picks a free one)")
     logging.basicConfig(level=level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(message)s")
     # Libraries that log every request, heartbeat, poll or frame (the store clients, gRPC's core,
     # the event loop): not news, even at --log-level debug, which is for the loader's own lines.
