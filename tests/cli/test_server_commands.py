@@ -103,7 +103,7 @@ def test_loader_run_has_the_argument_and_options_of_run_options() -> None:
 @pytest.mark.parametrize(
     ("args", "said"),
     [
-        (["--ttl", "1.5"], "Invalid value for '--ttl': Input should be greater than or equal to 2"),
+        (["--ttl", "1.5"], "Invalid value for '--ttl': 1.5 is not in the range x>=2.0."),
         (["--workers", "two"], "Invalid value for '--workers'"),
         (["--nope"], "No such option: --nope"),
     ],

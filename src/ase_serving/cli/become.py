@@ -2,8 +2,8 @@
 streams, environment and working directory).
 
 A server that ``asectl`` starts in the foreground (``loader run``, ``gateway serve``, ``lb serve``)
-keeps whatever its process imported for as long as it serves: Typer, Click, Rich and pydantic
-(which Typer uses to convert options) are several MB of it and a slower start. So the command
+keeps whatever its process imported for as long as it serves: Typer, Click and Rich are several
+MB of it and a slower start. So the command
 parses its options with Typer and then becomes the server's own entry point. No Typer here.
 """
 

@@ -8,7 +8,7 @@ SIGTERM/Ctrl-C. It parses ``loader run``'s argument and flags with an argparse p
 fields, so it can be started so directly too: the loader without the command line tool's start, a
 Python start saved (the tests start loaders so).
 The loader keeps whatever its process imported for as long as it serves: Typer, Click and
-pydantic (which Typer uses to convert options) took 7 MB of it. Where ``exec`` is not available
+Rich are several MB of it. Where ``exec`` is not available
 (Windows), or ``ASE_LOADER_EXEC=0``, the loader runs in the command's own process instead.
 """
 
