@@ -227,6 +227,14 @@ def project_copy(name: str, dest: Path, toml: str = "") -> Path:
     return target
 
 
+def validate_openapi(doc: Any) -> None:
+    """openapi-spec-validator's check of an OpenAPI document, imported on first use: its import
+    takes 0.16 s, which every test worker would otherwise pay to collect the modules that use it."""
+    from openapi_spec_validator import validate
+
+    validate(doc)
+
+
 def wait_for(predicate: Any, timeout: float = 10.0, what: str = "condition", interval: float = 0.01) -> Any:
     """Poll ``predicate`` (every ``interval`` s) until it returns something truthy;
     ``AssertionError`` after ``timeout``."""

@@ -7,10 +7,10 @@ import shutil
 
 import orjson
 import pytest
-from openapi_spec_validator import validate
 
 from examples.support import example_dir
 from tests.gateway.support import Cluster, GatewayProcess, Serving
+from tests.support import validate_openapi as validate
 from tests.support import wait_for
 
 SESSIONS_ONLY = """

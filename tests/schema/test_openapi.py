@@ -8,7 +8,6 @@ from typing import Any
 import jsonschema_rs
 import orjson
 import pytest
-from openapi_spec_validator import validate
 
 from ase_serving.schema import (
     ServiceSchema,
@@ -21,6 +20,7 @@ from ase_serving.schema import (
 )
 from tests.schema.support import CODE, project
 from tests.schema.support import SEED_YAML as SEED
+from tests.support import validate_openapi as validate
 
 DATA = Path(__file__).parent / "data"
 ORIGINAL = DATA / "webgate_s8e6e8a48.json"
